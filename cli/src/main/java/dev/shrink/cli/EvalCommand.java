@@ -1,0 +1,96 @@
+package dev.shrink.cli;
+
+import dev.shrink.calib.EvalText;
+import dev.shrink.core.ShrinkException;
+import dev.shrink.core.ops.Ops;
+import dev.shrink.eval.LoadedModel;
+import dev.shrink.eval.Perplexity;
+import dev.shrink.eval.PplResult;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "eval", mixinStandardHelpOptions = true,
+        description = {
+            "Perplexity of a model on evaluation text, by the GPTQ/AWQ papers' protocol made exact:",
+            "BOS once, non-overlapping windows of --seqlen tokens, the short tail dropped, each window",
+            "its own forward pass. Every figure is printed with its dataset, seqlen, windows and tokens:",
+            "compare perplexities only when those match."},
+        footer = {"", "Examples:",
+            "  shrink eval --model ../shared/models/stories260K-hf --dataset tinystories",
+            "  shrink eval --model MODEL --dataset heldout --dataset wikitext2 --max-windows 40 --json"})
+final class EvalCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    CommonOptions common;
+
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face model folder.")
+    Path model;
+
+    @Option(names = "--dataset", paramLabel = "NAME|FILE", defaultValue = "wikitext2", split = ",",
+            description = "wikitext2, ptb, tinystories, heldout (from ../shared/datasets) or a UTF-8 text file; "
+                    + "repeat or separate with commas for several. Default: ${DEFAULT-VALUE}.")
+    List<String> datasets;
+
+    @Option(names = "--seqlen", paramLabel = "N", description = "Window length (default: the model's max_position_embeddings, at most 2048).")
+    Integer seqlen;
+
+    @Option(names = "--max-windows", paramLabel = "N", defaultValue = "0",
+            description = "Evaluate only the first N windows of each set (0 = all).")
+    int maxWindows;
+
+    @Option(names = "--json", description = "Print the results as JSON on stdout instead of text.")
+    boolean json;
+
+    @Option(names = {"-o", "--output"}, paramLabel = "FILE", description = "Also write the JSON results to FILE.")
+    Path output;
+
+    @Override
+    public Integer call() {
+        if (maxWindows < 0) {
+            throw new ShrinkException("--max-windows must be ≥ 0, got " + maxWindows);
+        }
+        Ops ops = common.ops();
+        List<PplResult> results = new ArrayList<>();
+        try (LoadedModel m = LoadedModel.open(model, ops)) {
+            int T = seqlen != null ? seqlen : Math.min(m.dir().config().maxPositions(), 2048);
+            if (T < 2) {
+                throw new ShrinkException("--seqlen must be at least 2, got " + T);
+            }
+            if (T > m.dir().config().maxPositions()) {
+                System.err.println("shrink: warning: --seqlen " + T + " exceeds max_position_embeddings "
+                        + m.dir().config().maxPositions());
+            }
+            for (String d : datasets) {
+                EvalText text = EvalText.load(d.strip());
+                int[] ids = m.tokenStream(text.text());
+                PplResult r = Perplexity.evaluate(m.lm(), text.name(), ids, T, maxWindows, common.quiet || json);
+                results.add(r);
+                if (!json) {
+                    spec.commandLine().getOut().println(r.summary());
+                }
+            }
+        }
+        Map<String, Object> doc = new LinkedHashMap<>();
+        doc.put("model", model.toAbsolutePath().normalize().toString());
+        doc.put("backend", ops.name());
+        doc.put("results", results);
+        if (json) {
+            spec.commandLine().getOut().println(Json.write(doc));
+        }
+        if (output != null) {
+            Json.writeFile(output, doc);
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,74 @@
+package dev.shrink.cli;
+
+import dev.shrink.core.ShrinkException;
+import dev.shrink.eval.Generator;
+import dev.shrink.eval.LoadedModel;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "generate", mixinStandardHelpOptions = true,
+        description = {"Continue a prompt with the model (KV-cache decoding).",
+            "Temperature 0 is greedy and reproducible; above 0 samples with --seed."},
+        footer = {"", "Example:",
+            "  shrink generate --model ../shared/models/fixture-llama-14m --prompt \"Once upon a time\" --max-new-tokens 40"})
+final class GenerateCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    CommonOptions common;
+
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face model folder.")
+    Path model;
+
+    @Option(names = "--prompt", required = true, description = "Text to continue (BOS is prepended).")
+    String prompt;
+
+    @Option(names = "--max-new-tokens", defaultValue = "64", paramLabel = "N", description = "Default: ${DEFAULT-VALUE}.")
+    int maxNewTokens;
+
+    @Option(names = "--temperature", defaultValue = "0", paramLabel = "T", description = "0 = greedy. Default: ${DEFAULT-VALUE}.")
+    double temperature;
+
+    @Option(names = "--seed", defaultValue = "0", description = "Sampling seed. Default: ${DEFAULT-VALUE}.")
+    long seed;
+
+    @Option(names = "--ignore-eos", description = "Keep going after the end-of-sequence token.")
+    boolean ignoreEos;
+
+    @Override
+    public Integer call() {
+        if (maxNewTokens < 1) {
+            throw new ShrinkException("--max-new-tokens must be ≥ 1, got " + maxNewTokens);
+        }
+        if (temperature < 0 || Double.isNaN(temperature)) {
+            throw new ShrinkException("--temperature must be ≥ 0, got " + temperature);
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        try (LoadedModel m = LoadedModel.open(model, common.ops())) {
+            int[] promptIds = m.tokenStream(prompt);
+            if (promptIds.length + maxNewTokens > m.dir().config().maxPositions()) {
+                throw new ShrinkException("prompt (" + promptIds.length + " tokens) + --max-new-tokens " + maxNewTokens
+                        + " exceeds the model's max_position_embeddings " + m.dir().config().maxPositions());
+            }
+            long t0 = System.nanoTime();
+            int[] all = Generator.generate(m.lm(), promptIds, maxNewTokens, temperature, seed,
+                    ignoreEos ? java.util.List.of() : m.dir().config().eosTokenIds(), id -> { });
+            double secs = (System.nanoTime() - t0) / 1e9;
+            int[] gen = java.util.Arrays.copyOfRange(all, promptIds.length, all.length);
+            out.println(m.tokenizer().decode(all, true));
+            if (!common.quiet) {
+                System.err.printf(Locale.ROOT, "shrink: %d prompt + %d new tokens in %.2f s (%.1f tok/s, %s)%n",
+                        promptIds.length, gen.length, secs, gen.length / secs, m.lm().decoder().ops().name());
+            }
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,115 @@
+package dev.shrink.core.forward;
+
+import dev.shrink.core.ShrinkException;
+import dev.shrink.core.model.ArchitectureSpec;
+import dev.shrink.core.model.ModelConfig;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * One decoder block's weights in float32, keyed by the spec's linear names (e.g.
+ * "self_attn.q_proj"). Stages replace a linear's weight in place ({@link #setWeight}) and run the
+ * block again; that is how quantized blocks feed the next block.
+ */
+public final class BlockWeights {
+    private final int layer;
+    private final float[] inputNorm;          // [C]
+    private final float[] postAttentionNorm;  // [C]
+    private final Map<String, float[]> weights = new LinkedHashMap<>(); // W: [N, K]
+    private final Map<String, float[]> biases = new LinkedHashMap<>();  // b: [N]
+    private final Map<String, int[]> shapes = new LinkedHashMap<>();    // (N, K)
+
+    public BlockWeights(int layer, float[] inputNorm, float[] postAttentionNorm) {
+        this.layer = layer;
+        this.inputNorm = inputNorm;
+        this.postAttentionNorm = postAttentionNorm;
+    }
+
+    /** Reads block {@code layer}, checking every shape against the config. */
+    public static BlockWeights load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, int layer) {
+        int C = cfg.hidden();
+        BlockWeights b = new BlockWeights(layer,
+                read(src, spec.layer(layer, spec.inputNorm()), C),
+                read(src, spec.layer(layer, spec.postAttentionNorm()), C));
+        for (ArchitectureSpec.Linear l : spec.linears()) {
+            int[] nk = switch (l.role()) {
+                case Q -> new int[] {cfg.qDim(), C};
+                case K, V -> new int[] {cfg.kvDim(), C};
+                case O -> new int[] {C, cfg.qDim()};
+                case GATE, UP -> new int[] {cfg.intermediate(), C};
+                case DOWN -> new int[] {C, cfg.intermediate()};
+            };
+            String base = spec.layer(layer, l.name());
+            b.weights.put(l.name(), read(src, base + ".weight", nk[0], nk[1]));
+            b.shapes.put(l.name(), nk);
+            if (src.has(base + ".bias")) {
+                b.biases.put(l.name(), read(src, base + ".bias", nk[0]));
+            }
+        }
+        return b;
+    }
+
+    private static float[] read(WeightSource src, String name, long... expected) {
+        if (!src.has(name)) {
+            throw new ShrinkException(src.origin(name) + ": the weights have no tensor '" + name + "'");
+        }
+        long[] shape = src.shape(name);
+        if (!Arrays.equals(shape, expected)) {
+            throw new ShrinkException(src.origin(name) + ": tensor '" + name + "' has shape " + Arrays.toString(shape)
+                    + " but config.json implies " + Arrays.toString(expected));
+        }
+        return src.floats(name);
+    }
+
+    public int layer() {
+        return layer;
+    }
+
+    public float[] inputNorm() {
+        return inputNorm;
+    }
+
+    public float[] postAttentionNorm() {
+        return postAttentionNorm;
+    }
+
+    public float[] weight(String linear) {
+        float[] w = weights.get(linear);
+        if (w == null) {
+            throw new IllegalArgumentException("no linear " + linear);
+        }
+        return w;
+    }
+
+    /** The bias of a linear, or null. */
+    public float[] bias(String linear) {
+        return biases.get(linear);
+    }
+
+    /** (N = out, K = in) of a linear. */
+    public int[] shape(String linear) {
+        return shapes.get(linear).clone();
+    }
+
+    public void setWeight(String linear, float[] w) {
+        int[] nk = shapes.get(linear);
+        if (nk == null || w.length != nk[0] * nk[1]) {
+            throw new IllegalArgumentException("weight for " + linear + " has the wrong size");
+        }
+        weights.put(linear, w);
+    }
+
+    public Iterable<String> linearNames() {
+        return weights.keySet();
+    }
+
+    /** Adds an already-read linear (used by tests and synthetic models). */
+    public void putLinear(String linear, float[] w, float[] bias, int n, int k) {
+        weights.put(linear, w);
+        shapes.put(linear, new int[] {n, k});
+        if (bias != null) {
+            biases.put(linear, bias);
+        }
+    }
+}

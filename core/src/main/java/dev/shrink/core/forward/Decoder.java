@@ -1,0 +1,189 @@
+package dev.shrink.core.forward;
+
+import dev.shrink.core.model.ArchitectureSpec;
+import dev.shrink.core.model.ArchitectureSpec.Role;
+import dev.shrink.core.model.ModelConfig;
+import dev.shrink.core.ops.Ops;
+
+/**
+ * The LLaMA-family decoder forward in float32 math, block by block, through {@link Ops}.
+ * Pre-norm blocks: x += Attn(RMSNorm(x)); x += MLP(RMSNorm(x)), with rotate-half RoPE, grouped
+ * KV heads and a SwiGLU MLP, as transformers' LlamaForCausalLM computes them.
+ *
+ * <p>Dimensions: B sequences of T tokens each, M = B·T rows, C hidden, H/Hkv heads, D head dim,
+ * F intermediate, V vocabulary. The residual stream x is [M, C].
+ */
+public final class Decoder {
+    private final ModelConfig cfg;
+    private final ArchitectureSpec spec;
+    private final Ops ops;
+    private float[] cos; // [P, D/2]
+    private float[] sin; // [P, D/2]
+    private int tablePositions;
+
+    public Decoder(ModelConfig cfg, ArchitectureSpec spec, Ops ops) {
+        this.cfg = cfg;
+        this.spec = spec;
+        this.ops = ops;
+        ensureRope(Math.max(cfg.maxPositions(), 16));
+    }
+
+    public Ops ops() {
+        return ops;
+    }
+
+    public ModelConfig config() {
+        return cfg;
+    }
+
+    public ArchitectureSpec spec() {
+        return spec;
+    }
+
+    /**
+     * RoPE tables for positions 0..P−1: angle = (float) p · inv_freq[i], as torch computes the
+     * outer product in float32; cos and sin of that float angle.
+     */
+    private void ensureRope(int P) {
+        if (P <= tablePositions) {
+            return;
+        }
+        int half = cfg.headDim() / 2;
+        double[] inv = cfg.rope().inverseFrequencies(cfg.headDim());
+        float[] c = new float[P * half];
+        float[] s = new float[P * half];
+        for (int p = 0; p < P; p++) {
+            for (int i = 0; i < half; i++) {
+                float angle = (float) p * (float) inv[i];
+                c[p * half + i] = (float) Math.cos(angle);
+                s[p * half + i] = (float) Math.sin(angle);
+            }
+        }
+        cos = c;
+        sin = s;
+        tablePositions = P;
+    }
+
+    /** x[t, :] = E[tokens[t], :]; E: [V, C] → x: [M, C]. */
+    public float[] embed(float[] E, int[] tokens) {
+        int C = cfg.hidden();
+        float[] x = new float[tokens.length * C];
+        for (int t = 0; t < tokens.length; t++) {
+            int id = tokens[t];
+            if (id < 0 || id >= cfg.vocab()) {
+                throw new IllegalArgumentException("token id " + id + " outside the vocabulary of " + cfg.vocab());
+            }
+            System.arraycopy(E, id * C, x, t * C, C);
+        }
+        return x;
+    }
+
+    /**
+     * Runs block {@code w} in place on x: [B·T, C]. Without a cache (caches == null) each of the B
+     * sequences starts at position 0; with caches (one per sequence) the T new tokens follow what
+     * the cache holds and their keys and values are appended to it.
+     */
+    public void block(BlockWeights w, float[] x, int B, int T, KvCache[] caches, Taps taps) {
+        int C = cfg.hidden(), H = cfg.heads(), Hkv = cfg.kvHeads(), D = cfg.headDim(), F = cfg.intermediate();
+        int M = B * T, qDim = H * D, kvDim = Hkv * D;
+        int layer = w.layer();
+        String qn = spec.linear(Role.Q).name(), kn = spec.linear(Role.K).name(), vn = spec.linear(Role.V).name();
+        String on = spec.linear(Role.O).name(), gn = spec.linear(Role.GATE).name();
+        String un = spec.linear(Role.UP).name(), dn = spec.linear(Role.DOWN).name();
+        taps.blockInput(layer, x, M, C);
+
+        // Attention: h = RMSNorm(x); q, k, v = h·Wᵀ (+ b); RoPE; softmax(q·kᵀ/√D)·v; x += attn·Woᵀ
+        float[] h = new float[M * C];
+        ops.rmsNorm(x, w.inputNorm(), (float) cfg.rmsNormEps(), M, C, h);
+        taps.linearInput(layer, qn, h, M, C);
+        taps.linearInput(layer, kn, h, M, C);
+        taps.linearInput(layer, vn, h, M, C);
+        float[] q = linear(w, qn, h, M, C, qDim);   // [M, H·D]
+        float[] k = linear(w, kn, h, M, C, kvDim);  // [M, Hkv·D]
+        float[] v = linear(w, vn, h, M, C, kvDim);  // [M, Hkv·D]
+        float[] attn = new float[M * qDim];         // [M, H·D]
+        int[] positions = new int[T];
+        for (int b = 0; b < B; b++) {
+            int start = caches == null ? 0 : caches[b].length();
+            ensureRope(start + T);
+            for (int t = 0; t < T; t++) {
+                positions[t] = start + t;
+            }
+            float[] qb = slice(q, b * T * qDim, T * qDim);
+            float[] kb = slice(k, b * T * kvDim, T * kvDim);
+            float[] vb = slice(v, b * T * kvDim, T * kvDim);
+            ops.rope(qb, T, H, D, positions, cos, sin);
+            ops.rope(kb, T, Hkv, D, positions, cos, sin);
+            float[] out = new float[T * qDim];
+            if (caches == null) {
+                ops.attention(qb, kb, vb, T, T, H, Hkv, D, out);
+            } else {
+                caches[b].append(layer, kb, 0, vb, 0, T);
+                ops.attention(qb, caches[b].keys(layer), caches[b].values(layer), T, start + T, H, Hkv, D, out);
+            }
+            System.arraycopy(out, 0, attn, b * T * qDim, T * qDim);
+        }
+        taps.linearInput(layer, on, attn, M, qDim);
+        float[] o = linear(w, on, attn, M, qDim, C);
+        addInPlace(x, o);
+
+        // MLP: h = RMSNorm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
+        ops.rmsNorm(x, w.postAttentionNorm(), (float) cfg.rmsNormEps(), M, C, h);
+        taps.linearInput(layer, gn, h, M, C);
+        taps.linearInput(layer, un, h, M, C);
+        float[] g = linear(w, gn, h, M, C, F);   // [M, F]
+        float[] u = linear(w, un, h, M, C, F);   // [M, F]
+        ops.swiglu(g, u, M * F, g);
+        taps.linearInput(layer, dn, g, M, F);
+        float[] d = linear(w, dn, g, M, F, C);   // [M, C]
+        addInPlace(x, d);
+        taps.blockOutput(layer, x, M, C);
+    }
+
+    /** Marks the T tokens just run through every block as cached. */
+    public void advance(KvCache[] caches, int T) {
+        for (KvCache c : caches) {
+            c.advance(T);
+        }
+    }
+
+    /** y = x·Wᵀ + b for linear {@code name}: x: [M, K] → y: [M, N]. */
+    private float[] linear(BlockWeights w, String name, float[] x, int M, int K, int N) {
+        float[] y = new float[M * N];
+        ops.linear(x, M, K, w.weight(name), N, y);
+        float[] bias = w.bias(name);
+        if (bias != null) {
+            for (int m = 0; m < M; m++) {
+                for (int n = 0; n < N; n++) {
+                    y[m * N + n] += bias[n];
+                }
+            }
+        }
+        return y;
+    }
+
+    /** Final RMSNorm in place on x: [M, C]. */
+    public void finalNorm(float[] normWeight, float[] x, int M) {
+        ops.rmsNorm(x, normWeight, (float) cfg.rmsNormEps(), M, cfg.hidden(), x);
+    }
+
+    /** logits: [rows, V] = x[row0 .. row0+rows, :] · headᵀ, head: [V, C]. */
+    public float[] logits(float[] head, float[] x, int row0, int rows) {
+        int C = cfg.hidden(), V = cfg.vocab();
+        float[] out = new float[rows * V];
+        ops.gemm(false, true, rows, V, C, 1f, x, row0 * C, C, head, 0, C, 0f, out, 0, V);
+        return out;
+    }
+
+    private static float[] slice(float[] a, int off, int len) {
+        float[] s = new float[len];
+        System.arraycopy(a, off, s, 0, len);
+        return s;
+    }
+
+    private static void addInPlace(float[] x, float[] d) {
+        for (int i = 0; i < x.length; i++) {
+            x[i] += d[i];
+        }
+    }
+}

@@ -1,0 +1,47 @@
+package dev.shrink.core.forward;
+
+import dev.shrink.core.safetensors.WeightStore;
+
+/**
+ * Where the forward pass gets its float32 weights by tensor name. A plain folder reads them
+ * from safetensors (any float dtype); readers of quantized folders dequantize {@code X.weight}
+ * from {@code X.qweight}, {@code X.scales}, ... so the same decoder runs every format.
+ */
+public interface WeightSource {
+    boolean has(String name);
+
+    /** The tensor as float32, row-major. */
+    float[] floats(String name);
+
+    /** The tensor's shape. */
+    long[] shape(String name);
+
+    /** Where a tensor comes from (its file), for error messages. */
+    default String origin(String name) {
+        return name;
+    }
+
+    static WeightSource of(WeightStore store) {
+        return new WeightSource() {
+            @Override
+            public boolean has(String name) {
+                return store.has(name);
+            }
+
+            @Override
+            public float[] floats(String name) {
+                return store.floats(name);
+            }
+
+            @Override
+            public long[] shape(String name) {
+                return store.info(name).shape();
+            }
+
+            @Override
+            public String origin(String name) {
+                return store.has(name) ? store.fileOf(name).toString() : store.dir().toString();
+            }
+        };
+    }
+}

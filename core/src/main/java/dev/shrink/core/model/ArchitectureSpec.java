@@ -1,0 +1,108 @@
+package dev.shrink.core.model;
+
+import dev.shrink.core.ShrinkException;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * What a model family looks like, as data: tensor names, the linears of a decoder block, the
+ * order in which GPTQ quantizes them (true-sequential groups) and AWQ's scale mappings.
+ * Algorithms read this; they never branch on the family.
+ *
+ * @param family          short name ("llama", "mistral", "qwen2")
+ * @param architectures   config.json "architectures" values that select this spec
+ * @param embedTokens     token embedding [V, C]
+ * @param finalNorm       the last RMSNorm's weight [C]
+ * @param lmHead          output head [V, C]; absent when embeddings are tied
+ * @param layerPrefix     a block's tensor prefix with %d for the layer index
+ * @param inputNorm       the attention RMSNorm's weight, under the layer prefix
+ * @param postAttentionNorm the MLP RMSNorm's weight, under the layer prefix
+ * @param linears         the block's linears in forward order, under the layer prefix
+ * @param sequentialGroups GPTQ's true-sequential order: each group sees the inputs produced with
+ *                         the earlier groups already quantized
+ * @param awqMappings     AWQ's scale mappings: the op whose output is scaled down, the linears whose
+ *                        columns are scaled up, the module whose output is compared
+ */
+public record ArchitectureSpec(
+        String family,
+        List<String> architectures,
+        String embedTokens,
+        String finalNorm,
+        String lmHead,
+        String layerPrefix,
+        String inputNorm,
+        String postAttentionNorm,
+        List<Linear> linears,
+        List<List<String>> sequentialGroups,
+        List<AwqMapping> awqMappings) {
+
+    /** The roles of a block's linears; the forward pass wires them by role. */
+    public enum Role { Q, K, V, O, GATE, UP, DOWN }
+
+    /** A linear of the block: its name under the layer prefix (without ".weight"), its role, whether it may carry a bias. */
+    public record Linear(String name, Role role, boolean bias) {
+    }
+
+    /**
+     * One AWQ mapping: scales divide {@code previous} (a norm or a linear, by name under the layer
+     * prefix) and multiply the columns of {@code consumers}; the loss is measured on {@code inspect}'s
+     * output ("self_attn" or "mlp" mean the whole sub-block). {@code onlyWithoutGqa}: skip it
+     * when the previous linear's output and the consumer's input differ in size (v → o under GQA).
+     */
+    public record AwqMapping(String previous, List<String> consumers, String inspect, boolean onlyWithoutGqa) {
+    }
+
+    public String layer(int i, String name) {
+        return layerPrefix.formatted(i) + name;
+    }
+
+    public Linear linear(Role role) {
+        for (Linear l : linears) {
+            if (l.role == role) {
+                return l;
+            }
+        }
+        throw new IllegalStateException(family + " has no " + role);
+    }
+
+    private static ArchitectureSpec llamaLike(String family, List<String> archs, boolean qkvBias) {
+        List<Linear> linears = List.of(
+                new Linear("self_attn.q_proj", Role.Q, qkvBias),
+                new Linear("self_attn.k_proj", Role.K, qkvBias),
+                new Linear("self_attn.v_proj", Role.V, qkvBias),
+                new Linear("self_attn.o_proj", Role.O, false),
+                new Linear("mlp.gate_proj", Role.GATE, false),
+                new Linear("mlp.up_proj", Role.UP, false),
+                new Linear("mlp.down_proj", Role.DOWN, false));
+        List<List<String>> groups = List.of(
+                List.of("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"),
+                List.of("self_attn.o_proj"),
+                List.of("mlp.up_proj", "mlp.gate_proj"),
+                List.of("mlp.down_proj"));
+        List<AwqMapping> awq = List.of(
+                new AwqMapping("input_layernorm", List.of("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), "self_attn", false),
+                new AwqMapping("self_attn.v_proj", List.of("self_attn.o_proj"), "self_attn.o_proj", true),
+                new AwqMapping("post_attention_layernorm", List.of("mlp.gate_proj", "mlp.up_proj"), "mlp", false),
+                new AwqMapping("mlp.up_proj", List.of("mlp.down_proj"), "mlp.down_proj", false));
+        return new ArchitectureSpec(family, archs, "model.embed_tokens.weight", "model.norm.weight",
+                "lm_head.weight", "model.layers.%d.", "input_layernorm.weight",
+                "post_attention_layernorm.weight", linears, groups, awq);
+    }
+
+    public static final ArchitectureSpec LLAMA = llamaLike("llama", List.of("LlamaForCausalLM"), false);
+    public static final ArchitectureSpec MISTRAL = llamaLike("mistral", List.of("MistralForCausalLM"), false);
+    public static final ArchitectureSpec QWEN2 = llamaLike("qwen2", List.of("Qwen2ForCausalLM"), true);
+
+    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2);
+
+    /** The spec for a config.json "architectures" value, or an error naming the file and the supported ones. */
+    public static ArchitectureSpec forArchitecture(String architecture, Path configFile) {
+        for (ArchitectureSpec s : ALL) {
+            if (s.architectures.contains(architecture)) {
+                return s;
+            }
+        }
+        throw ShrinkException.at(configFile, "unsupported architecture '" + architecture
+                + "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+    }
+}

@@ -1,0 +1,57 @@
+package dev.shrink.core.ops;
+
+/**
+ * The math every stage does, by name. Stage and model code call only these; the backends
+ * (plain-Java reference, Vector API, later CUDA) implement them and are tested against the
+ * reference, which is the spec.
+ *
+ * <p>All arrays are row-major float32 on the Java heap with explicit offsets. Dimension letters:
+ * M rows of activations, K input features, N output features, T tokens of a sequence,
+ * H query heads, Hkv key/value heads, D head dim, V vocabulary.
+ */
+public interface Ops {
+
+    /** Short name written into reports, e.g. "cpu-vector". */
+    String name();
+
+    /**
+     * C = alpha · op(A) · op(B) + beta · C, the BLAS sgemm on row-major arrays.
+     * op(A): [M, K] (A stored [M, K] with leading dim lda, or [K, M] when transA);
+     * op(B): [K, N] (B stored [K, N] with ldb, or [N, K] when transB); C: [M, N] with ldc.
+     * With beta == 0, C is overwritten (its old contents, even NaN, are ignored).
+     */
+    void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha,
+              float[] A, int aOff, int lda, float[] B, int bOff, int ldb,
+              float beta, float[] C, int cOff, int ldc);
+
+    /** A linear layer without bias: y[M, N] = x[M, K] · Wᵀ, W: [N, K] (PyTorch layout). */
+    default void linear(float[] x, int M, int K, float[] W, int N, float[] y) {
+        gemm(false, true, M, N, K, 1f, x, 0, K, W, 0, K, 0f, y, 0, N);
+    }
+
+    /** RMSNorm per row: y = x / sqrt(mean(x²) + eps) · weight; x, y: [M, C], weight: [C]. y may be x. */
+    void rmsNorm(float[] x, float[] weight, float eps, int M, int C, float[] y);
+
+    /**
+     * Rotary embedding, rotate-half layout (HF LLaMA), in place on x: [T, heads, D]; token t has
+     * position positions[t]. cos, sin: [maxPos, D/2] tables.
+     */
+    void rope(float[] x, int T, int heads, int D, int[] positions, float[] cos, float[] sin);
+
+    /**
+     * Causal self-attention for one sequence with grouped KV heads.
+     * q: [Tq, H, D]; k, v: [Tk, Hkv, D]; out: [Tq, H, D]. Query row i sits at absolute position
+     * (Tk − Tq + i) and attends to keys 0..that position. Scale 1/sqrt(D), softmax in float32.
+     */
+    void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, float[] out);
+
+    /** SwiGLU: out[i] = silu(gate[i]) · up[i] for i < n; out may alias gate. */
+    void swiglu(float[] gate, float[] up, int n, float[] out);
+
+    /**
+     * Negative log-likelihood per row: nll[m] = logsumexp(logits[m, :]) − logits[m, target[m]],
+     * computed in float32 with the max subtracted, accumulated per row in double.
+     * logits: [M, V].
+     */
+    void crossEntropy(float[] logits, int M, int V, int[] targets, double[] nll);
+}

@@ -1,0 +1,69 @@
+package dev.shrink.eval;
+
+import dev.shrink.core.forward.CausalLM;
+import dev.shrink.core.forward.WeightSource;
+import dev.shrink.core.model.ModelDir;
+import dev.shrink.core.model.Tokenizer;
+import dev.shrink.core.ops.Ops;
+import java.nio.file.Path;
+
+/**
+ * A model folder opened for evaluation or generation: its weights in float32, its tokenizer.
+ * Quantized folders are read through a dequantizing {@link WeightSource} (per their
+ * quantization_config), so one decoder serves every format.
+ */
+public final class LoadedModel implements AutoCloseable {
+    private final ModelDir dir;
+    private final CausalLM lm;
+    private final Tokenizer tokenizer;
+
+    private LoadedModel(ModelDir dir, CausalLM lm, Tokenizer tokenizer) {
+        this.dir = dir;
+        this.lm = lm;
+        this.tokenizer = tokenizer;
+    }
+
+    public static LoadedModel open(Path path, Ops ops) {
+        ModelDir dir = ModelDir.open(path);
+        try {
+            Tokenizer tok = dir.tokenizer();
+            WeightSource src = WeightSources.forModel(dir);
+            CausalLM lm = CausalLM.load(src, dir.config(), dir.spec(), ops);
+            return new LoadedModel(dir, lm, tok);
+        } catch (RuntimeException e) {
+            dir.close();
+            throw e;
+        }
+    }
+
+    public ModelDir dir() {
+        return dir;
+    }
+
+    public CausalLM lm() {
+        return lm;
+    }
+
+    public Tokenizer tokenizer() {
+        return tokenizer;
+    }
+
+    /** BOS (when the model has one) followed by the text's tokens: the protocol's token stream. */
+    public int[] tokenStream(String text) {
+        int[] body = tokenizer.encode(text);
+        Integer bos = dir.config().bosTokenId();
+        if (bos == null) {
+            return body;
+        }
+        int[] ids = new int[body.length + 1];
+        ids[0] = bos;
+        System.arraycopy(body, 0, ids, 1, body.length);
+        return ids;
+    }
+
+    @Override
+    public void close() {
+        tokenizer.close();
+        dir.close();
+    }
+}

@@ -1,0 +1,98 @@
+package dev.shrink.kernels.cpu;
+
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinWorkerThread;
+import java.util.concurrent.RecursiveAction;
+import java.util.function.IntConsumer;
+
+/**
+ * The threads of one {@link VectorOps}: a dedicated {@link ForkJoinPool} of daemon threads (never
+ * the common pool, so a backend's thread count is what it says and other users of the common
+ * pool do not slow it down). With one thread there is no pool at all and work runs on the caller.
+ * Idle workers time out, so an unused backend holds no threads.
+ */
+final class WorkerPool {
+    private final int threads;
+    private final ForkJoinPool pool; // null when threads == 1
+
+    WorkerPool(int threads) {
+        if (threads < 1) {
+            throw new IllegalArgumentException("threads = " + threads + " < 1");
+        }
+        this.threads = threads;
+        this.pool = threads == 1 ? null : new ForkJoinPool(threads, WorkerPool::newWorker, null, false);
+    }
+
+    private static ForkJoinWorkerThread newWorker(ForkJoinPool pool) {
+        ForkJoinWorkerThread t = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(pool);
+        t.setDaemon(true); // never keeps the JVM alive
+        t.setName("shrink-cpu-" + t.getPoolIndex());
+        return t;
+    }
+
+    int threads() {
+        return threads;
+    }
+
+    /**
+     * Runs body(0) .. body(n − 1), in parallel when there are several threads, and returns when
+     * all are done. Items are scheduled by work stealing, so giving more items than threads
+     * balances load on a busy machine. An exception in any item is rethrown here.
+     */
+    void forEach(int n, IntConsumer body) {
+        if (n <= 0) {
+            return;
+        }
+        if (pool == null || n == 1) {
+            for (int i = 0; i < n; i++) {
+                body.accept(i);
+            }
+            return;
+        }
+        pool.invoke(new Range(0, n, body));
+    }
+
+    /**
+     * Splits [0, n) into at most {@code 4 · threads} contiguous chunks of at least {@code grain}
+     * items and runs body(from, to) on each (in parallel when there are several threads).
+     */
+    void forRange(int n, int grain, RangeBody body) {
+        if (n <= 0) {
+            return;
+        }
+        int chunks = (int) Math.min(4L * threads, Math.max(1, n / Math.max(1, grain)));
+        if (pool == null || chunks <= 1) {
+            body.run(0, n);
+            return;
+        }
+        forEach(chunks, c -> body.run((int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks)));
+    }
+
+    /** A body over a half-open range of items. */
+    @FunctionalInterface
+    interface RangeBody {
+        void run(int from, int to);
+    }
+
+    /** Halves [lo, hi) until one item is left, then runs it. */
+    private static final class Range extends RecursiveAction {
+        private final int lo, hi;
+        private final IntConsumer body;
+
+        Range(int lo, int hi, IntConsumer body) {
+            this.lo = lo;
+            this.hi = hi;
+            this.body = body;
+        }
+
+        @Override
+        protected void compute() {
+            if (hi - lo == 1) {
+                body.accept(lo);
+                return;
+            }
+            int mid = (lo + hi) >>> 1;
+            invokeAll(new Range(lo, mid, body), new Range(mid, hi, body));
+        }
+    }
+}
