@@ -3,6 +3,7 @@ package dev.shrink.eval;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
+import java.nio.file.Files;
 
 /** Chooses how a folder's weights become float32: as they are, or dequantized per quantization_config. */
 public final class WeightSources {
@@ -12,9 +13,16 @@ public final class WeightSources {
     public static WeightSource forModel(ModelDir dir) {
         var qc = dir.config().raw().get("quantization_config");
         if (qc == null || qc.isNull()) {
+            // Older AutoGPTQ folders keep their settings only in quantize_config.json.
+            if (Files.isRegularFile(dir.dir().resolve("quantize_config.json"))) {
+                return GptqWeightSource.forModel(dir);
+            }
             return WeightSource.of(dir.weights());
         }
         String method = qc.path("quant_method").asText("?");
+        if (method.equalsIgnoreCase("gptq")) {
+            return GptqWeightSource.forModel(dir);
+        }
         throw ShrinkException.at(dir.dir().resolve("config.json"),
                 "quantization_config quant_method '" + method + "' is not readable yet");
     }

@@ -1,6 +1,5 @@
 package dev.shrink.kernels.cpu;
 
-import java.util.function.IntConsumer;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -8,22 +7,28 @@ import jdk.incubator.vector.VectorSpecies;
  * Blocked single-precision GEMM on the Vector API, after Goto &amp; van de Geijn ("Anatomy of
  * high-performance matrix multiplication"): C = alpha · op(A) · op(B) + beta · C, all row-major.
  *
+ * <p>C is cut into rectangular regions, one task each (several per thread, so work stealing
+ * evens out a busy machine); a task runs the whole blocked product for its region with packing
+ * buffers of its thread, so tasks never wait for each other:
+ *
  * <pre>
- * for jc over N in steps of NC                       B block [kc, nc] lives in L3
- *   for pc over K in steps of kc (≈ KC)             one K block; the first applies beta
- *     pack B[pc.., jc..] → bp: panels of NR columns   [nc/NR][kc][NR], zero-padded   (parallel)
- *     for each (ic block of MC rows, range of panels) task                            (parallel)
- *       pack A[ic.., pc..] → ap: panels of MR rows   [mc/MR][kc][MR], zero-padded   (per thread)
- *       for each B panel jr: for each A panel ir:
- *         micro-kernel: MR × NR accumulators += ap[ir] ⊗ bp[jr] over kc   (B panel stays in L1)
- *         C[ir.., jr..] = alpha · acc + (first ? beta · C : C)
+ * for jc over the region's columns in steps of NC
+ *   for pc over K in steps of kc (≈ KC)              one K block; the first one applies beta
+ *     pack op(B)[pc.., jc..] → bp: panels of NR columns   [nc/NR][kc][NR], zero-padded
+ *     for ic over the region's rows in steps of MC
+ *       pack op(A)[ic.., pc..] → ap: panels of MR rows    [mc/MR][kc][MR], zero-padded (L2)
+ *       for each group of B panels that fits in L2:
+ *         for each A panel ir (L1):  for each B panel jr of the group:
+ *           micro-kernel: MR × NR accumulators = ap[ir] ⊗ bp[jr] summed over kc
+ *           C[ir.., jr..] = alpha · acc + (first ? beta · C : C)
  * </pre>
  *
  * Packing reads op(A) and op(B) through their stored layouts, so all four transpose cases run
  * the same micro-kernel on the same packed formats. Edges (M, N not multiples of MR, NR) are
  * zero-padded in the packed panels and stored with a scalar loop that performs exactly the same
- * float operations as the vector store; each C element therefore gets the same FMA chain
- * whatever tile, task or thread computes it, and results are bit-identical for any thread count.
+ * float operations as the vector store. K blocks depend on K only. Each C element therefore
+ * gets the same chain of FMAs whatever region, tile or thread computes it: results are
+ * bit-identical for any thread count.
  */
 final class Sgemm {
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -33,20 +38,31 @@ final class Sgemm {
     static final int MR = 4;
     /** Columns of the register tile: two vectors. */
     static final int NR = 2 * L;
-    /** Target depth of one K block. */
-    static final int KC = 512;
-    /** K up to this is done as a single block (saves a pass over C for the model's K = 384). */
-    static final int KC_SINGLE_MAX = 512;
-    /** Rows of A per packed block (a multiple of MR); [MC, kc] floats stay in L2. */
-    static final int MC = 144;
-    /** Columns of B per packed block (a multiple of NR for any vector width up to 512 bits). */
+    /**
+     * Depth of one K block, at most: K is cut into equal blocks of ≤ KC (the model's K = 384 is one
+     * block). Each block costs a pass over C, so deeper is better while an A panel [kc][MR] and
+     * the packed A block stay in L1 and L2 (384 with MC = 96 did best of the 256..512 and
+     * MC = 72..144 tried on a Zen 3 with 512 KiB of L2, on a noisy machine).
+     */
+    static final int KC = 384;
+    /** Rows of A per packed block (a multiple of MR); [MC, kc] floats (144 KiB) stay in L2. */
+    static final int MC = 96;
+    /** Columns of B per packed block. */
     static final int NC = 4096;
-    /** Below this many multiply-adds (M·N·K) a gemm runs on the calling thread. */
-    static final long PARALLEL_MIN_MACS = 1L << 18;
+    /** Floats of packed B swept by one A panel before moving on (≈ 192 KiB, half an L2). */
+    static final int B_SUBBLOCK_FLOATS = 48 * 1024;
+    /** Multiply-adds (M·N·K) per task, at least: smaller gemms use fewer tasks, down to one on the caller. */
+    static final long MIN_TASK_MACS = 1L << 22;
+    /** Tasks per thread when the gemm is big enough: more than one lets fast threads help slow ones. */
+    static final int TASKS_PER_THREAD = 4;
+    /** Rows of C per region, at least (unless M is smaller). */
+    static final int MIN_REGION_ROWS = 64;
 
     private final WorkerPool workers;
-    /** Per-thread packed A block: [MC/MR][kc][MR]. Instance state, never shared between threads. */
-    private final ThreadLocal<float[]> aBlocks = ThreadLocal.withInitial(() -> new float[MC * KC_SINGLE_MAX]);
+    /** Per-thread packed A block [MC/MR][kc][MR]; instance state, never shared between threads. */
+    private final ThreadLocal<float[]> aBlocks = ThreadLocal.withInitial(() -> new float[MC * KC]);
+    /** Per-thread packed B block [nc/NR][kc][NR], grown on demand. */
+    private final ThreadLocal<float[]> bBlocks = ThreadLocal.withInitial(() -> new float[0]);
     /** Per-thread register tile spill: [MR, NR]. */
     private final ThreadLocal<float[]> tiles = ThreadLocal.withInitial(() -> new float[MR * NR]);
 
@@ -58,6 +74,22 @@ final class Sgemm {
     void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha,
               float[] A, int aOff, int lda, float[] B, int bOff, int ldb,
               float beta, float[] C, int cOff, int ldc) {
+        gemm(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc, workers.threads());
+    }
+
+    /**
+     * The same gemm on the calling thread only, for callers that are already one of several
+     * parallel tasks (attention runs one per head and query block). Same results as {@link #gemm}.
+     */
+    void gemmOnCaller(boolean transA, boolean transB, int M, int N, int K, float alpha,
+                      float[] A, int aOff, int lda, float[] B, int bOff, int ldb,
+                      float beta, float[] C, int cOff, int ldc) {
+        gemm(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc, 1);
+    }
+
+    private void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha,
+                      float[] A, int aOff, int lda, float[] B, int bOff, int ldb,
+                      float beta, float[] C, int cOff, int ldc, int threads) {
         if (M == 0 || N == 0) {
             return;
         }
@@ -65,59 +97,75 @@ final class Sgemm {
             scale(M, N, beta, C, cOff, ldc);
             return;
         }
-        boolean parallel = workers.threads() > 1 && (long) M * N * K >= PARALLEL_MIN_MACS;
-        int kBlocks = K <= KC_SINGLE_MAX ? 1 : ceilDiv(K, KC);
-        int kcMax = ceilDiv(K, kBlocks); // equal-sized K blocks, ≤ KC (or K itself)
-        int ncMax = Math.min(N, NC);
-        float[] bp = new float[kcMax * ceilDiv(ncMax, NR) * NR]; // packed B block [nc/NR][kc][NR]
-        int mBlocks = ceilDiv(M, MC);
+        int kc = ceilDiv(K, ceilDiv(K, KC)); // equal K blocks of at most KC, the last may be shorter
 
-        for (int jc = 0; jc < N; jc += NC) {
-            int nc = Math.min(NC, N - jc);
-            int panels = ceilDiv(nc, NR);
-            // With few row blocks, also split the B panels so every thread gets several tasks.
-            int nSplit = 1;
-            if (parallel && mBlocks < 4 * workers.threads()) {
-                nSplit = Math.min(panels, ceilDiv(4 * workers.threads(), mBlocks));
+        // Regions: split rows first (each region packs its own B, cheap when it has ≥ 64 rows),
+        // then columns when rows alone do not give enough tasks.
+        long macs = (long) M * N * K;
+        int tasks = (int) Math.max(1, Math.min((long) TASKS_PER_THREAD * threads, macs / MIN_TASK_MACS));
+        if (threads == 1) {
+            tasks = 1;
+        }
+        int rowSplits = Math.max(1, Math.min(tasks, ceilDiv(M, MIN_REGION_ROWS)));
+        int colSplits = Math.max(1, Math.min(ceilDiv(tasks, rowSplits), ceilDiv(N, NR)));
+        int rowUnits = ceilDiv(M, MR), colUnits = ceilDiv(N, NR); // boundaries on whole tiles
+        Region region = (r, c) -> {
+            int m0 = split(r, rowSplits, rowUnits, MR, M), m1 = split(r + 1, rowSplits, rowUnits, MR, M);
+            int n0 = split(c, colSplits, colUnits, NR, N), n1 = split(c + 1, colSplits, colUnits, NR, N);
+            if (m0 < m1 && n0 < n1) {
+                blocked(transA, transB, m0, m1, n0, n1, K, kc, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
             }
-            int splits = nSplit;
-            for (int pc = 0; pc < K; pc += kcMax) {
-                int kc = Math.min(kcMax, K - pc);
-                boolean first = pc == 0;
-                int jcF = jc, pcF = pc;
-                int packTasks = parallel ? Math.min(panels, 4 * workers.threads()) : 1;
-                run(parallel, packTasks, t -> packB(transB, B, bOff, ldb, pcF, kc, jcF, nc,
-                        panels * t / packTasks, panels * (t + 1) / packTasks, bp));
-                run(parallel, mBlocks * splits, t -> {
-                    int ic = (t / splits) * MC;
-                    int mc = Math.min(MC, M - ic);
-                    int js = t % splits;
-                    float[] ap = aBlocks.get();
-                    packA(transA, A, aOff, lda, ic, mc, pcF, kc, ap);
-                    macroKernel(ap, bp, kc, mc, nc, panels * js / splits, panels * (js + 1) / splits,
-                            alpha, beta, first, C, cOff + ic * ldc + jcF, ldc);
-                });
-            }
+        };
+        if (rowSplits * colSplits == 1) {
+            region.run(0, 0);
+        } else {
+            workers.forEach(rowSplits * colSplits, t -> region.run(t / colSplits, t % colSplits));
         }
     }
 
-    private void run(boolean parallel, int n, IntConsumer body) {
-        if (parallel) {
-            workers.forEach(n, body);
-        } else {
-            for (int i = 0; i < n; i++) {
-                body.accept(i);
+    /** Start of part i of {@code parts} when {@code units} tiles of {@code unit} are shared out, capped at n. */
+    private static int split(int i, int parts, int units, int unit, int n) {
+        return (int) Math.min(n, (long) units * i / parts * unit);
+    }
+
+    @FunctionalInterface
+    private interface Region {
+        void run(int rowSplit, int colSplit);
+    }
+
+    /** The blocked product for the region C[m0:m1, n0:n1], on the calling thread. */
+    private void blocked(boolean transA, boolean transB, int m0, int m1, int n0, int n1, int K, int kcMax,
+                         float alpha, float[] A, int aOff, int lda, float[] B, int bOff, int ldb,
+                         float beta, float[] C, int cOff, int ldc) {
+        float[] ap = aBlocks.get();
+        int ncMax = Math.min(NC, n1 - n0);
+        int bNeed = kcMax * ceilDiv(ncMax, NR) * NR;
+        float[] bp = bBlocks.get();
+        if (bp.length < bNeed) {
+            bp = new float[bNeed];
+            bBlocks.set(bp);
+        }
+        for (int jc = n0; jc < n1; jc += NC) {
+            int nc = Math.min(NC, n1 - jc);
+            for (int pc = 0; pc < K; pc += kcMax) {
+                int kc = Math.min(kcMax, K - pc);
+                boolean first = pc == 0;
+                packB(transB, B, bOff, ldb, pc, kc, jc, nc, bp);
+                for (int ic = m0; ic < m1; ic += MC) {
+                    int mc = Math.min(MC, m1 - ic);
+                    packA(transA, A, aOff, lda, ic, mc, pc, kc, ap);
+                    macroKernel(ap, bp, kc, mc, nc, alpha, beta, first, C, cOff + ic * ldc + jc, ldc);
+                }
             }
         }
     }
 
     /**
-     * Packs op(B)[pc : pc+kc, jc : jc+nc] panels [p0, p1) into bp as [panel][kc][NR], zero-padding
-     * the columns past nc. op(B)[p, j] is B[p, j] (stored [K, N]) or B[j, p] (stored [N, K]).
+     * Packs op(B)[pc : pc+kc, jc : jc+nc] into bp as [nc/NR][kc][NR], zero-padding the columns past
+     * nc. op(B)[p, j] is B[p, j] (stored [K, N]) or B[j, p] (stored [N, K]).
      */
-    static void packB(boolean transB, float[] B, int bOff, int ldb, int pc, int kc, int jc, int nc,
-                      int p0, int p1, float[] bp) {
-        for (int jp = p0; jp < p1; jp++) {
+    static void packB(boolean transB, float[] B, int bOff, int ldb, int pc, int kc, int jc, int nc, float[] bp) {
+        for (int jp = 0, panels = ceilDiv(nc, NR); jp < panels; jp++) {
             int j0 = jp * NR;
             int cols = Math.min(NR, nc - j0);
             int dst = jp * kc * NR;
@@ -181,16 +229,23 @@ final class Sgemm {
         }
     }
 
-    /** Multiplies the packed A block (mc rows) by packed B panels [p0, p1) into C (at its [ic, jc] corner). */
-    private void macroKernel(float[] ap, float[] bp, int kc, int mc, int nc, int p0, int p1,
+    /** C[mc, nc] (from c0) gets the packed A block [mc, kc] times the packed B block [kc, nc]. */
+    private void macroKernel(float[] ap, float[] bp, int kc, int mc, int nc,
                              float alpha, float beta, boolean first, float[] C, int c0, int ldc) {
         float[] tile = tiles.get();
-        for (int jp = p0; jp < p1; jp++) {
-            int j0 = jp * NR;
-            int cols = Math.min(NR, nc - j0);
+        int panels = ceilDiv(nc, NR);
+        // Groups of B panels that fit in L2 next to the A block; within one, each A panel (in L1)
+        // meets every B panel, so C is walked along its rows, which hardware prefetch follows.
+        int group = Math.max(1, B_SUBBLOCK_FLOATS / (kc * NR));
+        for (int g0 = 0; g0 < panels; g0 += group) {
+            int g1 = Math.min(panels, g0 + group);
             for (int ir = 0; ir < mc; ir += MR) {
-                microKernel(kc, ap, ir * kc, bp, jp * kc * NR, tile);
-                storeTile(tile, Math.min(MR, mc - ir), cols, alpha, beta, first, C, c0 + ir * ldc + j0, ldc);
+                int rows = Math.min(MR, mc - ir);
+                for (int jp = g0; jp < g1; jp++) {
+                    int j0 = jp * NR;
+                    microKernel(kc, ap, ir * kc, bp, jp * kc * NR, tile);
+                    storeTile(tile, rows, Math.min(NR, nc - j0), alpha, beta, first, C, c0 + ir * ldc + j0, ldc);
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 package dev.shrink.kernels.cpu;
 
 import dev.shrink.core.ops.Ops;
+import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -8,19 +9,24 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * The fast CPU backend: every op vectorized with the Vector API (the preferred species of this
  * CPU) and spread over a fixed number of threads of its own. {@link ReferenceOps} is the spec it
- * is tested against; results agree to float32 rounding, not bit for bit. For a given input, the
- * results do not depend on the thread count.
+ * is tested against; results agree to float32 rounding, not bit for bit.
+ *
+ * <p>Results are reproducible: for a given input they do not depend on the thread count, on how
+ * work is split, or on JIT state (exp and lane sums come from {@link VectorMath}, not from
+ * Vector API operations whose last bit may differ between the intrinsic and its fallback).
  */
 public final class VectorOps implements Ops {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
     /** Elements per task below which an element-wise op is not worth splitting. */
     private static final int GRAIN = 1 << 14;
-    /** Query rows per attention task. */
-    private static final int QUERY_BLOCK = 16;
+    /** Query rows per attention task (the M of its two GEMMs). */
+    private static final int QUERY_BLOCK = 64;
 
     private final WorkerPool workers;
     private final Sgemm sgemm;
+    /** Per-thread attention scores [QUERY_BLOCK, Tk], grown on demand; never shared between threads. */
+    private final ThreadLocal<float[]> scores = ThreadLocal.withInitial(() -> new float[0]);
 
     /** A backend using {@code threads} threads (≥ 1); with 1, everything runs on the caller. */
     public VectorOps(int threads) {
@@ -60,7 +66,7 @@ public final class VectorOps implements Ops {
                     FloatVector xv = FloatVector.fromArray(S, x, row + c);
                     acc = xv.fma(xv, acc);
                 }
-                double sumSq = acc.reduceLanes(VectorOperators.ADD);
+                double sumSq = VectorMath.sum(acc);
                 for (; c < C; c++) {
                     sumSq += x[row + c] * x[row + c];
                 }
@@ -113,130 +119,126 @@ public final class VectorOps implements Ops {
     }
 
     /**
-     * Causal attention, one task per (head, block of {@value #QUERY_BLOCK} queries).
-     * q, out: [Tq, H, D]; k, v: [Tk, Hkv, D]; query head h reads kv head h / (H / Hkv). Query i sits at
-     * position Tk − Tq + i and sees keys 0..that position (later keys are skipped, not masked).
+     * Causal attention, as two small GEMMs per (head, block of {@value #QUERY_BLOCK} queries), the
+     * tasks run in parallel. q, out: [Tq, H, D]; k, v: [Tk, Hkv, D]; query head h reads kv head
+     * h / (H / Hkv); query i sits at position Tk − Tq + i and sees keys 0..that position.
+     *
+     * <pre>
+     * S[b, j]   = q_i · k_j / sqrt(D)     for the block's queries i and keys j up to its last position
+     * P[b, :]   = softmax over j ≤ position of i (later keys get weight 0)
+     * out[i, h] = P[b, :] · V
+     * </pre>
+     *
+     * Batching the queries of a block turns the per-key dot products into the register-blocked
+     * GEMM kernel, several times faster than one reduction per (query, key); the keys a block
+     * computes past a query's position (fewer than the block size) are masked, and K and V are
+     * read in place through their strides.
      */
     @Override
     public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, float[] out) {
         OpsChecks.attention(q, k, v, Tq, Tk, H, Hkv, D, out);
-        int group = H / Hkv;
-        float scale = (float) (1.0 / Math.sqrt(D));
+        if (Tq == 0 || D == 0) {
+            return;
+        }
         int qBlocks = (Tq + QUERY_BLOCK - 1) / QUERY_BLOCK;
-        boolean parallel = (long) Tq * Tk * H * D >= GRAIN;
         int tasks = H * qBlocks;
-        if (!parallel) {
+        if ((long) Tq * Tk * H * D < GRAIN) {
             for (int t = 0; t < tasks; t++) {
-                attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, out, group, scale, t / qBlocks, t % qBlocks);
+                attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, out, t % H, t / H);
             }
             return;
         }
-        // Interleave heads across neighbouring tasks so costly late query blocks spread over threads.
-        workers.forEach(tasks, t -> attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, out, group, scale,
-                t % H, t / H));
+        // Neighbouring tasks are different heads of one query block, so the costly late blocks
+        // (more visible keys) spread over the threads.
+        workers.forEach(tasks, t -> attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, out, t % H, t / H));
     }
 
-    private static void attentionBlock(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D,
-                                       float[] out, int group, float scale, int h, int qBlock) {
-        int kvHead = h / group;
-        int kvStride = Hkv * D; // between consecutive tokens of one kv head
-        int i0 = qBlock * QUERY_BLOCK, i1 = Math.min(Tq, i0 + QUERY_BLOCK);
-        float[] scores = new float[Tk]; // [visible keys] of one query
-        for (int i = i0; i < i1; i++) {
-            int visible = Tk - Tq + i + 1;
-            int qRow = (i * H + h) * D;
-            // scores[j] = (q · k_j) / sqrt(D)
-            float max = Float.NEGATIVE_INFINITY;
-            for (int j = 0, kRow = kvHead * D; j < visible; j++, kRow += kvStride) {
-                float s = dot(q, qRow, k, kRow, D) * scale;
-                scores[j] = s;
-                max = Math.max(max, s);
-            }
-            float sum = expShifted(scores, visible, max);
-            // out = Σ_j scores[j] · v_j / sum, accumulated in place in the output row
-            java.util.Arrays.fill(out, qRow, qRow + D, 0f);
-            int bound = S.loopBound(D);
-            for (int j = 0, vRow = kvHead * D; j < visible; j++, vRow += kvStride) {
-                FloatVector p = FloatVector.broadcast(S, scores[j]);
-                float ps = scores[j];
-                int d = 0;
-                for (; d < bound; d += L) {
-                    FloatVector.fromArray(S, v, vRow + d)
-                            .fma(p, FloatVector.fromArray(S, out, qRow + d))
-                            .intoArray(out, qRow + d);
-                }
-                for (; d < D; d++) {
-                    out[qRow + d] += ps * v[vRow + d];
-                }
-            }
-            float inv = 1f / sum;
-            int d = 0;
-            for (; d < bound; d += L) {
-                FloatVector.fromArray(S, out, qRow + d).mul(inv).intoArray(out, qRow + d);
-            }
-            for (; d < D; d++) {
-                out[qRow + d] *= inv;
-            }
+    /** Queries qBlock·QUERY_BLOCK.. of head h; see {@link #attention}. */
+    private void attentionBlock(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D,
+                                float[] out, int h, int qBlock) {
+        int kvHead = h / (H / Hkv);
+        int i0 = qBlock * QUERY_BLOCK, rows = Math.min(Tq, i0 + QUERY_BLOCK) - i0;
+        int keys = Tk - Tq + i0 + rows; // visible to the block's last query
+        float[] p = scores.get();
+        if (p.length < rows * keys) {
+            p = new float[rows * keys];
+            scores.set(p);
         }
+        // S[rows, keys] = Q[i0.., h, :] · K[.., kvHead, :]ᵀ / sqrt(D); rows of Q and K are H·D and Hkv·D apart
+        sgemm.gemmOnCaller(false, true, rows, keys, D, (float) (1.0 / Math.sqrt(D)),
+                q, (i0 * H + h) * D, H * D, k, kvHead * D, Hkv * D, 0f, p, 0, keys);
+        for (int r = 0; r < rows; r++) {
+            int visible = Tk - Tq + i0 + r + 1;
+            int row = r * keys;
+            softmaxInPlace(p, row, visible);
+            java.util.Arrays.fill(p, row + visible, row + keys, 0f); // causal mask
+        }
+        // out[i0.., h, :] = P[rows, keys] · V[.., kvHead, :]
+        sgemm.gemmOnCaller(false, false, rows, D, keys, 1f, p, 0, keys, v, kvHead * D, Hkv * D,
+                0f, out, (i0 * H + h) * D, H * D);
     }
 
-    /** Σ_d a[ao + d] · b[bo + d] for d &lt; n, vectorized with a scalar tail. */
-    private static float dot(float[] a, int ao, float[] b, int bo, int n) {
-        int bound = S.loopBound(n);
-        int d = 0;
-        float s = 0f;
-        if (bound > 0) {
-            FloatVector acc = FloatVector.zero(S);
-            for (; d < bound; d += L) {
-                acc = FloatVector.fromArray(S, a, ao + d).fma(FloatVector.fromArray(S, b, bo + d), acc);
-            }
-            s = acc.reduceLanes(VectorOperators.ADD);
-        }
-        for (; d < n; d++) {
-            s += a[ao + d] * b[bo + d];
-        }
-        return s;
-    }
-
-    /** x[j] = exp(x[j] − max) for j &lt; n; returns Σ x[j]. */
-    private static float expShifted(float[] x, int n, float max) {
+    /** x[o .. o+n) = softmax(x[o .. o+n)), in float32 with the max subtracted. */
+    private static void softmaxInPlace(float[] x, int o, int n) {
         int bound = S.loopBound(n);
         int j = 0;
+        float max = Float.NEGATIVE_INFINITY;
+        if (bound > 0) {
+            FloatVector mv = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);
+            for (; j < bound; j += L) {
+                mv = mv.max(FloatVector.fromArray(S, x, o + j));
+            }
+            max = mv.reduceLanes(VectorOperators.MAX);
+        }
+        for (; j < n; j++) {
+            max = Math.max(max, x[o + j]);
+        }
         FloatVector acc = FloatVector.zero(S);
-        for (; j < bound; j += L) {
-            FloatVector e = FloatVector.fromArray(S, x, j).sub(max).lanewise(VectorOperators.EXP);
-            e.intoArray(x, j);
+        for (j = 0; j < bound; j += L) {
+            FloatVector e = VectorMath.exp(FloatVector.fromArray(S, x, o + j).sub(max));
+            e.intoArray(x, o + j);
             acc = acc.add(e);
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
+        float sum = VectorMath.sum(acc);
         for (; j < n; j++) {
-            x[j] = (float) Math.exp(x[j] - max);
-            sum += x[j];
+            x[o + j] = VectorMath.exp(x[o + j] - max);
+            sum += x[o + j];
         }
-        return sum;
+        float inv = 1f / sum;
+        for (j = 0; j < bound; j += L) {
+            FloatVector.fromArray(S, x, o + j).mul(inv).intoArray(x, o + j);
+        }
+        for (; j < n; j++) {
+            x[o + j] *= inv;
+        }
     }
 
-    /** out[i] = silu(gate[i]) · up[i], silu(g) = g / (1 + exp(−g)); out may alias gate. */
+    /**
+     * out[i] = silu(gate[i]) · up[i], silu(g) = g / (1 + exp(−g)); out may alias gate. Chunks start
+     * at multiples of the vector width, so only the last n mod L elements take the scalar path,
+     * whatever the thread count.
+     */
     @Override
     public void swiglu(float[] gate, float[] up, int n, float[] out) {
         OpsChecks.swiglu(gate, up, n, out);
-        workers.forRange(n, GRAIN, (i0, i1) -> {
-            int i = i0;
-            for (int bound = i0 + S.loopBound(i1 - i0); i < bound; i += L) {
+        int vectors = (n + L - 1) / L;
+        workers.forRange(vectors, GRAIN / L, (v0, v1) -> {
+            int i = v0 * L, end = Math.min(n, v1 * L);
+            for (int bound = i + S.loopBound(end - i); i < bound; i += L) {
                 FloatVector g = FloatVector.fromArray(S, gate, i);
-                FloatVector silu = g.div(g.neg().lanewise(VectorOperators.EXP).add(1f));
+                FloatVector silu = g.div(VectorMath.exp(g.neg()).add(1f));
                 silu.mul(FloatVector.fromArray(S, up, i)).intoArray(out, i);
             }
-            for (; i < i1; i++) {
+            for (; i < end; i++) {
                 float g = gate[i];
-                out[i] = g / (1f + (float) Math.exp(-g)) * up[i];
+                out[i] = g / (1f + VectorMath.exp(-g)) * up[i];
             }
         });
     }
 
     /**
      * nll[m] = logsumexp(logits[m, :]) − logits[m, target[m]], rows in parallel; logits: [M, V].
-     * exp(x − max) in float32 vectors, each vector's sum added into a per-row double.
+     * exp(x − max) in float32 vectors, summed in double.
      */
     @Override
     public void crossEntropy(float[] logits, int M, int V, int[] targets, double[] nll) {
@@ -257,14 +259,17 @@ public final class VectorOps implements Ops {
                 for (; c < V; c++) {
                     max = Math.max(max, logits[row + c]);
                 }
-                double sum = 0;
+                // Σ exp(x − max): float exps, summed per lane in double, lanes added in order
+                DoubleVector lo = DoubleVector.zero(VectorMath.SD), hi = DoubleVector.zero(VectorMath.SD);
                 c = 0;
                 for (; c < bound; c += L) {
-                    sum += FloatVector.fromArray(S, logits, row + c).sub(max)
-                            .lanewise(VectorOperators.EXP).reduceLanes(VectorOperators.ADD);
+                    FloatVector e = VectorMath.exp(FloatVector.fromArray(S, logits, row + c).sub(max));
+                    lo = lo.add(VectorMath.widen(e, 0));
+                    hi = hi.add(VectorMath.widen(e, 1));
                 }
+                double sum = VectorMath.sum(lo) + VectorMath.sum(hi);
                 for (; c < V; c++) {
-                    sum += Math.exp(logits[row + c] - max);
+                    sum += VectorMath.exp(logits[row + c] - max);
                 }
                 nll[m] = max + Math.log(sum) - logits[row + targets[m]];
             }

@@ -1,0 +1,52 @@
+package dev.shrink.calib;
+
+import dev.shrink.core.ShrinkException;
+import dev.shrink.core.model.Tokenizer;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+
+/** The calibration windows of a {@link CalibSpec}: the one entry point the compression commands use. */
+public final class CalibData {
+    private CalibData() {
+    }
+
+    /**
+     * The {@code spec.samples()} × {@code spec.seqlen()} calibration windows.
+     *
+     * <p>With a tokens file: its windows, checked against the spec: fewer windows or shorter ones
+     * than asked are an error; longer windows are cut to {@code seqlen}, extra windows dropped (the
+     * first {@code samples} kept). Otherwise the dataset is loaded ({@link CalibSource}) and sampled:
+     * {@code "random"} as {@link CalibWindows#randomWindows} over {@link CalibWindows#stream}
+     * (with {@code bos}), {@code "blocks"} as {@link CalibWindows#blocks} (no BOS).
+     *
+     * @param tok the model's tokenizer (unused with a tokens file)
+     * @param bos the model's BOS id, or null when it has none
+     * @throws ShrinkException for a missing or bad source or tokens file, or too little text
+     */
+    public static int[][] windows(CalibSpec spec, Tokenizer tok, Integer bos) {
+        if (spec.tokensFile() != null) {
+            return fromFile(spec.tokensFile(), spec.samples(), spec.seqlen());
+        }
+        List<String> docs = CalibSource.load(spec.dataset(), spec.field());
+        return switch (spec.sampling()) {
+            case "blocks" -> CalibWindows.blocks(docs, tok, spec.samples(), spec.seqlen());
+            default -> CalibWindows.randomWindows(CalibWindows.stream(docs, tok, bos), spec.samples(),
+                    spec.seqlen(), spec.seed());
+        };
+    }
+
+    static int[][] fromFile(Path file, int samples, int seqlen) {
+        int[][] all = TokenWindows.read(file);
+        int have = all[0].length;
+        if (all.length < samples || have < seqlen) {
+            throw ShrinkException.at(file, "holds " + all.length + " windows of " + have
+                    + " tokens; asked for " + samples + " windows of " + seqlen);
+        }
+        int[][] out = new int[samples][];
+        for (int i = 0; i < samples; i++) {
+            out[i] = have == seqlen ? all[i] : Arrays.copyOf(all[i], seqlen);
+        }
+        return out;
+    }
+}

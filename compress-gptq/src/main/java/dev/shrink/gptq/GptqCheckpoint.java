@@ -1,0 +1,482 @@
+package dev.shrink.gptq;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.util.DefaultIndenter;
+import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
+import com.fasterxml.jackson.core.util.Separators;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectWriter;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.shrink.core.ShrinkException;
+import dev.shrink.core.model.ModelDir;
+import dev.shrink.core.quant.GptqPacking;
+import dev.shrink.core.quant.QuantizedLinear;
+import dev.shrink.core.safetensors.SafetensorsWriter;
+import dev.shrink.core.safetensors.TensorData;
+import dev.shrink.core.safetensors.TensorInfo;
+import dev.shrink.core.safetensors.WeightStore;
+import dev.shrink.core.tensor.DType;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
+import java.nio.file.FileVisitResult;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.security.SecureRandom;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * Writes a GPTQ model folder (FORMATS.md, "GPTQ") that AutoGPTQ / GPTQModel, transformers, vLLM,
+ * SGLang and TGI load.
+ *
+ * <p>For every tensor of the source folder, in the source's order: a quantized linear {@code X}
+ * ({@code X.weight} in the source, {@code X} a key of the map) becomes {@code X.qweight} (I32
+ * [K·b/32, N]), {@code X.qzeros} (I32 [G, N·b/32]), {@code X.scales} (F16 [G, N]), {@code X.g_idx}
+ * (I32 [K]) and {@code X.bias} (F16 [N], when the layer or the source has one); every other tensor is
+ * copied byte for byte with its name, dtype and shape. {@code checkpoint_format} is {@code "gptq"}
+ * (v1, zero points stored minus one) for symmetric 4- and 8-bit, {@code "gptq_v2"} otherwise (v1
+ * cannot hold z = 0).
+ *
+ * <p>The folder also gets {@code config.json} (the source config with every key kept, plus
+ * {@code quantization_config} and {@code torch_dtype: float16}), {@code quantize_config.json} (the same
+ * quantization_config), {@code shrink-report.json} (when a report is given), and a copy of every other
+ * regular file of the source folder (tokenizer, generation config, ...) except its weights, its index,
+ * its config.json, quantize_config.json and shrink-report.json. Pickle weight files ({@code .bin},
+ * {@code .pt}, ...) are not copied either: they would hold the unquantized model.
+ *
+ * <p>The folder appears atomically: everything is written into a sibling {@code <outDir>.tmp-<random>}
+ * that is renamed to {@code outDir} only when complete; on any failure it is deleted and a
+ * {@link ShrinkException} names the folder and the problem. An existing non-empty {@code outDir} is an
+ * error unless {@code overwrite}, and is then replaced only after the new folder is complete (old one
+ * renamed aside, new one renamed in, old one deleted).
+ */
+public final class GptqCheckpoint {
+
+    /** Default shard limit of the weight files: 4 GiB. */
+    public static final long DEFAULT_MAX_SHARD_BYTES = 4L << 30;
+
+    /** The quantization config written into a separate file beside config.json. */
+    public static final String QUANTIZE_CONFIG = "quantize_config.json";
+
+    /** The run report written beside the weights. */
+    public static final String REPORT = "shrink-report.json";
+
+    private static final SecureRandom RANDOM = new SecureRandom();
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private static final ObjectWriter PRETTY = JSON.writer(new DefaultPrettyPrinter(Separators.createDefaultInstance()
+            .withObjectFieldValueSpacing(Separators.Spacing.AFTER))
+            .withObjectIndenter(new DefaultIndenter("  ", "\n"))
+            .withArrayIndenter(new DefaultIndenter("  ", "\n")));
+
+    private GptqCheckpoint() {
+    }
+
+    /** {@link #write(ModelDir, Path, Map, GptqFormat, Object, boolean, long)} refusing a non-empty outDir, 4 GiB shards. */
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
+                             Object report) {
+        write(source, outDir, quantized, format, report, false, DEFAULT_MAX_SHARD_BYTES);
+    }
+
+    /** {@link #write(ModelDir, Path, Map, GptqFormat, Object, boolean, long)} with 4 GiB shards. */
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
+                             Object report, boolean overwrite) {
+        write(source, outDir, quantized, format, report, overwrite, DEFAULT_MAX_SHARD_BYTES);
+    }
+
+    /**
+     * Writes the GPTQ folder {@code outDir}.
+     *
+     * @param source        the unquantized model (kept open while writing: its tensors are copied from the mapping)
+     * @param quantized     tensor prefix (e.g. "model.layers.0.self_attn.q_proj") → its quantized linear
+     * @param format        the quantization settings recorded in quantization_config
+     * @param report        serialized with Jackson to shrink-report.json; null for none
+     * @param overwrite     replace a non-empty {@code outDir} (only once the new folder is complete)
+     * @param maxShardBytes weight file size limit; larger models are sharded with an index
+     * @throws IllegalArgumentException if a map entry does not match the source or the format
+     * @throws ShrinkException          if the folder exists and is not empty (without overwrite), or on any
+     *                                  write error; nothing is left behind then
+     */
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
+                             Object report, boolean overwrite, long maxShardBytes) {
+        Objects.requireNonNull(source, "source");
+        Objects.requireNonNull(outDir, "outDir");
+        Objects.requireNonNull(quantized, "quantized");
+        Objects.requireNonNull(format, "format");
+        if (maxShardBytes <= 0) {
+            throw new IllegalArgumentException("maxShardBytes must be positive: " + maxShardBytes);
+        }
+        Path configFile = source.dir().resolve("config.json");
+        if (source.config().raw().hasNonNull("quantization_config")) {
+            throw ShrinkException.at(configFile, "the source model is already quantized (it has a quantization_config)");
+        }
+        check(source.weights(), quantized, format);
+        boolean v1 = isV1(format, quantized);
+
+        Path target = outDir.toAbsolutePath().normalize();
+        Path src = source.dir().toAbsolutePath().normalize();
+        if (target.equals(src) || src.startsWith(target)) {
+            throw ShrinkException.at(outDir, "is the source model's folder (or holds it); write the GPTQ model elsewhere");
+        }
+        if (target.getParent() == null) {
+            throw ShrinkException.at(outDir, "cannot be a file system root");
+        }
+        checkTarget(target, overwrite);
+
+        Path parent = target.getParent();
+        Path tmp = parent.resolve(target.getFileName() + ".tmp-" + randomHex());
+        boolean installed = false;
+        Path old;
+        try {
+            Files.createDirectories(parent);
+            Files.createDirectory(tmp);
+            SafetensorsWriter.writeModel(tmp, tensors(source.weights(), quantized, v1), maxShardBytes, null);
+            ObjectNode qc = quantizationConfig(format, v1, quantized.containsKey(stripWeight(source.spec().lmHead())));
+            writeJson(tmp.resolve("config.json"), config(source, qc));
+            writeJson(tmp.resolve(QUANTIZE_CONFIG), qc);
+            if (report != null) {
+                writeBytes(tmp.resolve(REPORT), (PRETTY.writeValueAsString(report) + "\n").getBytes(StandardCharsets.UTF_8));
+            }
+            copyOtherFiles(source.dir(), tmp);
+            old = install(tmp, target, overwrite);
+            installed = true;
+        } catch (ShrinkException e) {
+            throw e.getMessage().startsWith(target.toString()) ? e
+                    : new ShrinkException(target + ": not written: " + e.getMessage(), e);
+        } catch (JsonProcessingException e) {
+            throw ShrinkException.at(target, "not written: cannot serialize to JSON (the report?): " + oneLine(e), e);
+        } catch (IOException e) {
+            throw ShrinkException.at(target, "not written: " + describe(e), e);
+        } catch (RuntimeException e) {
+            throw ShrinkException.at(target, "not written: " + oneLine(e), e);
+        } finally {
+            if (!installed) {
+                deleteTreeQuietly(tmp);
+            }
+        }
+        if (old != null) {
+            try {
+                deleteTree(old);
+            } catch (IOException e) {
+                throw ShrinkException.at(old, "the new model is in place at " + target
+                        + ", but this replaced old copy could not be deleted: " + describe(e), e);
+            }
+        }
+    }
+
+    /** "gptq" (v1) or "gptq_v2": what {@link #write} records for these layers. */
+    public static String checkpointFormat(GptqFormat format, Map<String, QuantizedLinear> quantized) {
+        return isV1(format, quantized) ? "gptq" : "gptq_v2";
+    }
+
+    /**
+     * v1 for symmetric 4- and 8-bit, whose zero point 2^(b−1) v1 stores as z − 1; v2 otherwise. A
+     * symmetric layer with a zero point 0 (impossible for the usual symmetric quantizer) cannot be
+     * stored in v1 either, so it also selects v2.
+     */
+    private static boolean isV1(GptqFormat format, Map<String, QuantizedLinear> quantized) {
+        if (!format.sym() || (format.bits() != 4 && format.bits() != 8)) {
+            return false;
+        }
+        for (QuantizedLinear q : quantized.values()) {
+            for (int z : q.zeros()) {
+                if (z < 1) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+
+    private static String stripWeight(String name) {
+        return name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : name;
+    }
+
+    /** Every map entry names a linear of the source with the right shape, bits and group size, packable. */
+    private static void check(WeightStore store, Map<String, QuantizedLinear> quantized, GptqFormat format) {
+        for (Map.Entry<String, QuantizedLinear> e : quantized.entrySet()) {
+            String x = e.getKey();
+            QuantizedLinear q = Objects.requireNonNull(e.getValue(), x);
+            if (!x.equals(q.name())) {
+                throw new IllegalArgumentException("map key '" + x + "' holds the quantized linear '" + q.name() + "'");
+            }
+            if (!store.has(x + ".weight")) {
+                throw new IllegalArgumentException("quantized linear '" + x + "': the source has no tensor '" + x + ".weight'");
+            }
+            long[] shape = store.info(x + ".weight").shape();
+            if (!Arrays.equals(shape, new long[] {q.N(), q.K()})) {
+                throw new IllegalArgumentException("quantized linear '" + x + "' is [" + q.N() + ", " + q.K()
+                        + "] but the source weight is " + Arrays.toString(shape));
+            }
+            if (q.bits() != format.bits() || q.groupSize() != format.groupSize()) {
+                throw new IllegalArgumentException("quantized linear '" + x + "' has bits " + q.bits() + ", group size "
+                        + q.groupSize() + "; the format says bits " + format.bits() + ", group size " + format.groupSize());
+            }
+            if ((long) q.K() * q.bits() % 32 != 0 || (long) q.N() * q.bits() % 32 != 0) {
+                throw new IllegalArgumentException("quantized linear '" + x + "' [" + q.N() + ", " + q.K()
+                        + "] cannot be packed at " + q.bits() + " bits: N·bits and K·bits must be multiples of 32");
+            }
+            for (float s : q.scales()) {
+                if (!Float.isFinite(s) || Math.abs(s) > 65504f) {
+                    throw new IllegalArgumentException("quantized linear '" + x + "' has scale " + s
+                            + ", which fp16 cannot hold");
+                }
+            }
+            if (q.bias() == null && store.has(x + ".bias")
+                    && !Arrays.equals(store.info(x + ".bias").shape(), new long[] {q.N()})) {
+                throw new IllegalArgumentException("quantized linear '" + x + "': the source bias has shape "
+                        + Arrays.toString(store.info(x + ".bias").shape()) + ", expected [" + q.N() + "]");
+            }
+        }
+    }
+
+    /** The output tensors in the source's order, quantized linears expanded in place of X.weight. */
+    private static List<TensorData> tensors(WeightStore store, Map<String, QuantizedLinear> quantized, boolean v1) {
+        List<TensorData> out = new ArrayList<>();
+        for (String name : store.names()) {
+            if (name.endsWith(".weight") && quantized.containsKey(stripWeight(name))) {
+                QuantizedLinear q = quantized.get(stripWeight(name));
+                String x = q.name();
+                int N = q.N(), K = q.K(), b = q.bits(), G = q.groupCount();
+                out.add(TensorData.ofInts(x + ".qweight", new long[] {(long) K * b / 32, N},
+                        GptqPacking.packQweight(q.codes(), N, K, b)));
+                out.add(TensorData.ofInts(x + ".qzeros", new long[] {G, (long) N * b / 32},
+                        GptqPacking.packQzeros(q.zeros(), G, N, b, v1)));
+                out.add(TensorData.ofFloats(x + ".scales", new long[] {G, N}, q.scales(), DType.F16));
+                out.add(TensorData.ofInts(x + ".g_idx", new long[] {K}, q.gIdx()));
+                float[] bias = q.bias() != null ? q.bias() : store.has(x + ".bias") ? store.floats(x + ".bias") : null;
+                if (bias != null) {
+                    out.add(TensorData.ofFloats(x + ".bias", new long[] {N}, bias, DType.F16));
+                }
+            } else if (name.endsWith(".bias") && quantized.containsKey(name.substring(0, name.length() - ".bias".length()))) {
+                continue; // written with its linear, as F16
+            } else {
+                TensorInfo info = store.info(name);
+                out.add(new TensorData(name, info.dtype(), info.shape(), store.data(name)));
+            }
+        }
+        return out;
+    }
+
+    /** The quantization_config object, keys in the order AutoGPTQ / GPTQModel write them. */
+    private static ObjectNode quantizationConfig(GptqFormat f, boolean v1, boolean lmHead) {
+        ObjectNode qc = JsonNodeFactory.instance.objectNode();
+        qc.put("quant_method", "gptq");
+        qc.put("bits", f.bits());
+        qc.put("group_size", f.groupSize());
+        qc.put("desc_act", f.descAct());
+        qc.put("sym", f.sym());
+        qc.put("static_groups", f.staticGroups());
+        qc.put("true_sequential", f.trueSequential());
+        qc.put("damp_percent", f.dampPercent());
+        qc.put("checkpoint_format", v1 ? "gptq" : "gptq_v2");
+        qc.put("lm_head", lmHead);
+        qc.put("pack_dtype", "int32");
+        qc.putObject("meta").putArray("quantizer").add(f.quantizer());
+        return qc;
+    }
+
+    /** The source config.json with every key kept, plus the quantization config and fp16 dtype. */
+    private static ObjectNode config(ModelDir source, ObjectNode qc) {
+        ObjectNode cfg = source.config().raw().deepCopy();
+        if (cfg.has("dtype")) {
+            cfg.put("dtype", "float16");
+        }
+        cfg.put("torch_dtype", "float16");
+        cfg.set("quantization_config", qc.deepCopy());
+        return cfg;
+    }
+
+    /** Exists and is not a folder, or is a non-empty folder without overwrite: refused before any work. */
+    private static void checkTarget(Path target, boolean overwrite) {
+        if (!Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        if (!Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
+            throw ShrinkException.at(target, "exists and is not a folder");
+        }
+        if (!overwrite && !isEmptyDir(target)) {
+            throw ShrinkException.at(target, "exists and is not empty; choose another folder or overwrite it");
+        }
+    }
+
+    private static boolean isEmptyDir(Path dir) {
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
+            return !ds.iterator().hasNext();
+        } catch (IOException e) {
+            throw ShrinkException.at(dir, "cannot list the folder: " + describe(e), e);
+        }
+    }
+
+    /**
+     * Renames the complete folder {@code tmp} to {@code target}, replacing an old one only if allowed.
+     * Returns where the replaced folder was moved (for the caller to delete), or null.
+     */
+    private static Path install(Path tmp, Path target, boolean overwrite) throws IOException {
+        Path parent = target.getParent();
+        if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS) && isEmptyDir(target)) {
+            Files.delete(target);
+        }
+        if (!Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
+            try {
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+            } catch (FileAlreadyExistsException e) {
+                throw ShrinkException.at(target, "appeared while the model was being written; not replaced", e);
+            }
+            syncDirectory(parent);
+            return null;
+        }
+        checkTarget(target, overwrite); // not a folder, or non-empty without overwrite
+        Path old = parent.resolve(target.getFileName() + ".old-" + randomHex());
+        Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
+        try {
+            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException | RuntimeException e) {
+            try {
+                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
+            } catch (IOException restore) {
+                e.addSuppressed(restore);
+                throw ShrinkException.at(target, "could not put the new folder in place ("
+                        + (e instanceof IOException io ? describe(io) : oneLine(e))
+                        + ") nor the old one back; the old folder is at " + old, e);
+            }
+            throw e;
+        }
+        syncDirectory(parent);
+        return old;
+    }
+
+    /** Copies every regular file of the source folder except weights, index, config and our own files. */
+    private static void copyOtherFiles(Path from, Path to) throws IOException {
+        List<Path> files = new ArrayList<>();
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(from)) {
+            for (Path p : ds) {
+                if (Files.isRegularFile(p) && copied(p.getFileName().toString())) {
+                    files.add(p);
+                }
+            }
+        }
+        files.sort(null);
+        for (Path p : files) {
+            Path dst = to.resolve(p.getFileName().toString());
+            // A stream copy: the new file gets default permissions, not the source's (shared models are read-only).
+            try (InputStream in = Files.newInputStream(p);
+                 FileChannel ch = FileChannel.open(dst, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+                 OutputStream out = java.nio.channels.Channels.newOutputStream(ch)) {
+                in.transferTo(out);
+                out.flush();
+                ch.force(true);
+            }
+        }
+    }
+
+    private static boolean copied(String name) {
+        String n = name.toLowerCase(Locale.ROOT);
+        if (n.endsWith(".safetensors") || name.equals(WeightStore.INDEX_FILE) || name.equals("config.json")
+                || name.equals(QUANTIZE_CONFIG) || name.equals(REPORT)) {
+            return false;
+        }
+        // pickle / other-framework weights of the unquantized model, and their indexes
+        return !(n.endsWith(".bin") || n.endsWith(".pt") || n.endsWith(".pth") || n.endsWith(".ckpt")
+                || n.endsWith(".pkl") || n.endsWith(".h5") || n.endsWith(".msgpack")
+                || n.equals("pytorch_model.bin.index.json"));
+    }
+
+    private static void writeJson(Path file, ObjectNode node) throws IOException {
+        writeBytes(file, (PRETTY.writeValueAsString(node) + "\n").getBytes(StandardCharsets.UTF_8));
+    }
+
+    private static void writeBytes(Path file, byte[] bytes) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+            ByteBuffer buf = ByteBuffer.wrap(bytes);
+            while (buf.hasRemaining()) {
+                ch.write(buf);
+            }
+            ch.force(true);
+        }
+    }
+
+    private static void syncDirectory(Path dir) {
+        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
+            ch.force(true);
+        } catch (IOException | RuntimeException ignored) {
+            // not supported everywhere; the renames themselves are done
+        }
+    }
+
+    private static void deleteTree(Path root) throws IOException {
+        if (!Files.exists(root, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        Files.walkFileTree(root, new SimpleFileVisitor<>() {
+            @Override
+            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
+                Files.delete(file);
+                return FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult postVisitDirectory(Path dir, IOException exc) throws IOException {
+                if (exc != null) {
+                    throw exc;
+                }
+                Files.delete(dir);
+                return FileVisitResult.CONTINUE;
+            }
+        });
+    }
+
+    private static void deleteTreeQuietly(Path root) {
+        try {
+            deleteTree(root);
+        } catch (IOException | RuntimeException ignored) {
+            // the original error is what matters
+        }
+    }
+
+    private static String randomHex() {
+        byte[] b = new byte[6];
+        RANDOM.nextBytes(b);
+        return HexFormat.of().formatHex(b);
+    }
+
+    private static String describe(IOException e) {
+        if (e instanceof FileSystemException fse) {
+            String reason = fse.getReason();
+            String what = fse.getFile() != null ? fse.getFile() : "";
+            if (reason != null && !reason.isBlank()) {
+                return (what.isEmpty() ? "" : what + ": ") + reason;
+            }
+            return e.getClass().getSimpleName() + (what.isEmpty() ? "" : " " + what);
+        }
+        return oneLine(e);
+    }
+
+    private static String oneLine(Throwable e) {
+        String m = e.getMessage();
+        if (m == null || m.isBlank()) {
+            m = e.getClass().getSimpleName();
+        }
+        int nl = m.indexOf('\n');
+        return (nl >= 0 ? m.substring(0, nl) : m).strip();
+    }
+}

@@ -1,0 +1,208 @@
+package dev.shrink.gptq;
+
+import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.BlockWeights;
+import dev.shrink.core.forward.Decoder;
+import dev.shrink.core.forward.Taps;
+import dev.shrink.core.forward.WeightSource;
+import dev.shrink.core.model.ArchitectureSpec;
+import dev.shrink.core.model.ModelConfig;
+import dev.shrink.core.model.ModelDir;
+import dev.shrink.core.ops.Ops;
+import dev.shrink.core.quant.QuantizedLinear;
+import dev.shrink.core.util.Progress;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * GPTQ over a whole model, block by block (shared/docs/ALGORITHMS.md, "the block-by-block loop"):
+ * the calibration sequences' inputs of block 0 are computed once; for each block, each
+ * true-sequential group of linears sees inputs produced with the earlier groups already quantized;
+ * then the quantized block's outputs become the next block's inputs. Memory: one block's weights
+ * plus the calibration activations (n sequences × T × C floats).
+ *
+ * <p>The stage does the loop and the bookkeeping; the math is {@link Gptq#quantize}.
+ */
+public final class GptqStage {
+    private GptqStage() {
+    }
+
+    /**
+     * @param method         "gptq" or "rtn" (round-to-nearest with the same quantizer)
+     * @param trueSequential quantize the spec's sequential groups one after another (else all linears from one pass)
+     * @param batch          sequences per forward (more rows per GEMM; memory grows with it)
+     */
+    public record Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
+                         boolean trueSequential, double damp, int blockSize, int batch) {
+        public Gptq.Options options() {
+            return new Gptq.Options(scheme, blockSize, damp, actOrder, staticGroups);
+        }
+    }
+
+    /** One linear's outcome. status: "quantized" or "skipped" (reason says why). */
+    public record LayerReport(String name, int N, int K, String status, String reason, double loss, double damp,
+                              boolean dampRaised, int deadColumns, double seconds) {
+    }
+
+    /** Where the time went, seconds. */
+    public record Phases(double forward, double hessian, double cholesky, double columns) {
+    }
+
+    public record Result(Map<String, QuantizedLinear> quantized, List<LayerReport> layers, Phases phases,
+                         double seconds) {
+    }
+
+    /** Why a linear cannot be packed in the GPTQ format, or null when it can. */
+    public static String unpackableReason(int N, int K, QuantScheme s) {
+        if (s.groupSize() != -1 && K % s.groupSize() != 0) {
+            return "in-features " + K + " not divisible by group size " + s.groupSize();
+        }
+        if ((long) K * s.bits() % 32 != 0) {
+            return "in-features " + K + " × " + s.bits() + " bits not a multiple of 32";
+        }
+        if ((long) N * s.bits() % 32 != 0) {
+            return "out-features " + N + " × " + s.bits() + " bits not a multiple of 32";
+        }
+        return null;
+    }
+
+    /**
+     * Quantizes every packable decoder linear of {@code model} with calibration windows
+     * {@code windows}: [n][T] token ids.
+     */
+    public static Result run(ModelDir model, WeightSource src, int[][] windows, Config cfg, Ops ops, boolean quiet) {
+        long t0 = System.nanoTime();
+        ModelConfig mc = model.config();
+        ArchitectureSpec spec = model.spec();
+        Decoder decoder = new Decoder(mc, spec, ops);
+        int n = windows.length, T = windows[0].length, C = mc.hidden();
+        int batch = Math.max(1, Math.min(cfg.batch(), n));
+        boolean rtn = cfg.method().equals("rtn");
+
+        // Inputs of block 0: the embeddings of every calibration sequence.
+        float[][] xs = new float[n][];
+        {
+            float[] E = src.floats(spec.embedTokens());
+            for (int s = 0; s < n; s++) {
+                xs[s] = decoder.embed(E, windows[s]);
+            }
+        }
+
+        Map<String, QuantizedLinear> out = new LinkedHashMap<>();
+        List<LayerReport> reports = new ArrayList<>();
+        double tForward = 0, tHessian = 0, tChol = 0, tCols = 0;
+        try (Progress progress = new Progress("gptq", mc.layers(), "blocks", quiet)) {
+            for (int layer = 0; layer < mc.layers(); layer++) {
+                BlockWeights w = BlockWeights.load(src, mc, spec, layer);
+                List<List<String>> groups = cfg.trueSequential() ? spec.sequentialGroups()
+                        : List.of(allLinears(spec));
+                for (List<String> group : groups) {
+                    Set<String> todo = new LinkedHashSet<>();
+                    for (String lin : group) {
+                        int[] nk = w.shape(lin);
+                        String why = unpackableReason(nk[0], nk[1], cfg.scheme());
+                        String full = spec.layer(layer, lin);
+                        if (why != null) {
+                            reports.add(new LayerReport(full, nk[0], nk[1], "skipped", why, 0, 0, false, 0, 0));
+                        } else {
+                            todo.add(lin);
+                        }
+                    }
+                    if (todo.isEmpty()) {
+                        continue;
+                    }
+                    HessianTaps taps = null;
+                    if (!rtn) {
+                        taps = new HessianTaps(layer, todo, ops);
+                        long tf = System.nanoTime();
+                        forwardAll(decoder, w, xs, batch, T, C, taps, false);
+                        double pass = (System.nanoTime() - tf) / 1e9;
+                        tHessian += taps.seconds;
+                        tForward += pass - taps.seconds;
+                    }
+                    for (String lin : todo) {
+                        long tl = System.nanoTime();
+                        int[] nk = w.shape(lin);
+                        float[] W = w.weight(lin);
+                        checkFinite(W, spec.layer(layer, lin) + ".weight");
+                        GptqResult r;
+                        if (rtn) {
+                            r = Gptq.roundToNearest(W, nk[0], nk[1], cfg.scheme());
+                        } else {
+                            try {
+                                r = Gptq.quantize(W, nk[0], nk[1], taps.hessian(lin, n), cfg.options(), ops);
+                            } catch (Gptq.NotPositiveDefinite e) {
+                                throw new ShrinkException(spec.layer(layer, lin) + ": " + e.getMessage());
+                            }
+                            tChol += r.choleskySeconds();
+                            tCols += r.columnSeconds();
+                        }
+                        w.setWeight(lin, r.Q());
+                        String full = spec.layer(layer, lin);
+                        out.put(full, new QuantizedLinear(full, nk[0], nk[1], cfg.scheme().bits(), cfg.scheme().groupSize(),
+                                r.codes(), r.scales(), r.zeros(), r.gIdx(), w.bias(lin)));
+                        reports.add(new LayerReport(full, nk[0], nk[1], "quantized", null, r.loss(), r.damp(),
+                                r.dampRaised(), r.deadColumns(), (System.nanoTime() - tl) / 1e9));
+                    }
+                }
+                // The quantized block's outputs feed the next block.
+                long tf = System.nanoTime();
+                forwardAll(decoder, w, xs, batch, T, C, Taps.NONE, true);
+                tForward += (System.nanoTime() - tf) / 1e9;
+                for (int s = 0; s < n; s++) {
+                    checkFiniteActivations(xs[s], layer);
+                }
+                progress.step(1);
+            }
+        }
+        return new Result(out, reports, new Phases(tForward, tHessian, tChol, tCols), (System.nanoTime() - t0) / 1e9);
+    }
+
+    private static List<String> allLinears(ArchitectureSpec spec) {
+        List<String> all = new ArrayList<>();
+        spec.linears().forEach(l -> all.add(l.name()));
+        return all;
+    }
+
+    /** Runs block w over every sequence in batches; with {@code update} the outputs replace xs. */
+    private static void forwardAll(Decoder decoder, BlockWeights w, float[][] xs, int batch, int T, int C,
+                                   Taps taps, boolean update) {
+        int n = xs.length;
+        for (int s0 = 0; s0 < n; s0 += batch) {
+            int B = Math.min(batch, n - s0);
+            float[] x = new float[B * T * C];
+            for (int b = 0; b < B; b++) {
+                System.arraycopy(xs[s0 + b], 0, x, b * T * C, T * C);
+            }
+            if (taps instanceof HessianTaps h) {
+                h.nextBatch();
+            }
+            decoder.block(w, x, B, T, null, taps);
+            if (update) {
+                for (int b = 0; b < B; b++) {
+                    System.arraycopy(x, b * T * C, xs[s0 + b], 0, T * C);
+                }
+            }
+        }
+    }
+
+    private static void checkFinite(float[] W, String name) {
+        for (float v : W) {
+            if (!Float.isFinite(v)) {
+                throw new ShrinkException(name + ": the weight holds NaN or Inf; refusing to quantize it");
+            }
+        }
+    }
+
+    private static void checkFiniteActivations(float[] x, int layer) {
+        for (float v : x) {
+            if (!Float.isFinite(v)) {
+                throw new ShrinkException("block " + layer + ": activations became NaN or Inf on the calibration data");
+            }
+        }
+    }
+}
