@@ -209,8 +209,12 @@ class BadInputTest {
 
     @Test
     void unknownOptionIsAUsageError() {
-        Run r = shrink("eval", "--modle", "x");
-        assertEquals(2, r.code());
-        assertTrue(r.err().contains("--modle"), r.err());
+        Run missing = shrink("eval", "--modle", "x");
+        assertEquals(2, missing.code());
+        assertTrue(missing.err().contains("--model"), missing.err());
+        Run unknown = shrink("eval", "--model", "x", "--max-window", "3");
+        assertEquals(2, unknown.code());
+        assertTrue(unknown.err().contains("--max-window") && unknown.err().contains("--max-windows"),
+                "names the unknown option and suggests the right one: " + unknown.err());
     }
 }

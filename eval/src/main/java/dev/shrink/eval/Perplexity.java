@@ -13,8 +13,11 @@ public final class Perplexity {
     private Perplexity() {
     }
 
-    /** Logit rows computed at once: bounds memory to ROWS × V floats for large vocabularies. */
-    private static final int ROWS = 256;
+    /** Logits computed at once are bounded to this many floats (64 MB), whatever the vocabulary. */
+    private static final int LOGIT_FLOATS = 16 << 20;
+
+    /** Windows run together are bounded to this many rows: more rows per GEMM, bounded activations. */
+    private static final int BATCH_ROWS = 2048;
 
     /**
      * @param ids        the whole token stream (BOS already prepended)
@@ -33,28 +36,52 @@ public final class Perplexity {
         double nllSum = 0;
         long count = 0;
         long start = System.nanoTime();
+        int batch = Math.max(1, Math.min(BATCH_ROWS / seqlen, windows));
+        int chunk = Math.max(1, Math.min(LOGIT_FLOATS / V, batch * seqlen));
         try (Progress progress = new Progress("ppl " + dataset, (long) windows * seqlen, "tok", quiet)) {
-            int[] window = new int[seqlen];
-            for (int w = 0; w < windows; w++) {
-                System.arraycopy(ids, w * seqlen, window, 0, seqlen);
-                float[] hidden = model.hidden(window, 1, seqlen, null, Taps.NONE); // [T, C]
-                for (int r0 = 0; r0 < seqlen - 1; r0 += ROWS) {
-                    int rows = Math.min(ROWS, seqlen - 1 - r0);
-                    float[] logits = model.logits(hidden, r0, rows); // [rows, V]
-                    int[] targets = new int[rows];
-                    System.arraycopy(window, r0 + 1, targets, 0, rows);
-                    double[] nll = new double[rows];
-                    model.decoder().ops().crossEntropy(logits, rows, V, targets, nll);
-                    for (double x : nll) {
-                        nllSum += x;
+            for (int w0 = 0; w0 < windows; w0 += batch) {
+                int B = Math.min(batch, windows - w0);
+                int[] tokens = new int[B * seqlen];
+                System.arraycopy(ids, w0 * seqlen, tokens, 0, B * seqlen);
+                float[] hidden = model.hidden(tokens, B, seqlen, null, Taps.NONE); // [B·T, C]
+                // predictions: row b·T + t predicts tokens[b·T + t + 1] for t < T − 1
+                int rows = B * seqlen;
+                for (int r0 = 0; r0 < rows; r0 += chunk) {
+                    int n = Math.min(chunk, rows - r0);
+                    float[] logits = model.logits(hidden, r0, n); // [n, V]
+                    int[] targets = new int[n];
+                    for (int i = 0; i < n; i++) {
+                        int r = r0 + i;
+                        targets[i] = (r % seqlen == seqlen - 1) ? -1 : tokens[r + 1];
                     }
-                    count += rows;
+                    double[] nll = new double[n];
+                    model.decoder().ops().crossEntropy(logits, n, V, masked(targets), nll);
+                    for (int i = 0; i < n; i++) {
+                        if (targets[i] >= 0) {
+                            nllSum += nll[i];
+                            count++;
+                        }
+                    }
                 }
-                progress.step(seqlen);
+                progress.step((long) B * seqlen);
             }
         }
         double seconds = (System.nanoTime() - start) / 1e9;
+        if (count != (long) windows * (seqlen - 1)) {
+            throw new IllegalStateException("counted " + count + " predictions");
+        }
         return new PplResult(dataset, seqlen, windows, available, ids.length, count, nllSum,
                 Math.exp(nllSum / count), seconds, model.decoder().ops().name());
+    }
+
+    /** The last position of each window predicts nothing; give crossEntropy a valid id there (its NLL is ignored). */
+    private static int[] masked(int[] targets) {
+        int[] t = targets.clone();
+        for (int i = 0; i < t.length; i++) {
+            if (t[i] < 0) {
+                t[i] = 0;
+            }
+        }
+        return t;
     }
 }

@@ -79,6 +79,7 @@ public final class GemmBench {
         System.out.printf("measured clock: %.0f MHz (a dependent chain of scalar FMAs, assuming 4 cycles each)"
                         + " -> peak %.1f GF/s per core, %.1f GF/s for %d cores%n",
                 measuredMhz, measuredPeakPerCore, cores * measuredPeakPerCore, cores);
+        System.out.println("load average at start: " + loadAverage() + " (other processes on these cores skew the numbers)");
         System.out.println("%all: of the peak estimate above (all cores, /proc/cpuinfo clock);"
                 + " %used: of the cores used at the measured clock");
         System.out.printf("%-34s %3s %9s %9s %9s %6s %6s%n", "case (GF/s)", "thr", "median", "min", "max", "%all", "%used");
@@ -106,6 +107,17 @@ public final class GemmBench {
         Shape ref = new Shape("reference NN 1024^3 (1 run)", false, false, 1024, 1024, 1024);
         double[] refGf = {timeOnce(new ReferenceOps(), ref, new Problem(ref))};
         print(ref.label(), 1, refGf, peakPerCore * cores, measuredPeakPerCore);
+        System.out.println("load average at end: " + loadAverage());
+    }
+
+    /** The 1, 5 and 15 minute load averages of /proc/loadavg, or "unknown". */
+    private static String loadAverage() {
+        try {
+            String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
+            return f[0] + " " + f[1] + " " + f[2];
+        } catch (IOException | RuntimeException e) {
+            return "unknown";
+        }
     }
 
     private static void print(String label, int threads, double[] gf, double peakAll, double peakUsed) {

@@ -33,17 +33,25 @@ class VectorOpsConformanceTest {
     private static final ReferenceOps REF = new ReferenceOps();
     private static VectorOps one;
     private static VectorOps two;
+    /** Both register tiles, whichever this CPU's VectorOps uses: 4 × 2 (AVX2) and 8 × 2 (AVX-512) vectors. */
+    private static Sgemm tile4;
+    private static Sgemm tile8;
 
     @BeforeAll
     static void backends() {
         one = new VectorOps(1);
         two = new VectorOps(2);
+        WorkerPool pool = new WorkerPool(2);
+        tile4 = new Sgemm(pool, 4);
+        tile8 = new Sgemm(pool, 8);
     }
 
     @AfterAll
     static void release() {
         one = null;
         two = null;
+        tile4 = null;
+        tile8 = null;
     }
 
     private static double atol(int sumLength) {
@@ -56,7 +64,7 @@ class VectorOpsConformanceTest {
     static Stream<Arguments> gemmShapes() {
         int[][] shapes = {
             {1, 1, 1}, {1, 7, 17}, {7, 1, 5}, {7, 17, 5}, {17, 7, 64}, {5, 300, 3},
-            {LANES - 1, LANES + 1, LANES}, {Sgemm.MR + 1, Sgemm.NR + 1, 2 * LANES + 3},
+            {LANES - 1, LANES + 1, LANES}, {9, Sgemm.NR + 1, 2 * LANES + 3},
             {64, 64, 64}, {512, 172, 64}, {33, 100, 384}, {Sgemm.MC + 5, 2 * Sgemm.NR - 1, 385},
             {150, 90, 600}, {3, Sgemm.NC + 20, 9}, {131, 129, 1031},
         };
@@ -71,8 +79,9 @@ class VectorOpsConformanceTest {
 
     /**
      * All four transposes with padded leading dims and non-zero offsets, three alpha/beta pairs
-     * (beta = 0 over a NaN-filled C), on 1 and 2 threads. Padding of C around the [M, N] window
-     * must stay untouched, and 1 and 2 threads must give bit-identical C.
+     * (beta = 0 over a NaN-filled C), on 1 and 2 threads and with both register tiles. Padding of C
+     * around the [M, N] window must stay untouched. Every C element is the same FMA chain however
+     * the work is cut, so thread counts and tile heights must give bit-identical C.
      */
     @ParameterizedTest(name = "M={0} N={1} K={2} transA={3} transB={4}")
     @MethodSource("gemmShapes")
@@ -101,10 +110,18 @@ class VectorOpsConformanceTest {
             float[] got2 = c0.clone();
             two.gemm(transA, transB, M, N, K, alpha, a, aOff, lda, b, bOff, ldb, beta, got2, cOff, ldc);
 
+            float[] got4 = c0.clone();
+            tile4.gemm(transA, transB, M, N, K, alpha, a, aOff, lda, b, bOff, ldb, beta, got4, cOff, ldc);
+            float[] got8 = c0.clone();
+            tile8.gemm(transA, transB, M, N, K, alpha, a, aOff, lda, b, bOff, ldb, beta, got8, cOff, ldc);
+
             String what = "gemm alpha=" + alpha + " beta=" + beta;
             double atol = atol(K) * Math.max(1, Math.abs(alpha));
             assertClose(what + " (1 thread)", expected, got1, atol, RTOL);
+            assertClose(what + " (8-row tile)", expected, got8, atol, RTOL);
             assertArrayEquals(got1, got2, what + ": 1 and 2 threads differ");
+            assertArrayEquals(got4, got8, what + ": 4- and 8-row tiles differ");
+            assertArrayEquals(got1, got4, what + ": VectorOps and the 4-row tile differ");
         }
     }
 
