@@ -85,7 +85,7 @@ public final class GptqStage {
 
         // Inputs of block 0: the embeddings of every calibration sequence.
         float[][] xs = new float[n][];
-        {
+        if (!rtn) {
             float[] E = src.floats(spec.embedTokens());
             for (int s = 0; s < n; s++) {
                 xs[s] = decoder.embed(E, windows[s]);
@@ -149,12 +149,14 @@ public final class GptqStage {
                                 r.dampRaised(), r.deadColumns(), (System.nanoTime() - tl) / 1e9));
                     }
                 }
-                // The quantized block's outputs feed the next block.
-                long tf = System.nanoTime();
-                forwardAll(decoder, w, xs, batch, T, C, Taps.NONE, true);
-                tForward += (System.nanoTime() - tf) / 1e9;
-                for (int s = 0; s < n; s++) {
-                    checkFiniteActivations(xs[s], layer);
+                if (!rtn) {
+                    // The quantized block's outputs feed the next block (round-to-nearest needs no inputs).
+                    long tf = System.nanoTime();
+                    forwardAll(decoder, w, xs, batch, T, C, Taps.NONE, true);
+                    tForward += (System.nanoTime() - tf) / 1e9;
+                    for (int s = 0; s < n; s++) {
+                        checkFiniteActivations(xs[s], layer);
+                    }
                 }
                 progress.step(1);
             }

@@ -330,11 +330,11 @@ class GptqExternalFolderTest {
             assertTrue(e.getMessage().contains("marlin"), e.getMessage());
         }
         // another method stays unreadable
-        ((ObjectNode) cfg.get("quantization_config")).put("checkpoint_format", "gptq").put("quant_method", "awq");
+        ((ObjectNode) cfg.get("quantization_config")).put("checkpoint_format", "gptq").put("quant_method", "bitsandbytes");
         Files.writeString(dir.resolve("config.json"), cfg.toPrettyString());
         try (ModelDir m = ModelDir.open(dir)) {
             ShrinkException e = assertThrows(ShrinkException.class, () -> WeightSources.forModel(m));
-            assertTrue(e.getMessage().contains("awq"), e.getMessage());
+            assertTrue(e.getMessage().contains("bitsandbytes"), e.getMessage());
         }
 
         // shapes that do not fit: qzeros of a wrong width; g_idx pointing past the groups
