@@ -1,45 +1,21 @@
 package dev.shrink.gptq;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.core.util.DefaultIndenter;
-import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
-import com.fasterxml.jackson.core.util.Separators;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.ObjectWriter;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.quant.GptqPacking;
 import dev.shrink.core.quant.QuantizedLinear;
+import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.safetensors.SafetensorsWriter;
 import dev.shrink.core.safetensors.TensorData;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.tensor.DType;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
-import java.nio.file.FileAlreadyExistsException;
-import java.nio.file.FileSystemException;
-import java.nio.file.FileVisitResult;
-import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.BasicFileAttributes;
-import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HexFormat;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 
@@ -77,16 +53,7 @@ public final class GptqCheckpoint {
     public static final String QUANTIZE_CONFIG = "quantize_config.json";
 
     /** The run report written beside the weights. */
-    public static final String REPORT = "shrink-report.json";
-
-    private static final SecureRandom RANDOM = new SecureRandom();
-
-    private static final ObjectMapper JSON = new ObjectMapper();
-
-    private static final ObjectWriter PRETTY = JSON.writer(new DefaultPrettyPrinter(Separators.createDefaultInstance()
-            .withObjectFieldValueSpacing(Separators.Spacing.AFTER))
-            .withObjectIndenter(new DefaultIndenter("  ", "\n"))
-            .withArrayIndenter(new DefaultIndenter("  ", "\n")));
+    public static final String REPORT = ModelFolderWriter.REPORT;
 
     private GptqCheckpoint() {
     }
@@ -132,55 +99,17 @@ public final class GptqCheckpoint {
         check(source.weights(), quantized, format);
         boolean v1 = isV1(format, quantized);
 
-        Path target = outDir.toAbsolutePath().normalize();
-        Path src = source.dir().toAbsolutePath().normalize();
-        if (target.equals(src) || src.startsWith(target)) {
-            throw ShrinkException.at(outDir, "is the source model's folder (or holds it); write the GPTQ model elsewhere");
-        }
-        if (target.getParent() == null) {
-            throw ShrinkException.at(outDir, "cannot be a file system root");
-        }
-        checkTarget(target, overwrite);
-
-        Path parent = target.getParent();
-        Path tmp = parent.resolve(target.getFileName() + ".tmp-" + randomHex());
-        boolean installed = false;
-        Path old;
-        try {
-            Files.createDirectories(parent);
-            Files.createDirectory(tmp);
+        boolean lmHead = quantized.containsKey(stripWeight(source.spec().lmHead()));
+        ModelFolderWriter.write(source.dir(), outDir, overwrite, "the GPTQ model", tmp -> {
             SafetensorsWriter.writeModel(tmp, tensors(source.weights(), quantized, v1), maxShardBytes, null);
-            ObjectNode qc = quantizationConfig(format, v1, quantized.containsKey(stripWeight(source.spec().lmHead())));
-            writeJson(tmp.resolve("config.json"), config(source, qc));
-            writeJson(tmp.resolve(QUANTIZE_CONFIG), qc);
+            ObjectNode qc = quantizationConfig(format, v1, lmHead);
+            ModelFolderWriter.writeJson(tmp.resolve("config.json"), config(source, qc));
+            ModelFolderWriter.writeJson(tmp.resolve(QUANTIZE_CONFIG), qc);
             if (report != null) {
-                writeBytes(tmp.resolve(REPORT), (PRETTY.writeValueAsString(report) + "\n").getBytes(StandardCharsets.UTF_8));
+                ModelFolderWriter.writeReport(tmp, report);
             }
-            copyOtherFiles(source.dir(), tmp);
-            old = install(tmp, target, overwrite);
-            installed = true;
-        } catch (ShrinkException e) {
-            throw e.getMessage().startsWith(target.toString()) ? e
-                    : new ShrinkException(target + ": not written: " + e.getMessage(), e);
-        } catch (JsonProcessingException e) {
-            throw ShrinkException.at(target, "not written: cannot serialize to JSON (the report?): " + oneLine(e), e);
-        } catch (IOException e) {
-            throw ShrinkException.at(target, "not written: " + describe(e), e);
-        } catch (RuntimeException e) {
-            throw ShrinkException.at(target, "not written: " + oneLine(e), e);
-        } finally {
-            if (!installed) {
-                deleteTreeQuietly(tmp);
-            }
-        }
-        if (old != null) {
-            try {
-                deleteTree(old);
-            } catch (IOException e) {
-                throw ShrinkException.at(old, "the new model is in place at " + target
-                        + ", but this replaced old copy could not be deleted: " + describe(e), e);
-            }
-        }
+            ModelFolderWriter.copyOtherFiles(source.dir(), tmp);
+        });
     }
 
     /** "gptq" (v1) or "gptq_v2": what {@link #write} records for these layers. */
@@ -304,179 +233,5 @@ public final class GptqCheckpoint {
         cfg.put("torch_dtype", "float16");
         cfg.set("quantization_config", qc.deepCopy());
         return cfg;
-    }
-
-    /** Exists and is not a folder, or is a non-empty folder without overwrite: refused before any work. */
-    private static void checkTarget(Path target, boolean overwrite) {
-        if (!Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
-            return;
-        }
-        if (!Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
-            throw ShrinkException.at(target, "exists and is not a folder");
-        }
-        if (!overwrite && !isEmptyDir(target)) {
-            throw ShrinkException.at(target, "exists and is not empty; choose another folder or overwrite it");
-        }
-    }
-
-    private static boolean isEmptyDir(Path dir) {
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
-            return !ds.iterator().hasNext();
-        } catch (IOException e) {
-            throw ShrinkException.at(dir, "cannot list the folder: " + describe(e), e);
-        }
-    }
-
-    /**
-     * Renames the complete folder {@code tmp} to {@code target}, replacing an old one only if allowed.
-     * Returns where the replaced folder was moved (for the caller to delete), or null.
-     */
-    private static Path install(Path tmp, Path target, boolean overwrite) throws IOException {
-        Path parent = target.getParent();
-        if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS) && isEmptyDir(target)) {
-            Files.delete(target);
-        }
-        if (!Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
-            try {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            } catch (FileAlreadyExistsException e) {
-                throw ShrinkException.at(target, "appeared while the model was being written; not replaced", e);
-            }
-            syncDirectory(parent);
-            return null;
-        }
-        checkTarget(target, overwrite); // not a folder, or non-empty without overwrite
-        Path old = parent.resolve(target.getFileName() + ".old-" + randomHex());
-        Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-        try {
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException | RuntimeException e) {
-            try {
-                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
-            } catch (IOException restore) {
-                e.addSuppressed(restore);
-                throw ShrinkException.at(target, "could not put the new folder in place ("
-                        + (e instanceof IOException io ? describe(io) : oneLine(e))
-                        + ") nor the old one back; the old folder is at " + old, e);
-            }
-            throw e;
-        }
-        syncDirectory(parent);
-        return old;
-    }
-
-    /** Copies every regular file of the source folder except weights, index, config and our own files. */
-    private static void copyOtherFiles(Path from, Path to) throws IOException {
-        List<Path> files = new ArrayList<>();
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(from)) {
-            for (Path p : ds) {
-                if (Files.isRegularFile(p) && copied(p.getFileName().toString())) {
-                    files.add(p);
-                }
-            }
-        }
-        files.sort(null);
-        for (Path p : files) {
-            Path dst = to.resolve(p.getFileName().toString());
-            // A stream copy: the new file gets default permissions, not the source's (shared models are read-only).
-            try (InputStream in = Files.newInputStream(p);
-                 FileChannel ch = FileChannel.open(dst, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
-                 OutputStream out = java.nio.channels.Channels.newOutputStream(ch)) {
-                in.transferTo(out);
-                out.flush();
-                ch.force(true);
-            }
-        }
-    }
-
-    private static boolean copied(String name) {
-        String n = name.toLowerCase(Locale.ROOT);
-        if (n.endsWith(".safetensors") || name.equals(WeightStore.INDEX_FILE) || name.equals("config.json")
-                || name.equals(QUANTIZE_CONFIG) || name.equals(REPORT)) {
-            return false;
-        }
-        // pickle / other-framework weights of the unquantized model, and their indexes
-        return !(n.endsWith(".bin") || n.endsWith(".pt") || n.endsWith(".pth") || n.endsWith(".ckpt")
-                || n.endsWith(".pkl") || n.endsWith(".h5") || n.endsWith(".msgpack")
-                || n.equals("pytorch_model.bin.index.json"));
-    }
-
-    private static void writeJson(Path file, ObjectNode node) throws IOException {
-        writeBytes(file, (PRETTY.writeValueAsString(node) + "\n").getBytes(StandardCharsets.UTF_8));
-    }
-
-    private static void writeBytes(Path file, byte[] bytes) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-            ByteBuffer buf = ByteBuffer.wrap(bytes);
-            while (buf.hasRemaining()) {
-                ch.write(buf);
-            }
-            ch.force(true);
-        }
-    }
-
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-            ch.force(true);
-        } catch (IOException | RuntimeException ignored) {
-            // not supported everywhere; the renames themselves are done
-        }
-    }
-
-    private static void deleteTree(Path root) throws IOException {
-        if (!Files.exists(root, LinkOption.NOFOLLOW_LINKS)) {
-            return;
-        }
-        Files.walkFileTree(root, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                Files.delete(file);
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult postVisitDirectory(Path dir, IOException exc) throws IOException {
-                if (exc != null) {
-                    throw exc;
-                }
-                Files.delete(dir);
-                return FileVisitResult.CONTINUE;
-            }
-        });
-    }
-
-    private static void deleteTreeQuietly(Path root) {
-        try {
-            deleteTree(root);
-        } catch (IOException | RuntimeException ignored) {
-            // the original error is what matters
-        }
-    }
-
-    private static String randomHex() {
-        byte[] b = new byte[6];
-        RANDOM.nextBytes(b);
-        return HexFormat.of().formatHex(b);
-    }
-
-    private static String describe(IOException e) {
-        if (e instanceof FileSystemException fse) {
-            String reason = fse.getReason();
-            String what = fse.getFile() != null ? fse.getFile() : "";
-            if (reason != null && !reason.isBlank()) {
-                return (what.isEmpty() ? "" : what + ": ") + reason;
-            }
-            return e.getClass().getSimpleName() + (what.isEmpty() ? "" : " " + what);
-        }
-        return oneLine(e);
-    }
-
-    private static String oneLine(Throwable e) {
-        String m = e.getMessage();
-        if (m == null || m.isBlank()) {
-            m = e.getClass().getSimpleName();
-        }
-        int nl = m.indexOf('\n');
-        return (nl >= 0 ? m.substring(0, nl) : m).strip();
     }
 }

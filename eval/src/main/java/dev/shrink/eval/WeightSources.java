@@ -17,11 +17,18 @@ public final class WeightSources {
             if (Files.isRegularFile(dir.dir().resolve("quantize_config.json"))) {
                 return GptqWeightSource.forModel(dir);
             }
+            // Older AutoAWQ folders keep theirs in quant_config.json.
+            if (Files.isRegularFile(dir.dir().resolve(AwqWeightSource.QUANT_CONFIG))) {
+                return AwqWeightSource.forModel(dir);
+            }
             return WeightSource.of(dir.weights());
         }
         String method = qc.path("quant_method").asText("?");
         if (method.equalsIgnoreCase("gptq")) {
             return GptqWeightSource.forModel(dir);
+        }
+        if (method.equalsIgnoreCase("awq")) {
+            return AwqWeightSource.forModel(dir);
         }
         throw ShrinkException.at(dir.dir().resolve("config.json"),
                 "quantization_config quant_method '" + method + "' is not readable yet");

@@ -84,24 +84,50 @@ public final class Decoder {
      * the cache holds and their keys and values are appended to it.
      */
     public void block(BlockWeights w, float[] x, int B, int T, KvCache[] caches, Taps taps) {
-        int C = cfg.hidden(), H = cfg.heads(), Hkv = cfg.kvHeads(), D = cfg.headDim(), F = cfg.intermediate();
-        int M = B * T, qDim = H * D, kvDim = Hkv * D;
+        int C = cfg.hidden();
+        int M = B * T;
         int layer = w.layer();
-        String qn = spec.linear(Role.Q).name(), kn = spec.linear(Role.K).name(), vn = spec.linear(Role.V).name();
-        String on = spec.linear(Role.O).name(), gn = spec.linear(Role.GATE).name();
-        String un = spec.linear(Role.UP).name(), dn = spec.linear(Role.DOWN).name();
         taps.blockInput(layer, x, M, C);
 
-        // Attention: h = RMSNorm(x); q, k, v = h·Wᵀ (+ b); RoPE; softmax(q·kᵀ/√D)·v; x += attn·Woᵀ
+        // Attention: h = RMSNorm(x); x += Attn(h)·Woᵀ
         float[] h = new float[M * C];
         ops.rmsNorm(x, w.inputNorm(), (float) cfg.rmsNormEps(), M, C, h);
+        float[] o = attention(w, h, B, T, 1, caches, taps);
+        addInPlace(x, o);
+
+        // MLP: h = RMSNorm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
+        ops.rmsNorm(x, w.postAttentionNorm(), (float) cfg.rmsNormEps(), M, C, h);
+        float[] d = mlp(w, h, M, 1, taps);
+        addInPlace(x, d);
+        taps.blockOutput(layer, x, M, C);
+    }
+
+    /**
+     * The attention sub-block's output for a normed input: {@code o = Attn(h)·Woᵀ (+ b)}, where
+     * q, k, v = h·Wᵀ (+ b), RoPE, softmax(q·kᵀ/√D)·v. h: [M, C] with M = B·T → o: [M·R, C].
+     *
+     * <p>{@code R} candidate weight sets are evaluated at once (AWQ's grid search): the q, k and v
+     * linears of {@code w} then hold R sets stacked along the output dim ([R·H·D, C], [R·Hkv·D, C],
+     * biases [R·H·D] ...) so that one GEMM computes every candidate's projections; o is shared.
+     * Row {@code m·R + r} of the result is token m under set r. With R = 1 this is exactly what
+     * {@link #block} computes. Caches (one per sequence, as in {@link #block}) need R = 1.
+     */
+    public float[] attention(BlockWeights w, float[] h, int B, int T, int R, KvCache[] caches, Taps taps) {
+        int C = cfg.hidden(), H = cfg.heads(), Hkv = cfg.kvHeads(), D = cfg.headDim();
+        int M = B * T, qDim = H * D, kvDim = Hkv * D;
+        if (R < 1 || (caches != null && R != 1)) {
+            throw new IllegalArgumentException("R = " + R + (caches != null ? " with caches" : "") + "; need R ≥ 1, and 1 with caches");
+        }
+        int layer = w.layer();
+        String qn = spec.linear(Role.Q).name(), kn = spec.linear(Role.K).name(), vn = spec.linear(Role.V).name();
+        String on = spec.linear(Role.O).name();
         taps.linearInput(layer, qn, h, M, C);
         taps.linearInput(layer, kn, h, M, C);
         taps.linearInput(layer, vn, h, M, C);
-        float[] q = linear(w, qn, h, M, C, qDim);   // [M, H·D]
-        float[] k = linear(w, kn, h, M, C, kvDim);  // [M, Hkv·D]
-        float[] v = linear(w, vn, h, M, C, kvDim);  // [M, Hkv·D]
-        float[] attn = new float[M * qDim];         // [M, H·D]
+        float[] q = linear(w, qn, h, M, C, R * qDim);   // [M, R·H·D]
+        float[] k = linear(w, kn, h, M, C, R * kvDim);  // [M, R·Hkv·D]
+        float[] v = linear(w, vn, h, M, C, R * kvDim);  // [M, R·Hkv·D]
+        float[] attn = new float[M * R * qDim];         // [M, R, H·D]
         int[] positions = new int[T];
         for (int b = 0; b < B; b++) {
             int start = caches == null ? 0 : caches[b].length();
@@ -109,35 +135,54 @@ public final class Decoder {
             for (int t = 0; t < T; t++) {
                 positions[t] = start + t;
             }
-            float[] qb = slice(q, b * T * qDim, T * qDim);
-            float[] kb = slice(k, b * T * kvDim, T * kvDim);
-            float[] vb = slice(v, b * T * kvDim, T * kvDim);
-            ops.rope(qb, T, H, D, positions, cos, sin);
-            ops.rope(kb, T, Hkv, D, positions, cos, sin);
-            float[] out = new float[T * qDim];
-            if (caches == null) {
-                ops.attention(qb, kb, vb, T, T, H, Hkv, D, out);
-            } else {
-                caches[b].append(layer, kb, 0, vb, 0, T);
-                ops.attention(qb, caches[b].keys(layer), caches[b].values(layer), T, start + T, H, Hkv, D, out);
+            for (int r = 0; r < R; r++) {
+                float[] qb = rows(q, b * T, T, R * qDim, r * qDim, qDim);
+                float[] kb = rows(k, b * T, T, R * kvDim, r * kvDim, kvDim);
+                float[] vb = rows(v, b * T, T, R * kvDim, r * kvDim, kvDim);
+                ops.rope(qb, T, H, D, positions, cos, sin);
+                ops.rope(kb, T, Hkv, D, positions, cos, sin);
+                float[] out = new float[T * qDim];
+                if (caches == null) {
+                    ops.attention(qb, kb, vb, T, T, H, Hkv, D, out);
+                } else {
+                    caches[b].append(layer, kb, 0, vb, 0, T);
+                    ops.attention(qb, caches[b].keys(layer), caches[b].values(layer), T, start + T, H, Hkv, D, out);
+                }
+                if (R == 1) {
+                    System.arraycopy(out, 0, attn, b * T * qDim, T * qDim);
+                } else {
+                    for (int t = 0; t < T; t++) {
+                        System.arraycopy(out, t * qDim, attn, ((b * T + t) * R + r) * qDim, qDim);
+                    }
+                }
             }
-            System.arraycopy(out, 0, attn, b * T * qDim, T * qDim);
         }
-        taps.linearInput(layer, on, attn, M, qDim);
-        float[] o = linear(w, on, attn, M, qDim, C);
-        addInPlace(x, o);
+        taps.linearInput(layer, on, attn, M * R, qDim);
+        return linear(w, on, attn, M * R, qDim, C);
+    }
 
-        // MLP: h = RMSNorm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
-        ops.rmsNorm(x, w.postAttentionNorm(), (float) cfg.rmsNormEps(), M, C, h);
+    /**
+     * The MLP sub-block's output for a normed input: {@code d = (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ}.
+     * h: [M, C] → d: [M·R, C].
+     *
+     * <p>{@code R} candidate weight sets at once, as in {@link #attention}: gate and up of
+     * {@code w} then hold R sets stacked along the output dim ([R·F, C]); down is shared. Row
+     * {@code m·R + r} of the result is token m under set r; R = 1 is exactly {@link #block}'s MLP.
+     */
+    public float[] mlp(BlockWeights w, float[] h, int M, int R, Taps taps) {
+        int C = cfg.hidden(), F = cfg.intermediate();
+        if (R < 1) {
+            throw new IllegalArgumentException("R = " + R + " must be at least 1");
+        }
+        int layer = w.layer();
+        String gn = spec.linear(Role.GATE).name(), un = spec.linear(Role.UP).name(), dn = spec.linear(Role.DOWN).name();
         taps.linearInput(layer, gn, h, M, C);
         taps.linearInput(layer, un, h, M, C);
-        float[] g = linear(w, gn, h, M, C, F);   // [M, F]
-        float[] u = linear(w, un, h, M, C, F);   // [M, F]
-        ops.swiglu(g, u, M * F, g);
-        taps.linearInput(layer, dn, g, M, F);
-        float[] d = linear(w, dn, g, M, F, C);   // [M, C]
-        addInPlace(x, d);
-        taps.blockOutput(layer, x, M, C);
+        float[] g = linear(w, gn, h, M, C, R * F);   // [M, R·F] = [M·R, F]
+        float[] u = linear(w, un, h, M, C, R * F);   // [M, R·F]
+        ops.swiglu(g, u, M * R * F, g);
+        taps.linearInput(layer, dn, g, M * R, F);
+        return linear(w, dn, g, M * R, F, C);        // [M·R, C]
     }
 
     /** Marks the T tokens just run through every block as cached. */
@@ -175,9 +220,16 @@ public final class Decoder {
         return out;
     }
 
-    private static float[] slice(float[] a, int off, int len) {
-        float[] s = new float[len];
-        System.arraycopy(a, off, s, 0, len);
+    /** Rows row0..row0+n of a matrix with leading dim ld, columns col0..col0+width: a [n, width] copy. */
+    private static float[] rows(float[] a, int row0, int n, int ld, int col0, int width) {
+        float[] s = new float[n * width];
+        if (ld == width && col0 == 0) {
+            System.arraycopy(a, row0 * ld, s, 0, n * width);
+            return s;
+        }
+        for (int i = 0; i < n; i++) {
+            System.arraycopy(a, (row0 + i) * ld + col0, s, i * width, width);
+        }
         return s;
     }
 

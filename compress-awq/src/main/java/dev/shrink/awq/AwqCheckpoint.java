@@ -1,0 +1,258 @@
+package dev.shrink.awq;
+
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.shrink.core.ShrinkException;
+import dev.shrink.core.model.ArchitectureSpec;
+import dev.shrink.core.model.ModelDir;
+import dev.shrink.core.quant.AwqPacking;
+import dev.shrink.core.quant.QuantizedLinear;
+import dev.shrink.core.safetensors.ModelFolderWriter;
+import dev.shrink.core.safetensors.SafetensorsWriter;
+import dev.shrink.core.safetensors.TensorData;
+import dev.shrink.core.safetensors.TensorInfo;
+import dev.shrink.core.safetensors.WeightStore;
+import dev.shrink.core.tensor.DType;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * Writes an AWQ model folder: AutoAWQ's "GEMM" checkpoint (FORMATS.md, "AWQ GEMM"), which vLLM
+ * (awq, awq_marlin), transformers, LMDeploy/TurboMind, SGLang and TGI load; or, with
+ * {@link Export#FAKE}, the same model dequantized into an ordinary fp16 folder.
+ *
+ * <p>For every tensor of the source folder, in the source's order: a quantized linear {@code X}
+ * ({@code X.weight} in the source) becomes {@code X.qweight} (I32 [K, N/8]), {@code X.qzeros}
+ * (I32 [G, N/8]) and {@code X.scales} (F16 [G, N]), packed by {@link AwqPacking}, plus {@code X.bias}
+ * (F16 [N]) when it has one; FAKE writes {@code X.weight} F16 [N, K] = scales · (q − z) instead. A
+ * tensor the AWQ scaling changed (norm weights, an unquantized previous linear) is written from its
+ * new float values: F16 when the source holds it in 16 bits and every value fits, else F32. Every
+ * other tensor is copied byte for byte.
+ *
+ * <p>GEMM's {@code config.json} is the source's with every key kept plus {@code torch_dtype: float16}
+ * and {@code quantization_config: {"quant_method": "awq", "bits": 4, "group_size": G, "zero_point":
+ * true, "version": "gemm", "modules_to_not_convert": null}} (the list of unquantized decoder
+ * linears instead of null when some are left out, so that loaders keep them as plain linears).
+ * The folder also gets {@code shrink-report.json} and the source's other files (tokenizer, ...); it
+ * appears atomically ({@link ModelFolderWriter}).
+ */
+public final class AwqCheckpoint {
+    /** Default shard limit of the weight files: 4 GiB. */
+    public static final long DEFAULT_MAX_SHARD_BYTES = 4L << 30;
+
+    /** What is written. */
+    public enum Export {
+        /** AutoAWQ's packed GEMM checkpoint. */
+        GEMM,
+        /** The dequantized model in fp16, scales folded in: for tools that cannot read AWQ. */
+        FAKE
+    }
+
+    private AwqCheckpoint() {
+    }
+
+    /**
+     * Writes the AWQ folder {@code outDir}.
+     *
+     * @param source    the unquantized model (kept open while writing: its tensors are copied from the mapping)
+     * @param quantized tensor prefix → its quantized linear (4-bit, groups of {@code groupSize})
+     * @param modified  full tensor name → its new float values (same shape as in the source)
+     * @param report    serialized with Jackson to shrink-report.json; null for none
+     * @throws IllegalArgumentException if a map entry does not match the source or AWQ's layout
+     * @throws ShrinkException          if the source is already quantized, the folder exists and is not
+     *                                  empty (without overwrite), or on any write error
+     */
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized,
+                             Map<String, float[]> modified, int groupSize, Export export, Object report,
+                             boolean overwrite, long maxShardBytes) {
+        Objects.requireNonNull(source, "source");
+        Objects.requireNonNull(outDir, "outDir");
+        Objects.requireNonNull(quantized, "quantized");
+        Objects.requireNonNull(modified, "modified");
+        Objects.requireNonNull(export, "export");
+        if (maxShardBytes <= 0) {
+            throw new IllegalArgumentException("maxShardBytes must be positive: " + maxShardBytes);
+        }
+        if (source.config().raw().hasNonNull("quantization_config")) {
+            throw ShrinkException.at(source.dir().resolve("config.json"),
+                    "the source model is already quantized (it has a quantization_config)");
+        }
+        check(source.weights(), quantized, modified, groupSize);
+        ModelFolderWriter.write(source.dir(), outDir, overwrite, "the AWQ model", tmp -> {
+            SafetensorsWriter.writeModel(tmp, tensors(source.weights(), quantized, modified, export), maxShardBytes, null);
+            ModelFolderWriter.writeJson(tmp.resolve("config.json"), config(source, quantized, groupSize, export));
+            if (report != null) {
+                ModelFolderWriter.writeReport(tmp, report);
+            }
+            ModelFolderWriter.copyOtherFiles(source.dir(), tmp);
+        });
+    }
+
+    /** {@link #write} with 4 GiB shards. */
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized,
+                             Map<String, float[]> modified, int groupSize, Export export, Object report, boolean overwrite) {
+        write(source, outDir, quantized, modified, groupSize, export, report, overwrite, DEFAULT_MAX_SHARD_BYTES);
+    }
+
+    private static String stripWeight(String name) {
+        return name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : name;
+    }
+
+    private static void check(WeightStore store, Map<String, QuantizedLinear> quantized, Map<String, float[]> modified,
+                              int groupSize) {
+        for (Map.Entry<String, QuantizedLinear> e : quantized.entrySet()) {
+            String x = e.getKey();
+            QuantizedLinear q = Objects.requireNonNull(e.getValue(), x);
+            if (!x.equals(q.name())) {
+                throw new IllegalArgumentException("map key '" + x + "' holds the quantized linear '" + q.name() + "'");
+            }
+            if (!store.has(x + ".weight")) {
+                throw new IllegalArgumentException("quantized linear '" + x + "': the source has no tensor '" + x + ".weight'");
+            }
+            long[] shape = store.info(x + ".weight").shape();
+            if (!Arrays.equals(shape, new long[] {q.N(), q.K()})) {
+                throw new IllegalArgumentException("quantized linear '" + x + "' is [" + q.N() + ", " + q.K()
+                        + "] but the source weight is " + Arrays.toString(shape));
+            }
+            if (q.bits() != AwqQuantizer.BITS || q.groupSize() != groupSize) {
+                throw new IllegalArgumentException("quantized linear '" + x + "' has bits " + q.bits() + ", group size "
+                        + q.groupSize() + "; AWQ GEMM is 4-bit with group size " + groupSize);
+            }
+            String why = AwqQuantizer.unfitReason(q.N(), q.K(), groupSize);
+            if (why != null) {
+                throw new IllegalArgumentException("quantized linear '" + x + "': " + why);
+            }
+            int[] expected = QuantizedLinear.sequentialGIdx(q.K(), groupSize);
+            if (!Arrays.equals(expected, q.gIdx())) {
+                throw new IllegalArgumentException("quantized linear '" + x + "' has a reordered g_idx, which AWQ cannot hold");
+            }
+            for (float s : q.scales()) {
+                if (!Float.isFinite(s) || Math.abs(s) > 65504f) {
+                    throw new IllegalArgumentException("quantized linear '" + x + "' has scale " + s + ", which fp16 cannot hold");
+                }
+            }
+        }
+        for (Map.Entry<String, float[]> e : modified.entrySet()) {
+            String name = e.getKey();
+            if (!store.has(name)) {
+                throw new IllegalArgumentException("modified tensor '" + name + "' is not in the source");
+            }
+            if (store.info(name).numel() != e.getValue().length) {
+                throw new IllegalArgumentException("modified tensor '" + name + "' has " + e.getValue().length
+                        + " values, the source " + store.info(name).numel());
+            }
+            if (name.endsWith(".weight") && quantized.containsKey(stripWeight(name))) {
+                throw new IllegalArgumentException("tensor '" + name + "' is both quantized and modified");
+            }
+        }
+    }
+
+    /** The output tensors in the source's order. */
+    private static List<TensorData> tensors(WeightStore store, Map<String, QuantizedLinear> quantized,
+                                            Map<String, float[]> modified, Export export) {
+        List<TensorData> out = new ArrayList<>();
+        for (String name : store.names()) {
+            if (name.endsWith(".weight") && quantized.containsKey(stripWeight(name))) {
+                QuantizedLinear q = quantized.get(stripWeight(name));
+                String x = q.name();
+                int N = q.N(), K = q.K(), G = q.groupCount();
+                if (export == Export.GEMM) {
+                    out.add(TensorData.ofInts(x + ".qweight", new long[] {K, N / 8}, AwqPacking.packQweight(q.codes(), N, K)));
+                    out.add(TensorData.ofInts(x + ".qzeros", new long[] {G, N / 8}, AwqPacking.packQzeros(q.zeros(), G, N)));
+                    out.add(TensorData.ofFloats(x + ".scales", new long[] {G, N}, q.scales(), DType.F16));
+                } else {
+                    out.add(TensorData.ofFloats(x + ".weight", new long[] {N, K}, dequantizeFp16Scales(q), DType.F16));
+                }
+                float[] bias = q.bias() != null ? q.bias()
+                        : modified.containsKey(x + ".bias") ? modified.get(x + ".bias")
+                        : store.has(x + ".bias") ? store.floats(x + ".bias") : null;
+                if (bias != null) {
+                    out.add(TensorData.ofFloats(x + ".bias", new long[] {N}, bias, DType.F16));
+                }
+            } else if (name.endsWith(".bias") && quantized.containsKey(name.substring(0, name.length() - ".bias".length()))) {
+                continue; // written with its linear, as F16
+            } else if (modified.containsKey(name)) {
+                TensorInfo info = store.info(name);
+                float[] v = modified.get(name);
+                out.add(TensorData.ofFloats(name, info.shape(), v, floatDType(info.dtype(), v)));
+            } else {
+                TensorInfo info = store.info(name);
+                out.add(new TensorData(name, info.dtype(), info.shape(), store.data(name)));
+            }
+        }
+        return out;
+    }
+
+    /** F16 for a 16-bit source whose new values all fit in fp16; F32 otherwise (never lose range or precision). */
+    static DType floatDType(DType source, float[] values) {
+        if (source != DType.F16 && source != DType.BF16) {
+            return DType.F32;
+        }
+        for (float v : values) {
+            if (!(Math.abs(v) <= 65504f)) {
+                return DType.F32;
+            }
+        }
+        return DType.F16;
+    }
+
+    /** The layer's weight as the GEMM folder holds it: fp16 scales · (q − z). */
+    static float[] dequantizeFp16Scales(QuantizedLinear q) {
+        float[] s = q.scales().clone();
+        for (int i = 0; i < s.length; i++) {
+            s[i] = Float.float16ToFloat(Float.floatToFloat16(s[i]));
+        }
+        return new QuantizedLinear(q.name(), q.N(), q.K(), q.bits(), q.groupSize(), q.codes(), s, q.zeros(), q.gIdx(),
+                q.bias()).dequantize();
+    }
+
+    /** The AutoAWQ quantization_config: keys in the order AutoAWQ writes them. */
+    static ObjectNode quantizationConfig(int groupSize, List<String> notConverted) {
+        ObjectNode qc = JsonNodeFactory.instance.objectNode();
+        qc.put("quant_method", "awq");
+        qc.put("bits", AwqQuantizer.BITS);
+        qc.put("group_size", groupSize);
+        qc.put("zero_point", true);
+        qc.put("version", "gemm");
+        if (notConverted.isEmpty()) {
+            qc.putNull("modules_to_not_convert");
+        } else {
+            ArrayNode a = qc.putArray("modules_to_not_convert");
+            notConverted.forEach(a::add);
+        }
+        return qc;
+    }
+
+    /** The source config.json with every key kept, fp16 dtype, and (GEMM) the quantization config. */
+    private static ObjectNode config(ModelDir source, Map<String, QuantizedLinear> quantized, int groupSize, Export export) {
+        ObjectNode cfg = source.config().raw().deepCopy();
+        if (cfg.has("dtype")) {
+            cfg.put("dtype", "float16");
+        }
+        cfg.put("torch_dtype", "float16");
+        if (export == Export.GEMM) {
+            cfg.set("quantization_config", quantizationConfig(groupSize, notConverted(source, quantized)));
+        }
+        return cfg;
+    }
+
+    /** The decoder linears left unquantized (full prefixes), in model order. */
+    private static List<String> notConverted(ModelDir source, Map<String, QuantizedLinear> quantized) {
+        ArchitectureSpec spec = source.spec();
+        List<String> out = new ArrayList<>();
+        for (int i = 0; i < source.config().layers(); i++) {
+            for (ArchitectureSpec.Linear l : spec.linears()) {
+                String x = spec.layer(i, l.name());
+                if (!quantized.containsKey(x)) {
+                    out.add(x);
+                }
+            }
+        }
+        return out;
+    }
+}
