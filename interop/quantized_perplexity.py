@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Load a GPTQ folder (Shrink's, or any AutoGPTQ/GPTQModel one) into transformers' model with the
-weights dequantized, and measure perplexity with the protocol of shared/golden/README.md.
+"""Load a GPTQ folder (Shrink's, or any AutoGPTQ/GPTQModel one) or an AutoAWQ "GEMM" folder into
+transformers' model with the weights dequantized, and measure perplexity with the protocol of
+shared/golden/README.md.
 
 Written from shared/docs/FORMATS.md alone (no GPTQ library), so it checks that what Shrink writes
 is what the format says and that the Python ecosystem computes the same perplexity.
 
-    python3 interop/gptq_perplexity.py --model DIR --text heldout.txt [--kind heldout|wikitext2|ptb|raw]
+    python3 interop/quantized_perplexity.py --model DIR --text heldout.txt [--kind heldout|wikitext2|ptb|raw]
                                        [--seqlen 512] [--max-windows N] [--device cuda]
 Prints one JSON line: {"ppl": ..., "windows": ..., "tokens": ..., ...}.
 """
@@ -57,6 +58,29 @@ def dequantize_gptq(tensors, prefix, bits, group_size, v1):
     return w.t().contiguous()                                 # [N, K]
 
 
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]  # nibble i of a word holds output column 8c + AWQ_ORDER[i]
+
+
+def unpack_awq(packed):
+    """AWQ GEMM words [R, N/8] -> values [R, N]: nibble i of word c is column 8c + AWQ_ORDER[i]."""
+    words = packed.to(torch.int64) & 0xFFFFFFFF
+    R, W = words.shape
+    out = torch.empty(R, W * 8, dtype=torch.int64, device=words.device)
+    for i, col in enumerate(AWQ_ORDER):
+        out[:, col::8] = (words >> (4 * i)) & 0xF
+    return out
+
+
+def dequantize_awq(tensors, prefix, group_size):
+    codes = unpack_awq(tensors[prefix + ".qweight"])           # [K, N]
+    zeros = unpack_awq(tensors[prefix + ".qzeros"])            # [K/group, N]
+    scales = tensors[prefix + ".scales"].float()               # [K/group, N]
+    K = codes.shape[0]
+    g = torch.arange(K, device=codes.device) // group_size
+    w = scales[g, :] * (codes - zeros[g, :]).float()           # [K, N]
+    return w.t().contiguous()                                   # [N, K]
+
+
 def load_dequantized(model_dir, device):
     with open(os.path.join(model_dir, "config.json")) as f:
         cfg_json = json.load(f)
@@ -71,7 +95,16 @@ def load_dequantized(model_dir, device):
             for k in f.keys():
                 tensors[k] = f.get_tensor(k).to(device)
     state = {}
-    if qc is not None:
+    if qc is not None and qc.get("quant_method") == "awq":
+        gs = int(qc.get("group_size", 128))
+        prefixes = sorted({k[: -len(".qweight")] for k in tensors if k.endswith(".qweight")})
+        for p in prefixes:
+            state[p + ".weight"] = dequantize_awq(tensors, p, gs)
+        skip = {p + s for p in prefixes for s in (".qweight", ".qzeros", ".scales")}
+        for k, v in tensors.items():
+            if k not in skip and k not in state:
+                state[k] = v.float()
+    elif qc is not None:
         bits, gs = int(qc["bits"]), int(qc.get("group_size", 128))
         v1 = qc.get("checkpoint_format", "gptq") == "gptq"
         prefixes = sorted({k[: -len(".qweight")] for k in tensors if k.endswith(".qweight")})
@@ -138,7 +171,7 @@ def main():
             tgt = x[:, 1:]
             nll += -lp.gather(-1, tgt.unsqueeze(-1)).double().sum().item()
             count += tgt.numel()
-    print(json.dumps({"model": a.model, "text": a.text, "kind": a.kind, "quantization": qc and {k: qc.get(k) for k in ("bits", "group_size", "sym", "desc_act", "checkpoint_format")},
+    print(json.dumps({"model": a.model, "text": a.text, "kind": a.kind, "quantization": qc and {k: qc.get(k) for k in ("quant_method", "bits", "group_size", "sym", "desc_act", "checkpoint_format", "version")},
                       "seqlen": T, "windows": windows, "tokens": len(ids), "predictions": count,
                       "ppl": math.exp(nll / count), "device": a.device, "torch": torch.__version__}))
 
