@@ -5,9 +5,7 @@ import dev.shrink.awq.AwqStage;
 import dev.shrink.awq.ScaleSearch;
 import dev.shrink.calib.CalibData;
 import dev.shrink.calib.CalibSource;
-import dev.shrink.calib.CalibSpec;
 import dev.shrink.calib.CalibWindows;
-import dev.shrink.calib.TokenWindows;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
@@ -77,29 +75,11 @@ final class AwqCommand implements Callable<Integer> {
     @Option(names = "--export", defaultValue = "gemm", paramLabel = "gemm|fake", description = "gemm: AutoAWQ's packed GEMM checkpoint; fake: the dequantized fp16 model with the scales applied. Default: ${DEFAULT-VALUE}.")
     String export;
 
-    @Option(names = "--calib-dataset", defaultValue = "c4", paramLabel = "NAME|PATH", description = "c4, wikitext2, ptb, tinystories, heldout (../shared/datasets) or a .txt/.jsonl/.arrow/.parquet file or folder. Default: ${DEFAULT-VALUE}.")
-    String calibDataset;
-
-    @Option(names = "--calib-field", paramLabel = "NAME", description = "JSON field / column holding the text (default: text).")
-    String calibField;
-
-    @Option(names = "--calib-samples", defaultValue = "128", paramLabel = "N", description = "Calibration blocks. Default: ${DEFAULT-VALUE}.")
-    int calibSamples;
-
-    @Option(names = "--calib-seqlen", defaultValue = "512", paramLabel = "T", description = "Tokens per block. Default: ${DEFAULT-VALUE}.")
-    int calibSeqlen;
+    @Mixin
+    CalibOptions calib;
 
     @Option(names = "--calib-sampling", defaultValue = "blocks", paramLabel = "blocks|random", description = "blocks: AWQ's consecutive blocks of per-document tokens (when the text is too short for them, random windows instead, said on stdout and in the report); random: GPTQ/LMDeploy-style random windows of the joined text. Default: ${DEFAULT-VALUE}.")
     String calibSampling;
-
-    @Option(names = "--calib-tokens", paramLabel = "FILE", description = "Read the windows from a safetensors file (input_ids int32 [n, seqlen]); wins over --calib-dataset.")
-    Path calibTokens;
-
-    @Option(names = "--save-calib-tokens", paramLabel = "FILE", description = "Save the windows used, for an exactly repeatable run.")
-    Path saveCalibTokens;
-
-    @Option(names = "--seed", defaultValue = "0", description = "Seed of random windows (Python random.seed semantics). Default: ${DEFAULT-VALUE}.")
-    long seed;
 
     @Option(names = "--batch", defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward of the statistics pass. Default: ${DEFAULT-VALUE}.")
     int batch;
@@ -115,25 +95,17 @@ final class AwqCommand implements Callable<Integer> {
         try (ModelDir dir = ModelDir.open(model)) {
             Calibration calibration;
             try (Tokenizer tok = dir.tokenizer()) {
-                calibration = calibration(calibDataset, calibField, calibSamples, calibSeqlen, seed, calibTokens,
-                        calibSampling, tok, dir.config().bosTokenId(), out);
+                calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(), out);
             }
             int[][] windows = calibration.windows();
             String sampling = calibration.sampling();
-            if (saveCalibTokens != null) {
-                TokenWindows.write(saveCalibTokens, windows);
-            }
+            calib.save(windows);
             AwqStage.Result r = AwqStage.run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, common.quiet);
             if (r.quantized().isEmpty()) {
                 throw new ShrinkException(model + ": no decoder linear can be packed with --w-group-size " + groupSize
                         + " (" + r.layers().get(0).reason() + ")");
             }
-            Map<String, Object> report = new LinkedHashMap<>();
-            report.put("stage", "awq");
-            report.put("tool", "shrink " + Main.VERSION);
-            report.put("java", Runtime.version().toString());
-            report.put("backend", ops.name());
-            report.put("source_model", model.toAbsolutePath().normalize().toString());
+            Map<String, Object> report = CalibOptions.reportHead("awq", model, ops);
             report.put("export", exportKind.name().toLowerCase(Locale.ROOT));
             Map<String, Object> options = new LinkedHashMap<>();
             options.put("bits", bits);
@@ -145,14 +117,7 @@ final class AwqCommand implements Callable<Integer> {
             options.put("skip_unfit", skipUnfit);
             options.put("batch", batch);
             report.put("options", options);
-            Map<String, Object> calib = new LinkedHashMap<>();
-            calib.put("source", calibTokens != null ? calibTokens.toString() : calibDataset);
-            calib.put("sampling", sampling);
-            calib.put("samples", windows.length);
-            calib.put("seqlen", windows[0].length);
-            calib.put("seed", seed);
-            calib.put("fingerprint_sha256", TokenWindows.fingerprint(windows));
-            report.put("calibration", calib);
+            report.put("calibration", calib.report(windows, sampling));
             report.put("seconds", r.seconds());
             report.put("phases_seconds", r.phases());
             report.put("mappings", r.mappings());
@@ -177,13 +142,13 @@ final class AwqCommand implements Callable<Integer> {
      * consecutive per-document tokens (AWQ's sampling), or random windows of the joined text
      * (GPTQ's and LMDeploy's) when asked or when the text holds too few blocks (said on {@code out}).
      */
-    static Calibration calibration(String dataset, String field, int samples, int seqlen, long seed, Path tokensFile,
-                                   String sampling, Tokenizer tok, Integer bos, PrintWriter out) {
-        if (tokensFile != null || sampling.equals("random")) {
-            int[][] w = CalibData.windows(new CalibSpec(dataset, field, samples, seqlen, seed, tokensFile, sampling), tok, bos);
-            return new Calibration(w, tokensFile != null ? "file" : sampling);
+    static Calibration calibration(CalibOptions c, String sampling, Tokenizer tok, Integer bos, PrintWriter out) {
+        if (c.tokens != null || sampling.equals("random")) {
+            return new Calibration(CalibData.windows(c.spec(sampling), tok, bos), c.tokens != null ? "file" : sampling);
         }
-        List<String> docs = CalibSource.load(dataset, field);
+        int samples = c.samples, seqlen = c.seqlen;
+        long seed = c.seed;
+        List<String> docs = CalibSource.load(c.dataset, c.field);
         try {
             return new Calibration(CalibWindows.blocks(docs, tok, samples, seqlen), "blocks");
         } catch (ShrinkException tooShort) {
@@ -211,9 +176,7 @@ final class AwqCommand implements Callable<Integer> {
         if (batch < 1) {
             throw new ShrinkException("--batch must be positive, got " + batch);
         }
-        if (calibSamples < 1 || calibSeqlen < 1) {
-            throw new ShrinkException("--calib-samples and --calib-seqlen must be positive");
-        }
+        calib.validate();
     }
 
     private static void printSummary(PrintWriter out, AwqStage.Result r) {

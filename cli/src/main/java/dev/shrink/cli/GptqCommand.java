@@ -1,8 +1,6 @@
 package dev.shrink.cli;
 
 import dev.shrink.calib.CalibData;
-import dev.shrink.calib.CalibSpec;
-import dev.shrink.calib.TokenWindows;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
@@ -16,7 +14,6 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -96,26 +93,8 @@ final class GptqCommand implements Callable<Integer> {
     @Option(names = "--block-size", defaultValue = "128", paramLabel = "N", description = "Columns per lazy-update block. Default: ${DEFAULT-VALUE}.")
     int blockSize;
 
-    @Option(names = "--calib-dataset", defaultValue = "c4", paramLabel = "NAME|PATH", description = "c4, wikitext2, ptb, tinystories, heldout (../shared/datasets) or a .txt/.jsonl/.arrow/.parquet file or folder. Default: ${DEFAULT-VALUE}.")
-    String calibDataset;
-
-    @Option(names = "--calib-field", paramLabel = "NAME", description = "JSON field / column holding the text (default: text).")
-    String calibField;
-
-    @Option(names = "--calib-samples", defaultValue = "128", paramLabel = "N", description = "Calibration windows. Default: ${DEFAULT-VALUE}.")
-    int calibSamples;
-
-    @Option(names = "--calib-seqlen", defaultValue = "512", paramLabel = "T", description = "Tokens per window. Default: ${DEFAULT-VALUE}.")
-    int calibSeqlen;
-
-    @Option(names = "--calib-tokens", paramLabel = "FILE", description = "Read the windows from a safetensors file (input_ids int32 [n, seqlen]); wins over --calib-dataset.")
-    Path calibTokens;
-
-    @Option(names = "--save-calib-tokens", paramLabel = "FILE", description = "Save the windows used, for an exactly repeatable run.")
-    Path saveCalibTokens;
-
-    @Option(names = "--seed", defaultValue = "0", description = "Window sampling seed (Python random.seed semantics). Default: ${DEFAULT-VALUE}.")
-    long seed;
+    @Mixin
+    CalibOptions calib;
 
     @Option(names = "--batch", defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward. Default: ${DEFAULT-VALUE}.")
     int batch;
@@ -132,37 +111,22 @@ final class GptqCommand implements Callable<Integer> {
                 damp, blockSize, batch);
         try (ModelDir dir = ModelDir.open(model)) {
             int[][] windows;
-            if (method.equals("rtn") && calibTokens == null) {
+            if (method.equals("rtn") && calib.tokens == null) {
                 windows = new int[][] {{0}}; // RTN needs no calibration
             } else {
                 try (Tokenizer tok = dir.tokenizer()) {
-                    windows = CalibData.windows(new CalibSpec(calibDataset, calibField, calibSamples, calibSeqlen, seed,
-                            calibTokens, "random"), tok, dir.config().bosTokenId());
+                    windows = CalibData.windows(calib.spec("random"), tok, dir.config().bosTokenId());
                 }
-                if (saveCalibTokens != null) {
-                    TokenWindows.write(saveCalibTokens, windows);
-                }
+                calib.save(windows);
             }
-            String fingerprint = method.equals("rtn") ? null : TokenWindows.fingerprint(windows);
             GptqStage.Result r = GptqStage.run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, common.quiet);
             if (r.quantized().isEmpty()) {
                 throw new ShrinkException(model + ": no decoder linear can be packed with --w-bits " + bits
                         + " --w-group-size " + groupSize + " (" + r.layers().get(0).reason() + ")");
             }
-            Map<String, Object> report = new LinkedHashMap<>();
-            report.put("stage", "gptq");
-            report.put("tool", "shrink " + Main.VERSION);
-            report.put("java", Runtime.version().toString());
-            report.put("backend", ops.name());
-            report.put("source_model", model.toAbsolutePath().normalize().toString());
+            Map<String, Object> report = CalibOptions.reportHead("gptq", model, ops);
             report.put("options", cfg);
-            Map<String, Object> calib = new LinkedHashMap<>();
-            calib.put("source", calibTokens != null ? calibTokens.toString() : method.equals("rtn") ? null : calibDataset);
-            calib.put("samples", windows.length);
-            calib.put("seqlen", windows[0].length);
-            calib.put("seed", seed);
-            calib.put("fingerprint_sha256", fingerprint);
-            report.put("calibration", calib);
+            report.put("calibration", method.equals("rtn") && calib.tokens == null ? null : calib.report(windows, "random"));
             report.put("seconds", r.seconds());
             report.put("phases_seconds", r.phases());
             report.put("layers", r.layers());
@@ -192,6 +156,7 @@ final class GptqCommand implements Callable<Integer> {
         if (staticGroups && !actOrder) {
             throw new ShrinkException("--static-groups only changes anything with --act-order");
         }
+        calib.validate();
         if (blockSize < 1 || batch < 1) {
             throw new ShrinkException("--block-size and --batch must be positive");
         }

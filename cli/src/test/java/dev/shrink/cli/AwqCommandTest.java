@@ -132,8 +132,11 @@ class AwqCommandTest {
         Path fixture = model("fixture-llama-14m");
         StringWriter notes = new StringWriter();
         try (Tokenizer tok = Tokenizer.load(fixture.resolve("tokenizer.json"))) {
-            AwqCommand.Calibration c = AwqCommand.calibration("ptb", null, 128, 1024, 0, null, "blocks", tok, 1,
-                    new PrintWriter(notes, true));
+            CalibOptions o = new CalibOptions();
+            o.dataset = "ptb";
+            o.samples = 128;
+            o.seqlen = 1024;
+            AwqCommand.Calibration c = AwqCommand.calibration(o, "blocks", tok, 1, new PrintWriter(notes, true));
             assertEquals(128, c.windows().length);
             for (int[] w : c.windows()) {
                 assertEquals(1024, w.length);

@@ -34,19 +34,19 @@ import java.util.Objects;
  * Unsupported settings or shapes that do not fit together are a {@link ShrinkException} naming the
  * file and the tensor.
  */
-public final class GptqWeightSource implements WeightSource {
+public final class GptqWeightSource extends PackedWeightSource {
 
     /** The quantization settings of a GPTQ folder that reading needs. */
     public record Settings(int bits, int groupSize, boolean sym, boolean descAct, boolean v1, String checkpointFormat) {
     }
 
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String FORMAT = "GPTQ";
 
-    private final WeightStore store;
     private final Settings settings;
 
     public GptqWeightSource(WeightStore store, Settings settings) {
-        this.store = Objects.requireNonNull(store, "store");
+        super(Objects.requireNonNull(store, "store"), FORMAT);
         this.settings = Objects.requireNonNull(settings, "settings");
     }
 
@@ -159,84 +159,18 @@ public final class GptqWeightSource implements WeightSource {
         }
     }
 
-    private static String firstLine(String s) {
-        if (s == null) {
-            return "";
-        }
-        int nl = s.indexOf('\n');
-        return nl < 0 ? s : s.substring(0, nl);
-    }
-
     public Settings settings() {
         return settings;
-    }
-
-    public WeightStore store() {
-        return store;
-    }
-
-    /** The prefix X when {@code name} is "X.weight" of a quantized linear (X.qweight exists), else null. */
-    private String quantizedPrefix(String name) {
-        if (!name.endsWith(".weight")) {
-            return null;
-        }
-        String x = name.substring(0, name.length() - ".weight".length());
-        return store.has(x + ".qweight") ? x : null;
-    }
-
-    /** Whether {@code X.qweight} exists: X is a quantized linear. */
-    public boolean isQuantized(String prefix) {
-        return store.has(prefix + ".qweight");
-    }
-
-    @Override
-    public boolean has(String name) {
-        return store.has(name) || quantizedPrefix(name) != null;
-    }
-
-    @Override
-    public float[] floats(String name) {
-        String x = quantizedPrefix(name);
-        if (x != null) {
-            return linear(x).dequantize();
-        }
-        return store.floats(name);
-    }
-
-    @Override
-    public long[] shape(String name) {
-        String x = quantizedPrefix(name);
-        if (x != null) {
-            Layout l = layout(x);
-            return new long[] {l.N, l.K};
-        }
-        return store.info(name).shape();
-    }
-
-    @Override
-    public String origin(String name) {
-        String x = quantizedPrefix(name);
-        if (x != null) {
-            return store.fileOf(x + ".qweight").toString();
-        }
-        return store.has(name) ? store.fileOf(name).toString() : store.dir().toString();
     }
 
     /** A quantized layer's dimensions, checked against each other from the headers alone. */
     private record Layout(int N, int K, int G, boolean hasGIdx) {
     }
 
-    private ShrinkException bad(String tensor, String problem) {
-        Path file = store.has(tensor) ? store.fileOf(tensor) : store.dir();
-        return ShrinkException.at(file, "tensor '" + tensor + "' " + problem);
-    }
-
-    private TensorInfo require(String tensor, String prefix) {
-        if (!store.has(tensor)) {
-            throw ShrinkException.at(store.fileOf(prefix + ".qweight"), "GPTQ layer '" + prefix + "' has a qweight but no '"
-                    + tensor + "'");
-        }
-        return store.info(tensor);
+    @Override
+    protected long[] dims(String prefix) {
+        Layout l = layout(prefix);
+        return new long[] {l.N, l.K};
     }
 
     private Layout layout(String x) {
