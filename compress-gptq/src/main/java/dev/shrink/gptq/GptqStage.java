@@ -119,7 +119,7 @@ public final class GptqStage {
                     if (!rtn) {
                         taps = new HessianTaps(layer, todo, ops);
                         long tf = System.nanoTime();
-                        forwardAll(decoder, w, xs, batch, T, C, taps, false);
+                        tapAll(decoder, w, xs, batch, T, C, todo, taps);
                         double pass = (System.nanoTime() - tf) / 1e9;
                         tHessian += taps.seconds;
                         tForward += pass - taps.seconds;
@@ -180,15 +180,27 @@ public final class GptqStage {
             for (int b = 0; b < B; b++) {
                 System.arraycopy(xs[s0 + b], 0, x, b * T * C, T * C);
             }
-            if (taps instanceof HessianTaps h) {
-                h.nextBatch();
-            }
             decoder.block(w, x, B, T, null, taps);
             if (update) {
                 for (int b = 0; b < B; b++) {
                     System.arraycopy(x, b * T * C, xs[s0 + b], 0, T * C);
                 }
             }
+        }
+    }
+
+    /** Delivers the inputs of {@code linears} for every sequence to the taps, running each block only as far as needed. */
+    private static void tapAll(Decoder decoder, BlockWeights w, float[][] xs, int batch, int T, int C, Set<String> linears,
+                               HessianTaps taps) {
+        int n = xs.length;
+        for (int s0 = 0; s0 < n; s0 += batch) {
+            int B = Math.min(batch, n - s0);
+            float[] x = new float[B * T * C];
+            for (int b = 0; b < B; b++) {
+                System.arraycopy(xs[s0 + b], 0, x, b * T * C, T * C);
+            }
+            taps.nextBatch();
+            decoder.tapInputs(w, x, B, T, linears, taps);
         }
     }
 

@@ -103,6 +103,52 @@ public final class Decoder {
     }
 
     /**
+     * Runs block {@code w} on x: [B·T, C] only as far as it must to deliver the inputs of
+     * {@code linears} (spec names) to {@code taps}, with the same operations in the same order as
+     * {@link #block}, so the taps see identical values; x is not changed. GPTQ's true-sequential
+     * passes use it: the q/k/v group needs only the first norm, {o} the attention, and so on.
+     */
+    public void tapInputs(BlockWeights w, float[] x, int B, int T, java.util.Set<String> linears, Taps taps) {
+        int C = cfg.hidden();
+        int M = B * T;
+        int layer = w.layer();
+        int depth = 0; // 0: q/k/v, 1: o, 2: gate/up, 3: down
+        for (String name : linears) {
+            for (ArchitectureSpec.Linear l : spec.linears()) {
+                if (l.name().equals(name)) {
+                    depth = Math.max(depth, switch (l.role()) {
+                        case Q, K, V -> 0;
+                        case O -> 1;
+                        case GATE, UP -> 2;
+                        case DOWN -> 3;
+                    });
+                }
+            }
+        }
+        float[] h = new float[M * C];
+        ops.rmsNorm(x, w.inputNorm(), (float) cfg.rmsNormEps(), M, C, h);
+        if (depth == 0) {
+            for (Role r : new Role[] {Role.Q, Role.K, Role.V}) {
+                taps.linearInput(layer, spec.linear(r).name(), h, M, C);
+            }
+            return;
+        }
+        float[] o = attention(w, h, B, T, 1, null, taps);
+        if (depth == 1) {
+            return;
+        }
+        float[] x2 = x.clone();
+        addInPlace(x2, o);
+        ops.rmsNorm(x2, w.postAttentionNorm(), (float) cfg.rmsNormEps(), M, C, h);
+        if (depth == 2) {
+            taps.linearInput(layer, spec.linear(Role.GATE).name(), h, M, C);
+            taps.linearInput(layer, spec.linear(Role.UP).name(), h, M, C);
+            return;
+        }
+        mlp(w, h, M, 1, taps);
+    }
+
+    /**
      * The attention sub-block's output for a normed input: {@code o = Attn(h)·Woᵀ (+ b)}, where
      * q, k, v = h·Wᵀ (+ b), RoPE, softmax(q·kᵀ/√D)·v. h: [M, C] with M = B·T → o: [M·R, C].
      *
