@@ -99,30 +99,12 @@ public final class AwqCheckpoint {
         write(source, outDir, quantized, modified, groupSize, export, report, overwrite, DEFAULT_MAX_SHARD_BYTES);
     }
 
-    private static String stripWeight(String name) {
-        return name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : name;
-    }
-
     private static void check(WeightStore store, Map<String, QuantizedLinear> quantized, Map<String, float[]> modified,
                               int groupSize) {
         for (Map.Entry<String, QuantizedLinear> e : quantized.entrySet()) {
             String x = e.getKey();
             QuantizedLinear q = Objects.requireNonNull(e.getValue(), x);
-            if (!x.equals(q.name())) {
-                throw new IllegalArgumentException("map key '" + x + "' holds the quantized linear '" + q.name() + "'");
-            }
-            if (!store.has(x + ".weight")) {
-                throw new IllegalArgumentException("quantized linear '" + x + "': the source has no tensor '" + x + ".weight'");
-            }
-            long[] shape = store.info(x + ".weight").shape();
-            if (!Arrays.equals(shape, new long[] {q.N(), q.K()})) {
-                throw new IllegalArgumentException("quantized linear '" + x + "' is [" + q.N() + ", " + q.K()
-                        + "] but the source weight is " + Arrays.toString(shape));
-            }
-            if (q.bits() != AwqQuantizer.BITS || q.groupSize() != groupSize) {
-                throw new IllegalArgumentException("quantized linear '" + x + "' has bits " + q.bits() + ", group size "
-                        + q.groupSize() + "; AWQ GEMM is 4-bit with group size " + groupSize);
-            }
+            q.checkReplaces(x, store, AwqQuantizer.BITS, groupSize);
             String why = AwqQuantizer.unfitReason(q.N(), q.K(), groupSize);
             if (why != null) {
                 throw new IllegalArgumentException("quantized linear '" + x + "': " + why);
@@ -130,11 +112,6 @@ public final class AwqCheckpoint {
             int[] expected = QuantizedLinear.sequentialGIdx(q.K(), groupSize);
             if (!Arrays.equals(expected, q.gIdx())) {
                 throw new IllegalArgumentException("quantized linear '" + x + "' has a reordered g_idx, which AWQ cannot hold");
-            }
-            for (float s : q.scales()) {
-                if (!Float.isFinite(s) || Math.abs(s) > 65504f) {
-                    throw new IllegalArgumentException("quantized linear '" + x + "' has scale " + s + ", which fp16 cannot hold");
-                }
             }
         }
         for (Map.Entry<String, float[]> e : modified.entrySet()) {
@@ -146,7 +123,7 @@ public final class AwqCheckpoint {
                 throw new IllegalArgumentException("modified tensor '" + name + "' has " + e.getValue().length
                         + " values, the source " + store.info(name).numel());
             }
-            if (name.endsWith(".weight") && quantized.containsKey(stripWeight(name))) {
+            if (name.endsWith(".weight") && quantized.containsKey(QuantizedLinear.prefixOf(name))) {
                 throw new IllegalArgumentException("tensor '" + name + "' is both quantized and modified");
             }
         }
@@ -157,8 +134,8 @@ public final class AwqCheckpoint {
                                             Map<String, float[]> modified, Export export) {
         List<TensorData> out = new ArrayList<>();
         for (String name : store.names()) {
-            if (name.endsWith(".weight") && quantized.containsKey(stripWeight(name))) {
-                QuantizedLinear q = quantized.get(stripWeight(name));
+            if (name.endsWith(".weight") && quantized.containsKey(QuantizedLinear.prefixOf(name))) {
+                QuantizedLinear q = quantized.get(QuantizedLinear.prefixOf(name));
                 String x = q.name();
                 int N = q.N(), K = q.K(), G = q.groupCount();
                 if (export == Export.GEMM) {

@@ -99,7 +99,7 @@ public final class GptqCheckpoint {
         check(source.weights(), quantized, format);
         boolean v1 = isV1(format, quantized);
 
-        boolean lmHead = quantized.containsKey(stripWeight(source.spec().lmHead()));
+        boolean lmHead = quantized.containsKey(QuantizedLinear.prefixOf(source.spec().lmHead()));
         ModelFolderWriter.write(source.dir(), outDir, overwrite, "the GPTQ model", tmp -> {
             SafetensorsWriter.writeModel(tmp, tensors(source.weights(), quantized, v1), maxShardBytes, null);
             ObjectNode qc = quantizationConfig(format, v1, lmHead);
@@ -136,39 +136,15 @@ public final class GptqCheckpoint {
         return true;
     }
 
-    private static String stripWeight(String name) {
-        return name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : name;
-    }
-
     /** Every map entry names a linear of the source with the right shape, bits and group size, packable. */
     private static void check(WeightStore store, Map<String, QuantizedLinear> quantized, GptqFormat format) {
         for (Map.Entry<String, QuantizedLinear> e : quantized.entrySet()) {
             String x = e.getKey();
             QuantizedLinear q = Objects.requireNonNull(e.getValue(), x);
-            if (!x.equals(q.name())) {
-                throw new IllegalArgumentException("map key '" + x + "' holds the quantized linear '" + q.name() + "'");
-            }
-            if (!store.has(x + ".weight")) {
-                throw new IllegalArgumentException("quantized linear '" + x + "': the source has no tensor '" + x + ".weight'");
-            }
-            long[] shape = store.info(x + ".weight").shape();
-            if (!Arrays.equals(shape, new long[] {q.N(), q.K()})) {
-                throw new IllegalArgumentException("quantized linear '" + x + "' is [" + q.N() + ", " + q.K()
-                        + "] but the source weight is " + Arrays.toString(shape));
-            }
-            if (q.bits() != format.bits() || q.groupSize() != format.groupSize()) {
-                throw new IllegalArgumentException("quantized linear '" + x + "' has bits " + q.bits() + ", group size "
-                        + q.groupSize() + "; the format says bits " + format.bits() + ", group size " + format.groupSize());
-            }
+            q.checkReplaces(x, store, format.bits(), format.groupSize());
             if ((long) q.K() * q.bits() % 32 != 0 || (long) q.N() * q.bits() % 32 != 0) {
                 throw new IllegalArgumentException("quantized linear '" + x + "' [" + q.N() + ", " + q.K()
                         + "] cannot be packed at " + q.bits() + " bits: N·bits and K·bits must be multiples of 32");
-            }
-            for (float s : q.scales()) {
-                if (!Float.isFinite(s) || Math.abs(s) > 65504f) {
-                    throw new IllegalArgumentException("quantized linear '" + x + "' has scale " + s
-                            + ", which fp16 cannot hold");
-                }
             }
             if (q.bias() == null && store.has(x + ".bias")
                     && !Arrays.equals(store.info(x + ".bias").shape(), new long[] {q.N()})) {
@@ -182,8 +158,8 @@ public final class GptqCheckpoint {
     private static List<TensorData> tensors(WeightStore store, Map<String, QuantizedLinear> quantized, boolean v1) {
         List<TensorData> out = new ArrayList<>();
         for (String name : store.names()) {
-            if (name.endsWith(".weight") && quantized.containsKey(stripWeight(name))) {
-                QuantizedLinear q = quantized.get(stripWeight(name));
+            if (name.endsWith(".weight") && quantized.containsKey(QuantizedLinear.prefixOf(name))) {
+                QuantizedLinear q = quantized.get(QuantizedLinear.prefixOf(name));
                 String x = q.name();
                 int N = q.N(), K = q.K(), b = q.bits(), G = q.groupCount();
                 out.add(TensorData.ofInts(x + ".qweight", new long[] {(long) K * b / 32, N},

@@ -107,4 +107,39 @@ public record QuantizedLinear(String name, int N, int K, int bits, int groupSize
         return "QuantizedLinear[" + name + " N=" + N + " K=" + K + " bits=" + bits + " group=" + groupSize
                 + (bias != null ? " bias" : "") + "]";
     }
+
+    /** "X" for a tensor name "X.weight", else the name unchanged. */
+    public static String prefixOf(String tensorName) {
+        return tensorName.endsWith(".weight") ? tensorName.substring(0, tensorName.length() - ".weight".length()) : tensorName;
+    }
+
+    /**
+     * Checks, before a writer packs anything, that this linear can replace {@code key}'s weight in
+     * {@code source}: the map key is its name, the source has "key.weight" of shape [N, K], bits and
+     * group size are the format's, and every scale fits fp16.
+     *
+     * @throws IllegalArgumentException naming the linear and the mismatch (a caller's bug, not bad input)
+     */
+    public void checkReplaces(String key, dev.shrink.core.safetensors.WeightStore source, int formatBits, int formatGroupSize) {
+        if (!key.equals(name)) {
+            throw new IllegalArgumentException("map key '" + key + "' holds the quantized linear '" + name + "'");
+        }
+        if (!source.has(key + ".weight")) {
+            throw new IllegalArgumentException("quantized linear '" + key + "': the source has no tensor '" + key + ".weight'");
+        }
+        long[] shape = source.info(key + ".weight").shape();
+        if (!java.util.Arrays.equals(shape, new long[] {N, K})) {
+            throw new IllegalArgumentException("quantized linear '" + key + "' is [" + N + ", " + K
+                    + "] but the source weight is " + java.util.Arrays.toString(shape));
+        }
+        if (bits != formatBits || groupSize != formatGroupSize) {
+            throw new IllegalArgumentException("quantized linear '" + key + "' has bits " + bits + ", group size "
+                    + groupSize + "; the format says bits " + formatBits + ", group size " + formatGroupSize);
+        }
+        for (float s : scales) {
+            if (!Float.isFinite(s) || Math.abs(s) > 65504f) {
+                throw new IllegalArgumentException("quantized linear '" + key + "' has scale " + s + ", which fp16 cannot hold");
+            }
+        }
+    }
 }
