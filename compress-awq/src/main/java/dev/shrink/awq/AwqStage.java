@@ -2,6 +2,7 @@ package dev.shrink.awq;
 
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.BlockWeights;
+import dev.shrink.core.forward.Calibration;
 import dev.shrink.core.forward.Decoder;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.forward.WeightSource;
@@ -163,7 +164,7 @@ public final class AwqStage {
                 int[] nk = w.shape(l.name());
                 String why = AwqQuantizer.unfitReason(nk[0], nk[1], gs);
                 if (why == null) {
-                    checkFinite(w.weight(l.name()), spec.layer(layer, l.name()) + ".weight");
+                    Calibration.requireFiniteWeight(w.weight(l.name()), spec.layer(layer, l.name()) + ".weight");
                     fit.add(l.name());
                 } else if (cfg.skipUnfit()) {
                     unfit.put(l.name(), why);
@@ -309,10 +310,10 @@ public final class AwqStage {
         StatsTaps stats = new StatsTaps(layer, meanOf, gramOf, fit, stride, (long) n * T, ops);
         for (int s0 = 0; s0 < n; s0 += batch) {
             int B = Math.min(batch, n - s0);
-            float[] x = gather(xs, s0, B, T * C);
+            float[] x = Calibration.gather(xs, s0, B, T * C);
             stats.offset = (long) s0 * T;
             decoder.block(w, x, B, T, null, stats);
-            checkFiniteActivations(x, layer);
+            Calibration.requireFiniteActivations(x, layer);
             for (int b = 0; b < B; b++) {
                 next[s0 + b] = java.util.Arrays.copyOfRange(x, b * T * C, (b + 1) * T * C);
             }
@@ -425,7 +426,7 @@ public final class AwqStage {
             for (int s0 = 0; s0 < n; s0 += B) {
                 int Bc = Math.min(B, n - s0);
                 int M = Bc * T;
-                float[] x = gather(xs, s0, Bc, T * C);
+                float[] x = Calibration.gather(xs, s0, Bc, T * C);
                 CaptureTaps capture = new CaptureTaps(w.layer(), inputs);
                 decoder.block(w, x, Bc, T, null, capture);
                 for (int a : idx) {
@@ -610,30 +611,6 @@ public final class AwqStage {
             sum += (double) v * v;
         }
         return sum / ((double) T * N);
-    }
-
-    private static float[] gather(float[][] xs, int s0, int B, int len) {
-        float[] x = new float[B * len];
-        for (int b = 0; b < B; b++) {
-            System.arraycopy(xs[s0 + b], 0, x, b * len, len);
-        }
-        return x;
-    }
-
-    private static void checkFinite(float[] W, String name) {
-        for (float v : W) {
-            if (!Float.isFinite(v)) {
-                throw new ShrinkException(name + ": the weight holds NaN or Inf; refusing to quantize it");
-            }
-        }
-    }
-
-    private static void checkFiniteActivations(float[] x, int layer) {
-        for (float v : x) {
-            if (!Float.isFinite(v)) {
-                throw new ShrinkException("block " + layer + ": activations became NaN or Inf on the calibration data");
-            }
-        }
     }
 
     /**

@@ -2,6 +2,7 @@ package dev.shrink.gptq;
 
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.BlockWeights;
+import dev.shrink.core.forward.Calibration;
 import dev.shrink.core.forward.Decoder;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.forward.WeightSource;
@@ -128,7 +129,7 @@ public final class GptqStage {
                         long tl = System.nanoTime();
                         int[] nk = w.shape(lin);
                         float[] W = w.weight(lin);
-                        checkFinite(W, spec.layer(layer, lin) + ".weight");
+                        Calibration.requireFiniteWeight(W, spec.layer(layer, lin) + ".weight");
                         GptqResult r;
                         if (rtn) {
                             r = Gptq.roundToNearest(W, nk[0], nk[1], cfg.scheme());
@@ -155,7 +156,7 @@ public final class GptqStage {
                     forwardAll(decoder, w, xs, batch, T, C, Taps.NONE, true);
                     tForward += (System.nanoTime() - tf) / 1e9;
                     for (int s = 0; s < n; s++) {
-                        checkFiniteActivations(xs[s], layer);
+                        Calibration.requireFiniteActivations(xs[s], layer);
                     }
                 }
                 progress.step(1);
@@ -176,15 +177,10 @@ public final class GptqStage {
         int n = xs.length;
         for (int s0 = 0; s0 < n; s0 += batch) {
             int B = Math.min(batch, n - s0);
-            float[] x = new float[B * T * C];
-            for (int b = 0; b < B; b++) {
-                System.arraycopy(xs[s0 + b], 0, x, b * T * C, T * C);
-            }
+            float[] x = Calibration.gather(xs, s0, B, T * C);
             decoder.block(w, x, B, T, null, taps);
             if (update) {
-                for (int b = 0; b < B; b++) {
-                    System.arraycopy(x, b * T * C, xs[s0 + b], 0, T * C);
-                }
+                Calibration.scatter(x, xs, s0, B, T * C);
             }
         }
     }
@@ -195,28 +191,10 @@ public final class GptqStage {
         int n = xs.length;
         for (int s0 = 0; s0 < n; s0 += batch) {
             int B = Math.min(batch, n - s0);
-            float[] x = new float[B * T * C];
-            for (int b = 0; b < B; b++) {
-                System.arraycopy(xs[s0 + b], 0, x, b * T * C, T * C);
-            }
+            float[] x = Calibration.gather(xs, s0, B, T * C);
             taps.nextBatch();
             decoder.tapInputs(w, x, B, T, linears, taps);
         }
     }
 
-    private static void checkFinite(float[] W, String name) {
-        for (float v : W) {
-            if (!Float.isFinite(v)) {
-                throw new ShrinkException(name + ": the weight holds NaN or Inf; refusing to quantize it");
-            }
-        }
-    }
-
-    private static void checkFiniteActivations(float[] x, int layer) {
-        for (float v : x) {
-            if (!Float.isFinite(v)) {
-                throw new ShrinkException("block " + layer + ": activations became NaN or Inf on the calibration data");
-            }
-        }
-    }
 }
