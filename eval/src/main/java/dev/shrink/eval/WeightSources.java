@@ -5,7 +5,10 @@ import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
 import java.nio.file.Files;
 
-/** Chooses how a folder's weights become float32: as they are, or dequantized per quantization_config. */
+/**
+ * Chooses how a folder's weights become float32: as they are, dequantized (GPTQ, AWQ) or decompressed
+ * (compressed-tensors sparse formats) per quantization_config.
+ */
 public final class WeightSources {
     private WeightSources() {
     }
@@ -29,6 +32,9 @@ public final class WeightSources {
         }
         if (method.equalsIgnoreCase("awq")) {
             return AwqWeightSource.forModel(dir);
+        }
+        if (method.equalsIgnoreCase("compressed-tensors")) {
+            return CompressedSparseWeightSource.forModel(dir);
         }
         throw ShrinkException.at(dir.dir().resolve("config.json"),
                 "quantization_config quant_method '" + method + "' is not readable yet");
