@@ -18,11 +18,13 @@ import picocli.CommandLine.Command;
             "Models are Hugging Face folders (config.json, *.safetensors, tokenizer.json).",
             "Pickle checkpoints (.bin, .pt) are never read: loading one runs code from the file."},
         subcommands = {EvalCommand.class, GptqCommand.class, AwqCommand.class, InspectCommand.class, GenerateCommand.class,
+            EstimateCommand.class,
             CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
             "  shrink eval --model ../shared/models/fixture-llama-14m --dataset heldout --max-windows 8",
             "  shrink inspect --model ../shared/models/stories260K-hf",
-            "  shrink generate --model ../shared/models/fixture-llama-14m --prompt \"Once upon a time\""})
+            "  shrink generate --model ../shared/models/fixture-llama-14m --prompt \"Once upon a time\"",
+            "  shrink estimate ../shared/models/fixture-llama-14m --batch 16 --prompt-tokens 512 --new-tokens 32 --gpu l4"})
 public final class Main implements Runnable {
     public static final String VERSION = "0.1.0";
 

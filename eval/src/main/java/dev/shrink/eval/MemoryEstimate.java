@@ -1,0 +1,413 @@
+package dev.shrink.eval;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.shrink.core.ShrinkException;
+import dev.shrink.core.model.ModelConfig;
+import dev.shrink.core.safetensors.TensorInfo;
+import dev.shrink.core.safetensors.WeightStore;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * How much GPU memory serving a decoder-only model takes, and how fast decoding can be at best: the
+ * seeds' arithmetic (ALGORITHMS.md, "Memory estimate"), as a pure function of the model's dimensions,
+ * its weight bytes, the workload and a GPU.
+ *
+ * <p>Letters: L layers, C hidden, H heads, Hkv KV heads, D head dim, F intermediate, V vocab; B batch,
+ * T prompt tokens, n new tokens.
+ * <ul>
+ *   <li>weights: the bytes of the folder's tensors as its safetensors headers give them (so GPTQ, AWQ
+ *       and compressed sparse folders count at their real size), or, from dims, the LLaMA-family
+ *       parameter count (per layer: q C·H·D, k and v C·Hkv·D each, o H·D·C, gate, up and down C·F
+ *       each, 2 norms C; plus the embedding V·C, lm_head V·C unless tied, the final norm C) at a dtype,
+ *       decoder linears optionally at b bits with a fp16 scale and a b-bit zero point per group;</li>
+ *   <li>KV cache: 2 (K and V) · L · Hkv · D · bytes per token, times B · (T + n) tokens;</li>
+ *   <li>activations: the peak of one decoder layer's prefill working set for the B · T prompt tokens
+ *       at 2 bytes (fp16/bf16): attention x, norm(x), q, k, v, the attention output and the o
+ *       projection output, B·T·(3C + 2·H·D + 2·Hkv·D), plus with eager attention the score matrix
+ *       B·H·T²; or the MLP x, norm(x), gate, up, silu(gate)·up, down output, B·T·(3C + 3F); whichever is
+ *       larger, plus the fp32 logits of the last position B·V·4 (what generate and vLLM compute);</li>
+ *   <li>decode floor: every decode step reads every weight once (except an untied input embedding
+ *       table, of which only B rows are gathered) and the whole KV cache, so
+ *       seconds per step ≥ (weight bytes + KV bytes) / memory bandwidth, with the KV cache at its
+ *       final length (the last, slowest step); tokens/s for the batch ≤ B / that.</li>
+ * </ul>
+ *
+ * @param dims        the model's dimensions
+ * @param workload    batch and token counts
+ * @param weights     weight bytes and how they were found
+ * @param kvCache     the KV cache
+ * @param activations the activation peak
+ * @param totalBytes  weights + KV cache + activations
+ * @param gpu         the GPU compared against, or null
+ * @param fits        whether the total fits the GPU's memory, or null without a GPU
+ * @param decode      the decode floor, or null without a GPU
+ */
+public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCache kvCache, Activations activations,
+                             long totalBytes, Gpu gpu, Boolean fits, Decode decode) {
+
+    /** Bytes per activation element in the forward pass (fp16/bf16 compute). */
+    public static final int ACTIVATION_BYTES = 2;
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** Element types for weights and the KV cache. */
+    public enum ElementType {
+        FP32(4), FP16(2), BF16(2), FP8(1), INT8(1);
+
+        private final int bytes;
+
+        ElementType(int bytes) {
+            this.bytes = bytes;
+        }
+
+        public int bytes() {
+            return bytes;
+        }
+
+        /** "fp16", as options take it. */
+        public String id() {
+            return name().toLowerCase(Locale.ROOT);
+        }
+
+        /** fp32|fp16|bf16|fp8|int8, also the torch names float32, float16, bfloat16. */
+        public static ElementType parse(String s, String option) {
+            String k = s.toLowerCase(Locale.ROOT).strip().replace("torch.", "");
+            return switch (k) {
+                case "fp32", "float32", "f32", "float" -> FP32;
+                case "fp16", "float16", "f16", "half" -> FP16;
+                case "bf16", "bfloat16" -> BF16;
+                case "fp8", "float8", "f8", "fp8_e4m3", "float8_e4m3fn" -> FP8;
+                case "int8", "i8" -> INT8;
+                default -> throw new ShrinkException(option + ": unknown type '" + s + "' (fp32, fp16, bf16, fp8, int8)");
+            };
+        }
+    }
+
+    /**
+     * A decoder's dimensions. Unknown optional ones are null: without heads the attention is taken as
+     * multi-head (the K and V width is the hidden size).
+     *
+     * @param layers         L
+     * @param hidden         C
+     * @param heads          H, or null
+     * @param kvHeads        Hkv (= H without GQA), or null
+     * @param headDim        D (C / H when the config has none), or null
+     * @param intermediate   F, or null
+     * @param vocab          V, or null
+     * @param tiedEmbeddings the output head is the embedding table
+     * @param source         where they come from (a file, or "options")
+     */
+    public record Dims(int layers, int hidden, Integer heads, Integer kvHeads, Integer headDim, Integer intermediate,
+                       Integer vocab, boolean tiedEmbeddings, String source) {
+
+        public Dims {
+            if (layers <= 0 || hidden <= 0) {
+                throw new IllegalArgumentException("layers and hidden must be positive: " + layers + ", " + hidden);
+            }
+            if (kvHeads != null && heads == null) {
+                throw new IllegalArgumentException("kvHeads without heads");
+            }
+        }
+
+        /** Hkv · D: the width of K (and of V); C for multi-head attention when the heads are not known. */
+        public long kvWidth() {
+            return heads == null ? hidden : (long) kvHeadCount() * effectiveHeadDim();
+        }
+
+        /** Hkv (H when not given), or null without heads. */
+        public Integer kvHeadCount() {
+            return heads == null ? null : kvHeads == null ? heads : kvHeads;
+        }
+
+        /** H · D: the width of Q and of the attention output. */
+        public long qWidth() {
+            return heads == null ? hidden : (long) heads * effectiveHeadDim();
+        }
+
+        /** D (C / H when not given), or null without heads. */
+        public Integer effectiveHeadDim() {
+            return heads == null ? null : headDim != null ? headDim : hidden / heads;
+        }
+
+        /** From a parsed LLaMA-family config. */
+        public static Dims of(ModelConfig c, String source) {
+            return new Dims(c.layers(), c.hidden(), c.heads(), c.kvHeads(), c.headDim(), c.intermediate(), c.vocab(),
+                    c.tiedEmbeddings(), source);
+        }
+
+        /**
+         * From any decoder's config.json: num_hidden_layers (n_layer), hidden_size (n_embd, d_model),
+         * num_attention_heads (n_head), num_key_value_heads, head_dim, intermediate_size (n_inner, ffn_dim),
+         * vocab_size, tie_word_embeddings (absent: untied).
+         *
+         * @throws ShrinkException naming the file for unreadable JSON or missing layers / hidden size
+         */
+        public static Dims fromConfigJson(Path file) {
+            JsonNode root = readJson(file);
+            Integer layers = intKey(root, file, "num_hidden_layers", "n_layer", "num_layers");
+            Integer hidden = intKey(root, file, "hidden_size", "n_embd", "d_model");
+            if (layers == null || hidden == null) {
+                throw ShrinkException.at(file, "has no " + (layers == null ? "num_hidden_layers" : "hidden_size")
+                        + ": the estimate needs the number of layers and the hidden size");
+            }
+            Integer heads = intKey(root, file, "num_attention_heads", "n_head");
+            Integer kvHeads = intKey(root, file, "num_key_value_heads");
+            Integer headDim = intKey(root, file, "head_dim");
+            if (heads == null && (kvHeads != null || headDim != null)) {
+                throw ShrinkException.at(file, "has num_key_value_heads or head_dim but no num_attention_heads");
+            }
+            if (heads != null && headDim == null && hidden % heads != 0) {
+                throw ShrinkException.at(file, "hidden_size " + hidden + " is not divisible by num_attention_heads " + heads
+                        + " and head_dim is missing");
+            }
+            if (heads != null && kvHeads != null && heads % kvHeads != 0) {
+                throw ShrinkException.at(file, "num_attention_heads " + heads + " is not a multiple of num_key_value_heads " + kvHeads);
+            }
+            return new Dims(layers, hidden, heads, kvHeads == null ? heads : kvHeads,
+                    heads == null ? null : headDim == null ? hidden / heads : headDim,
+                    intKey(root, file, "intermediate_size", "n_inner", "ffn_dim"), intKey(root, file, "vocab_size"),
+                    root.path("tie_word_embeddings").asBoolean(false), file.toString());
+        }
+
+        /** The config's torch_dtype (or dtype), or null. */
+        public static String dtypeOf(Path file) {
+            JsonNode root = readJson(file);
+            JsonNode d = root.hasNonNull("torch_dtype") ? root.get("torch_dtype") : root.get("dtype");
+            return d == null || d.isNull() ? null : d.asText();
+        }
+    }
+
+    /**
+     * The workload.
+     *
+     * @param batch        B sequences decoded together
+     * @param promptTokens T tokens of each prompt (prefilled)
+     * @param newTokens    n tokens generated per sequence
+     */
+    public record Workload(int batch, int promptTokens, int newTokens) {
+        public Workload {
+            if (batch <= 0 || promptTokens < 0 || newTokens < 0 || promptTokens + newTokens <= 0) {
+                throw new IllegalArgumentException("batch must be positive and there must be tokens: "
+                        + batch + ", " + promptTokens + ", " + newTokens);
+            }
+        }
+
+        /** B · (T + n): the tokens the KV cache holds at the end. */
+        public long cachedTokens() {
+            return (long) batch * (promptTokens + (long) newTokens);
+        }
+    }
+
+    /**
+     * Weight bytes.
+     *
+     * @param bytes          all weight bytes
+     * @param embeddingBytes an untied input embedding table's bytes (gathered, not streamed, when decoding); 0 when tied
+     * @param how            how they were found
+     */
+    public record Weights(long bytes, long embeddingBytes, String how) {
+    }
+
+    /**
+     * The KV cache.
+     *
+     * @param dtype         the element type
+     * @param bytesPerToken 2 · L · Hkv · D · bytes
+     * @param tokens        B · (T + n)
+     * @param bytes         bytesPerToken · tokens
+     * @param formula       the formula with the numbers
+     */
+    public record KvCache(String dtype, long bytesPerToken, long tokens, long bytes, String formula) {
+    }
+
+    /**
+     * The activation peak of one layer's prefill.
+     *
+     * @param attentionBytes the attention sub-block's working set
+     * @param mlpBytes       the MLP's
+     * @param logitsBytes    the last position's fp32 logits
+     * @param peakBytes      max(attention, MLP) + logits
+     * @param formula        what was counted, with the numbers
+     * @param assumptions    dimensions that were not known and what was taken instead
+     */
+    public record Activations(long attentionBytes, long mlpBytes, long logitsBytes, long peakBytes, String formula,
+                              List<String> assumptions) {
+    }
+
+    /**
+     * The decode floor.
+     *
+     * @param weightBytesRead            weights read per step
+     * @param kvBytesRead                KV cache read per step (at the final length)
+     * @param secondsPerStep             lower bound of one decode step
+     * @param tokensPerSecond            upper bound for the batch: B / secondsPerStep
+     * @param tokensPerSecondPerSequence upper bound for one sequence of the batch
+     * @param formula                    the formula with the numbers
+     */
+    public record Decode(long weightBytesRead, long kvBytesRead, double secondsPerStep, double tokensPerSecond,
+                         double tokensPerSecondPerSequence, String formula) {
+    }
+
+    /** 2 · L · Hkv · D · bytes: the KV cache bytes of one token. */
+    public static long kvBytesPerToken(int layers, long kvWidth, int bytes) {
+        return 2L * layers * kvWidth * bytes;
+    }
+
+    /**
+     * The weights of a model folder: the sum of its tensors' byte lengths from the safetensors headers.
+     * The input embedding table counts as gathered when there is a separate lm_head.weight.
+     */
+    public static Weights folderWeights(WeightStore store) {
+        long embed = 0;
+        boolean untied = store.has("lm_head.weight");
+        int count = 0;
+        for (String n : store.names()) {
+            TensorInfo t = store.info(n);
+            count++;
+            if (untied && (n.endsWith("embed_tokens.weight") || n.endsWith("wte.weight") || n.endsWith("word_embeddings.weight"))) {
+                embed += t.byteLength();
+            }
+        }
+        return new Weights(store.totalBytes(), embed, "sum of the " + count + " tensors' bytes in the safetensors headers of "
+                + store.dir());
+    }
+
+    /**
+     * Weights computed from the dimensions: every parameter at {@code dtype}, or the decoder linears at
+     * {@code wBits} bits with a fp16 scale and a {@code wBits}-bit zero point per group of
+     * {@code groupSize} inputs (-1: one group per row).
+     *
+     * @throws ShrinkException when the intermediate size or the vocabulary is unknown
+     */
+    public static Weights computedWeights(Dims d, ElementType dtype, Integer wBits, int groupSize) {
+        if (d.intermediate() == null || d.vocab() == null) {
+            throw new ShrinkException("the weights of " + d.source() + " cannot be sized without "
+                    + (d.intermediate() == null ? "the intermediate size" : "the vocabulary size")
+                    + "; give --params N, or --intermediate and --vocab");
+        }
+        long C = d.hidden(), F = d.intermediate(), V = d.vocab(), q = d.qWidth(), kv = d.kvWidth();
+        // [N, K] of the block's linears: q, k, v, o, gate, up, down
+        long[][] linears = {{q, C}, {kv, C}, {kv, C}, {C, q}, {F, C}, {F, C}, {C, F}};
+        long linearParams = 0;
+        long linearBytes = 0;
+        for (long[] nk : linears) {
+            linearParams += nk[0] * nk[1];
+            linearBytes += wBits == null ? nk[0] * nk[1] * dtype.bytes() : quantizedBytes(nk[0], nk[1], wBits, groupSize);
+        }
+        long embedParams = V * C;
+        long otherParams = embedParams + (d.tiedEmbeddings() ? 0 : V * C) + 2L * d.layers() * C + C;
+        long params = d.layers() * linearParams + otherParams;
+        long bytes = d.layers() * linearBytes + otherParams * dtype.bytes();
+        String how = String.format(Locale.ROOT, "%,d parameters (LLaMA-family count from %s)", params, d.source())
+                + (wBits == null ? " at " + dtype.id()
+                : String.format(Locale.ROOT, ": decoder linears at %d bits + fp16 scale and %d-bit zero per %s, the rest at %s",
+                wBits, wBits, groupSize < 0 ? "row" : "group of " + groupSize, dtype.id()));
+        return new Weights(bytes, d.tiedEmbeddings() ? 0 : embedParams * dtype.bytes(), how);
+    }
+
+    /** Weights given as a parameter count at one dtype. */
+    public static Weights paramWeights(long params, ElementType dtype, Dims d) {
+        long embed = !d.tiedEmbeddings() && d.vocab() != null ? (long) d.vocab() * d.hidden() * dtype.bytes() : 0;
+        return new Weights(params * dtype.bytes(), embed,
+                String.format(Locale.ROOT, "%,d parameters (--params) at %s", params, dtype.id()));
+    }
+
+    /** b-bit codes of an [N, K] linear, plus per group of inputs a fp16 scale and a b-bit zero point per output. */
+    static long quantizedBytes(long N, long K, int bits, int groupSize) {
+        long groups = groupSize < 0 ? 1 : (K + groupSize - 1) / groupSize;
+        long codes = (N * K * bits + 7) / 8;
+        long zeros = (N * groups * bits + 7) / 8;
+        return codes + zeros + N * groups * 2;
+    }
+
+    /**
+     * The estimate.
+     *
+     * @param gpu            the GPU to compare against, or null
+     * @param eagerAttention count the B·H·T² attention scores (eager attention); fused attention
+     *                       (SDPA / FlashAttention, vLLM) never holds them
+     * @throws ShrinkException when eager attention is asked for without the head count
+     */
+    public static MemoryEstimate estimate(Dims d, Weights w, Workload wl, ElementType kvType, boolean eagerAttention, Gpu gpu) {
+        long perToken = kvBytesPerToken(d.layers(), d.kvWidth(), kvType.bytes());
+        long tokens = wl.cachedTokens();
+        String kvWidth = d.heads() == null ? "hidden " + d.hidden() + " (multi-head: kv_heads × head_dim = hidden)"
+                : "kv_heads " + d.kvHeadCount() + " × head_dim " + d.effectiveHeadDim();
+        KvCache kv = new KvCache(kvType.id(), perToken, tokens, perToken * tokens, String.format(Locale.ROOT,
+                "2 × layers %d × %s × %d B = %,d B/token; × batch %d × (%d + %d) tokens",
+                d.layers(), kvWidth, kvType.bytes(), perToken, wl.batch(), wl.promptTokens(), wl.newTokens()));
+
+        List<String> assumptions = new ArrayList<>();
+        long B = wl.batch(), T = wl.promptTokens(), C = d.hidden(), a = ACTIVATION_BYTES;
+        long F = d.intermediate() != null ? d.intermediate() : 4 * C;
+        if (d.intermediate() == null) {
+            assumptions.add("intermediate size unknown: the MLP is taken as 4 × hidden = " + F);
+        }
+        long attention = B * T * (3 * C + 2 * d.qWidth() + 2 * d.kvWidth()) * a;
+        if (eagerAttention) {
+            if (d.heads() == null) {
+                throw new ShrinkException("--eager-attention needs the number of heads (--heads)");
+            }
+            attention += B * d.heads() * T * T * a;
+        }
+        long mlp = B * T * (3 * C + 3 * F) * a;
+        long logits = d.vocab() != null ? B * d.vocab() * 4L : 0;
+        if (d.vocab() == null) {
+            assumptions.add("vocabulary unknown: the logits are not counted");
+        }
+        long peak = Math.max(attention, mlp) + logits;
+        String formula = String.format(Locale.ROOT,
+                "one layer's prefill of batch %d × %d tokens at %d B: max(attention B·T·(3C + 2·H·D + 2·Hkv·D)%s = %,d, "
+                        + "MLP B·T·(3C + 3F) = %,d) + last-position fp32 logits B·V·4 = %,d",
+                B, T, a, eagerAttention ? " + scores B·H·T²" : "", attention, mlp, logits);
+        Activations act = new Activations(attention, mlp, logits, peak, formula, List.copyOf(assumptions));
+
+        long total = w.bytes() + kv.bytes() + act.peakBytes();
+        Boolean fits = null;
+        Decode decode = null;
+        if (gpu != null) {
+            fits = total <= gpu.memoryBytes();
+            long weightRead = w.bytes() - w.embeddingBytes();
+            double seconds = (weightRead + kv.bytes()) / gpu.bandwidth();
+            decode = new Decode(weightRead, kv.bytes(), seconds, wl.batch() / seconds, 1 / seconds,
+                    String.format(Locale.ROOT, "(weights %,d B + KV cache %,d B at %d tokens per sequence) / %.0f GB/s",
+                            weightRead, kv.bytes(), wl.promptTokens() + wl.newTokens(), gpu.bandwidth() / 1e9));
+        }
+        return new MemoryEstimate(d, wl, w, kv, act, total, gpu, fits, decode);
+    }
+
+    private static JsonNode readJson(Path file) {
+        JsonNode root;
+        try {
+            root = JSON.readTree(Files.readString(file));
+        } catch (NoSuchFileException e) {
+            throw ShrinkException.at(file, "not found", e);
+        } catch (IOException e) {
+            throw ShrinkException.at(file, "not valid JSON: " + PackedWeightSource.firstLine(e.getMessage()), e);
+        }
+        if (root == null || !root.isObject()) {
+            throw ShrinkException.at(file, "not a JSON object");
+        }
+        return root;
+    }
+
+    private static Integer intKey(JsonNode root, Path file, String... keys) {
+        for (String k : keys) {
+            JsonNode n = root.get(k);
+            if (n != null && !n.isNull()) {
+                if (!n.isIntegralNumber() || n.asLong() <= 0 || n.asLong() > Integer.MAX_VALUE) {
+                    throw ShrinkException.at(file, k + " is " + n + ", not a positive integer");
+                }
+                return n.asInt();
+            }
+        }
+        return null;
+    }
+}
