@@ -158,6 +158,9 @@ final class EstimateCommand implements Callable<Integer> {
             }
             return MemoryEstimate.paramWeights(Math.round(params), dtype, d);
         }
+        if (!MemoryEstimate.canComputeWeights(d) && wBits == null && weightDtype == null) {
+            return null; // KV cache and activations only; the table says what to add
+        }
         return MemoryEstimate.computedWeights(d, dtype, wBits, wGroupSize);
     }
 
@@ -230,12 +233,21 @@ final class EstimateCommand implements Callable<Integer> {
                 d.tiedEmbeddings() ? ", tied embeddings" : "");
         out.println();
         out.printf(Locale.ROOT, "  %-12s %18s %10s %10s%n", "", "bytes", "GB", "GiB");
-        row(out, "weights", e.weights().bytes());
+        if (e.weights() != null) {
+            row(out, "weights", e.weights().bytes());
+        } else {
+            out.printf(Locale.ROOT, "  %-12s %18s%n", "weights", "unknown");
+        }
         row(out, "KV cache", e.kvCache().bytes());
         row(out, "activations", e.activations().peakBytes());
-        row(out, "total", e.totalBytes());
+        if (e.totalBytes() != null) {
+            row(out, "total", e.totalBytes());
+        } else {
+            out.printf(Locale.ROOT, "  %-12s %18s%n", "total", "unknown");
+        }
         out.println();
-        out.println("  weights:     " + e.weights().how());
+        out.println("  weights:     " + (e.weights() != null ? e.weights().how()
+                : "not sized: give --params N, or --intermediate and --vocab (no total, fit or decode floor without them)"));
         out.println("  KV cache:    " + e.kvCache().formula());
         out.println("  activations: " + e.activations().formula());
         for (String a : e.activations().assumptions()) {
@@ -250,6 +262,10 @@ final class EstimateCommand implements Callable<Integer> {
         out.println();
         out.printf(Locale.ROOT, "  %s: %.0f GB %s, %.0f GB/s (%s)%n", g.name(), g.memoryBytes() / 1e9, g.memoryType(),
                 g.bandwidth() / 1e9, g.source());
+        if (e.totalBytes() == null) {
+            out.println("  fit and decode floor: unknown without the weights");
+            return;
+        }
         long free = g.memoryBytes() - e.totalBytes();
         out.printf(Locale.ROOT, "  %s: total %.2f GB of %.0f GB, %.2f GB %s%n", e.fits() ? "fits" : "DOES NOT FIT",
                 e.totalBytes() / 1e9, g.memoryBytes() / 1e9, Math.abs(free) / 1e9, free >= 0 ? "to spare" : "short");

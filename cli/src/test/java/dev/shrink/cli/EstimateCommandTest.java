@@ -47,6 +47,20 @@ class EstimateCommandTest {
         assertEquals(16 / step, doc.at("/decode/tokensPerSecond").asDouble(), 1e-6);
     }
 
+    /** The seeds' command as typed, without a way to size the weights: the KV cache still, the rest marked unknown. */
+    @Test
+    void withoutWeightDimsTheKvCacheIsStillEstimated() throws Exception {
+        Run r = BadInputTest.shrink("estimate", "--layers", "48", "--hidden", "6144", "--batch", "16",
+                "--prompt-tokens", "512", "--new-tokens", "32", "--gpu", "h100");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("KV cache         10,267,656,192     10.268      9.563"), r.out());
+        assertTrue(r.out().contains("weights                 unknown"), r.out());
+        assertTrue(r.out().contains("fit and decode floor: unknown without the weights"), r.out());
+        Run j = BadInputTest.shrink("estimate", "--layers", "48", "--hidden", "6144", "--json");
+        JsonNode doc = new ObjectMapper().readTree(j.out());
+        assertTrue(doc.get("weights").isNull() && doc.get("totalBytes").isNull(), j.out());
+    }
+
     @Test
     void folderAndItsConfigJson() throws Exception {
         Path fx = fixture();
@@ -78,7 +92,7 @@ class EstimateCommandTest {
         assertOneLine(BadInputTest.shrink("estimate", "--layers", "48", "--hidden", "6144", "--params", "20e9", "--gpu", "b300"),
                 "shrink: error: --gpu: unknown GPU 'b300' (known: h100,", "rtx4090", "a100-40g");
         assertOneLine(BadInputTest.shrink("estimate", "--layers", "48"), "at least --layers and --hidden (missing --hidden)");
-        assertOneLine(BadInputTest.shrink("estimate", "--layers", "48", "--hidden", "6144"),
+        assertOneLine(BadInputTest.shrink("estimate", "--layers", "48", "--hidden", "6144", "--w-bits", "4"),
                 "cannot be sized without the intermediate size; give --params N, or --intermediate and --vocab");
         assertOneLine(BadInputTest.shrink("estimate", "--layers", "4", "--hidden", "64", "--kv-heads", "2", "--params", "1e6"),
                 "--kv-heads needs --heads");

@@ -41,16 +41,16 @@ import java.util.Locale;
  *
  * @param dims        the model's dimensions
  * @param workload    batch and token counts
- * @param weights     weight bytes and how they were found
+ * @param weights     weight bytes and how they were found, or null when they could not be sized
  * @param kvCache     the KV cache
  * @param activations the activation peak
- * @param totalBytes  weights + KV cache + activations
+ * @param totalBytes  weights + KV cache + activations, or null without the weights
  * @param gpu         the GPU compared against, or null
- * @param fits        whether the total fits the GPU's memory, or null without a GPU
- * @param decode      the decode floor, or null without a GPU
+ * @param fits        whether the total fits the GPU's memory, or null without a GPU or the weights
+ * @param decode      the decode floor, or null without a GPU or the weights
  */
 public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCache kvCache, Activations activations,
-                             long totalBytes, Gpu gpu, Boolean fits, Decode decode) {
+                             Long totalBytes, Gpu gpu, Boolean fits, Decode decode) {
 
     /** Bytes per activation element in the forward pass (fp16/bf16 compute). */
     public static final int ACTIVATION_BYTES = 2;
@@ -312,6 +312,11 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
         return new Weights(bytes, d.tiedEmbeddings() ? 0 : embedParams * dtype.bytes(), how);
     }
 
+    /** Whether {@link #computedWeights} can size these dims' weights: the intermediate size and the vocabulary are known. */
+    public static boolean canComputeWeights(Dims d) {
+        return d.intermediate() != null && d.vocab() != null;
+    }
+
     /** Weights given as a parameter count at one dtype. */
     public static Weights paramWeights(long params, ElementType dtype, Dims d) {
         long embed = !d.tiedEmbeddings() && d.vocab() != null ? (long) d.vocab() * d.hidden() * dtype.bytes() : 0;
@@ -330,6 +335,7 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
     /**
      * The estimate.
      *
+     * @param w              the weights, or null when unknown (then no total, fit or decode floor)
      * @param gpu            the GPU to compare against, or null
      * @param eagerAttention count the B·H·T² attention scores (eager attention); fused attention
      *                       (SDPA / FlashAttention, vLLM) never holds them
@@ -369,10 +375,10 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
                 B, T, a, eagerAttention ? " + scores B·H·T²" : "", attention, mlp, logits);
         Activations act = new Activations(attention, mlp, logits, peak, formula, List.copyOf(assumptions));
 
-        long total = w.bytes() + kv.bytes() + act.peakBytes();
+        Long total = w == null ? null : w.bytes() + kv.bytes() + act.peakBytes();
         Boolean fits = null;
         Decode decode = null;
-        if (gpu != null) {
+        if (gpu != null && w != null) {
             fits = total <= gpu.memoryBytes();
             long weightRead = w.bytes() - w.embeddingBytes();
             double seconds = (weightRead + kv.bytes()) / gpu.bandwidth();

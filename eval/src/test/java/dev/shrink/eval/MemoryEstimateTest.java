@@ -43,7 +43,15 @@ class MemoryEstimateTest {
         assertEquals(16L * 544, e.kvCache().tokens());
         assertNull(e.gpu());
         assertNull(e.decode());
-        assertEquals(e.weights().bytes() + e.kvCache().bytes() + e.activations().peakBytes(), e.totalBytes());
+        assertEquals(e.weights().bytes() + e.kvCache().bytes() + e.activations().peakBytes(), e.totalBytes().longValue());
+
+        // without the weights: the same KV cache, no total, fit or decode floor even with a GPU
+        MemoryEstimate noWeights = MemoryEstimate.estimate(SEEDS_20B, null, new Workload(16, 512, 32), ElementType.FP16, false,
+                Gpu.named("h100"));
+        assertEquals(expected, noWeights.kvCache().bytes());
+        assertNull(noWeights.totalBytes());
+        assertNull(noWeights.fits());
+        assertNull(noWeights.decode());
     }
 
     @Test
