@@ -57,6 +57,16 @@ import java.util.TreeSet;
  * every {@code X} that has {@code X.compressed}/{@code X.bitmask}; targets/ignore say the same for
  * loaders that match modules ({@code match_named_modules}: "Linear" is the class name).
  *
+ * <p>How readers recognise such a folder (from their source): transformers maps
+ * {@code quant_method: "compressed-tensors"} to its CompressedTensorsHfQuantizer, whose
+ * {@code is_sparsification_compressed} is true for a sparsity_config whose format is not "dense", and
+ * decompresses through compressed-tensors' {@code ModelCompressor} ({@code parse_sparsity_config},
+ * {@code BaseSparseCompressor.decompress}: every X with the format's tensors becomes {@code X.weight}).
+ * vLLM's CompressedTensorsConfig reads the same sparsity_config ({@code _parse_sparsity_config}: targets
+ * → scheme, ignore list); for unquantized (w16a16) 2:4 weights its CUTLASS 2:4 scheme is disabled in the
+ * version read (it falls back to UnquantizedLinearMethod), and llm-compressor warns that sparse-only 2:4
+ * folders are not supported by vLLM ≤ 0.7.0: this writer makes no claim about serving them in vLLM.
+ *
  * <p>The folder appears atomically through {@link ModelFolderWriter}: everything is checked and encoded
  * first (a weight that is not 2:4 for sparse-24-bitmask is a {@link ShrinkException} naming it, and
  * nothing is written), then written to a temporary sibling and renamed into place.
