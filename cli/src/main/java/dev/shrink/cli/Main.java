@@ -24,7 +24,7 @@ import picocli.CommandLine.Command;
             "  shrink inspect --model ../shared/models/stories260K-hf",
             "  shrink generate --model ../shared/models/fixture-llama-14m --prompt \"Once upon a time\""})
 public final class Main implements Runnable {
-    public static final String VERSION = "0.1.0";
+    public static final String VERSION = dev.shrink.core.Version.VERSION;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
