@@ -60,8 +60,8 @@ import picocli.CommandLine.Model.CommandSpec;
             "Examples:",
             "  shrink compare examples/compare.yaml",
             "  shrink compare examples/compare.yaml --only rtn-w4,gptq-w4 --work-dir /tmp/cmp",
-            "  shrink compare recipe.yaml --baseline main/report.json --max-ppl-increase 1% \\",
-            "      --max-size-increase 5% --max-kl-increase 10%",
+            "  shrink compare recipe.yaml --baseline main/report.json --max-ppl-increase 1%% \\",
+            "      --max-size-increase 5%% --max-kl-increase 10%%",
             "Speed limits compare tokens/s across runs: use them only where both ran on the same machine."})
 final class CompareCommand implements Callable<Integer> {
     @Spec
@@ -88,19 +88,19 @@ final class CompareCommand implements Callable<Integer> {
     @Option(names = "--debug", description = "Print stack traces with errors.")
     boolean debug;
 
-    @Option(names = "--baseline", paramLabel = "OLD.json", description = "An earlier compare's report.json to gate against (default limit: --max-ppl-increase 1%).")
+    @Option(names = "--baseline", paramLabel = "OLD.json", description = "An earlier compare's report.json to gate against (default limit: --max-ppl-increase 1%%).")
     Path baseline;
 
-    @Option(names = "--max-ppl-increase", paramLabel = "P", description = "Fail when a perplexity exceeds the old one by more than P (1% or an absolute 0.5).")
+    @Option(names = "--max-ppl-increase", paramLabel = "P", description = "Fail when a perplexity exceeds the old one by more than P (1%% or an absolute 0.5).")
     String maxPpl;
 
-    @Option(names = "--max-size-increase", paramLabel = "P", description = "Fail when the weight files grow by more than P (5% or bytes).")
+    @Option(names = "--max-size-increase", paramLabel = "P", description = "Fail when the weight files grow by more than P (5%% or bytes).")
     String maxSize;
 
-    @Option(names = "--max-speed-decrease", paramLabel = "P", description = "Fail when decode tokens/s drop by more than P (20% or tokens/s).")
+    @Option(names = "--max-speed-decrease", paramLabel = "P", description = "Fail when decode tokens/s drop by more than P (20%% or tokens/s).")
     String maxSpeed;
 
-    @Option(names = "--max-kl-increase", paramLabel = "P", description = "Fail when KL from the baseline exceeds the old one by more than P (10% or nats).")
+    @Option(names = "--max-kl-increase", paramLabel = "P", description = "Fail when KL from the baseline exceeds the old one by more than P (10%% or nats).")
     String maxKl;
 
     @Override

@@ -119,8 +119,7 @@ final class ReportHtml {
         }
         double[] xr = range(xs), yr = range(ys);
         double[] xt = ticks(xr[0], xr[1]), yt = ticks(yr[0], yr[1]);
-        double x0 = Math.min(xr[0], xt[0]), x1 = Math.max(xr[1], xt[xt.length - 1]);
-        double y0 = Math.min(yr[0], yt[0]), y1 = Math.max(yr[1], yt[yt.length - 1]);
+        double x0 = xr[0], x1 = xr[1], y0 = yr[0], y1 = yr[1];
         int pw = W - ML - MR, ph = H - MT - MB;
         StringBuilder s = new StringBuilder();
         s.append(String.format(Locale.ROOT, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
@@ -198,18 +197,18 @@ final class ReportHtml {
         return new double[] {lo - 0.08 * span, hi + 0.08 * span};
     }
 
-    /** About five round ticks (1, 2 or 5 × 10^k apart) covering [lo, hi]. */
+    /** About five round values (1, 2 or 5 × 10^k apart) inside [lo, hi]. */
     static double[] ticks(double lo, double hi) {
         double raw = (hi - lo) / 5;
         double mag = Math.pow(10, Math.floor(Math.log10(raw)));
         double f = raw / mag;
-        double step = (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
-        double start = Math.floor(lo / step) * step;
-        List<Double> out = new ArrayList<>();
-        for (double v = start; v <= hi + step * 0.5; v += step) {
-            out.add(Math.abs(v) < step * 1e-9 ? 0 : v);
+        double step = (f < Math.sqrt(2) ? 1 : f < Math.sqrt(10) ? 2 : f < Math.sqrt(50) ? 5 : 10) * mag;
+        long first = (long) Math.ceil(lo / step - 1e-9), last = (long) Math.floor(hi / step + 1e-9);
+        double[] out = new double[(int) Math.max(0, last - first + 1)];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = (first + i) * step;
         }
-        return out.stream().mapToDouble(Double::doubleValue).toArray();
+        return out;
     }
 
     private static String fmt(double v) {
