@@ -36,6 +36,32 @@ public final class CalibData {
         };
     }
 
+    /**
+     * Windows as drawn, with how: {@code sampling} is "file" (a tokens file), "random", "blocks", or
+     * "random (too little text for blocks)"; {@code note} says why blocks fell back (null otherwise).
+     */
+    public record Drawn(int[][] windows, String sampling, String note) {
+    }
+
+    /**
+     * {@link #windows}, except that {@code "blocks"} sampling (AWQ's) falls back to random windows of
+     * the joined text when the text holds too few blocks, as LMDeploy does, saying so in the note.
+     */
+    public static Drawn draw(CalibSpec spec, Tokenizer tok, Integer bos) {
+        if (spec.tokensFile() != null || !spec.sampling().equals("blocks")) {
+            return new Drawn(windows(spec, tok, bos), spec.tokensFile() != null ? "file" : spec.sampling(), null);
+        }
+        List<String> docs = CalibSource.load(spec.dataset(), spec.field());
+        try {
+            return new Drawn(CalibWindows.blocks(docs, tok, spec.samples(), spec.seqlen()), "blocks", null);
+        } catch (ShrinkException tooShort) {
+            String note = tooShort.getMessage().replace('\n', ' ').replace('\r', ' ') + "; using " + spec.samples()
+                    + " random windows of the joined text instead (seed " + spec.seed() + ")";
+            return new Drawn(CalibWindows.randomWindows(CalibWindows.stream(docs, tok, bos), spec.samples(),
+                    spec.seqlen(), spec.seed()), "random (too little text for blocks)", note);
+        }
+    }
+
     static int[][] fromFile(Path file, int samples, int seqlen) {
         int[][] all = TokenWindows.read(file);
         int have = all[0].length;

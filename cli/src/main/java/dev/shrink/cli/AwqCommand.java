@@ -2,19 +2,14 @@ package dev.shrink.cli;
 
 import dev.shrink.awq.AwqCheckpoint;
 import dev.shrink.awq.AwqStage;
-import dev.shrink.awq.ScaleSearch;
 import dev.shrink.calib.CalibData;
-import dev.shrink.calib.CalibSource;
-import dev.shrink.calib.CalibWindows;
 import dev.shrink.core.ShrinkException;
-import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.ops.Ops;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -92,44 +87,20 @@ final class AwqCommand implements Callable<Integer> {
         Ops ops = common.ops();
         PrintWriter out = spec.commandLine().getOut();
         AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, skipUnfit, batch);
-        try (ModelDir dir = ModelDir.open(model)) {
-            Calibration calibration;
-            try (Tokenizer tok = dir.tokenizer()) {
-                calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(), out);
-            }
-            int[][] windows = calibration.windows();
-            String sampling = calibration.sampling();
-            calib.save(windows);
-            AwqStage.Result r = AwqStage.run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, common.quiet);
-            if (r.quantized().isEmpty()) {
-                throw new ShrinkException(model + ": no decoder linear can be packed with --w-group-size " + groupSize
-                        + " (" + r.layers().get(0).reason() + ")");
-            }
-            Map<String, Object> report = CalibOptions.reportHead("awq", model, ops);
-            report.put("export", exportKind.name().toLowerCase(Locale.ROOT));
-            Map<String, Object> options = new LinkedHashMap<>();
-            options.put("bits", bits);
-            options.put("group_size", groupSize);
-            options.put("zero_point", true);
-            options.put("duo_scaling", !noDuoScaling);
-            options.put("grid", ScaleSearch.GRID);
-            options.put("clip", !noClip);
-            options.put("skip_unfit", skipUnfit);
-            options.put("batch", batch);
-            report.put("options", options);
-            report.put("calibration", calib.report(windows, sampling));
-            report.put("seconds", r.seconds());
-            report.put("phases_seconds", r.phases());
-            report.put("mappings", r.mappings());
-            report.put("clips", r.clips());
-            report.put("layers", r.layers());
-            AwqCheckpoint.write(dir, workDir, r.quantized(), r.modified(), groupSize, exportKind, report, overwrite);
-            printSummary(out, r);
-            out.printf(Locale.ROOT, "wrote %s (%s, %s, %d linears quantized, %d kept)%n", workDir,
-                    exportKind == AwqCheckpoint.Export.GEMM ? "AWQ GEMM" : "fake-quantized fp16",
-                    InspectCommand.human(GptqCommand.folderBytes(workDir)), r.quantized().size(),
-                    r.layers().size() - r.quantized().size());
+        Calibration calibration;
+        try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
+            calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(), out);
         }
+        int[][] windows = calibration.windows();
+        calib.save(windows);
+        Map<String, Object> head = CalibOptions.reportHead("awq", model, ops);
+        head.put("calibration", calib.report(windows, calibration.sampling()));
+        AwqStage.Result r = AwqStage.compress(model, workDir, cfg, exportKind, windows, head, ops, common.quiet, overwrite);
+        printSummary(out, r);
+        out.printf(Locale.ROOT, "wrote %s (%s, %s, %d linears quantized, %d kept)%n", workDir,
+                exportKind == AwqCheckpoint.Export.GEMM ? "AWQ GEMM" : "fake-quantized fp16",
+                InspectCommand.human(GptqCommand.folderBytes(workDir)), r.quantized().size(),
+                r.layers().size() - r.quantized().size());
         return 0;
     }
 
@@ -138,26 +109,16 @@ final class AwqCommand implements Callable<Integer> {
     }
 
     /**
-     * AWQ's calibration: a tokens file as it is; else {@code samples} blocks of {@code seqlen}
-     * consecutive per-document tokens (AWQ's sampling), or random windows of the joined text
-     * (GPTQ's and LMDeploy's) when asked or when the text holds too few blocks (said on {@code out}).
+     * AWQ's calibration ({@link CalibData#draw}): a tokens file as it is; else {@code samples} blocks of
+     * {@code seqlen} consecutive per-document tokens (AWQ's sampling), or random windows of the joined
+     * text (GPTQ's and LMDeploy's) when asked or when the text holds too few blocks (said on {@code out}).
      */
     static Calibration calibration(CalibOptions c, String sampling, Tokenizer tok, Integer bos, PrintWriter out) {
-        if (c.tokens != null || sampling.equals("random")) {
-            return new Calibration(CalibData.windows(c.spec(sampling), tok, bos), c.tokens != null ? "file" : sampling);
+        CalibData.Drawn d = CalibData.draw(c.spec(sampling), tok, bos);
+        if (d.note() != null) {
+            out.println("note: " + Main.oneLine(d.note()));
         }
-        int samples = c.samples, seqlen = c.seqlen;
-        long seed = c.seed;
-        List<String> docs = CalibSource.load(c.dataset, c.field);
-        try {
-            return new Calibration(CalibWindows.blocks(docs, tok, samples, seqlen), "blocks");
-        } catch (ShrinkException tooShort) {
-            // LMDeploy draws random windows; so do we when the text holds too few blocks.
-            out.println("note: " + Main.oneLine(tooShort.getMessage()) + "; using " + samples
-                    + " random windows of the joined text instead (seed " + seed + ")");
-            return new Calibration(CalibWindows.randomWindows(CalibWindows.stream(docs, tok, bos), samples, seqlen, seed),
-                    "random (too little text for blocks)");
-        }
+        return new Calibration(d.windows(), d.sampling());
     }
 
     private void validate() {

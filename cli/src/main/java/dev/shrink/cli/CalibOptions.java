@@ -68,7 +68,7 @@ public final class CalibOptions {
     static Map<String, Object> reportHead(String stage, Path model, Ops ops) {
         Map<String, Object> report = new LinkedHashMap<>();
         report.put("stage", stage);
-        report.put("tool", "shrink " + Main.VERSION);
+        report.put("tool", dev.shrink.core.Version.tool());
         report.put("java", Runtime.version().toString());
         report.put("backend", ops.name());
         report.put("source_model", model.toAbsolutePath().normalize().toString());

@@ -2,12 +2,10 @@ package dev.shrink.cli;
 
 import dev.shrink.calib.CalibData;
 import dev.shrink.core.ShrinkException;
-import dev.shrink.core.forward.WeightSource;
+import dev.shrink.core.Version;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.ops.Ops;
-import dev.shrink.gptq.GptqCheckpoint;
-import dev.shrink.gptq.GptqFormat;
 import dev.shrink.gptq.GptqStage;
 import dev.shrink.gptq.QuantScheme;
 import java.io.IOException;
@@ -109,34 +107,23 @@ final class GptqCommand implements Callable<Integer> {
         QuantScheme scheme = QuantScheme.of(bits, groupSize, sym).withMse(mse);
         GptqStage.Config cfg = new GptqStage.Config(method, scheme, actOrder, staticGroups, !noTrueSequential,
                 damp, blockSize, batch);
-        try (ModelDir dir = ModelDir.open(model)) {
-            int[][] windows;
-            if (method.equals("rtn") && calib.tokens == null) {
-                windows = new int[][] {{0}}; // RTN needs no calibration
-            } else {
-                try (Tokenizer tok = dir.tokenizer()) {
-                    windows = CalibData.windows(calib.spec("random"), tok, dir.config().bosTokenId());
-                }
-                calib.save(windows);
+        int[][] windows;
+        boolean drawn = !(method.equals("rtn") && calib.tokens == null);
+        if (!drawn) {
+            windows = new int[][] {{0}}; // RTN needs no calibration
+        } else {
+            try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
+                windows = CalibData.windows(calib.spec("random"), tok, dir.config().bosTokenId());
             }
-            GptqStage.Result r = GptqStage.run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, common.quiet);
-            if (r.quantized().isEmpty()) {
-                throw new ShrinkException(model + ": no decoder linear can be packed with --w-bits " + bits
-                        + " --w-group-size " + groupSize + " (" + r.layers().get(0).reason() + ")");
-            }
-            Map<String, Object> report = CalibOptions.reportHead("gptq", model, ops);
-            report.put("options", cfg);
-            report.put("calibration", method.equals("rtn") && calib.tokens == null ? null : calib.report(windows, "random"));
-            report.put("seconds", r.seconds());
-            report.put("phases_seconds", r.phases());
-            report.put("layers", r.layers());
-            GptqCheckpoint.write(dir, workDir, r.quantized(),
-                    new GptqFormat(bits, groupSize, sym, actOrder, staticGroups, !noTrueSequential, damp, "shrink:" + Main.VERSION),
-                    report, overwrite);
-            printSummary(out, r);
-            out.printf(Locale.ROOT, "wrote %s (%s, %d linears quantized, %d kept)%n", workDir,
-                    InspectCommand.human(folderBytes(workDir)), r.quantized().size(), r.layers().size() - r.quantized().size());
+            calib.save(windows);
         }
+        Map<String, Object> head = CalibOptions.reportHead("gptq", model, ops);
+        head.put("calibration", drawn ? calib.report(windows, "random") : null);
+        GptqStage.Result r = GptqStage.compress(model, workDir, cfg, windows, head, Version.quantizer(), ops,
+                common.quiet, overwrite);
+        printSummary(out, r);
+        out.printf(Locale.ROOT, "wrote %s (%s, %d linears quantized, %d kept)%n", workDir,
+                InspectCommand.human(folderBytes(workDir)), r.quantized().size(), r.layers().size() - r.quantized().size());
         return 0;
     }
 

@@ -9,7 +9,7 @@ import picocli.CommandLine.Command;
 /**
  * The {@code shrink} command. Exit codes: 0 success; 2 a problem with the input or the options
  * (one line on stderr naming the file and the problem); 1 an internal error (a bug: the stack
- * trace is printed).
+ * trace is printed); 3 {@code compare}'s regression gate failed.
  */
 @Command(name = "shrink", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = {
@@ -17,16 +17,17 @@ import picocli.CommandLine.Command;
             "",
             "Models are Hugging Face folders (config.json, *.safetensors, tokenizer.json).",
             "Pickle checkpoints (.bin, .pt) are never read: loading one runs code from the file."},
-        subcommands = {EvalCommand.class, GptqCommand.class, AwqCommand.class, InspectCommand.class, GenerateCommand.class,
-            EstimateCommand.class,
+        subcommands = {EvalCommand.class, GptqCommand.class, AwqCommand.class, CompareCommand.class, InspectCommand.class,
+            GenerateCommand.class, EstimateCommand.class,
             CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
             "  shrink eval --model ../shared/models/fixture-llama-14m --dataset heldout --max-windows 8",
             "  shrink inspect --model ../shared/models/stories260K-hf",
+            "  shrink compare examples/compare.yaml",
             "  shrink generate --model ../shared/models/fixture-llama-14m --prompt \"Once upon a time\"",
             "  shrink estimate ../shared/models/fixture-llama-14m --batch 16 --prompt-tokens 512 --new-tokens 32 --gpu l4"})
 public final class Main implements Runnable {
-    public static final String VERSION = "0.1.0";
+    public static final String VERSION = dev.shrink.core.Version.VERSION;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -751,4 +751,51 @@ public final class AwqStage {
             return x;
         }
     }
+
+    // ---- The stage as a function: model folder in, AWQ folder out (shared by `shrink awq` and the pipeline). ----
+
+    /**
+     * Runs AWQ on the model folder {@code model} and writes {@code outDir} (atomically, with
+     * {@code shrink-report.json}): {@link #run} then {@link AwqCheckpoint#write}.
+     *
+     * @param export     AutoAWQ GEMM folder, or the dequantized ("fake") fp16 model
+     * @param windows    calibration windows [n][T] token ids
+     * @param reportHead the report's first entries (stage, tool, backend, source, and "calibration");
+     *                   export, options, seconds, phases, mappings, clips and layers are added here
+     * @throws ShrinkException when outDir is taken (without overwrite), no linear can be packed, or on
+     *                         any error of the run or the writer (nothing is left behind then)
+     */
+    public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg,
+                                  AwqCheckpoint.Export export, int[][] windows, Map<String, Object> reportHead,
+                                  Ops ops, boolean quiet, boolean overwrite) {
+        dev.shrink.core.safetensors.ModelFolderWriter.checkTarget(model, outDir, overwrite, "the AWQ model");
+        try (ModelDir dir = ModelDir.open(model)) {
+            Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
+            if (r.quantized().isEmpty()) {
+                throw new ShrinkException(model + ": no decoder linear can be packed with --w-group-size " + cfg.groupSize()
+                        + " (" + r.layers().get(0).reason() + ")");
+            }
+            Map<String, Object> report = new LinkedHashMap<>(reportHead);
+            report.remove("calibration");
+            report.put("export", export.name().toLowerCase(java.util.Locale.ROOT));
+            Map<String, Object> options = new LinkedHashMap<>();
+            options.put("bits", AwqQuantizer.BITS);
+            options.put("group_size", cfg.groupSize());
+            options.put("zero_point", true);
+            options.put("duo_scaling", cfg.duoScaling());
+            options.put("grid", ScaleSearch.GRID);
+            options.put("clip", cfg.clip());
+            options.put("skip_unfit", cfg.skipUnfit());
+            options.put("batch", cfg.batch());
+            report.put("options", options);
+            report.put("calibration", reportHead.get("calibration"));
+            report.put("seconds", r.seconds());
+            report.put("phases_seconds", r.phases());
+            report.put("mappings", r.mappings());
+            report.put("clips", r.clips());
+            report.put("layers", r.layers());
+            AwqCheckpoint.write(dir, outDir, r.quantized(), r.modified(), cfg.groupSize(), export, report, overwrite);
+            return r;
+        }
+    }
 }

@@ -197,4 +197,39 @@ public final class GptqStage {
         }
     }
 
+    // ---- The stage as a function: model folder in, GPTQ folder out (shared by `shrink gptq` and the pipeline). ----
+
+    /**
+     * Quantizes the model folder {@code model} and writes the GPTQ folder {@code outDir} (atomically,
+     * with {@code shrink-report.json}): {@link #run} then {@link GptqCheckpoint#write}.
+     *
+     * @param windows    calibration windows [n][T] (any single window for "rtn": it reads none)
+     * @param reportHead the report's first entries (stage, tool, backend, source, and "calibration"
+     *                   when windows were drawn); options, seconds, phases and layers are added here
+     * @param quantizer  the tool named in quantization_config.meta.quantizer, e.g. "shrink:0.1.0"
+     * @throws ShrinkException when outDir is taken (without overwrite), no linear can be packed, or on
+     *                         any error of the run or the writer (nothing is left behind then)
+     */
+    public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg, int[][] windows, Map<String, Object> reportHead,
+                                  String quantizer, Ops ops, boolean quiet, boolean overwrite) {
+        dev.shrink.core.safetensors.ModelFolderWriter.checkTarget(model, outDir, overwrite, "the GPTQ model");
+        QuantScheme s = cfg.scheme();
+        try (ModelDir dir = ModelDir.open(model)) {
+            Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
+            if (r.quantized().isEmpty()) {
+                throw new ShrinkException(model + ": no decoder linear can be packed with --w-bits " + s.bits()
+                        + " --w-group-size " + s.groupSize() + " (" + r.layers().get(0).reason() + ")");
+            }
+            Map<String, Object> report = new LinkedHashMap<>(reportHead);
+            report.remove("calibration");
+            report.put("options", cfg);
+            report.put("calibration", reportHead.get("calibration"));
+            report.put("seconds", r.seconds());
+            report.put("phases_seconds", r.phases());
+            report.put("layers", r.layers());
+            GptqCheckpoint.write(dir, outDir, r.quantized(), new GptqFormat(s.bits(), s.groupSize(), s.sym(),
+                    cfg.actOrder(), cfg.staticGroups(), cfg.trueSequential(), cfg.damp(), quantizer), report, overwrite);
+            return r;
+        }
+    }
 }

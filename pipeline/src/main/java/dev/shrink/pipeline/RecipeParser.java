@@ -1,0 +1,483 @@
+package dev.shrink.pipeline;
+
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import dev.shrink.calib.CalibSource;
+import dev.shrink.calib.EvalText;
+import dev.shrink.core.ShrinkException;
+import dev.shrink.pipeline.Recipe.CalibSettings;
+import dev.shrink.pipeline.Recipe.Evaluation;
+import dev.shrink.pipeline.Recipe.Kl;
+import dev.shrink.pipeline.Recipe.Pipeline;
+import dev.shrink.pipeline.Recipe.SpeedSettings;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.regex.Pattern;
+
+/**
+ * Reads a {@link Recipe} from YAML, strictly: an unknown key anywhere is an error that names it,
+ * where it is and the allowed keys; so are a value of the wrong type, a value out of range, a
+ * missing required value, a duplicate key or pipeline name, and a stage after one whose output is
+ * packed. Every error is one {@link ShrinkException} line starting with the recipe file.
+ *
+ * <p>Relative paths (the model, a tokens file, a dataset that is not a preset) are resolved against
+ * the recipe file's folder.
+ */
+public final class RecipeParser {
+    private RecipeParser() {
+    }
+
+    static final List<String> TOP = List.of("model", "calibration", "evaluation", "baseline", "pipelines");
+    static final List<String> CALIBRATION = List.of("dataset", "field", "samples", "seqlen", "seed", "tokens", "sampling");
+    static final List<String> EVALUATION = List.of("datasets", "seqlen", "max_windows", "kl", "prompts", "max_new_tokens",
+            "speed", "device", "threads");
+    static final List<String> KL = List.of("dataset", "windows");
+    static final List<String> SPEED = List.of("prefill_tokens", "decode_tokens", "repeats");
+    static final List<String> PIPELINE = List.of("name", "stages");
+    static final List<String> KINDS = List.of("gptq", "awq", "prune");
+    static final List<String> GPTQ = List.of("method", "bits", "group_size", "sym", "act_order", "static_groups",
+            "true_sequential", "damp", "mse", "block_size", "batch", "calibration");
+    static final List<String> AWQ = List.of("bits", "group_size", "duo_scaling", "clip", "skip_unfit", "export", "batch",
+            "calibration");
+    static final List<String> PRUNE = List.of("method", "pattern", "sparsity", "scope", "targets", "ignore", "batch",
+            "calibration");
+
+    private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._+-]*");
+    private static final Pattern NM = Pattern.compile("(\\d+):(\\d+)");
+
+    private static final YAMLMapper YAML = YAMLMapper.builder(YAMLFactory.builder().build())
+            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION).build();
+
+    /** Reads and checks the recipe file. */
+    public static Recipe read(Path file) {
+        String text;
+        try {
+            text = Files.readString(file);
+        } catch (NoSuchFileException e) {
+            throw ShrinkException.at(file, "no such recipe file");
+        } catch (IOException e) {
+            throw ShrinkException.at(file, "cannot read: " + e.getMessage(), e);
+        }
+        return parse(text, file);
+    }
+
+    /** Parses recipe text; {@code file} names it in messages and anchors relative paths. */
+    public static Recipe parse(String yaml, Path file) {
+        JsonNode root;
+        try {
+            root = YAML.readTree(yaml);
+        } catch (JsonProcessingException e) {
+            String where = e.getLocation() == null ? "" : " (line " + e.getLocation().getLineNr() + ", column "
+                    + e.getLocation().getColumnNr() + ")";
+            throw ShrinkException.at(file, "not valid YAML: " + e.getOriginalMessage().replace('\n', ' ') + where);
+        }
+        if (root == null || root.isMissingNode() || root.isNull()) {
+            throw ShrinkException.at(file, "is empty; a recipe names a model and its pipelines");
+        }
+        Path dir = file.toAbsolutePath().normalize().getParent();
+        Section top = Section.of(root, "the recipe", "at the top level", TOP, file);
+        Path model = dir.resolve(top.requiredString("model")).normalize();
+        CalibSettings calib = calibration(top.section("calibration", "in calibration", CALIBRATION),
+                new CalibSettings("c4", null, 128, 512, 0, null, null), dir);
+        Evaluation eval = evaluation(top.section("evaluation", "in evaluation", EVALUATION), dir);
+        boolean baseline = top.bool("baseline", true);
+        List<Pipeline> pipelines = new ArrayList<>();
+        Map<String, Integer> seen = new HashMap<>();
+        List<JsonNode> items = top.list("pipelines");
+        if (items == null || items.isEmpty()) {
+            throw ShrinkException.at(file, "no pipelines: give 'pipelines: [{name: ..., stages: [...]}]' at the top level");
+        }
+        for (int i = 0; i < items.size(); i++) {
+            Pipeline p = pipeline(items.get(i), i + 1, calib, dir, file);
+            Integer before = seen.put(p.name(), i + 1);
+            if (before != null) {
+                throw ShrinkException.at(file, "duplicate pipeline name '" + p.name() + "' (pipelines " + before + " and "
+                        + (i + 1) + ")");
+            }
+            if (baseline && p.name().equals(Recipe.BASELINE)) {
+                throw ShrinkException.at(file, "pipeline name '" + Recipe.BASELINE + "' is the uncompressed model's; "
+                        + "choose another");
+            }
+            pipelines.add(p);
+        }
+        return new Recipe(file, model, calib, eval, baseline, pipelines);
+    }
+
+    private static CalibSettings calibration(Section s, CalibSettings base, Path dir) {
+        if (s == null) {
+            return base;
+        }
+        String dataset = s.string("dataset", base.dataset());
+        if (s.has("dataset")) {
+            dataset = dataset(dataset, CalibSource.PRESETS, dir);
+        }
+        String tokens = s.string("tokens", null);
+        Path tokensFile = tokens != null ? dir.resolve(tokens).normalize() : base.tokens();
+        String sampling = s.oneOf("sampling", base.sampling(), List.of("random", "blocks"));
+        int samples = s.integer("samples", base.samples());
+        int seqlen = s.integer("seqlen", base.seqlen());
+        s.check(samples >= 1, "samples", "must be at least 1", samples);
+        s.check(seqlen >= 1, "seqlen", "must be at least 1", seqlen);
+        return new CalibSettings(dataset, s.string("field", base.field()), samples, seqlen,
+                s.longValue("seed", base.seed()), tokensFile, sampling);
+    }
+
+    private static Evaluation evaluation(Section s, Path dir) {
+        List<String> datasets = List.of("heldout");
+        Integer seqlen = null;
+        int maxWindows = 0, maxNew = 32, threads = 0;
+        Kl kl = null;
+        List<String> prompts = List.of();
+        SpeedSettings speed = new SpeedSettings(128, 32, 3);
+        String device = "auto";
+        if (s != null) {
+            if (s.has("datasets")) {
+                datasets = new ArrayList<>();
+                for (String d : s.strings("datasets")) {
+                    datasets.add(dataset(d, EvalText.PRESETS, dir));
+                }
+                s.check(!datasets.isEmpty(), "datasets", "must name at least one set", "[]");
+            }
+            if (s.has("seqlen")) {
+                seqlen = s.integer("seqlen", 0);
+                s.check(seqlen >= 2, "seqlen", "must be at least 2", seqlen);
+            }
+            maxWindows = s.integer("max_windows", 0);
+            s.check(maxWindows >= 0, "max_windows", "must be ≥ 0 (0: all)", maxWindows);
+            Section k = s.section("kl", "in evaluation.kl", KL);
+            if (k != null) {
+                String d = k.has("dataset") ? dataset(k.string("dataset", null), EvalText.PRESETS, dir) : datasets.get(0);
+                int w = k.integer("windows", 4);
+                k.check(w >= 0, "windows", "must be ≥ 0 (0: no KL)", w);
+                kl = new Kl(d, w);
+            }
+            if (s.has("prompts")) {
+                prompts = s.strings("prompts");
+            }
+            maxNew = s.integer("max_new_tokens", 32);
+            s.check(maxNew >= 1, "max_new_tokens", "must be at least 1", maxNew);
+            Section sp = s.section("speed", "in evaluation.speed", SPEED);
+            if (sp != null) {
+                int pre = sp.integer("prefill_tokens", 128), dec = sp.integer("decode_tokens", 32), rep = sp.integer("repeats", 3);
+                sp.check(pre >= 1, "prefill_tokens", "must be at least 1", pre);
+                sp.check(dec >= 1, "decode_tokens", "must be at least 1", dec);
+                sp.check(rep >= 1, "repeats", "must be at least 1", rep);
+                speed = new SpeedSettings(pre, dec, rep);
+            }
+            device = s.string("device", "auto");
+            threads = s.integer("threads", 0);
+            s.check(threads >= 0, "threads", "must be ≥ 0 (0: all cores)", threads);
+        }
+        if (kl == null) {
+            kl = new Kl(datasets.get(0), 4);
+        }
+        return new Evaluation(datasets, seqlen, maxWindows, kl, prompts, maxNew, speed, device, threads);
+    }
+
+    private static Pipeline pipeline(JsonNode node, int index, CalibSettings calib, Path dir, Path file) {
+        Section p = Section.of(node, "pipeline " + index, "in pipeline " + index, PIPELINE, file);
+        String name = p.requiredString("name");
+        if (!NAME.matcher(name).matches()) {
+            throw ShrinkException.at(file, "pipeline name '" + name + "' must be letters, digits and . _ + - "
+                    + "(starting with a letter or digit)");
+        }
+        String of = "of pipeline '" + name + "'";
+        List<JsonNode> items = p.list("stages");
+        if (items == null || items.isEmpty()) {
+            throw ShrinkException.at(file, "pipeline '" + name + "' has no stages (give 'stages: [{gptq: {...}}, ...]')");
+        }
+        List<StageSpec> stages = new ArrayList<>();
+        for (int i = 0; i < items.size(); i++) {
+            JsonNode item = items.get(i);
+            if (!item.isObject() || item.size() != 1) {
+                throw ShrinkException.at(file, "stage " + (i + 1) + " " + of + " must be one mapping like {gptq: {...}} "
+                        + "(kinds: " + String.join(", ", KINDS) + "), got " + describe(item));
+            }
+            String kind = item.fieldNames().next();
+            if (!KINDS.contains(kind)) {
+                throw ShrinkException.at(file, "unknown stage '" + kind + "' " + of + " (allowed: "
+                        + String.join(", ", KINDS) + ")");
+            }
+            String where = "in stage " + kind + " " + of;
+            JsonNode opts = item.get(kind);
+            Section s = opts == null || opts.isNull() ? Section.empty(where, file)
+                    : Section.of(opts, "stage " + kind + " " + of, where, switch (kind) {
+                        case "gptq" -> GPTQ;
+                        case "awq" -> AWQ;
+                        default -> PRUNE;
+                    }, file);
+            StageSpec stage = switch (kind) {
+                case "gptq" -> gptq(s, calib, dir);
+                case "awq" -> awq(s, calib, dir);
+                default -> prune(s, calib, dir);
+            };
+            if (!stages.isEmpty() && stages.getLast().packedOutput()) {
+                throw ShrinkException.at(file, "stage " + (i + 1) + " (" + kind + ") " + of + " follows "
+                        + stages.getLast().kind() + ", whose output is packed: a quantizing stage must come last "
+                        + "(awq with export: fake writes a float model that later stages can take)");
+            }
+            stages.add(stage);
+        }
+        return new Pipeline(name, stages);
+    }
+
+    private static CalibSettings stageCalibration(Section s, CalibSettings calib, String defaultSampling, Path dir) {
+        CalibSettings c = calibration(s.section("calibration", "in the calibration of " + s.where().substring(3),
+                CALIBRATION), calib, dir);
+        return c.sampling() != null ? c : new CalibSettings(c.dataset(), c.field(), c.samples(), c.seqlen(), c.seed(),
+                c.tokens(), defaultSampling);
+    }
+
+    private static StageSpec gptq(Section s, CalibSettings calib, Path dir) {
+        String method = s.oneOf("method", "gptq", List.of("gptq", "rtn"));
+        int bits = s.integer("bits", 4);
+        s.check(bits == 2 || bits == 3 || bits == 4 || bits == 8, "bits", "must be 2, 3, 4 or 8", bits);
+        int group = groupSize(s);
+        boolean actOrder = s.bool("act_order", false);
+        boolean staticGroups = s.bool("static_groups", false);
+        s.check(!staticGroups || actOrder, "static_groups", "only changes anything with act_order: true", true);
+        double damp = s.number("damp", 0.01);
+        s.check(damp > 0 && damp < 1, "damp", "must be in (0, 1)", damp);
+        int blockSize = s.integer("block_size", 128);
+        s.check(blockSize >= 1, "block_size", "must be at least 1", blockSize);
+        int batch = batch(s);
+        return new StageSpec.Gptq(method, bits, group, s.bool("sym", true), actOrder, staticGroups,
+                s.bool("true_sequential", true), damp, s.bool("mse", false), blockSize, batch,
+                stageCalibration(s, calib, "random", dir));
+    }
+
+    private static StageSpec awq(Section s, CalibSettings calib, Path dir) {
+        int bits = s.integer("bits", 4);
+        s.check(bits == 4, "bits", "must be 4: AWQ GEMM checkpoints hold 4-bit weights only", bits);
+        int group = groupSize(s);
+        String export = s.oneOf("export", "gemm", List.of("gemm", "fake"));
+        return new StageSpec.Awq(bits, group, s.bool("duo_scaling", true), s.bool("clip", true),
+                s.bool("skip_unfit", false), export, batch(s), stageCalibration(s, calib, "blocks", dir));
+    }
+
+    private static StageSpec prune(Section s, CalibSettings calib, Path dir) {
+        String method = s.oneOf("method", null, List.of("magnitude", "wanda", "sparsegpt"));
+        if (method == null) {
+            throw ShrinkException.at(s.file(), "missing 'method' " + s.where() + " (magnitude, wanda or sparsegpt)");
+        }
+        String pattern = s.string("pattern", "unstructured").toLowerCase(Locale.ROOT);
+        double sparsity;
+        var nm = NM.matcher(pattern);
+        if (nm.matches()) {
+            int n = Integer.parseInt(nm.group(1)), m = Integer.parseInt(nm.group(2));
+            s.check(n >= 1 && n < m, "pattern", "must be N:M with 0 < N < M (e.g. 2:4)", pattern);
+            double implied = 1 - (double) n / m;
+            if (s.has("sparsity")) {
+                double given = s.number("sparsity", implied);
+                s.check(Math.abs(given - implied) < 1e-9, "sparsity", "contradicts pattern " + pattern + " (which keeps "
+                        + n + " of " + m + ": sparsity " + implied + "); leave it out", given);
+            }
+            sparsity = implied;
+        } else {
+            s.check(pattern.equals("unstructured"), "pattern", "must be unstructured or N:M (e.g. 2:4)", pattern);
+            if (!s.has("sparsity")) {
+                throw ShrinkException.at(s.file(), "missing 'sparsity' " + s.where() + " (a fraction in (0, 1), e.g. 0.5)");
+            }
+            sparsity = s.number("sparsity", 0);
+            s.check(sparsity > 0 && sparsity < 1, "sparsity", "must be in (0, 1)", sparsity);
+        }
+        String scope = s.oneOf("scope", null, List.of("layer", "row", "global"));
+        List<String> targets = s.has("targets") ? s.strings("targets") : List.of();
+        List<String> ignore = s.has("ignore") ? s.strings("ignore") : List.of();
+        return new StageSpec.Prune(method, pattern, sparsity, scope, targets, ignore, batch(s),
+                stageCalibration(s, calib, "random", dir));
+    }
+
+    private static int groupSize(Section s) {
+        int g = s.integer("group_size", 128);
+        s.check(g == -1 || (g >= 8 && Integer.bitCount(g) == 1), "group_size",
+                "must be -1 or a power of two ≥ 8 (32, 64, 128, ...)", g);
+        return g;
+    }
+
+    private static int batch(Section s) {
+        int b = s.integer("batch", 8);
+        s.check(b >= 1, "batch", "must be at least 1", b);
+        return b;
+    }
+
+    /** A preset name as it is (lower case); anything else a path relative to the recipe's folder. */
+    private static String dataset(String value, List<String> presets, Path dir) {
+        String key = value.strip().toLowerCase(Locale.ROOT);
+        return presets.contains(key) ? key : dir.resolve(value.strip()).normalize().toString();
+    }
+
+    static String describe(JsonNode n) {
+        if (n == null || n.isNull()) {
+            return "nothing";
+        }
+        if (n.isObject()) {
+            List<String> keys = new ArrayList<>();
+            n.fieldNames().forEachRemaining(keys::add);
+            return keys.isEmpty() ? "an empty mapping" : "a mapping with keys " + String.join(", ", keys);
+        }
+        if (n.isArray()) {
+            return "a list";
+        }
+        String s = n.toString();
+        return s.length() > 60 ? s.substring(0, 57) + "..." : s;
+    }
+
+    /** One mapping of the recipe, its unknown keys already refused; typed getters with defaults. */
+    private record Section(ObjectNode node, String where, Path file) {
+        static Section of(JsonNode node, String what, String where, List<String> allowed, Path file) {
+            if (!(node instanceof ObjectNode obj)) {
+                throw ShrinkException.at(file, what + " must be a mapping (key: value), got " + describe(node));
+            }
+            for (Iterator<String> it = obj.fieldNames(); it.hasNext(); ) {
+                String key = it.next();
+                if (!allowed.contains(key)) {
+                    throw ShrinkException.at(file, "unknown key '" + key + "' " + where + " (allowed: "
+                            + String.join(", ", allowed) + ")");
+                }
+            }
+            return new Section(obj, where, file);
+        }
+
+        static Section empty(String where, Path file) {
+            return new Section(YAML.createObjectNode(), where, file);
+        }
+
+        boolean has(String key) {
+            JsonNode v = node.get(key);
+            return v != null && !v.isNull();
+        }
+
+        /** The nested mapping {@code key}, or null when absent. */
+        Section section(String key, String where, List<String> allowed) {
+            return has(key) ? of(node.get(key), "'" + key + "' " + this.where, where, allowed, file) : null;
+        }
+
+        private ShrinkException wrongType(String key, String type) {
+            return ShrinkException.at(file, "'" + key + "' " + where + " must be " + type + ", got " + describe(node.get(key)));
+        }
+
+        void check(boolean ok, String key, String rule, Object value) {
+            if (!ok) {
+                throw ShrinkException.at(file, "'" + key + "' " + where + " " + rule + ", got " + value);
+            }
+        }
+
+        String requiredString(String key) {
+            if (!has(key)) {
+                throw ShrinkException.at(file, "missing '" + key + "' " + where);
+            }
+            return string(key, null);
+        }
+
+        String string(String key, String dflt) {
+            if (!has(key)) {
+                return dflt;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isTextual() && !v.isNumber()) {
+                throw wrongType(key, "a string");
+            }
+            String s = v.asText();
+            if (s.isBlank()) {
+                throw wrongType(key, "a non-empty string");
+            }
+            return s;
+        }
+
+        String oneOf(String key, String dflt, List<String> allowed) {
+            String v = string(key, dflt);
+            if (v != null && !allowed.contains(v)) {
+                throw ShrinkException.at(file, "'" + key + "' " + where + " must be one of " + String.join(", ", allowed)
+                        + ", got " + describe(node.get(key)));
+            }
+            return v;
+        }
+
+        int integer(String key, int dflt) {
+            if (!has(key)) {
+                return dflt;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isIntegralNumber() || !v.canConvertToInt()) {
+                throw wrongType(key, "an integer");
+            }
+            return v.intValue();
+        }
+
+        long longValue(String key, long dflt) {
+            if (!has(key)) {
+                return dflt;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isIntegralNumber() || !v.canConvertToLong()) {
+                throw wrongType(key, "an integer");
+            }
+            return v.longValue();
+        }
+
+        double number(String key, double dflt) {
+            if (!has(key)) {
+                return dflt;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isNumber()) {
+                throw wrongType(key, "a number");
+            }
+            return v.doubleValue();
+        }
+
+        boolean bool(String key, boolean dflt) {
+            if (!has(key)) {
+                return dflt;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isBoolean()) {
+                throw wrongType(key, "true or false");
+            }
+            return v.booleanValue();
+        }
+
+        List<JsonNode> list(String key) {
+            if (!has(key)) {
+                return null;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isArray()) {
+                throw wrongType(key, "a list");
+            }
+            List<JsonNode> out = new ArrayList<>();
+            v.forEach(out::add);
+            return out;
+        }
+
+        /** A list of strings; a single string is a list of one. */
+        List<String> strings(String key) {
+            JsonNode v = node.get(key);
+            if (v != null && v.isTextual()) {
+                return List.of(v.asText());
+            }
+            List<String> out = new ArrayList<>();
+            for (JsonNode e : list(key)) {
+                if (!e.isTextual() || e.asText().isBlank()) {
+                    throw ShrinkException.at(file, "'" + key + "' " + where + " must be a list of strings, got an item "
+                            + describe(e));
+                }
+                out.add(e.asText());
+            }
+            return out;
+        }
+    }
+}

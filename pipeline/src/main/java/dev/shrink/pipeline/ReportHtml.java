@@ -1,0 +1,267 @@
+package dev.shrink.pipeline;
+
+import dev.shrink.eval.PplResult;
+import dev.shrink.pipeline.CompareReport.Row;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.function.ToDoubleFunction;
+
+/**
+ * report.html: one self-contained page (inline CSS, inline SVG drawn here; no script, no external
+ * resource): perplexity vs size and perplexity vs decode speed with the Pareto front marked and
+ * joined, the results table (front members starred), the pipelines, the continuations side by
+ * side, the protocol and the definitions.
+ */
+final class ReportHtml {
+    private ReportHtml() {
+    }
+
+    private static final String FRONT = "#d9480f";
+    private static final String OTHER = "#495057";
+
+    static String html(CompareReport r) {
+        String title = "shrink compare: " + Path.of(r.recipe()).getFileName();
+        StringBuilder sb = new StringBuilder(16_384);
+        sb.append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>").append(esc(title))
+                .append("</title>\n<style>\n").append(CSS).append("</style>\n</head>\n<body>\n");
+        sb.append("<h1>").append(esc(title)).append("</h1>\n");
+        sb.append("<p class=\"sub\">model <code>").append(esc(r.model())).append("</code> · ").append(esc(r.created()))
+                .append(" · backend ").append(esc(r.machine().backend())).append(", ").append(r.machine().threads())
+                .append(" threads · ").append(esc(r.tool())).append("</p>\n");
+        String set = r.pareto().dataset();
+        List<Row> ok = r.results().stream().filter(Row::ok).filter(x -> set != null && x.measures().ppl(set) != null).toList();
+        if (!ok.isEmpty()) {
+            sb.append("<div class=\"plots\">\n");
+            sb.append(figure(plot(ok, set, r.pareto().sizeVsPerplexity(), "size (MiB of weight files)",
+                    x -> x.measures().size().weightBytes() / 1048576.0, "%.1f"),
+                    set + " perplexity vs size; lower left is better"));
+            sb.append(figure(plot(ok, set, r.pareto().speedVsPerplexity(), "decode tokens/s (batch 1)",
+                    x -> x.measures().speed().decodeTokensPerSecond(), "%.0f"),
+                    set + " perplexity vs decode speed; lower right is better"));
+            sb.append("</div>\n");
+            sb.append("<p class=\"front\"><span class=\"dot\"></span> Pareto front (no other result is better on both axes) · "
+                    + "size: <b>").append(esc(String.join(", ", r.pareto().sizeVsPerplexity()))).append("</b> · speed: <b>")
+                    .append(esc(String.join(", ", r.pareto().speedVsPerplexity()))).append("</b></p>\n");
+        }
+        sb.append("<h2>Results</h2>\n<table>\n");
+        List<List<String>> t = ReportFiles.table(r);
+        int cols = t.get(0).size();
+        for (int i = 0; i < t.size(); i++) {
+            List<String> row = t.get(i);
+            String tag = i == 0 ? "th" : "td";
+            boolean failed = i > 0 && !r.results().get(i - 1).ok();
+            sb.append(failed ? "<tr class=\"failed\">" : "<tr>");
+            for (int c = 0; c < row.size(); c++) {
+                String cell = esc(row.get(c));
+                if (i > 0 && c == 0 && onFront(r, row.get(0))) {
+                    cell += " <span class=\"star\" title=\"on a Pareto front\">★</span>";
+                }
+                String span = failed && c == row.size() - 1 && row.size() < cols ? " colspan=\"" + (cols - c) + "\"" : "";
+                sb.append('<').append(tag).append(span).append(c == 0 || failed ? " class=\"l\"" : "").append('>')
+                        .append(cell).append("</").append(tag).append('>');
+            }
+            sb.append("</tr>\n");
+        }
+        sb.append("</table>\n");
+        sb.append("<h2>Pipelines</h2>\n<ul>\n");
+        for (Row row : r.results()) {
+            sb.append("<li><b>").append(esc(row.name())).append("</b>: ")
+                    .append(row.stages().isEmpty() ? "the input model, uncompressed"
+                            : "<code>" + esc(String.join(" → ", row.stages())) + "</code>")
+                    .append("</li>\n");
+        }
+        sb.append("</ul>\n");
+        List<String> prompts = ReportFiles.prompts(r);
+        if (!prompts.isEmpty()) {
+            sb.append("<h2>Greedy continuations</h2>\n");
+            for (int i = 0; i < prompts.size(); i++) {
+                sb.append("<h3>").append(esc(prompts.get(i))).append("</h3>\n<div class=\"cards\">\n");
+                for (Row row : r.results()) {
+                    if (row.ok() && i < row.measures().continuations().size()) {
+                        sb.append("<div class=\"card\"><div class=\"name\">").append(esc(row.name()))
+                                .append("</div><div class=\"text\"><span class=\"prompt\">").append(esc(prompts.get(i)))
+                                .append("</span>").append(esc(row.measures().continuations().get(i).text()))
+                                .append("</div></div>\n");
+                    }
+                }
+                sb.append("</div>\n");
+            }
+        }
+        sb.append("<h2>Protocol</h2>\n<ul>\n");
+        for (String l : ReportFiles.protocol(r)) {
+            sb.append("<li>").append(esc(l)).append("</li>\n");
+        }
+        sb.append("</ul>\n<h2>Definitions</h2>\n<dl>\n");
+        r.definitions().forEach((k, v) -> sb.append("<dt>").append(esc(k)).append("</dt><dd>").append(esc(v)).append("</dd>\n"));
+        sb.append("</dl>\n</body>\n</html>\n");
+        return sb.toString();
+    }
+
+    private static boolean onFront(CompareReport r, String name) {
+        return r.pareto().sizeVsPerplexity().contains(name) || r.pareto().speedVsPerplexity().contains(name);
+    }
+
+    private static String figure(String svg, String caption) {
+        return "<figure>" + svg + "<figcaption>" + esc(caption) + "</figcaption></figure>\n";
+    }
+
+    private static final int W = 540, H = 340, ML = 62, MR = 24, MT = 18, MB = 48;
+
+    /** A scatter plot of perplexity (y) against {@code x}, the front's points filled and joined in x order. */
+    static String plot(List<Row> rows, String set, List<String> front, String xLabel, ToDoubleFunction<Row> x, String xFmt) {
+        double[] xs = new double[rows.size()], ys = new double[rows.size()];
+        for (int i = 0; i < rows.size(); i++) {
+            xs[i] = x.applyAsDouble(rows.get(i));
+            PplResult p = rows.get(i).measures().ppl(set);
+            ys[i] = p.ppl();
+        }
+        double[] xr = range(xs), yr = range(ys);
+        double[] xt = ticks(xr[0], xr[1]), yt = ticks(yr[0], yr[1]);
+        double x0 = xr[0], x1 = xr[1], y0 = yr[0], y1 = yr[1];
+        int pw = W - ML - MR, ph = H - MT - MB;
+        StringBuilder s = new StringBuilder();
+        s.append(String.format(Locale.ROOT, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+                + "role=\"img\" font-family=\"system-ui, sans-serif\" font-size=\"12\">", W, H, W, H));
+        s.append(String.format(Locale.ROOT, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" stroke=\"#ced4da\"/>",
+                ML, MT, pw, ph));
+        for (double v : xt) {
+            double px = ML + (v - x0) / (x1 - x0) * pw;
+            s.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#f1f3f5\"/>", px, MT, px, MT + ph));
+            s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#495057\">%s</text>",
+                    px, MT + ph + 16, esc(String.format(Locale.ROOT, xFmt, v))));
+        }
+        for (double v : yt) {
+            double py = MT + ph - (v - y0) / (y1 - y0) * ph;
+            s.append(String.format(Locale.ROOT, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#f1f3f5\"/>", ML, py, ML + pw, py));
+            s.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#495057\">%s</text>",
+                    ML - 6, py + 4, esc(fmt(v))));
+        }
+        s.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"#212529\">%s</text>",
+                ML + pw / 2, H - 10, esc(xLabel)));
+        s.append(String.format(Locale.ROOT, "<text x=\"14\" y=\"%d\" text-anchor=\"middle\" fill=\"#212529\" "
+                + "transform=\"rotate(-90 14 %d)\">%s perplexity</text>", MT + ph / 2, MT + ph / 2, esc(set)));
+        // the front, joined in x order
+        List<double[]> fp = new ArrayList<>();
+        for (int i = 0; i < rows.size(); i++) {
+            if (front.contains(rows.get(i).name())) {
+                fp.add(new double[] {ML + (xs[i] - x0) / (x1 - x0) * pw, MT + ph - (ys[i] - y0) / (y1 - y0) * ph});
+            }
+        }
+        fp.sort((a, b) -> Double.compare(a[0], b[0]));
+        if (fp.size() > 1) {
+            StringBuilder pts = new StringBuilder();
+            for (double[] p : fp) {
+                pts.append(String.format(Locale.ROOT, "%.1f,%.1f ", p[0], p[1]));
+            }
+            s.append("<polyline points=\"").append(pts.toString().strip()).append("\" fill=\"none\" stroke=\"").append(FRONT)
+                    .append("\" stroke-width=\"1.5\" stroke-dasharray=\"5 4\"/>");
+        }
+        List<double[]> labels = new ArrayList<>();
+        for (int i = 0; i < rows.size(); i++) {
+            double px = ML + (xs[i] - x0) / (x1 - x0) * pw, py = MT + ph - (ys[i] - y0) / (y1 - y0) * ph;
+            boolean on = front.contains(rows.get(i).name());
+            s.append(String.format(Locale.ROOT, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5.5\" fill=\"%s\" stroke=\"%s\" stroke-width=\"2\">"
+                    + "<title>%s: %s perplexity %.4f</title></circle>", px, py, on ? FRONT : "#fff", on ? FRONT : OTHER,
+                    esc(rows.get(i).name()), esc(set), ys[i]));
+            String name = rows.get(i).name();
+            double width = 7 * name.length();
+            boolean left = px + 9 + width > ML + pw;
+            double lx = left ? px - 9 : px + 9, ly = py - 7;
+            for (double[] l : labels) { // move down past labels already placed nearby
+                if (Math.abs(l[0] - lx) < width && Math.abs(l[1] - ly) < 13) {
+                    ly = l[1] + 14;
+                }
+            }
+            ly = Math.max(MT + 12, Math.min(MT + ph - 4, ly));
+            labels.add(new double[] {lx, ly});
+            s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" fill=\"%s\"%s>%s</text>", lx, ly,
+                    left ? "end" : "start", on ? FRONT : "#212529", on ? " font-weight=\"600\"" : "", esc(name)));
+        }
+        s.append("</svg>");
+        return s.toString();
+    }
+
+    /** [min, max] with 8% padding on each side (a span around a single value). */
+    static double[] range(double[] v) {
+        double lo = Double.POSITIVE_INFINITY, hi = Double.NEGATIVE_INFINITY;
+        for (double d : v) {
+            lo = Math.min(lo, d);
+            hi = Math.max(hi, d);
+        }
+        double span = hi - lo;
+        if (span <= 0) {
+            span = Math.max(Math.abs(hi) * 0.1, 1e-3);
+        }
+        return new double[] {lo - 0.08 * span, hi + 0.08 * span};
+    }
+
+    /** About five round values (1, 2 or 5 × 10^k apart) inside [lo, hi]. */
+    static double[] ticks(double lo, double hi) {
+        double raw = (hi - lo) / 5;
+        double mag = Math.pow(10, Math.floor(Math.log10(raw)));
+        double f = raw / mag;
+        double step = (f < Math.sqrt(2) ? 1 : f < Math.sqrt(10) ? 2 : f < Math.sqrt(50) ? 5 : 10) * mag;
+        long first = (long) Math.ceil(lo / step - 1e-9), last = (long) Math.floor(hi / step + 1e-9);
+        double[] out = new double[(int) Math.max(0, last - first + 1)];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = (first + i) * step;
+        }
+        return out;
+    }
+
+    private static String fmt(double v) {
+        double a = Math.abs(v);
+        return a >= 100 ? String.format(Locale.ROOT, "%.0f", v) : a >= 10 ? String.format(Locale.ROOT, "%.1f", v)
+                : String.format(Locale.ROOT, "%.2f", v);
+    }
+
+    static String esc(String s) {
+        if (s == null) {
+            return "";
+        }
+        StringBuilder sb = new StringBuilder(s.length());
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '<' -> sb.append("&lt;");
+                case '>' -> sb.append("&gt;");
+                case '&' -> sb.append("&amp;");
+                case '"' -> sb.append("&quot;");
+                case '\'' -> sb.append("&#39;");
+                default -> sb.append(c);
+            }
+        }
+        return sb.toString();
+    }
+
+    private static final String CSS = """
+            body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px 32px; color: #212529;
+                   max-width: 1200px; }
+            h1 { font-size: 22px; margin: 0 0 4px; }
+            h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #dee2e6; padding-bottom: 4px; }
+            h3 { font-size: 14px; margin: 16px 0 6px; font-weight: 600; }
+            .sub { color: #6c757d; margin: 0 0 16px; font-size: 13px; }
+            code { font-size: 12px; background: #f8f9fa; padding: 1px 4px; border-radius: 3px; }
+            .plots { display: flex; flex-wrap: wrap; gap: 16px; }
+            figure { margin: 0; border: 1px solid #dee2e6; border-radius: 6px; padding: 8px; background: #fff; }
+            figcaption { font-size: 12px; color: #6c757d; text-align: center; margin-top: 2px; }
+            .front { font-size: 13px; }
+            .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%; background: #d9480f; }
+            table { border-collapse: collapse; font-size: 13px; }
+            th, td { border: 1px solid #dee2e6; padding: 4px 8px; text-align: right; white-space: nowrap; }
+            th { background: #f1f3f5; }
+            td.l, th.l { text-align: left; }
+            tr.failed td { color: #c92a2a; white-space: normal; }
+            .star { color: #d9480f; }
+            .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 10px; }
+            .card { border: 1px solid #dee2e6; border-radius: 6px; padding: 8px 10px; font-size: 13px; background: #fff; }
+            .card .name { font-weight: 600; margin-bottom: 4px; }
+            .card .text { white-space: pre-wrap; line-height: 1.4; }
+            .card .prompt { color: #868e96; }
+            dt { font-weight: 600; font-size: 13px; margin-top: 6px; }
+            dd { margin: 0 0 0 16px; font-size: 13px; color: #495057; }
+            ul { font-size: 13px; }
+            """;
+}

@@ -1,0 +1,150 @@
+package dev.shrink.pipeline;
+
+import dev.shrink.pipeline.Recipe.CalibSettings;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * One stage of a pipeline, with every option resolved (defaults filled in) and its effective
+ * calibration (the recipe's, overridden by the stage's own {@code calibration:} keys). The options'
+ * names are the recipe's (snake_case, as the CLI's).
+ */
+public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSpec.Prune {
+
+    /** "gptq", "awq" or "prune": the YAML key. */
+    String kind();
+
+    /** The calibration windows this stage reads, or null when it reads none (RTN, magnitude pruning). */
+    CalibSettings calibration();
+
+    /** The options that decide the output, by their recipe names: the canonical form hashed into cache keys. */
+    Map<String, Object> options();
+
+    /** Whether the output is a packed (quantized) folder that no later stage can take as input. */
+    boolean packedOutput();
+
+    /** "gptq(bits=4, group_size=128, ...)" for messages and reports. */
+    default String describe() {
+        StringBuilder sb = new StringBuilder(kind()).append('(');
+        int i = 0;
+        for (Map.Entry<String, Object> e : options().entrySet()) {
+            sb.append(i++ == 0 ? "" : ", ").append(e.getKey()).append('=').append(e.getValue());
+        }
+        return sb.append(')').toString();
+    }
+
+    /** GPTQ or round-to-nearest, as {@code shrink gptq}. */
+    record Gptq(String method, int bits, int groupSize, boolean sym, boolean actOrder, boolean staticGroups,
+                boolean trueSequential, double damp, boolean mse, int blockSize, int batch, CalibSettings calibSettings)
+            implements StageSpec {
+        @Override
+        public String kind() {
+            return "gptq";
+        }
+
+        @Override
+        public CalibSettings calibration() {
+            return method.equals("rtn") ? null : calibSettings;
+        }
+
+        @Override
+        public Map<String, Object> options() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("method", method);
+            m.put("bits", bits);
+            m.put("group_size", groupSize);
+            m.put("sym", sym);
+            m.put("act_order", actOrder);
+            m.put("static_groups", staticGroups);
+            m.put("true_sequential", trueSequential);
+            m.put("damp", damp);
+            m.put("mse", mse);
+            m.put("block_size", blockSize);
+            m.put("batch", batch);
+            return m;
+        }
+
+        @Override
+        public boolean packedOutput() {
+            return true;
+        }
+    }
+
+    /** AWQ W4A16, as {@code shrink awq}; export "gemm" (packed) or "fake" (dequantized fp16, composable). */
+    record Awq(int bits, int groupSize, boolean duoScaling, boolean clip, boolean skipUnfit, String export, int batch,
+               CalibSettings calibSettings) implements StageSpec {
+        @Override
+        public String kind() {
+            return "awq";
+        }
+
+        @Override
+        public CalibSettings calibration() {
+            return calibSettings;
+        }
+
+        @Override
+        public Map<String, Object> options() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("bits", bits);
+            m.put("group_size", groupSize);
+            m.put("duo_scaling", duoScaling);
+            m.put("clip", clip);
+            m.put("skip_unfit", skipUnfit);
+            m.put("export", export);
+            m.put("batch", batch);
+            return m;
+        }
+
+        @Override
+        public boolean packedOutput() {
+            return export.equals("gemm");
+        }
+    }
+
+    /**
+     * Pruning (the prune module's PruneStage).
+     *
+     * @param pattern  "unstructured" or "N:M" (in each group of M consecutive input weights keep N)
+     * @param sparsity fraction of weights zeroed: given for unstructured, 1 − N/M for N:M
+     * @param scope    layer, row or global; null: the method's default
+     * @param targets  linears to prune (names or suffixes; empty: every decoder linear)
+     * @param ignore   linears to leave dense
+     */
+    record Prune(String method, String pattern, double sparsity, String scope, List<String> targets, List<String> ignore,
+                 int batch, CalibSettings calibSettings) implements StageSpec {
+        public Prune {
+            targets = List.copyOf(targets);
+            ignore = List.copyOf(ignore);
+        }
+
+        @Override
+        public String kind() {
+            return "prune";
+        }
+
+        @Override
+        public CalibSettings calibration() {
+            return method.equals("magnitude") ? null : calibSettings;
+        }
+
+        @Override
+        public Map<String, Object> options() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("method", method);
+            m.put("pattern", pattern);
+            m.put("sparsity", sparsity);
+            m.put("scope", scope);
+            m.put("targets", targets);
+            m.put("ignore", ignore);
+            m.put("batch", batch);
+            return m;
+        }
+
+        @Override
+        public boolean packedOutput() {
+            return false;
+        }
+    }
+}
