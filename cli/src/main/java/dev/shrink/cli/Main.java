@@ -17,7 +17,7 @@ import picocli.CommandLine.Command;
             "",
             "Models are Hugging Face folders (config.json, *.safetensors, tokenizer.json).",
             "Pickle checkpoints (.bin, .pt) are never read: loading one runs code from the file."},
-        subcommands = {EvalCommand.class, GptqCommand.class, AwqCommand.class, InspectCommand.class, GenerateCommand.class,
+        subcommands = {EvalCommand.class, GptqCommand.class, AwqCommand.class, PruneCommand.class, InspectCommand.class, GenerateCommand.class,
             CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
             "  shrink eval --model ../shared/models/fixture-llama-14m --dataset heldout --max-windows 8",
