@@ -193,9 +193,9 @@ final class PruneCommand implements Callable<Integer> {
         }
         PruneStage.Totals t = r.totals();
         out.printf(Locale.ROOT, "%s %s%s: %d of %d weights in %d pruned linears are zero (%.4f); %.4f of all %d parameters; %.1f s%n",
-                cfg.method(), cfg.pattern().label().equals("unstructured")
-                        ? String.format(Locale.ROOT, "%.4g", cfg.pattern().ratio()) : cfg.pattern().label(),
-                cfg.scope() == null ? "" : " per " + cfg.scope(),
+                cfg.method(), cfg.pattern() instanceof SparsityPattern.Unstructured u
+                        ? java.math.BigDecimal.valueOf(u.ratio()).stripTrailingZeros().toPlainString() : cfg.pattern().label(),
+                cfg.scope() == null ? "" : " (scope " + cfg.scope() + ")",
                 t.linearZeros(), t.linearWeights(), t.linearsPruned(), t.linearRatio(), t.parameterRatio(),
                 t.parameters(), r.seconds());
     }

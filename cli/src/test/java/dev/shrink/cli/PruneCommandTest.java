@@ -30,7 +30,7 @@ class PruneCommandTest {
                 "--method", "magnitude", "--pattern", "2:4", "-q");
         assertEquals(0, r.code(), r.err());
         assertTrue(r.out().contains("model.layers.4.mlp.down_proj") && r.out().contains("64 x 172"), r.out());
-        assertTrue(r.out().contains("113280 of 226560 weights in 35 pruned linears are zero (0.5000)"), r.out());
+        assertTrue(r.out().contains("magnitude 2:4: 113280 of 226560 weights in 35 pruned linears are zero (0.5000)"), r.out());
         assertTrue(r.out().contains("wrote " + out), r.out());
         JsonNode sp = JSON.readTree(out.resolve("config.json").toFile()).at("/shrink/sparsity");
         assertEquals("magnitude", sp.get("method").asText());
@@ -58,7 +58,7 @@ class PruneCommandTest {
                 "--calib-dataset", "tinystories", "--calib-samples", "4", "--calib-seqlen", "64",
                 "--save-calib-tokens", tokens.toString(), "-q");
         assertEquals(0, r.code(), r.err());
-        assertTrue(r.out().contains("wanda 0.5000 per row"), r.out());
+        assertTrue(r.out().contains("wanda 0.5 (scope row): "), r.out());
         assertTrue(r.out().contains("12 linears pruned, 23 kept"), r.out());
         JsonNode report = JSON.readTree(out.resolve("shrink-report.json").toFile());
         assertEquals(TokenWindows.fingerprint(TokenWindows.read(tokens)),

@@ -44,6 +44,9 @@ public final class Masks {
      * {@link #lowestK}.
      */
     public static boolean[] mask(float[] scores, int N, int K, SparsityPattern pattern, Scope scope) {
+        if (scope == null && pattern instanceof SparsityPattern.Unstructured) {
+            throw new IllegalArgumentException("unstructured sparsity needs a scope (layer or row)");
+        }
         return switch (pattern) {
             case SparsityPattern.NofM nm -> lowestPerGroup(scores, N, K, nm.m(), nm.prunedPerGroup());
             case SparsityPattern.Unstructured u -> switch (scope) {

@@ -305,23 +305,26 @@ public final class PruneStage {
             // one threshold over every pruned linear: two streaming passes of |W|, one linear in memory at a time
             List<Target> pruned = plan.stream().filter(Target::pruned).toList();
             long total = pruned.stream().mapToLong(t -> (long) t.N() * t.K()).sum();
-            Iterable<float[]> scores = () -> new Iterator<>() {
-                private int i;
+            try (Progress progress = new Progress("prune global threshold", 2L * pruned.size(), "linears", quiet)) {
+                Iterable<float[]> scores = () -> new Iterator<>() {
+                    private int i;
 
-                @Override
-                public boolean hasNext() {
-                    return i < pruned.size();
-                }
+                    @Override
+                    public boolean hasNext() {
+                        return i < pruned.size();
+                    }
 
-                @Override
-                public float[] next() {
-                    String w = pruned.get(i++).name() + ".weight";
-                    float[] W = src.floats(w);
-                    requireFinite(W, w);
-                    return Masks.magnitude(W);
-                }
-            };
-            global = new Masks.Marker(Masks.lowestK(scores, Masks.count(cfg.pattern().ratio(), total)));
+                    @Override
+                    public float[] next() {
+                        String w = pruned.get(i++).name() + ".weight";
+                        float[] W = src.floats(w);
+                        requireFinite(W, w);
+                        progress.step(1);
+                        return Masks.magnitude(W);
+                    }
+                };
+                global = new Masks.Marker(Masks.lowestK(scores, Masks.count(cfg.pattern().ratio(), total)));
+            }
         }
         try (Progress progress = new Progress("prune magnitude", mc.layers(), "blocks", quiet)) {
             for (int layer = 0; layer < mc.layers(); layer++) {
