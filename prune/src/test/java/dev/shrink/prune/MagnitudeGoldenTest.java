@@ -40,7 +40,7 @@ class MagnitudeGoldenTest {
         try (LoadedModel m = LoadedModel.open(out, ops)) {
             int[] ids = m.tokenStream(EvalText.load("heldout").text());
             PplResult r = Perplexity.evaluate(m.lm(), "heldout", ids, 512, 200, true);
-            System.out.println("magnitude 2:4 " + r.summary() + "; PyTorch " + ref);
+            System.out.println("magnitude 2:4 " + r.summary() + "; exactly " + r.ppl() + ", PyTorch " + ref);
             assertEquals(200, r.windows());
             assertEquals(ref, r.ppl(), ref * 1e-4, () -> r.summary() + " vs PyTorch " + ref);
         }
