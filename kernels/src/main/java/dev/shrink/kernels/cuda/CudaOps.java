@@ -129,9 +129,14 @@ public final class CudaOps implements Ops, AutoCloseable {
         } else if (poison) {
             device.fill32(dC, POISON, cSpan);
         }
-        blas.sgemmRowMajor(transA, transB, M, N, K, alpha, dA.address(), lda, dB.address(), ldb, beta,
-                dC.address(), ldc);
+        gemmOnDevice(transA, transB, M, N, K, alpha, dA, lda, dB, ldb, beta, dC, ldc);
         device.download(dC, 0, floats(C, cOff, cSpan));
+    }
+
+    /** {@link #gemm} on device buffers (M, N, K ≥ 1). */
+    void gemmOnDevice(boolean transA, boolean transB, int M, int N, int K, float alpha, DeviceBuffer A, int lda,
+                      DeviceBuffer B, int ldb, float beta, DeviceBuffer C, int ldc) {
+        blas.sgemmRowMajor(transA, transB, M, N, K, alpha, A.address(), lda, B.address(), ldb, beta, C.address(), ldc);
     }
 
     private static long span(int rows, int cols, int ld) {
@@ -152,8 +157,13 @@ public final class CudaOps implements Ops, AutoCloseable {
         device.upload(floats(x, 0, n), dx, 0);
         device.upload(floats(weight, 0, C), dw, 0);
         poison(dy, n);
-        rmsNorm.launch(M, 1, rowThreads(C), 0, dx, dw, dy, C, eps);
+        rmsNormOnDevice(dx, dw, eps, M, C, dy);
         device.download(dy, 0, floats(y, 0, n));
+    }
+
+    /** {@link #rmsNorm} on device buffers (queued on the stream, not waited for). */
+    void rmsNormOnDevice(DeviceBuffer x, DeviceBuffer weight, float eps, int M, int C, DeviceBuffer y) {
+        rmsNorm.launch(M, 1, rowThreads(C), 0, x, weight, y, C, eps);
     }
 
     // ---------------------------------------------------------------- RoPE
@@ -180,8 +190,14 @@ public final class CudaOps implements Ops, AutoCloseable {
         device.upload(floats(x, 0, n), dx, 0);
         device.upload(MemorySegment.ofArray(cosT), dc, 0);
         device.upload(MemorySegment.ofArray(sinT), ds, 0);
-        rope.launch(blocks(pairs, 256), 1, 256, 0, dx, dc, ds, T, heads, D);
+        ropeOnDevice(dx, T, heads, D, dc, ds);
         device.download(dx, 0, floats(x, 0, n));
+    }
+
+    /** {@link #rope} on device buffers; cosT, sinT: [T, D/2], the rows of each token's position. */
+    void ropeOnDevice(DeviceBuffer x, int T, int heads, int D, DeviceBuffer cosT, DeviceBuffer sinT) {
+        long pairs = (long) T * heads * (D / 2);
+        rope.launch(blocks(pairs, 256), 1, 256, 0, x, cosT, sinT, T, heads, D);
     }
 
     // ---------------------------------------------------------------- attention
@@ -209,10 +225,16 @@ public final class CudaOps implements Ops, AutoCloseable {
         device.upload(floats(k, 0, nkv), dk, 0);
         device.upload(floats(v, 0, nkv), dv, 0);
         poison(dout, nq);
+        attentionOnDevice(dq, dk, dv, Tq, Tk, H, Hkv, D, dout);
+        device.download(dout, 0, floats(out, 0, nq));
+    }
+
+    /** {@link #attention} on device buffers (Tq ≥ 1, D ≥ 1). */
+    void attentionOnDevice(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int Tq, int Tk, int H, int Hkv, int D,
+                           DeviceBuffer out) {
         float scale = (float) (1.0 / Math.sqrt(D));
         attention.launch((Tq + ATT_BQ - 1) / ATT_BQ, H, ATT_THREADS, attentionSmem(D),
-                dq, dk, dv, dout, Tq, Tk, H, Hkv, D, scale);
-        device.download(dout, 0, floats(out, 0, nq));
+                q, k, v, out, Tq, Tk, H, Hkv, D, scale);
     }
 
     // ---------------------------------------------------------------- SwiGLU
@@ -228,8 +250,13 @@ public final class CudaOps implements Ops, AutoCloseable {
         device.upload(floats(gate, 0, n), dg, 0);
         device.upload(floats(up, 0, n), du, 0);
         poison(dout, n);
-        swiglu.launch(blocks(n, 256), 1, 256, 0, dg, du, dout, (long) n);
+        swigluOnDevice(dg, du, n, dout);
         device.download(dout, 0, floats(out, 0, n));
+    }
+
+    /** {@link #swiglu} on device buffers. */
+    void swigluOnDevice(DeviceBuffer gate, DeviceBuffer up, long n, DeviceBuffer out) {
+        swiglu.launch(blocks(n, 256), 1, 256, 0, gate, up, out, n);
     }
 
     // ---------------------------------------------------------------- crossEntropy
@@ -246,8 +273,13 @@ public final class CudaOps implements Ops, AutoCloseable {
         device.upload(floats(logits, 0, n), dl, 0);
         device.upload(MemorySegment.ofArray(targets).asSlice(0, M * 4L), dt, 0);
         poison(dn, 2L * M);
-        crossEntropy.launch(M, 1, rowThreads(V), 0, dl, dt, dn, V);
+        crossEntropyOnDevice(dl, M, V, dt, dn);
         device.download(dn, 0, MemorySegment.ofArray(nll).asSlice(0, M * 8L));
+    }
+
+    /** {@link #crossEntropy} on device buffers; targets int32 [M], nll float64 [M]. */
+    void crossEntropyOnDevice(DeviceBuffer logits, int M, int V, DeviceBuffer targets, DeviceBuffer nll) {
+        crossEntropy.launch(M, 1, rowThreads(V), 0, logits, targets, nll, V);
     }
 
     // ---------------------------------------------------------------- helpers

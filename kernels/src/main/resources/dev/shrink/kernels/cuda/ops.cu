@@ -40,8 +40,8 @@ __device__ float block_max(float v, float* scratch) {
 // its own elements before writing them).
 extern "C" __global__ void rms_norm(const float* x, const float* w, float* y, int C, float eps) {
     __shared__ double scratch[32];
-    const float* xr = x + (size_t) blockIdx.x * C;
-    float* yr = y + (size_t) blockIdx.x * C;
+    const float* xr = x + (long long) blockIdx.x * C;
+    float* yr = y + (long long) blockIdx.x * C;
     double ss = 0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         double v = xr[c];
@@ -67,7 +67,7 @@ extern "C" __global__ void rope(float* x, const float* cosT, const float* sinT, 
         const int i = (int) (e % half);
         const long long th = e / half;       // t * heads + head
         const int t = (int) (th / heads);
-        const float c = cosT[(size_t) t * half + i], s = sinT[(size_t) t * half + i];
+        const float c = cosT[(long long) t * half + i], s = sinT[(long long) t * half + i];
         float* row = x + th * D;
         const float x1 = row[i], x2 = row[i + half];
         row[i] = x1 * c - x2 * s;
@@ -93,7 +93,7 @@ extern "C" __global__ void swiglu(const float* gate, const float* up, float* out
 extern "C" __global__ void cross_entropy(const float* logits, const int* targets, double* nll, int V) {
     __shared__ float fscratch[32];
     __shared__ double dscratch[32];
-    const float* row = logits + (size_t) blockIdx.x * V;
+    const float* row = logits + (long long) blockIdx.x * V;
     float mx = NEG_INF;
     for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, row[c]);
     mx = block_max(mx, fscratch);
@@ -136,12 +136,12 @@ attention(const float* q, const float* k, const float* v, float* out,
 
     for (int e = tid; e < ATT_BQ * D; e += ATT_THREADS) {
         const int r = e / D, d = e - r * D, i = i0 + r;
-        Qs[e] = i < Tq ? q[((size_t) i * H + h) * D + d] : 0.f;
+        Qs[e] = i < Tq ? q[((long long) i * H + h) * D + d] : 0.f;
         Os[e] = 0.f;
     }
     const int r = tid >> 3, sub = tid & 7; // this thread's row in the block and its lane in the row
     float m = NEG_INF, l = 0.f;            // running max and sum of row r (the same in its 8 lanes)
-    const int iLast = min(i0 + ATT_BQ, Tq) - 1;
+    const int iLast = (i0 + ATT_BQ < Tq ? i0 + ATT_BQ : Tq) - 1;
     const int jEnd = offset + iLast + 1;   // keys 0..jEnd-1 are visible to some row of the block
 
     for (int j0 = 0; j0 < jEnd; j0 += ATT_BK) {
@@ -149,7 +149,7 @@ attention(const float* q, const float* k, const float* v, float* out,
         for (int e = tid; e < ATT_BK * D; e += ATT_THREADS) {
             const int c = e / D, d = e - c * D, j = j0 + c;
             const bool in = j < jEnd;
-            const size_t src = ((size_t) j * Hkv + kvh) * D + d;
+            const long long src = ((long long) j * Hkv + kvh) * D + d;
             Ks[c * ks + d] = in ? k[src] : 0.f;
             Vs[c * D + d] = in ? v[src] : 0.f;
         }
@@ -196,6 +196,6 @@ attention(const float* q, const float* k, const float* v, float* out,
     __syncwarp();
     const int i = i0 + r;
     if (i < Tq) {
-        for (int d = sub; d < D; d += 8) out[((size_t) i * H + h) * D + d] = Os[r * D + d] / l;
+        for (int d = sub; d < D; d += 8) out[((long long) i * H + h) * D + d] = Os[r * D + d] / l;
     }
 }
