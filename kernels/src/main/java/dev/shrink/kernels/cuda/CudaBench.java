@@ -76,15 +76,29 @@ public final class CudaBench {
     private static void copyBandwidth(CudaDevice dev, int reps) {
         long n = 64L << 20; // 64 Mi floats = 256 MiB
         float[] host = rand((int) n);
+        MemorySegment seg = MemorySegment.ofArray(host);
         try (DeviceBuffer d = dev.alloc(n * 4)) {
-            MemorySegment seg = MemorySegment.ofArray(host);
-            double up = median(reps, () -> {
+            double upHeap = median(reps, () -> {
                 dev.upload(seg, d, 0);
                 dev.synchronize();
             });
-            double down = median(reps, () -> dev.download(d, 0, seg));
+            double downHeap = median(reps, () -> dev.download(d, 0, seg));
             System.out.printf("copies of a 256 MiB Java float[]: host→device %.1f GB/s, device→host %.1f GB/s%n",
-                    n * 4 / up / 1e6, n * 4 / down / 1e6);
+                    n * 4 / upHeap / 1e6, n * 4 / downHeap / 1e6);
+            // the limits of any staging: the DMA from page-locked memory, and the Java-side copy into it
+            MemorySegment pinned = dev.cuda.driver.memAllocHost(n * 4);
+            try {
+                double up = median(reps, () -> {
+                    dev.upload(pinned, d, 0);
+                    dev.synchronize();
+                });
+                double down = median(reps, () -> dev.download(d, 0, pinned));
+                double java = median(reps, () -> MemorySegment.copy(seg, 0, pinned, 0, n * 4));
+                System.out.printf("  limits: DMA from/to page-locked memory %.1f / %.1f GB/s; Java heap → native copy %.1f GB/s%n",
+                        n * 4 / up / 1e6, n * 4 / down / 1e6, n * 4 / java / 1e6);
+            } finally {
+                dev.cuda.driver.memFreeHost(pinned);
+            }
         }
     }
 

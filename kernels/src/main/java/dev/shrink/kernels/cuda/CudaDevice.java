@@ -107,7 +107,13 @@ public final class CudaDevice implements AutoCloseable {
         }
     }
 
-    /** Copies {@code src} (host) to {@code dst} at byte offset {@code dstOffset}, ordered on the stream. */
+    /**
+     * Copies {@code src} (host) to {@code dst} at byte offset {@code dstOffset}, ordered on the
+     * stream. When this returns, {@code src} has been read and may be changed: from pageable
+     * memory (a Java array) the driver stages the bytes before returning. (Staging them through
+     * page-locked chunks here instead was measured no faster: the Java-side copy into native
+     * memory, ~11 GB/s on one thread, is the limit either way; CudaBench prints both.)
+     */
     public void upload(MemorySegment src, DeviceBuffer dst, long dstOffset) {
         long n = src.byteSize();
         checkRange(dst, dstOffset, n);
@@ -119,7 +125,7 @@ public final class CudaDevice implements AutoCloseable {
 
     /**
      * Waits for the stream, then copies {@code dst.byteSize()} bytes from {@code src} at byte
-     * offset {@code srcOffset} into host memory {@code dst}.
+     * offset {@code srcOffset} into host memory {@code dst}; returns when dst is written.
      */
     public void download(DeviceBuffer src, long srcOffset, MemorySegment dst) {
         long n = dst.byteSize();
@@ -159,7 +165,7 @@ public final class CudaDevice implements AutoCloseable {
     /** A new event on this device. */
     public CudaEvent event() {
         makeCurrent();
-        return new CudaEvent(this, cuda.driver.eventCreate());
+        return new CudaEvent(this, cuda.driver.eventCreate(true));
     }
 
     /** A cuBLAS handle bound to this device's stream. */

@@ -35,7 +35,7 @@ final class Driver {
     private final MethodHandle cuDevicePrimaryCtxRelease, cuCtxSetCurrent, cuCtxSynchronize;
     private final MethodHandle cuStreamCreate, cuStreamDestroy, cuStreamSynchronize;
     private final MethodHandle cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy;
-    private final MethodHandle cuMemAlloc, cuMemFree, cuMemGetInfo;
+    private final MethodHandle cuMemAlloc, cuMemFree, cuMemGetInfo, cuMemAllocHost, cuMemFreeHost;
     private final MethodHandle cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemsetD32Async;
     private final MethodHandle cuModuleLoadData, cuModuleGetFunction, cuModuleUnload, cuFuncSetAttribute;
     private final MethodHandle cuLaunchKernel, cuGetErrorName, cuGetErrorString;
@@ -72,6 +72,9 @@ final class Driver {
         cuMemAlloc = lib.function("cuMemAlloc_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
         cuMemFree = lib.function("cuMemFree_v2", iL);
         cuMemGetInfo = lib.function("cuMemGetInfo_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuMemAllocHost = lib.firstFunction(FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG), "cuMemAllocHost_v2",
+                "cuMemAllocHost");
+        cuMemFreeHost = lib.function("cuMemFreeHost", iP);
         // Host pointers may be Java heap arrays: critical(true) lets a downcall take a heap
         // segment. The async copies return only once a pageable source has been staged
         // (host → device) or the copy has completed (device → host), so the array is not read
@@ -230,8 +233,10 @@ final class Driver {
 
     // ---------------------------------------------------------------- events
 
-    MemorySegment eventCreate() {
-        return pointerOut("cuEventCreate", p -> (int) cuEventCreate.invokeExact(p, 0));
+    /** An event; {@code timing} false makes it CU_EVENT_DISABLE_TIMING (cheaper, for waiting only). */
+    MemorySegment eventCreate(boolean timing) {
+        int flags = timing ? 0 : 2;
+        return pointerOut("cuEventCreate", p -> (int) cuEventCreate.invokeExact(p, flags));
     }
 
     void eventRecord(MemorySegment event, MemorySegment stream) {
@@ -278,6 +283,16 @@ final class Driver {
         } catch (Throwable t) {
             throw unexpected("cuMemFree_v2", t);
         }
+    }
+
+    /** Page-locked host memory of {@code bytes} (fast, truly asynchronous DMA). */
+    MemorySegment memAllocHost(long bytes) {
+        return pointerOut("cuMemAllocHost_v2(" + bytes + " bytes)", p -> (int) cuMemAllocHost.invokeExact(p, bytes))
+                .reinterpret(bytes);
+    }
+
+    void memFreeHost(MemorySegment p) {
+        simple("cuMemFreeHost", cuMemFreeHost, p);
     }
 
     /** Host (native or heap segment) → device, ordered on {@code stream}. */

@@ -204,6 +204,49 @@ class CudaConformanceTest {
         }
     }
 
+    /**
+     * Host↔device copies of slices of Java arrays (heap segments through critical downcalls):
+     * odd sizes, offsets on both sides, bit-exact, nothing written outside the slice.
+     */
+    @Test
+    void copiesOfArraySlicesRoundTrip() {
+        CudaDevice dev = cuda.device();
+        for (int n : new int[] {1, 7, 1000, (2 << 20) + 3, 5_000_011}) {
+            Random rnd = rnd(n);
+            float[] src = random(rnd, n + 10, 1f);
+            try (DeviceBuffer d = dev.alloc(4L * n + 64)) {
+                dev.upload(java.lang.foreign.MemorySegment.ofArray(src).asSlice(4 * 5, 4L * n), d, 16);
+                float[] back = nans(n + 3);
+                dev.download(d, 16, java.lang.foreign.MemorySegment.ofArray(back).asSlice(4 * 2, 4L * n));
+                for (int i = 0; i < n; i++) {
+                    if (Float.floatToRawIntBits(back[i + 2]) != Float.floatToRawIntBits(src[i + 5])) {
+                        fail("copy of " + n + " floats: element " + i + " differs");
+                    }
+                }
+                assertTrue(Float.isNaN(back[0]) && Float.isNaN(back[1]) && Float.isNaN(back[n + 2]),
+                        "nothing written outside the slice");
+            }
+        }
+    }
+
+    /** Ops on arrays of tens of MB (the gemm's A and C, all three of swiglu's). */
+    @Test
+    void opsOnLargeArrays() {
+        int M = 8200, K = 260, N = 260;
+        Random rnd = rnd(8200);
+        float[] x = random(rnd, M * K, 1f), w = random(rnd, N * K, 1f);
+        float[] expected = nans(M * N), got = nans(M * N);
+        REF.linear(x, M, K, w, N, expected);
+        cuda.linear(x, M, K, w, N, got);
+        check("gemm", "linear 8200x260x260", expected, got, atol(K), RTOL);
+        int n = 5_300_017;
+        float[] gate = random(rnd, n, 12f), up = random(rnd, n, 2f);
+        float[] ref = nans(n), out = nans(n);
+        REF.swiglu(gate, up, n, ref);
+        cuda.swiglu(gate, up, n, out);
+        check("swiglu", "n=" + n, ref, out, 1e-6, RTOL);
+    }
+
     @Test
     void argumentsAreCheckedAsOnTheCpu() {
         float[] c = new float[4];
