@@ -6,14 +6,15 @@
 #   OUT/shared/...       fixture-llama-14m and its golden numbers (~27 MB)
 #   OUT/heldout-8x512.safetensors  the fixture's first 8 heldout windows, tokenized here
 #   OUT/device-test.sh   the script that runs there (a copy of scripts/device-test.sh)
-# Usage, from the repository root:  scripts/device-pack.sh [OUT=.device]
-# Then, with the device tool:  run(command="bash .device/device-test.sh", carry=[".device"])
+# Usage, from the repository root:  scripts/device-pack.sh [OUT=.device/cuda]
+# Then, with the device tool:  run(command="bash .device/cuda/device-test.sh", carry=[".device/cuda"])
+# (a folder of its own under .device, so that other things kept in .device need not travel too)
 # Everything under OUT must stay under the tool's 64 MiB (checked at the end).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 source "$ROOT/scripts/jdk.sh"
 cd "$ROOT"
-OUT="${1:-.device}"
+OUT="${1:-.device/cuda}"
 SHARED="${SHRINK_SHARED:-$ROOT/../shared}"
 MODEL="$SHARED/models/fixture-llama-14m"
 [ -d "$MODEL" ] || { echo "device-pack: no fixture model at $MODEL (set SHRINK_SHARED)" >&2; exit 2; }

@@ -3,10 +3,10 @@
 # packed, runs the CUDA parity suite (every op against the CPU reference, the fixture's perplexity
 # on CUDA against the CPU and PyTorch's figure, backend selection), then the CUDA op timings.
 # Prints the results as tables; copies the logs to $OUT when that is set (the device tool's folder).
-#   bash .device/device-test.sh [--no-bench]        (from the repository root, after device-pack.sh)
+#   bash .device/cuda/device-test.sh [--no-bench]   (from the repository root, after device-pack.sh)
 set -uo pipefail
 HERE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
-if [ -s "$HERE/jre.tgz" ]; then PACK="$HERE"; else PACK="$(pwd)/.device"; fi
+if [ -s "$HERE/jre.tgz" ]; then PACK="$HERE"; else PACK="$(pwd)/.device/cuda"; fi
 [ -s "$PACK/jre.tgz" ] || { echo "device-test: no $PACK/jre.tgz; run scripts/device-pack.sh first" >&2; exit 2; }
 LOGS="${OUT:-/tmp/shrink-device}"
 mkdir -p "$LOGS"
