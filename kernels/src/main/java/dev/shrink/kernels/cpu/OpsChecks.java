@@ -4,14 +4,14 @@ package dev.shrink.kernels.cpu;
  * Argument checks shared by the CPU backends, so both reject the same calls with the same
  * messages instead of failing somewhere inside a loop (or, worse, reading a neighbour's data
  * through a too-small leading dimension). All failures are {@link IllegalArgumentException}s:
- * they are programming errors of the caller, not user errors.
+ * they are programming errors of the caller, not user errors. The CUDA backend uses them too.
  */
-final class OpsChecks {
+public final class OpsChecks {
     private OpsChecks() {
     }
 
     /** Checks a gemm call: dims, leading dims and that every addressed element lies in its array. */
-    static void gemm(boolean transA, boolean transB, int M, int N, int K,
+    public static void gemm(boolean transA, boolean transB, int M, int N, int K,
                      float[] A, int aOff, int lda, float[] B, int bOff, int ldb,
                      float[] C, int cOff, int ldc) {
         if (M < 0 || N < 0 || K < 0) {
@@ -26,7 +26,7 @@ final class OpsChecks {
     }
 
     /** A row-major [rows, cols] matrix stored at off with leading dimension ld. */
-    static void matrix(String what, float[] a, int off, int ld, int rows, int cols) {
+    public static void matrix(String what, float[] a, int off, int ld, int rows, int cols) {
         if (a == null) {
             throw new IllegalArgumentException("gemm: " + what + " is null");
         }
@@ -48,7 +48,7 @@ final class OpsChecks {
     }
 
     /** Checks that array a holds at least n elements. */
-    static void length(String op, String what, float[] a, long n) {
+    public static void length(String op, String what, float[] a, long n) {
         if (a == null) {
             throw new IllegalArgumentException(op + ": " + what + " is null");
         }
@@ -57,13 +57,13 @@ final class OpsChecks {
         }
     }
 
-    static void nonNegative(String op, String what, int value) {
+    public static void nonNegative(String op, String what, int value) {
         if (value < 0) {
             throw new IllegalArgumentException(op + ": " + what + " = " + value + " < 0");
         }
     }
 
-    static void rmsNorm(float[] x, float[] weight, int M, int C, float[] y) {
+    public static void rmsNorm(float[] x, float[] weight, int M, int C, float[] y) {
         nonNegative("rmsNorm", "M", M);
         nonNegative("rmsNorm", "C", C);
         length("rmsNorm", "x", x, (long) M * C);
@@ -72,7 +72,7 @@ final class OpsChecks {
     }
 
     /** rope: x [T, heads, D], D even, cos/sin [maxPos, D/2] with every position in range. */
-    static void rope(float[] x, int T, int heads, int D, int[] positions, float[] cos, float[] sin) {
+    public static void rope(float[] x, int T, int heads, int D, int[] positions, float[] cos, float[] sin) {
         nonNegative("rope", "T", T);
         nonNegative("rope", "heads", heads);
         nonNegative("rope", "D", D);
@@ -98,7 +98,7 @@ final class OpsChecks {
     }
 
     /** attention: q, out [Tq, H, D]; k, v [Tk, Hkv, D]; H a multiple of Hkv; Tq ≤ Tk. */
-    static void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, float[] out) {
+    public static void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, float[] out) {
         nonNegative("attention", "Tq", Tq);
         nonNegative("attention", "D", D);
         if (H <= 0 || Hkv <= 0 || H % Hkv != 0) {
@@ -113,7 +113,7 @@ final class OpsChecks {
         length("attention", "out", out, (long) Tq * H * D);
     }
 
-    static void swiglu(float[] gate, float[] up, int n, float[] out) {
+    public static void swiglu(float[] gate, float[] up, int n, float[] out) {
         nonNegative("swiglu", "n", n);
         length("swiglu", "gate", gate, n);
         length("swiglu", "up", up, n);
@@ -121,7 +121,7 @@ final class OpsChecks {
     }
 
     /** crossEntropy: logits [M, V], every target in [0, V). */
-    static void crossEntropy(float[] logits, int M, int V, int[] targets, double[] nll) {
+    public static void crossEntropy(float[] logits, int M, int V, int[] targets, double[] nll) {
         nonNegative("crossEntropy", "M", M);
         if (V <= 0) {
             throw new IllegalArgumentException("crossEntropy: vocabulary size V = " + V + " must be positive");

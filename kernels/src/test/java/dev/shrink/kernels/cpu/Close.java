@@ -5,25 +5,25 @@ import static org.junit.jupiter.api.Assertions.fail;
 import java.util.Random;
 
 /** Float comparisons for the conformance tests: |actual − expected| ≤ atol + rtol·|expected|. */
-final class Close {
+public final class Close {
     private Close() {
     }
 
     /** Fails at the first of n elements (from off) that is not close, or NaN/∞ where expected is finite. */
-    static void assertClose(String what, float[] expected, float[] actual, int off, int n, double atol, double rtol) {
+    public static void assertClose(String what, float[] expected, float[] actual, int off, int n, double atol, double rtol) {
         for (int i = off; i < off + n; i++) {
             check(what, i, expected[i], actual[i], atol, rtol);
         }
     }
 
-    static void assertClose(String what, float[] expected, float[] actual, double atol, double rtol) {
+    public static void assertClose(String what, float[] expected, float[] actual, double atol, double rtol) {
         if (expected.length != actual.length) {
             fail(what + ": lengths differ, " + expected.length + " vs " + actual.length);
         }
         assertClose(what, expected, actual, 0, expected.length, atol, rtol);
     }
 
-    static void assertClose(String what, double[] expected, double[] actual, int n, double atol, double rtol) {
+    public static void assertClose(String what, double[] expected, double[] actual, int n, double atol, double rtol) {
         for (int i = 0; i < n; i++) {
             check(what, i, expected[i], actual[i], atol, rtol);
         }
@@ -40,7 +40,7 @@ final class Close {
     }
 
     /** n uniform floats in [−scale, scale). */
-    static float[] random(Random rnd, int n, float scale) {
+    public static float[] random(Random rnd, int n, float scale) {
         float[] x = new float[n];
         for (int i = 0; i < n; i++) {
             x[i] = (rnd.nextFloat() * 2 - 1) * scale;
@@ -49,7 +49,7 @@ final class Close {
     }
 
     /** A copy filled with NaN: the poisoned output of an op that must overwrite it. */
-    static float[] nans(int n) {
+    public static float[] nans(int n) {
         float[] x = new float[n];
         java.util.Arrays.fill(x, Float.NaN);
         return x;

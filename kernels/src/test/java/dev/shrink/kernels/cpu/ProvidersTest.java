@@ -2,7 +2,10 @@ package dev.shrink.kernels.cpu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.ops.Backends;
@@ -11,14 +14,14 @@ import dev.shrink.core.ops.OpsProvider;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** The two CPU backends are found through ServiceLoader under their device names. */
+/** The backends are found through ServiceLoader under their device names, in rank order. */
 class ProvidersTest {
 
     @Test
     void bothProvidersAreRegisteredAndRanked() {
         List<String> devices = Backends.providers().stream().map(OpsProvider::device).toList();
-        assertEquals(List.of("cpu", "cpu-reference"), devices.stream()
-                .filter(d -> d.startsWith("cpu")).toList(), "ranked cpu (10) before cpu-reference (0)");
+        assertEquals(List.of("cuda", "cpu", "cpu-reference"), devices,
+                "ranked cuda (20), cpu (10), cpu-reference (0)");
     }
 
     @Test
@@ -32,9 +35,27 @@ class ProvidersTest {
         assertEquals("cpu-reference", ref.name());
     }
 
+    /** auto takes CUDA where it works (ranked 20), else the Vector backend. */
     @Test
-    void autoPicksTheVectorBackend() {
-        assertInstanceOf(VectorOps.class, Backends.select("auto", 1));
+    void autoPicksCudaWhenPresentElseTheVectorBackend() throws Exception {
+        Ops auto = Backends.select("auto", 1);
+        if (dev.shrink.kernels.cuda.Cuda.availability().available()) {
+            assertTrue(auto.name().startsWith("cuda ("), auto.name());
+            ((AutoCloseable) auto).close();
+        } else {
+            assertInstanceOf(VectorOps.class, auto);
+        }
+    }
+
+    /** Without a GPU, --device cuda is one clear error that says why, and cpu still works. */
+    @Test
+    void cudaWithoutGpuIsAClearError() {
+        var a = dev.shrink.kernels.cuda.Cuda.availability();
+        assumeFalse(a.available(), "a CUDA device is present");
+        ShrinkException e = assertThrows(ShrinkException.class, () -> Backends.select("cuda", 1));
+        assertTrue(e.getMessage().startsWith("--device cuda: not available here: CUDA not available: "), e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), "one line");
+        assertInstanceOf(VectorOps.class, Backends.select("cpu", 1));
     }
 
     @Test

@@ -1,0 +1,71 @@
+package dev.shrink.kernels.cuda;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * A cuBLAS handle on its device's stream, in true float32 math (CUBLAS_DEFAULT_MATH, no TF32).
+ */
+public final class CublasHandle implements AutoCloseable {
+    private final CudaDevice device;
+    private MemorySegment handle;
+
+    CublasHandle(CudaDevice device) {
+        this.device = device;
+        Cublas b = device.cuda.cublas;
+        MemorySegment h = b.create();
+        try {
+            b.setStream(h, device.stream);
+        } catch (RuntimeException e) {
+            b.destroy(h);
+            throw e;
+        }
+        handle = h;
+    }
+
+    /** cuBLAS's version, e.g. 130100 for 13.1.0. */
+    public int version() {
+        device.makeCurrent();
+        return device.cuda.cublas.version(live());
+    }
+
+    /**
+     * C = alpha · op(A) · op(B) + beta · C on ROW-major device matrices, with Ops' conventions:
+     * op(A): [M, K] (A stored [M, K] with row stride lda, or [K, M] when transA), op(B): [K, N]
+     * (B stored [K, N] or [N, K]), C: [M, N] with row stride ldc; addresses are device pointers.
+     *
+     * <p>cuBLAS is column-major, and a row-major [R, S] matrix with stride ld is the column-major
+     * [S, R] matrix (its transpose) with the same ld. So row-major C = op(A)·op(B) is computed as
+     * column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: the operands swap places and keep their transpose flags,
+     * m = N, n = M.
+     */
+    public void sgemmRowMajor(boolean transA, boolean transB, int M, int N, int K, float alpha,
+                              long A, int lda, long B, int ldb, float beta, long C, int ldc) {
+        device.makeCurrent();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment scalars = a.allocate(JAVA_FLOAT, 2);
+            scalars.setAtIndex(JAVA_FLOAT, 0, alpha);
+            scalars.setAtIndex(JAVA_FLOAT, 1, beta);
+            device.cuda.cublas.sgemm(live(), transB ? Cublas.OP_T : Cublas.OP_N, transA ? Cublas.OP_T : Cublas.OP_N,
+                    N, M, K, scalars, B, ldb, A, lda, C, ldc);
+        }
+    }
+
+    private MemorySegment live() {
+        if (handle == null) {
+            throw new IllegalStateException("cuBLAS handle used after close");
+        }
+        return handle;
+    }
+
+    @Override
+    public void close() {
+        if (handle != null) {
+            device.makeCurrent();
+            device.cuda.cublas.destroy(handle);
+            handle = null;
+        }
+    }
+}

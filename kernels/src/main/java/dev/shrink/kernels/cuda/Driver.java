@@ -1,0 +1,442 @@
+package dev.shrink.kernels.cuda;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+
+/**
+ * FFM bindings to the CUDA driver API (libcuda.so.1): the calls Shrink makes, each checked. A
+ * non-zero CUresult becomes a {@link CudaException} naming the call and the driver's error name
+ * and text, e.g. "cuMemAlloc_v2(4294967296 bytes) failed: CUDA_ERROR_OUT_OF_MEMORY (out of memory)".
+ *
+ * <p>Handles (CUcontext, CUstream, CUmodule, CUfunction, CUevent) are pointers and device
+ * addresses (CUdeviceptr) 64-bit integers; both are passed around as {@code long}/segments here
+ * and wrapped by {@link CudaDevice}, {@link DeviceBuffer}, {@link CudaModule} and {@link CudaEvent}.
+ */
+final class Driver {
+    /** CU_DEVICE_ATTRIBUTE_* values used here. */
+    static final int ATTR_MULTIPROCESSOR_COUNT = 16;
+    static final int ATTR_COMPUTE_CAPABILITY_MAJOR = 75;
+    static final int ATTR_COMPUTE_CAPABILITY_MINOR = 76;
+    static final int ATTR_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+    /** CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES. */
+    static final int FUNC_ATTR_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
+    final NativeLibrary lib;
+    private final MethodHandle cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetName;
+    private final MethodHandle cuDeviceGetAttribute, cuDeviceTotalMem, cuDevicePrimaryCtxRetain;
+    private final MethodHandle cuDevicePrimaryCtxRelease, cuCtxSetCurrent, cuCtxSynchronize;
+    private final MethodHandle cuStreamCreate, cuStreamDestroy, cuStreamSynchronize;
+    private final MethodHandle cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy;
+    private final MethodHandle cuMemAlloc, cuMemFree, cuMemGetInfo, cuMemAllocHost, cuMemFreeHost;
+    private final MethodHandle cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemsetD32Async;
+    private final MethodHandle cuModuleLoadData, cuModuleGetFunction, cuModuleUnload, cuFuncSetAttribute;
+    private final MethodHandle cuLaunchKernel, cuGetErrorName, cuGetErrorString;
+
+    /** @throws CudaException "CUDA not available: libcuda.so.1 not found" without a driver */
+    Driver() {
+        lib = NativeLibrary.open("libcuda.so.1", "libcuda.so");
+        FunctionDescriptor iP = FunctionDescriptor.of(JAVA_INT, ADDRESS);
+        FunctionDescriptor iI = FunctionDescriptor.of(JAVA_INT, JAVA_INT);
+        FunctionDescriptor iL = FunctionDescriptor.of(JAVA_INT, JAVA_LONG);
+        FunctionDescriptor iV = FunctionDescriptor.of(JAVA_INT);
+        cuInit = lib.function("cuInit", iI);
+        cuDriverGetVersion = lib.function("cuDriverGetVersion", iP);
+        cuDeviceGetCount = lib.function("cuDeviceGetCount", iP);
+        cuDeviceGet = lib.function("cuDeviceGet", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuDeviceGetName = lib.function("cuDeviceGetName", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        cuDeviceGetAttribute = lib.function("cuDeviceGetAttribute",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        cuDeviceTotalMem = lib.function("cuDeviceTotalMem_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuDevicePrimaryCtxRetain = lib.function("cuDevicePrimaryCtxRetain",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuDevicePrimaryCtxRelease = lib.firstFunction(iI, "cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease");
+        cuCtxSetCurrent = lib.function("cuCtxSetCurrent", iP);
+        cuCtxSynchronize = lib.function("cuCtxSynchronize", iV);
+        cuStreamCreate = lib.function("cuStreamCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuStreamDestroy = lib.firstFunction(iP, "cuStreamDestroy_v2", "cuStreamDestroy");
+        cuStreamSynchronize = lib.function("cuStreamSynchronize", iP);
+        cuEventCreate = lib.function("cuEventCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuEventRecord = lib.function("cuEventRecord", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuEventSynchronize = lib.function("cuEventSynchronize", iP);
+        cuEventElapsedTime = lib.firstFunction(FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS),
+                "cuEventElapsedTime_v2", "cuEventElapsedTime");
+        cuEventDestroy = lib.firstFunction(iP, "cuEventDestroy_v2", "cuEventDestroy");
+        cuMemAlloc = lib.function("cuMemAlloc_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+        cuMemFree = lib.function("cuMemFree_v2", iL);
+        cuMemGetInfo = lib.function("cuMemGetInfo_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuMemAllocHost = lib.firstFunction(FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG), "cuMemAllocHost_v2",
+                "cuMemAllocHost");
+        cuMemFreeHost = lib.function("cuMemFreeHost", iP);
+        // Host pointers may be Java heap arrays: critical(true) lets a downcall take a heap
+        // segment. The async copies return only once a pageable source has been staged
+        // (host → device) or the copy has completed (device → host), so the array is not read
+        // or written after the call returns (CUDA's "API synchronization behavior").
+        Linker.Option heap = Linker.Option.critical(true);
+        cuMemcpyHtoDAsync = lib.function("cuMemcpyHtoDAsync_v2",
+                FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS), heap);
+        cuMemcpyDtoHAsync = lib.function("cuMemcpyDtoHAsync_v2",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS), heap);
+        cuMemcpyDtoDAsync = lib.function("cuMemcpyDtoDAsync_v2",
+                FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS));
+        cuMemsetD32Async = lib.function("cuMemsetD32Async",
+                FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, ADDRESS));
+        cuModuleLoadData = lib.function("cuModuleLoadData", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuModuleGetFunction = lib.function("cuModuleGetFunction",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        cuModuleUnload = lib.function("cuModuleUnload", iP);
+        cuFuncSetAttribute = lib.function("cuFuncSetAttribute",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        cuLaunchKernel = lib.function("cuLaunchKernel", FunctionDescriptor.of(JAVA_INT, ADDRESS,
+                JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        cuGetErrorName = lib.function("cuGetErrorName", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+        cuGetErrorString = lib.function("cuGetErrorString", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    }
+
+    // ---------------------------------------------------------------- errors
+
+    /** Throws when {@code result} is not CUDA_SUCCESS, naming {@code call}. */
+    void check(int result, String call) {
+        if (result != 0) {
+            throw new CudaException(call + " failed: " + errorText(result));
+        }
+    }
+
+    /** "CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)". */
+    String errorText(int result) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            String name = (int) cuGetErrorName.invokeExact(result, p) == 0
+                    ? NativeLibrary.string(p.get(ADDRESS, 0), null) : null;
+            String text = (int) cuGetErrorString.invokeExact(result, p) == 0
+                    ? NativeLibrary.string(p.get(ADDRESS, 0), null) : null;
+            return (name != null ? name : "CUresult " + result) + (text != null ? " (" + text + ")" : "");
+        } catch (Throwable t) {
+            return "CUresult " + result;
+        }
+    }
+
+    private static CudaException unexpected(String call, Throwable t) {
+        return new CudaException(call + ": call through FFM failed: " + t, t);
+    }
+
+    // ---------------------------------------------------------------- init and devices
+
+    /** cuInit(0); returns the CUresult (the probe reports it instead of throwing). */
+    int init() {
+        try {
+            return (int) cuInit.invokeExact(0);
+        } catch (Throwable t) {
+            throw unexpected("cuInit", t);
+        }
+    }
+
+    int driverVersion() {
+        return intOut("cuDriverGetVersion", p -> (int) cuDriverGetVersion.invokeExact(p));
+    }
+
+    int deviceCount() {
+        return intOut("cuDeviceGetCount", p -> (int) cuDeviceGetCount.invokeExact(p));
+    }
+
+    int device(int ordinal) {
+        return intOut("cuDeviceGet(" + ordinal + ")", p -> (int) cuDeviceGet.invokeExact(p, ordinal));
+    }
+
+    String deviceName(int dev) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(256);
+            check((int) cuDeviceGetName.invokeExact(buf, 256, dev), "cuDeviceGetName");
+            return buf.getString(0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuDeviceGetName", t);
+        }
+    }
+
+    int attribute(int dev, int attr) {
+        return intOut("cuDeviceGetAttribute(" + attr + ")", p -> (int) cuDeviceGetAttribute.invokeExact(p, attr, dev));
+    }
+
+    long totalMemory(int dev) {
+        return longOut("cuDeviceTotalMem_v2", p -> (int) cuDeviceTotalMem.invokeExact(p, dev));
+    }
+
+    /** Free bytes on the current context's device. */
+    long freeMemory() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment free = a.allocate(JAVA_LONG), total = a.allocate(JAVA_LONG);
+            check((int) cuMemGetInfo.invokeExact(free, total), "cuMemGetInfo_v2");
+            return free.get(JAVA_LONG, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuMemGetInfo_v2", t);
+        }
+    }
+
+    // ---------------------------------------------------------------- contexts and streams
+
+    MemorySegment primaryContextRetain(int dev) {
+        return pointerOut("cuDevicePrimaryCtxRetain", p -> (int) cuDevicePrimaryCtxRetain.invokeExact(p, dev));
+    }
+
+    void primaryContextRelease(int dev) {
+        try {
+            check((int) cuDevicePrimaryCtxRelease.invokeExact(dev), "cuDevicePrimaryCtxRelease");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuDevicePrimaryCtxRelease", t);
+        }
+    }
+
+    void setCurrent(MemorySegment ctx) {
+        try {
+            check((int) cuCtxSetCurrent.invokeExact(ctx), "cuCtxSetCurrent");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuCtxSetCurrent", t);
+        }
+    }
+
+    void contextSynchronize() {
+        try {
+            check((int) cuCtxSynchronize.invokeExact(), "cuCtxSynchronize");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuCtxSynchronize", t);
+        }
+    }
+
+    MemorySegment streamCreate() {
+        return pointerOut("cuStreamCreate", p -> (int) cuStreamCreate.invokeExact(p, 0));
+    }
+
+    void streamDestroy(MemorySegment stream) {
+        simple("cuStreamDestroy_v2", cuStreamDestroy, stream);
+    }
+
+    void streamSynchronize(MemorySegment stream) {
+        simple("cuStreamSynchronize", cuStreamSynchronize, stream);
+    }
+
+    // ---------------------------------------------------------------- events
+
+    /** An event; {@code timing} false makes it CU_EVENT_DISABLE_TIMING (cheaper, for waiting only). */
+    MemorySegment eventCreate(boolean timing) {
+        int flags = timing ? 0 : 2;
+        return pointerOut("cuEventCreate", p -> (int) cuEventCreate.invokeExact(p, flags));
+    }
+
+    void eventRecord(MemorySegment event, MemorySegment stream) {
+        try {
+            check((int) cuEventRecord.invokeExact(event, stream), "cuEventRecord");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuEventRecord", t);
+        }
+    }
+
+    void eventSynchronize(MemorySegment event) {
+        simple("cuEventSynchronize", cuEventSynchronize, event);
+    }
+
+    float eventElapsedMillis(MemorySegment start, MemorySegment end) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ms = a.allocate(JAVA_FLOAT);
+            check((int) cuEventElapsedTime.invokeExact(ms, start, end), "cuEventElapsedTime");
+            return ms.get(JAVA_FLOAT, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuEventElapsedTime", t);
+        }
+    }
+
+    void eventDestroy(MemorySegment event) {
+        simple("cuEventDestroy_v2", cuEventDestroy, event);
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    long memAlloc(long bytes) {
+        return longOut("cuMemAlloc_v2(" + bytes + " bytes)", p -> (int) cuMemAlloc.invokeExact(p, bytes));
+    }
+
+    void memFree(long dptr) {
+        try {
+            check((int) cuMemFree.invokeExact(dptr), "cuMemFree_v2");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuMemFree_v2", t);
+        }
+    }
+
+    /** Page-locked host memory of {@code bytes} (fast, truly asynchronous DMA). */
+    MemorySegment memAllocHost(long bytes) {
+        return pointerOut("cuMemAllocHost_v2(" + bytes + " bytes)", p -> (int) cuMemAllocHost.invokeExact(p, bytes))
+                .reinterpret(bytes);
+    }
+
+    void memFreeHost(MemorySegment p) {
+        simple("cuMemFreeHost", cuMemFreeHost, p);
+    }
+
+    /** Host (native or heap segment) → device, ordered on {@code stream}. */
+    void copyHtoD(long dst, MemorySegment src, long bytes, MemorySegment stream) {
+        try {
+            check((int) cuMemcpyHtoDAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyHtoDAsync_v2(" + bytes + " bytes)");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuMemcpyHtoDAsync_v2", t);
+        }
+    }
+
+    /** Device → host (native or heap segment), ordered on {@code stream}. */
+    void copyDtoH(MemorySegment dst, long src, long bytes, MemorySegment stream) {
+        try {
+            check((int) cuMemcpyDtoHAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyDtoHAsync_v2(" + bytes + " bytes)");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuMemcpyDtoHAsync_v2", t);
+        }
+    }
+
+    void copyDtoD(long dst, long src, long bytes, MemorySegment stream) {
+        try {
+            check((int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyDtoDAsync_v2(" + bytes + " bytes)");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuMemcpyDtoDAsync_v2", t);
+        }
+    }
+
+    /** Sets {@code count} 32-bit words at dst to {@code value}. */
+    void memsetD32(long dst, int value, long count, MemorySegment stream) {
+        try {
+            check((int) cuMemsetD32Async.invokeExact(dst, value, count, stream), "cuMemsetD32Async");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuMemsetD32Async", t);
+        }
+    }
+
+    // ---------------------------------------------------------------- modules and launches
+
+    /** Loads a cubin image; returns the CUresult and the module through {@code out}. */
+    int moduleLoadData(MemorySegment out, MemorySegment image) {
+        try {
+            return (int) cuModuleLoadData.invokeExact(out, image);
+        } catch (Throwable t) {
+            throw unexpected("cuModuleLoadData", t);
+        }
+    }
+
+    MemorySegment moduleFunction(MemorySegment module, String name) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment cname = a.allocateFrom(name);
+            return pointerOut("cuModuleGetFunction(" + name + ")",
+                    p -> (int) cuModuleGetFunction.invokeExact(p, module, cname));
+        }
+    }
+
+    void moduleUnload(MemorySegment module) {
+        simple("cuModuleUnload", cuModuleUnload, module);
+    }
+
+    void functionAttribute(MemorySegment fn, int attr, int value, String what) {
+        try {
+            check((int) cuFuncSetAttribute.invokeExact(fn, attr, value), "cuFuncSetAttribute(" + what + ")");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuFuncSetAttribute", t);
+        }
+    }
+
+    void launch(MemorySegment fn, String name, int gx, int gy, int gz, int bx, int by, int bz,
+                int sharedBytes, MemorySegment stream, MemorySegment params) {
+        try {
+            int r = (int) cuLaunchKernel.invokeExact(fn, gx, gy, gz, bx, by, bz, sharedBytes, stream, params,
+                    MemorySegment.NULL);
+            if (r != 0) {
+                throw new CudaException("cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block "
+                        + bx + "x" + by + "x" + bz + ", " + sharedBytes + " B shared) failed: " + errorText(r));
+            }
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuLaunchKernel", t);
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    @FunctionalInterface
+    private interface Call {
+        int call(MemorySegment out) throws Throwable;
+    }
+
+    private int intOut(String what, Call c) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(JAVA_INT);
+            check(c.call(p), what);
+            return p.get(JAVA_INT, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(what, t);
+        }
+    }
+
+    private long longOut(String what, Call c) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(JAVA_LONG);
+            check(c.call(p), what);
+            return p.get(JAVA_LONG, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(what, t);
+        }
+    }
+
+    private MemorySegment pointerOut(String what, Call c) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            check(c.call(p), what);
+            return p.get(ADDRESS, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(what, t);
+        }
+    }
+
+    private void simple(String what, MethodHandle h, MemorySegment arg) {
+        try {
+            check((int) h.invokeExact(arg), what);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(what, t);
+        }
+    }
+}
