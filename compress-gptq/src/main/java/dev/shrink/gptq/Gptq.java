@@ -1,6 +1,7 @@
 package dev.shrink.gptq;
 
 import dev.shrink.core.ops.Ops;
+import dev.shrink.core.sparse.SparsityPattern;
 import java.util.Arrays;
 
 /**
@@ -13,6 +14,20 @@ import java.util.Arrays;
  *   after the block:                 W[:, i2:] −= Err · Hinv[i1:i2, i2:]   (one GEMM)
  * </pre>
  * A pure function: no I/O, no logging. W: [N, K] row-major (N outputs, K inputs), H: [K, K].
+ *
+ * <p><b>Zeros are kept.</b> A weight that is exactly 0 on input (a pruned weight) is quantized to the
+ * code of 0, which dequantizes to exactly 0 ({@code scale · (z − z)}); its error still feeds the
+ * columns after it. A dense model has no exact zeros, so nothing changes for it.
+ *
+ * <p><b>SparseGPT</b> (Frantar &amp; Alistarh 2023, "SparseGPT: Massive Language Models Can Be Accurately
+ * Pruned in One-Shot", Algorithm 1) is the same machinery with "prune" in place of (or before)
+ * "quantize": at the start of each block the mask M of the block is chosen by the smallest
+ * {@code w² / Hinv[i,i]²} (for N:M, within each group of m columns as the loop reaches it), masked
+ * weights become 0 and their error is spread exactly like a rounding error:
+ * <pre>
+ *   q_i = M[:, i] ? 0 : quant(w_i)        err = (w_i − q_i) / Hinv[i,i]
+ * </pre>
+ * With {@code scheme == null} it prunes only (q_i = w_i where kept).
  */
 public final class Gptq {
     private Gptq() {
@@ -23,8 +38,11 @@ public final class Gptq {
      * @param dampPercent  λ = dampPercent · mean(diag(H)) added to the diagonal (0.01)
      * @param actOrder     quantize columns in order of decreasing diag(H)
      * @param staticGroups with act-order: group parameters fixed on the original W, before any update
+     * @param prune        SparseGPT: the sparsity to reach (null: quantize only, keeping existing zeros)
+     * @param scheme       the quantization (null: prune only; then {@code prune} is required)
      */
-    public record Options(QuantScheme scheme, int blockSize, double dampPercent, boolean actOrder, boolean staticGroups) {
+    public record Options(QuantScheme scheme, int blockSize, double dampPercent, boolean actOrder, boolean staticGroups,
+                          SparsityPattern prune) {
         public Options {
             if (blockSize <= 0) {
                 throw new IllegalArgumentException("block size must be positive");
@@ -32,6 +50,25 @@ public final class Gptq {
             if (!(dampPercent > 0) || dampPercent >= 1) {
                 throw new IllegalArgumentException("damp must be in (0, 1), got " + dampPercent);
             }
+            if (scheme == null && prune == null) {
+                throw new IllegalArgumentException("nothing to do: neither a quantization scheme nor a sparsity");
+            }
+            if (scheme == null && actOrder) {
+                throw new IllegalArgumentException("act-order orders quantization groups: it needs a quantization scheme");
+            }
+            if (prune instanceof SparsityPattern.NofM nm) {
+                if (actOrder) {
+                    throw new IllegalArgumentException("N:M pruning needs the natural column order: not with act-order");
+                }
+                if (blockSize % nm.m() != 0) {
+                    throw new IllegalArgumentException("block size " + blockSize + " must be a multiple of M = " + nm.m());
+                }
+            }
+        }
+
+        /** Quantization only (GPTQ). */
+        public Options(QuantScheme scheme, int blockSize, double dampPercent, boolean actOrder, boolean staticGroups) {
+            this(scheme, blockSize, dampPercent, actOrder, staticGroups, null);
         }
     }
 
@@ -47,20 +84,29 @@ public final class Gptq {
     }
 
     /**
-     * Quantizes W given the Hessian H = (2/n)·Σ x·xᵀ of its inputs. Neither array is modified.
+     * Quantizes and/or prunes W given the Hessian H = (2/n)·Σ x·xᵀ of its inputs. Neither array is modified.
      */
     public static GptqResult quantize(float[] Win, int N, int K, float[] Hin, Options o, Ops ops) {
         QuantScheme s = o.scheme();
-        int maxq = s.maxq();
-        int gs = s.groupSize();
+        SparsityPattern prune = o.prune();
+        if (prune instanceof SparsityPattern.NofM nm && K % nm.m() != 0) {
+            throw new IllegalArgumentException("in-features " + K + " not divisible by M = " + nm.m());
+        }
+        int maxq = s == null ? 0 : s.maxq();
+        int gs = s == null ? -1 : s.groupSize();
         float[] W = Win.clone();
+        // M: the weights that end as exact zeros (permuted like W's columns); starts as the input's zeros.
+        boolean[] M = new boolean[N * K];
+        for (int i = 0; i < N * K; i++) {
+            M[i] = Win[i] == 0f;
+        }
         double[] H = new double[K * K];
         for (int i = 0; i < K * K; i++) {
             H[i] = Hin[i];
         }
 
         // Per-row parameters over the whole row (used when there are no groups), before anything else.
-        Quantizer.Params rowParams = gs == -1 ? Quantizer.find(W, N, K, 0, K, s) : null;
+        Quantizer.Params rowParams = s != null && gs == -1 ? Quantizer.find(W, N, K, 0, K, s) : null;
 
         // Dead inputs: never activated, so their weights cannot matter; pin H and zero W.
         int dead = 0;
@@ -69,6 +115,7 @@ public final class Gptq {
                 H[d * K + d] = 1;
                 for (int n = 0; n < N; n++) {
                     W[n * K + d] = 0;
+                    M[n * K + d] = true;
                 }
                 dead++;
             }
@@ -99,6 +146,13 @@ public final class Gptq {
             }
             W = permuteColumns(W, N, K, perm);
             H = permuteSymmetric(H, K, perm);
+            boolean[] Mp = new boolean[N * K];
+            for (int n = 0; n < N; n++) {
+                for (int p = 0; p < K; p++) {
+                    Mp[n * K + p] = M[n * K + perm[p]];
+                }
+            }
+            M = Mp;
         }
 
         // Hinv = upper Cholesky factor of (H + λI)⁻¹, raising λ while the factorisation fails.
@@ -136,7 +190,7 @@ public final class Gptq {
             Hinvf[i] = (float) Hinv[i];
         }
 
-        int G = s.groups(K);
+        int G = s == null ? 0 : s.groups(K);
         float[] scales = new float[G * N];
         float[] zerosF = new float[G * N];
         int[] codesP = new int[N * K];  // codes in permuted column order
@@ -150,9 +204,19 @@ public final class Gptq {
         for (int i1 = 0; i1 < K; i1 += B) {
             int i2 = Math.min(i1 + B, K);
             int count = i2 - i1;
+            if (prune instanceof SparsityPattern.Unstructured u) {
+                // this block's share of floor(ratio · N · K) zeros, so that the whole matrix gets exactly that many
+                long target = (long) Math.floor(u.ratio() * N * (double) i2) - (long) Math.floor(u.ratio() * N * (double) i1);
+                maskBlock(W, Hinvf, M, N, K, i1, i2, target);
+            }
             for (int i = i1; i < i2; i++) {
+                if (prune instanceof SparsityPattern.NofM nm && i % nm.m() == 0) {
+                    maskGroups(W, Hinvf, M, N, K, i, nm);
+                }
                 int g;
-                if (gs == -1) {
+                if (s == null) {
+                    g = 0;
+                } else if (gs == -1) {
                     g = 0;
                 } else if (staticParams != null) {
                     g = perm[i] / gs;
@@ -170,8 +234,16 @@ public final class Gptq {
                 float d = Hinvf[i * K + i];
                 for (int n = 0; n < N; n++) {
                     float w = W[n * K + i];
-                    int c = Quantizer.code(w, cur.scale()[n], cur.zero()[n], maxq);
-                    float q = cur.scale()[n] * (c - cur.zero()[n]);
+                    boolean masked = M[n * K + i];
+                    int c = 0;
+                    float q;
+                    if (s == null) {
+                        q = masked ? 0f : w;
+                    } else {
+                        // a masked weight takes the code of 0: z, so q = scale · (z − z) = 0 exactly
+                        c = Quantizer.code(masked ? 0f : w, cur.scale()[n], cur.zero()[n], maxq);
+                        q = cur.scale()[n] * (c - cur.zero()[n]);
+                    }
                     codesP[n * K + i] = c;
                     QP[n * K + i] = q;
                     float e = (w - q) / d;
@@ -191,7 +263,9 @@ public final class Gptq {
                         1f, W, i2, K);
             }
         }
-        if (gs == -1) {
+        if (s == null) {
+            // prune only: no codes
+        } else if (gs == -1) {
             System.arraycopy(rowParams.scale(), 0, scales, 0, N);
             System.arraycopy(rowParams.zero(), 0, zerosF, 0, N);
         } else if (staticParams != null) {
@@ -217,9 +291,17 @@ public final class Gptq {
         for (int i = 0; i < G * N; i++) {
             zeros[i] = Math.round(zerosF[i]);
         }
+        int masked = 0;
+        for (boolean m : M) {
+            masked += m ? 1 : 0;
+        }
         double colSeconds = (System.nanoTime() - tCols) / 1e9;
+        if (s == null) {
+            return new GptqResult(Q, null, null, null, null, loss, damp, damp > o.dampPercent() + 1e-12, dead,
+                    masked, cholSeconds, colSeconds);
+        }
         return new GptqResult(Q, codes, scales, zeros, gIdx, loss, damp, damp > o.dampPercent() + 1e-12, dead,
-                cholSeconds, colSeconds);
+                masked, cholSeconds, colSeconds);
     }
 
     /**
@@ -227,7 +309,7 @@ public final class Gptq {
      */
     public static GptqResult roundToNearest(float[] W, int N, int K, QuantScheme s) {
         int gs = s.groupSize() == -1 ? K : s.groupSize();
-        int G = s.groups(K);
+        int G = s == null ? 0 : s.groups(K);
         float[] scales = new float[G * N];
         float[] zerosF = new float[G * N];
         float[] Q = new float[N * K];
@@ -253,7 +335,78 @@ public final class Gptq {
         for (int i = 0; i < G * N; i++) {
             zeros[i] = Math.round(zerosF[i]);
         }
-        return new GptqResult(Q, codes, scales, zeros, gIdx, 0, 0, false, 0, 0, 0);
+        int masked = 0;
+        for (float w : W) {
+            masked += w == 0f ? 1 : 0; // round-to-nearest maps 0 to the code of 0: zeros stay exact
+        }
+        return new GptqResult(Q, codes, scales, zeros, gIdx, 0, 0, false, 0, masked, 0, 0);
+    }
+
+    /**
+     * SparseGPT's mask for columns [i1, i2): adds to M the entries with the smallest
+     * {@code w² / Hinv[j,j]²} until the block holds {@code target} masked entries (entries already
+     * masked count; ties go to the lower index).
+     */
+    static void maskBlock(float[] W, float[] Hinv, boolean[] M, int N, int K, int i1, int i2, long target) {
+        int count = i2 - i1;
+        long already = 0;
+        long[] keyed = new long[N * count];
+        int free = 0;
+        for (int n = 0; n < N; n++) {
+            for (int j = i1; j < i2; j++) {
+                if (M[n * K + j]) {
+                    already++;
+                } else {
+                    keyed[free++] = key(score(W[n * K + j], Hinv[j * K + j]), n * count + (j - i1));
+                }
+            }
+        }
+        long extra = Math.min(target - already, free);
+        if (extra <= 0) {
+            return;
+        }
+        Arrays.sort(keyed, 0, free);
+        for (int e = 0; e < extra; e++) {
+            int idx = (int) keyed[e];
+            M[(idx / count) * K + i1 + idx % count] = true;
+        }
+    }
+
+    /**
+     * SparseGPT's N:M mask for the group of columns [i, i + m) of every row: the m − n entries with
+     * the smallest {@code w² / Hinv[j,j]²} (counting entries already masked), from W as updated so far.
+     */
+    static void maskGroups(float[] W, float[] Hinv, boolean[] M, int N, int K, int i, SparsityPattern.NofM nm) {
+        int m = nm.m();
+        long[] keyed = new long[m];
+        for (int n = 0; n < N; n++) {
+            int need = m - nm.n();
+            int free = 0;
+            for (int j = i; j < i + m; j++) {
+                if (M[n * K + j]) {
+                    need--;
+                } else {
+                    keyed[free++] = key(score(W[n * K + j], Hinv[j * K + j]), j - i);
+                }
+            }
+            if (need <= 0) {
+                continue;
+            }
+            Arrays.sort(keyed, 0, free);
+            for (int e = 0; e < need; e++) {
+                M[n * K + i + (int) keyed[e]] = true;
+            }
+        }
+    }
+
+    /** SparseGPT's saliency of a weight: w² / Hinv[j,j]² (≥ 0). */
+    private static float score(float w, float d) {
+        return w * w / (d * d);
+    }
+
+    /** A non-negative float and an index in one long that sorts by (score, index). */
+    private static long key(float score, int index) {
+        return ((long) Float.floatToIntBits(score) << 32) | (index & 0xffffffffL);
     }
 
     private static int[] identity(int K) {

@@ -1,7 +1,8 @@
 package dev.shrink.gptq;
 
 /**
- * What GPTQ made of one linear. W: [N, K].
+ * What GPTQ (or SparseGPT) made of one linear. W: [N, K]. After prune-only SparseGPT
+ * codes, scales, zeros and gIdx are null.
  *
  * @param Q        the quantized weight, dequantized, in the original column order: [N, K]
  * @param codes    integer codes q[n][k] in the original column order: [N, K]
@@ -12,10 +13,11 @@ package dev.shrink.gptq;
  * @param damp     the damp fraction finally used (raised when Cholesky failed)
  * @param dampRaised whether it had to be raised
  * @param deadColumns input columns with diag(H) = 0 (never activated), zeroed
+ * @param masked   weights that are exact zeros in Q because they were zero on input, pruned, or dead
  * @param choleskySeconds time spent on H⁻¹ and its factor
  * @param columnSeconds   time spent in the column loop and lazy updates
  */
 public record GptqResult(float[] Q, int[] codes, float[] scales, int[] zeros, int[] gIdx,
-                         double loss, double damp, boolean dampRaised, int deadColumns,
+                         double loss, double damp, boolean dampRaised, int deadColumns, int masked,
                          double choleskySeconds, double columnSeconds) {
 }

@@ -11,6 +11,7 @@ import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.core.quant.QuantizedLinear;
+import dev.shrink.core.sparse.SparsityPattern;
 import dev.shrink.core.util.Progress;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -33,28 +34,66 @@ public final class GptqStage {
     }
 
     /**
-     * @param method         "gptq" or "rtn" (round-to-nearest with the same quantizer)
+     * @param method         "gptq", "rtn" (round-to-nearest with the same quantizer) or "sparsegpt"
+     *                       (GPTQ's solver pruning to {@code prune}, and quantizing too when a scheme is given)
+     * @param scheme         the quantization; null only for sparsegpt without quantization
      * @param trueSequential quantize the spec's sequential groups one after another (else all linears from one pass)
      * @param batch          sequences per forward (more rows per GEMM; memory grows with it)
+     * @param prune          sparsegpt's target sparsity; null for gptq and rtn
      */
     public record Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
-                         boolean trueSequential, double damp, int blockSize, int batch) {
+                         boolean trueSequential, double damp, int blockSize, int batch, SparsityPattern prune) {
+        public Config {
+            if (method.equals("sparsegpt") != (prune != null)) {
+                throw new IllegalArgumentException("a sparsity goes with method sparsegpt, and only with it");
+            }
+            if (scheme == null && prune == null) {
+                throw new IllegalArgumentException("method " + method + " needs a quantization scheme");
+            }
+        }
+
+        /** GPTQ or RTN: no pruning. */
+        public Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
+                      boolean trueSequential, double damp, int blockSize, int batch) {
+            this(method, scheme, actOrder, staticGroups, trueSequential, damp, blockSize, batch, null);
+        }
+
         public Gptq.Options options() {
-            return new Gptq.Options(scheme, blockSize, damp, actOrder, staticGroups);
+            return new Gptq.Options(scheme, blockSize, damp, actOrder, staticGroups, prune);
+        }
+
+        /** Whether the output holds packed quantized linears (else dense pruned weights). */
+        public boolean quantizes() {
+            return scheme != null;
         }
     }
 
-    /** One linear's outcome. status: "quantized" or "skipped" (reason says why). */
+    /**
+     * One linear's outcome. status: "quantized", "pruned" (sparsegpt without quantization) or "skipped"
+     * (reason says why). zeros: weights that are exactly 0 in the result (pruned, or zero on input and kept).
+     */
     public record LayerReport(String name, int N, int K, String status, String reason, double loss, double damp,
-                              boolean dampRaised, int deadColumns, double seconds) {
+                              boolean dampRaised, int deadColumns, double seconds, long zeros) {
     }
 
     /** Where the time went, seconds. */
     public record Phases(double forward, double hessian, double cholesky, double columns) {
     }
 
+    /**
+     * @param quantized the packed linears by prefix (empty when nothing is quantized)
+     * @param pruned    sparsegpt without quantization: the dense pruned weights by tensor name (X.weight → [N, K])
+     */
     public record Result(Map<String, QuantizedLinear> quantized, List<LayerReport> layers, Phases phases,
-                         double seconds) {
+                         double seconds, Map<String, float[]> pruned) {
+    }
+
+    /** Why a linear cannot be quantized (packed in the GPTQ format) or pruned as asked, or null when it can. */
+    public static String unpackableReason(int N, int K, QuantScheme s, SparsityPattern prune) {
+        if (prune != null && prune instanceof SparsityPattern.NofM nm && K % nm.m() != 0) {
+            return "in-features " + K + " not divisible by M = " + nm.m() + " of the " + nm.n() + ":" + nm.m() + " pattern";
+        }
+        return s == null ? null : unpackableReason(N, K, s);
     }
 
     /** Why a linear cannot be packed in the GPTQ format, or null when it can. */
@@ -94,6 +133,7 @@ public final class GptqStage {
         }
 
         Map<String, QuantizedLinear> out = new LinkedHashMap<>();
+        Map<String, float[]> pruned = new LinkedHashMap<>();
         List<LayerReport> reports = new ArrayList<>();
         double tForward = 0, tHessian = 0, tChol = 0, tCols = 0;
         try (Progress progress = new Progress("gptq", mc.layers(), "blocks", quiet)) {
@@ -105,10 +145,14 @@ public final class GptqStage {
                     Set<String> todo = new LinkedHashSet<>();
                     for (String lin : group) {
                         int[] nk = w.shape(lin);
-                        String why = unpackableReason(nk[0], nk[1], cfg.scheme());
+                        String why = unpackableReason(nk[0], nk[1], cfg.scheme(), cfg.prune());
                         String full = spec.layer(layer, lin);
+                        if (why != null && cfg.prune() != null) {
+                            // the user asked for this sparsity everywhere: do not leave a linear silently dense
+                            throw new ShrinkException(full + " [" + nk[0] + ", " + nk[1] + "]: cannot be pruned or quantized as asked: " + why);
+                        }
                         if (why != null) {
-                            reports.add(new LayerReport(full, nk[0], nk[1], "skipped", why, 0, 0, false, 0, 0));
+                            reports.add(new LayerReport(full, nk[0], nk[1], "skipped", why, 0, 0, false, 0, 0, 0));
                         } else {
                             todo.add(lin);
                         }
@@ -144,10 +188,15 @@ public final class GptqStage {
                         }
                         w.setWeight(lin, r.Q());
                         String full = spec.layer(layer, lin);
-                        out.put(full, new QuantizedLinear(full, nk[0], nk[1], cfg.scheme().bits(), cfg.scheme().groupSize(),
-                                r.codes(), r.scales(), r.zeros(), r.gIdx(), w.bias(lin)));
-                        reports.add(new LayerReport(full, nk[0], nk[1], "quantized", null, r.loss(), r.damp(),
-                                r.dampRaised(), r.deadColumns(), (System.nanoTime() - tl) / 1e9));
+                        if (cfg.quantizes()) {
+                            out.put(full, new QuantizedLinear(full, nk[0], nk[1], cfg.scheme().bits(), cfg.scheme().groupSize(),
+                                    r.codes(), r.scales(), r.zeros(), r.gIdx(), w.bias(lin)));
+                        } else {
+                            pruned.put(full + ".weight", r.Q());
+                        }
+                        reports.add(new LayerReport(full, nk[0], nk[1], cfg.quantizes() ? "quantized" : "pruned", null,
+                                r.loss(), r.damp(), r.dampRaised(), r.deadColumns(), (System.nanoTime() - tl) / 1e9,
+                                r.masked()));
                     }
                 }
                 if (!rtn) {
@@ -162,7 +211,8 @@ public final class GptqStage {
                 progress.step(1);
             }
         }
-        return new Result(out, reports, new Phases(tForward, tHessian, tChol, tCols), (System.nanoTime() - t0) / 1e9);
+        return new Result(out, reports, new Phases(tForward, tHessian, tChol, tCols), (System.nanoTime() - t0) / 1e9,
+                pruned);
     }
 
     private static List<String> allLinears(ArchitectureSpec spec) {
