@@ -6,8 +6,16 @@ import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.ops.Ops;
+import dev.shrink.core.Version;
+import dev.shrink.core.sparse.CompressedSparseCheckpoint;
 import dev.shrink.core.sparse.PrunedCheckpoint;
 import dev.shrink.core.sparse.SparsityPattern;
+import dev.shrink.core.sparse.SparsityRecord;
+import dev.shrink.gptq.GptqCheckpoint;
+import dev.shrink.gptq.GptqFormat;
+import dev.shrink.gptq.GptqStage;
+import dev.shrink.gptq.QuantScheme;
+import dev.shrink.pipeline.SparseGpt;
 import dev.shrink.prune.NamePattern;
 import dev.shrink.prune.PruneStage;
 import java.io.PrintWriter;
@@ -36,6 +44,10 @@ import picocli.CommandLine.Spec;
             "  wanda      prune the smallest |W_ij| x ||X_j|| per output row (Sun et al.",
             "             2023), X the linear's inputs on calibration text; block by",
             "             block, the pruned block feeding the next.",
+            "  sparsegpt  GPTQ's solver pruning instead of rounding (Frantar & Alistarh",
+            "             2023): masks by w^2 / Hinv[i,i]^2 per block of 128 columns, the",
+            "             error spread over the columns not yet pruned. With --w-bits it",
+            "             prunes and quantizes at once and writes a GPTQ folder.",
             "--sparsity R zeros floor(R x count) weights per comparison group; --pattern",
             "N:M keeps N of every M consecutive input weights of a row (2:4, 4:8).",
             "Of equal scores the earlier weight is kept (as torch.topk keeps it)."},
@@ -43,6 +55,9 @@ import picocli.CommandLine.Spec;
             "  shrink prune ../shared/models/fixture-llama-14m --work-dir /tmp/p24 \\",
             "      --method magnitude --pattern 2:4",
             "  shrink prune MODEL --work-dir OUT --method wanda --sparsity 0.5",
+            "  shrink prune MODEL --work-dir OUT --method sparsegpt --pattern 2:4 --w-bits 4",
+            "  shrink prune MODEL --work-dir OUT --method magnitude --pattern 2:4 \\",
+            "      --save-format sparse-24-bitmask      (compressed-tensors, 2/3 of the bytes)",
             "  shrink prune MODEL --work-dir OUT --method wanda --pattern 2:4 \\",
             "      --calib-dataset wikitext2 --calib-samples 64 --calib-seqlen 1024",
             "  shrink prune MODEL --work-dir OUT --method magnitude --sparsity 0.6 \\",
@@ -67,7 +82,7 @@ final class PruneCommand implements Callable<Integer> {
     @Option(names = "--overwrite", description = "Replace a non-empty --work-dir (once the new folder is complete).")
     boolean overwrite;
 
-    @Option(names = "--method", required = true, paramLabel = "magnitude|wanda", description = "magnitude (no data) or wanda (calibration text).")
+    @Option(names = "--method", required = true, paramLabel = "magnitude|wanda|sparsegpt", description = "magnitude (no data), wanda or sparsegpt (calibration text).")
     String method;
 
     @Option(names = "--sparsity", paramLabel = "R", description = "Unstructured: the fraction of weights set to zero, in [0, 1).")
@@ -88,11 +103,29 @@ final class PruneCommand implements Callable<Integer> {
     @Mixin
     CalibOptions calib;
 
-    @Option(names = "--batch", defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward (wanda). Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--batch", defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward (wanda, sparsegpt). Default: ${DEFAULT-VALUE}.")
     int batch;
+
+    @Option(names = "--save-format", defaultValue = "dense", paramLabel = "FORMAT", description = "dense (exact zeros, loads everywhere), or compressed-tensors sparse-bitmask / sparse-24-bitmask (saves the bytes; transformers loads it through compressed-tensors). Default: ${DEFAULT-VALUE}.")
+    String saveFormat;
+
+    @Option(names = "--w-bits", paramLabel = "B", description = "sparsegpt only: also quantize (2, 3, 4 or 8 bits) and write a GPTQ folder.")
+    Integer wBits;
+
+    @Option(names = "--w-group-size", defaultValue = "128", paramLabel = "G", description = "sparsegpt with --w-bits: input columns per scale, or -1. Default: ${DEFAULT-VALUE}.")
+    int wGroupSize;
+
+    @Option(names = "--asym", description = "sparsegpt with --w-bits: a zero point per group (default symmetric).")
+    boolean asym;
+
+    @Option(names = "--damp", defaultValue = "0.01", paramLabel = "F", description = "sparsegpt: F x mean(diag H) added to the diagonal. Default: ${DEFAULT-VALUE}.")
+    double damp;
 
     @Override
     public Integer call() {
+        if (method.equals("sparsegpt")) {
+            return sparseGpt();
+        }
         PruneStage.Config cfg = config();
         GptqCommand.checkWorkDir(workDir, overwrite);
         PrintWriter out = spec.commandLine().getOut();
@@ -117,7 +150,12 @@ final class PruneCommand implements Callable<Integer> {
             Map<String, Object> report = CalibOptions.reportHead("prune", model, ops);
             report.putAll(PruneStage.report(r, cfg));
             report.put("calibration", windows == null ? null : calib.report(windows, "random"));
-            PrunedCheckpoint.write(dir, workDir, r.weights(), r.record(), report, overwrite);
+            if (saveFormat.equals("dense")) {
+                PrunedCheckpoint.write(dir, workDir, r.weights(), r.record(), report, overwrite);
+            } else {
+                CompressedSparseCheckpoint.write(dir, workDir, r.weights(), r.weights().keySet(), saveFormat, report,
+                        overwrite, CompressedSparseCheckpoint.DEFAULT_MAX_SHARD_BYTES, r.record());
+            }
             printSummary(out, r, cfg);
             out.printf(Locale.ROOT, "wrote %s (%s, %d linears pruned, %d kept)%n", workDir,
                     InspectCommand.human(GptqCommand.folderBytes(workDir)), r.totals().linearsPruned(),
@@ -126,15 +164,125 @@ final class PruneCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** SparseGPT: GPTQ's machinery, selecting linears with the pruning rules; dense or (with --w-bits) GPTQ output. */
+    private int sparseGpt() {
+        SparsityPattern p = pattern();
+        checkSaveFormat();
+        if (scope != null) {
+            throw new ShrinkException("--scope does not apply to sparsegpt: it chooses its mask per block of 128 columns");
+        }
+        if (wBits != null && !saveFormat.equals("dense")) {
+            throw new ShrinkException("--save-format " + saveFormat + " holds float weights; with --w-bits the output is a GPTQ folder");
+        }
+        if (!(damp > 0) || damp >= 1) {
+            throw new ShrinkException("--damp must be in (0, 1), got " + damp);
+        }
+        QuantScheme scheme = null;
+        if (wBits != null) {
+            if (wBits != 2 && wBits != 3 && wBits != 4 && wBits != 8) {
+                throw new ShrinkException("--w-bits must be 2, 3, 4 or 8, got " + wBits);
+            }
+            if (wGroupSize != -1 && (wGroupSize < 8 || Integer.bitCount(wGroupSize) != 1)) {
+                throw new ShrinkException("--w-group-size must be -1 or a power of two ≥ 8, got " + wGroupSize);
+            }
+            scheme = QuantScheme.of(wBits, wGroupSize, !asym);
+        }
+        calib.validate();
+        List<String> t = patterns(targets, "--targets"), i = patterns(ignore, "--ignore");
+        GptqCommand.checkWorkDir(workDir, overwrite);
+        PrintWriter out = spec.commandLine().getOut();
+        Ops ops = common.ops();
+        try (ModelDir dir = ModelDir.open(model)) {
+            java.util.Set<String> only = SparseGpt.targets(dir, p, t, i); // refused before calibration
+            int[][] windows;
+            try (Tokenizer tok = dir.tokenizer()) {
+                windows = CalibData.windows(calib.spec("random"), tok, dir.config().bosTokenId());
+            }
+            calib.save(windows);
+            GptqStage.Config cfg = SparseGpt.config(only, p, scheme, damp, 128, batch);
+            GptqStage.Result r = GptqStage.run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, common.quiet);
+            Map<String, Object> report = CalibOptions.reportHead("prune", model, ops);
+            report.put("options", cfg);
+            report.put("calibration", calib.report(windows, "random"));
+            report.put("seconds", r.seconds());
+            report.put("layers", r.layers());
+            SparsityRecord record = GptqStage.sparsity(r, cfg);
+            if (scheme != null) {
+                GptqCheckpoint.write(dir, workDir, r.quantized(), new GptqFormat(scheme.bits(), scheme.groupSize(),
+                        scheme.sym(), false, false, true, damp, Version.quantizer()), report, overwrite,
+                        GptqCheckpoint.DEFAULT_MAX_SHARD_BYTES, record);
+            } else if (saveFormat.equals("dense")) {
+                PrunedCheckpoint.write(dir, workDir, r.pruned(), record, report, overwrite);
+            } else {
+                CompressedSparseCheckpoint.write(dir, workDir, r.pruned(), r.pruned().keySet(), saveFormat, report,
+                        overwrite, CompressedSparseCheckpoint.DEFAULT_MAX_SHARD_BYTES, record);
+            }
+            long zeros = 0, weights = 0;
+            int w = r.layers().stream().mapToInt(l -> l.name().length()).max().orElse(10);
+            out.printf(Locale.ROOT, "%-" + w + "s  %5s x %-5s  %10s  %7s  %s%n", "linear", "out", "in", "zeros", "ratio", "status");
+            for (GptqStage.LayerReport l : r.layers()) {
+                double ratio = (double) l.zeros() / ((long) l.N() * l.K());
+                out.printf(Locale.ROOT, "%-" + w + "s  %5d x %-5d  %10d  %7.4f  %s%n", l.name(), l.N(), l.K(), l.zeros(), ratio,
+                        l.reason() == null ? l.status() : l.status() + " (" + l.reason() + ")");
+                if (l.reason() == null) {
+                    zeros += l.zeros();
+                    weights += (long) l.N() * l.K();
+                }
+            }
+            out.printf(Locale.ROOT, "sparsegpt %s%s: %d of %d weights in the processed linears are zero (%.4f); %.1f s%n",
+                    p.label().equals("unstructured") ? "sparsity " + sparsity : p.label(),
+                    scheme == null ? "" : " + " + scheme.bits() + "-bit GPTQ", zeros, weights, (double) zeros / weights, r.seconds());
+            out.printf(Locale.ROOT, "wrote %s (%s)%n", workDir, InspectCommand.human(GptqCommand.folderBytes(workDir)));
+        }
+        return 0;
+    }
+
+    private void checkSaveFormat() {
+        if (!List.of("dense", "sparse-bitmask", "sparse-24-bitmask").contains(saveFormat)) {
+            throw new ShrinkException("--save-format must be dense, sparse-bitmask or sparse-24-bitmask, got '" + saveFormat + "'");
+        }
+    }
+
+    /** --sparsity R or --pattern N:M, exactly one. */
+    private SparsityPattern pattern() {
+        if ((sparsity == null) == (pattern == null)) {
+            throw new ShrinkException(sparsity == null
+                    ? "give the sparsity: --sparsity R (unstructured) or --pattern N:M (e.g. 2:4)"
+                    : "--sparsity and --pattern exclude each other: give one");
+        }
+        if (sparsity != null) {
+            if (!(sparsity >= 0 && sparsity < 1)) {
+                throw new ShrinkException("--sparsity must be in [0, 1) (the fraction of weights set to zero), got " + sparsity);
+            }
+            return new SparsityPattern.Unstructured(sparsity);
+        }
+        try {
+            return SparsityPattern.parse(pattern);
+        } catch (ShrinkException e) {
+            throw new ShrinkException("--pattern: " + e.getMessage());
+        }
+    }
+
+    private static List<String> patterns(List<String> values, String option) {
+        try {
+            return NamePattern.split(values);
+        } catch (ShrinkException e) {
+            throw new ShrinkException(option + ": " + e.getMessage());
+        }
+    }
+
     /** The options as a stage config, every bad combination refused with the option's name. */
     private PruneStage.Config config() {
-        // one switch over the methods: sparsegpt (compress-gptq's machinery) slots in here
         switch (method) {
             case "magnitude", "wanda" -> {
             }
-            case "sparsegpt" -> throw new ShrinkException("--method sparsegpt is not available yet; use magnitude or wanda");
-            default -> throw new ShrinkException("--method must be magnitude or wanda, got '" + method + "'");
+            default -> throw new ShrinkException("--method must be magnitude, wanda or sparsegpt, got '" + method + "'");
         }
+        if (wBits != null) {
+            throw new ShrinkException("--w-bits goes with --method sparsegpt (joint pruning and quantization); "
+                    + "to quantize a " + method + "-pruned model, run shrink gptq or awq on it");
+        }
+        checkSaveFormat();
         if ((sparsity == null) == (pattern == null)) {
             throw new ShrinkException(sparsity == null
                     ? "give the sparsity: --sparsity R (unstructured) or --pattern N:M (e.g. 2:4)"

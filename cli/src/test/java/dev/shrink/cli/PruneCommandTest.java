@@ -107,8 +107,16 @@ class PruneCommandTest {
         assertRefused("--scope does not apply to --pattern 2:4", "--method", "magnitude", "--pattern", "2:4", "--scope", "row");
         assertRefused("--scope global works with --method magnitude only", "--method", "wanda", "--sparsity", "0.5", "--scope", "global");
         assertRefused("--scope must be layer, row or global", "--method", "magnitude", "--sparsity", "0.5", "--scope", "block");
-        assertRefused("--method must be magnitude or wanda, got 'random'", "--method", "random", "--sparsity", "0.5");
-        assertRefused("--method sparsegpt is not available yet", "--method", "sparsegpt", "--sparsity", "0.5");
+        assertRefused("--method must be magnitude, wanda or sparsegpt, got 'random'", "--method", "random", "--sparsity", "0.5");
+        assertRefused("--scope does not apply to sparsegpt", "--method", "sparsegpt", "--sparsity", "0.5", "--scope", "row");
+        assertRefused("model.layers.0.mlp.down_proj [64, 172]: cannot be pruned 4:8: in-features 172 not divisible by 8",
+                "--method", "sparsegpt", "--pattern", "4:8");
+        assertRefused("--w-bits goes with --method sparsegpt", "--method", "magnitude", "--sparsity", "0.5", "--w-bits", "4");
+        assertRefused("--w-bits must be 2, 3, 4 or 8, got 5", "--method", "sparsegpt", "--sparsity", "0.5", "--w-bits", "5");
+        assertRefused("--save-format must be dense, sparse-bitmask or sparse-24-bitmask, got 'zip'", "--method", "magnitude",
+                "--sparsity", "0.5", "--save-format", "zip");
+        assertRefused("with --w-bits the output is a GPTQ folder", "--method", "sparsegpt", "--pattern", "2:4", "--w-bits", "4",
+                "--save-format", "sparse-24-bitmask");
         assertRefused("targets pattern 'model.embed_tokens' matches no decoder linear", "--method", "magnitude",
                 "--sparsity", "0.5", "--targets", "model.embed_tokens");
         assertRefused("ignore pattern '*.lm_head' matches no decoder linear", "--method", "magnitude",

@@ -11,6 +11,7 @@ import dev.shrink.core.safetensors.SafetensorsWriter;
 import dev.shrink.core.safetensors.TensorData;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
+import dev.shrink.core.sparse.SparsityRecord;
 import dev.shrink.core.tensor.DType;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -85,6 +86,16 @@ public final class GptqCheckpoint {
      */
     public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
                              Object report, boolean overwrite, long maxShardBytes) {
+        write(source, outDir, quantized, format, report, overwrite, maxShardBytes, null);
+    }
+
+    /**
+     * {@link #write(ModelDir, Path, Map, GptqFormat, Object, boolean, long)}, recording {@code sparsity}
+     * (SparseGPT pruned while quantizing) under config.json's {@code shrink.sparsity}; null keeps the
+     * source's config as it is (a pruned source's own record included).
+     */
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
+                             Object report, boolean overwrite, long maxShardBytes, SparsityRecord sparsity) {
         Objects.requireNonNull(source, "source");
         Objects.requireNonNull(outDir, "outDir");
         Objects.requireNonNull(quantized, "quantized");
@@ -103,7 +114,8 @@ public final class GptqCheckpoint {
         ModelFolderWriter.write(source.dir(), outDir, overwrite, "the GPTQ model", tmp -> {
             SafetensorsWriter.writeModel(tmp, tensors(source.weights(), quantized, v1), maxShardBytes, null);
             ObjectNode qc = quantizationConfig(format, v1, lmHead);
-            ModelFolderWriter.writeJson(tmp.resolve("config.json"), config(source, qc));
+            ObjectNode config = config(source, qc);
+            ModelFolderWriter.writeJson(tmp.resolve("config.json"), sparsity == null ? config : sparsity.writeInto(config));
             ModelFolderWriter.writeJson(tmp.resolve(QUANTIZE_CONFIG), qc);
             if (report != null) {
                 ModelFolderWriter.writeReport(tmp, report);

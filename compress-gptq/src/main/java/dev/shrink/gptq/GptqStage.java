@@ -11,7 +11,9 @@ import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.core.quant.QuantizedLinear;
+import dev.shrink.core.sparse.PrunedCheckpoint;
 import dev.shrink.core.sparse.SparsityPattern;
+import dev.shrink.core.sparse.SparsityRecord;
 import dev.shrink.core.util.Progress;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -40,10 +42,14 @@ public final class GptqStage {
      * @param trueSequential quantize the spec's sequential groups one after another (else all linears from one pass)
      * @param batch          sequences per forward (more rows per GEMM; memory grows with it)
      * @param prune          sparsegpt's target sparsity; null for gptq and rtn
+     * @param only           the full names of the decoder linears to process ("model.layers.0.mlp.up_proj");
+     *                       null: all. The others stay as they are and are reported as skipped.
      */
     public record Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
-                         boolean trueSequential, double damp, int blockSize, int batch, SparsityPattern prune) {
+                         boolean trueSequential, double damp, int blockSize, int batch, SparsityPattern prune,
+                         Set<String> only) {
         public Config {
+            only = only == null ? null : Set.copyOf(only);
             if (method.equals("sparsegpt") != (prune != null)) {
                 throw new IllegalArgumentException("a sparsity goes with method sparsegpt, and only with it");
             }
@@ -55,7 +61,7 @@ public final class GptqStage {
         /** GPTQ or RTN: no pruning. */
         public Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
                       boolean trueSequential, double damp, int blockSize, int batch) {
-            this(method, scheme, actOrder, staticGroups, trueSequential, damp, blockSize, batch, null);
+            this(method, scheme, actOrder, staticGroups, trueSequential, damp, blockSize, batch, null, null);
         }
 
         public Gptq.Options options() {
@@ -145,8 +151,12 @@ public final class GptqStage {
                     Set<String> todo = new LinkedHashSet<>();
                     for (String lin : group) {
                         int[] nk = w.shape(lin);
-                        String why = unpackableReason(nk[0], nk[1], cfg.scheme(), cfg.prune());
                         String full = spec.layer(layer, lin);
+                        if (cfg.only() != null && !cfg.only().contains(full)) {
+                            reports.add(new LayerReport(full, nk[0], nk[1], "skipped", "not targeted", 0, 0, false, 0, 0, 0));
+                            continue;
+                        }
+                        String why = unpackableReason(nk[0], nk[1], cfg.scheme(), cfg.prune());
                         if (why != null && cfg.prune() != null) {
                             // the user asked for this sparsity everywhere: do not leave a linear silently dense
                             throw new ShrinkException(full + " [" + nk[0] + ", " + nk[1] + "]: cannot be pruned or quantized as asked: " + why);
@@ -266,6 +276,16 @@ public final class GptqStage {
         QuantScheme s = cfg.scheme();
         try (ModelDir dir = ModelDir.open(model)) {
             Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
+            if (!cfg.quantizes()) {
+                // SparseGPT without quantization: a dense folder with exact zeros
+                Map<String, Object> report = new LinkedHashMap<>(reportHead);
+                report.put("options", cfg);
+                report.put("seconds", r.seconds());
+                report.put("phases_seconds", r.phases());
+                report.put("layers", r.layers());
+                PrunedCheckpoint.write(dir, outDir, r.pruned(), sparsity(r, cfg), report, overwrite);
+                return r;
+            }
             if (r.quantized().isEmpty()) {
                 throw new ShrinkException(model + ": no decoder linear can be packed with --w-bits " + s.bits()
                         + " --w-group-size " + s.groupSize() + " (" + r.layers().get(0).reason() + ")");
@@ -278,8 +298,26 @@ public final class GptqStage {
             report.put("phases_seconds", r.phases());
             report.put("layers", r.layers());
             GptqCheckpoint.write(dir, outDir, r.quantized(), new GptqFormat(s.bits(), s.groupSize(), s.sym(),
-                    cfg.actOrder(), cfg.staticGroups(), cfg.trueSequential(), cfg.damp(), quantizer), report, overwrite);
+                    cfg.actOrder(), cfg.staticGroups(), cfg.trueSequential(), cfg.damp(), quantizer), report, overwrite,
+                    GptqCheckpoint.DEFAULT_MAX_SHARD_BYTES, sparsity(r, cfg));
             return r;
         }
+    }
+
+    /**
+     * What config.json records about SparseGPT's sparsity (each processed linear's zero fraction), or
+     * null when the run did not prune (a pruned source's own record is kept with its config).
+     */
+    public static SparsityRecord sparsity(Result r, Config cfg) {
+        if (cfg.prune() == null) {
+            return null;
+        }
+        Map<String, Double> ratios = new LinkedHashMap<>();
+        for (LayerReport l : r.layers()) {
+            if (!l.status().equals("skipped")) {
+                ratios.put(l.name(), (double) l.zeros() / ((long) l.N() * l.K()));
+            }
+        }
+        return new SparsityRecord("sparsegpt", cfg.prune(), null, ratios);
     }
 }

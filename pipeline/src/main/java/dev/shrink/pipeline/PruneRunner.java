@@ -1,31 +1,36 @@
 package dev.shrink.pipeline;
 
-import dev.shrink.core.ShrinkException;
 import dev.shrink.core.ops.Ops;
+import dev.shrink.core.sparse.SparsityPattern;
+import dev.shrink.prune.PruneStage;
 import java.nio.file.Path;
+import java.util.Map;
 
 /**
- * THE ONE PLACE THAT CALLS THE PRUNE MODULE. The prune module ({@code dev.shrink.prune.PruneStage})
- * is being written in another branch; until it is merged this runner refuses, and a pipeline with a
- * prune stage is reported as failed while the others run.
- *
- * <p>To wire it at merge: add {@code shrink-prune} to pipeline/pom.xml and replace the body with
- * <pre>
- * SparsityPattern pattern = spec.pattern().equals("unstructured")
- *         ? (an unstructured pattern of spec.sparsity())
- *         : (an N:M pattern parsed from spec.pattern(), e.g. "2:4");
- * PruneStage.compress(input, output,
- *         new PruneStage.Config(spec.method(), pattern, spec.scope(), spec.targets(), spec.ignore(), spec.batch()),
- *         windows, ops, quiet, false);
- * </pre>
- * ({@code windows} is null for magnitude pruning, which reads no calibration; {@code spec.scope()}
- * is null when the recipe leaves the method's default.)
+ * A recipe's prune stage: magnitude and Wanda through the prune module's {@link PruneStage},
+ * SparseGPT through GPTQ's machinery ({@link SparseGpt}, prune only: the recipe quantizes in a
+ * following gptq stage).
  */
 final class PruneRunner {
     private PruneRunner() {
     }
 
-    static void run(StageSpec.Prune spec, Path input, Path output, int[][] windows, Ops ops, boolean quiet) {
-        throw new ShrinkException("the prune stage needs the prune module (not merged yet)");
+    static void run(StageSpec.Prune spec, Path input, Path output, int[][] windows, Map<String, Object> reportHead,
+                    Ops ops, boolean quiet) {
+        SparsityPattern pattern = spec.pattern().equals("unstructured")
+                ? new SparsityPattern.Unstructured(spec.sparsity())
+                : SparsityPattern.parse(spec.pattern());
+        switch (spec.method()) {
+            case "magnitude", "wanda" -> PruneStage.compress(input, output,
+                    new PruneStage.Config(spec.method(), pattern, spec.scope(), spec.targets(), spec.ignore(), spec.batch()),
+                    windows, ops, quiet, false);
+            case "sparsegpt" -> SparseGpt.compress(input, output, pattern, spec.targets(), spec.ignore(), null,
+                    SPARSEGPT_DAMP, SPARSEGPT_BLOCK, spec.batch(), windows, reportHead, ops, quiet, false);
+            default -> throw new IllegalStateException("prune method " + spec.method());
+        }
     }
+
+    /** SparseGPT's reference settings: damp 1% of mean(diag H), blocks of 128 columns. */
+    static final double SPARSEGPT_DAMP = 0.01;
+    static final int SPARSEGPT_BLOCK = 128;
 }

@@ -31,7 +31,7 @@ public final class Stages {
                 AwqStage.compress(input, output, cfg, AwqCheckpoint.Export.valueOf(a.export().toUpperCase(Locale.ROOT)),
                         windows, reportHead, ops, quiet, false);
             }
-            case StageSpec.Prune p -> PruneRunner.run(p, input, output, windows, ops, quiet);
+            case StageSpec.Prune p -> PruneRunner.run(p, input, output, windows, reportHead, ops, quiet);
         }
     }
 }

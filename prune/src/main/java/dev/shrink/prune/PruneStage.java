@@ -139,10 +139,19 @@ public final class PruneStage {
      * nothing, and a pruned linear whose in-features do not fit an N:M pattern (naming it and its shape).
      */
     public static List<Target> plan(ModelDir model, WeightSource src, Config cfg) {
+        return plan(model, src, cfg.pattern(), cfg.targets(), cfg.ignore());
+    }
+
+    /**
+     * {@link #plan(ModelDir, WeightSource, Config)} for any pruning method (SparseGPT, which runs in
+     * GPTQ's machinery, selects its linears with the same rules).
+     */
+    public static List<Target> plan(ModelDir model, WeightSource src, SparsityPattern pattern, List<String> targetPatterns,
+                                    List<String> ignorePatterns) {
         ModelConfig mc = model.config();
         ArchitectureSpec spec = model.spec();
-        List<NamePattern> targets = cfg.targets().stream().map(NamePattern::of).toList();
-        List<NamePattern> ignore = cfg.ignore().stream().map(NamePattern::of).toList();
+        List<NamePattern> targets = targetPatterns.stream().map(NamePattern::of).toList();
+        List<NamePattern> ignore = ignorePatterns.stream().map(NamePattern::of).toList();
         Set<NamePattern> usedTargets = new LinkedHashSet<>(), usedIgnore = new LinkedHashSet<>();
         List<Target> plan = new ArrayList<>();
         String example = null;
@@ -185,10 +194,10 @@ public final class PruneStage {
             throw new ShrinkException(model.dir() + ": the targets and ignore patterns leave no decoder linear to prune");
         }
         for (Target t : plan) {
-            String why = t.pruned() ? cfg.pattern().unfitReason(t.K()) : null;
+            String why = t.pruned() ? pattern.unfitReason(t.K()) : null;
             if (why != null) {
                 throw new ShrinkException(t.name() + " [" + t.N() + ", " + t.K() + "]: cannot be pruned "
-                        + cfg.pattern().label() + ": " + why + " (N:M groups run along the input dim); "
+                        + pattern.label() + ": " + why + " (N:M groups run along the input dim); "
                         + "leave it out with --ignore '" + t.name() + "'");
             }
         }

@@ -124,6 +124,16 @@ public final class CompressedSparseCheckpoint {
      */
     public static Written write(ModelDir source, Path outDir, Map<String, float[]> replaced, Set<String> compress,
                                 String format, Object report, boolean overwrite, long maxShardBytes) {
+        return write(source, outDir, replaced, compress, format, report, overwrite, maxShardBytes, null);
+    }
+
+    /**
+     * {@link #write(ModelDir, Path, Map, Set, String, Object, boolean, long)}, also recording
+     * {@code sparsity} under config.json's {@code shrink.sparsity} (null: the source's config as it is).
+     */
+    public static Written write(ModelDir source, Path outDir, Map<String, float[]> replaced, Set<String> compress,
+                                String format, Object report, boolean overwrite, long maxShardBytes,
+                                SparsityRecord sparsity) {
         Objects.requireNonNull(source, "source");
         Objects.requireNonNull(outDir, "outDir");
         Objects.requireNonNull(replaced, "replaced");
@@ -183,7 +193,7 @@ public final class CompressedSparseCheckpoint {
         double globalSparsity = elements == 0 ? 0 : (double) zeros / elements;
         String structure = fmt == Format.SPARSE_24_BITMASK || (allTwoFour && !compress.isEmpty()) ? "2:4" : "unstructured";
         ObjectNode qc = quantizationConfig(fmt, globalSparsity, structure, ignored(source, linears, compress));
-        ObjectNode cfg = source.config().raw().deepCopy();
+        ObjectNode cfg = sparsity == null ? source.config().raw().deepCopy() : sparsity.writeInto(source.config().raw());
         cfg.set("quantization_config", qc);
 
         long bytes = 0;
