@@ -50,8 +50,11 @@ public final class LoadedModel implements AutoCloseable {
 
     /** BOS (when the model has one) followed by the text's tokens: the protocol's token stream. */
     public int[] tokenStream(String text) {
-        int[] body = tokenizer.encode(text);
-        Integer bos = dir.config().bosTokenId();
+        return withBos(tokenizer.encode(text), dir.config().bosTokenId());
+    }
+
+    /** {@code bos} followed by {@code body}, or {@code body} itself when the model has no BOS. */
+    public static int[] withBos(int[] body, Integer bos) {
         if (bos == null) {
             return body;
         }

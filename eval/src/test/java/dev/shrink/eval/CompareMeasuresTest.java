@@ -122,12 +122,15 @@ class CompareMeasuresTest {
             return; // not Linux, or /proc not writable: the compare report says "not measured"
         }
         long rss = PeakMemory.rss().orElseThrow();
-        byte[] big = new byte[64 << 20];
-        for (int i = 0; i < big.length; i += 4096) {
-            big[i] = 1;
+        // fresh native pages (a heap array may reuse pages the JVM already holds from earlier tests)
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            java.lang.foreign.MemorySegment big = arena.allocate(64L << 20, 4096);
+            for (long i = 0; i < big.byteSize(); i += 4096) {
+                big.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) 1);
+            }
+            long peak = PeakMemory.peakRss().orElseThrow();
+            assertTrue(peak >= rss + (48L << 20), "touching 64 MB raises the peak: " + rss + " -> " + peak);
+            assertEquals(1, big.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 4096));
         }
-        long peak = PeakMemory.peakRss().orElseThrow();
-        assertTrue(peak >= rss + (48L << 20), "touching 64 MB raises the peak: " + rss + " -> " + peak);
-        assertEquals(1, big[4096]);
     }
 }

@@ -134,13 +134,7 @@ final class Measurer {
     }
 
     private int[] withBos(int[] body) {
-        if (bos == null) {
-            return body;
-        }
-        int[] ids = new int[body.length + 1];
-        ids[0] = bos;
-        System.arraycopy(body, 0, ids, 1, body.length);
-        return ids;
+        return LoadedModel.withBos(body, bos);
     }
 
     /** Measures the model folder {@code model}. */

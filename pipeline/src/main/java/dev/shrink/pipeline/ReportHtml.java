@@ -45,7 +45,7 @@ final class ReportHtml {
                     + "size: <b>").append(esc(String.join(", ", r.pareto().sizeVsPerplexity()))).append("</b> · speed: <b>")
                     .append(esc(String.join(", ", r.pareto().speedVsPerplexity()))).append("</b></p>\n");
         }
-        sb.append("<h2>Results</h2>\n<table>\n");
+        sb.append("<h2>Results</h2>\n<div class=\"scroll\"><table>\n");
         List<List<String>> t = ReportFiles.table(r);
         int cols = t.get(0).size();
         for (int i = 0; i < t.size(); i++) {
@@ -64,7 +64,7 @@ final class ReportHtml {
             }
             sb.append("</tr>\n");
         }
-        sb.append("</table>\n");
+        sb.append("</table></div>\n");
         sb.append("<h2>Pipelines</h2>\n<ul>\n");
         for (Row row : r.results()) {
             sb.append("<li><b>").append(esc(row.name())).append("</b>: ")
@@ -130,7 +130,7 @@ final class ReportHtml {
             double px = ML + (v - x0) / (x1 - x0) * pw;
             s.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#f1f3f5\"/>", px, MT, px, MT + ph));
             s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#495057\">%s</text>",
-                    px, MT + ph + 16, esc(String.format(Locale.ROOT, xFmt, v))));
+                    px, MT + ph + 16, esc(String.format(Locale.ROOT, tickFormat(xFmt, xt), v))));
         }
         for (double v : yt) {
             double py = MT + ph - (v - y0) / (y1 - y0) * ph;
@@ -183,7 +183,10 @@ final class ReportHtml {
         return s.toString();
     }
 
-    /** [min, max] with 8% padding on each side (a span around a single value). */
+    /**
+     * [min, max] with 8% padding on each side. A span under 2% of the values (results of the same
+     * size, say) is widened around its middle to 2%, so that equal values plot as equal.
+     */
     static double[] range(double[] v) {
         double lo = Double.POSITIVE_INFINITY, hi = Double.NEGATIVE_INFINITY;
         for (double d : v) {
@@ -191,10 +194,25 @@ final class ReportHtml {
             hi = Math.max(hi, d);
         }
         double span = hi - lo;
-        if (span <= 0) {
-            span = Math.max(Math.abs(hi) * 0.1, 1e-3);
+        double least = Math.max(Math.max(Math.abs(lo), Math.abs(hi)) * 0.02, 1e-3);
+        if (span < least) {
+            double mid = (lo + hi) / 2;
+            lo = mid - least / 2;
+            hi = mid + least / 2;
+            span = least;
         }
         return new double[] {lo - 0.08 * span, hi + 0.08 * span};
+    }
+
+    /** {@code fmt}, or one with enough decimals that neighbouring ticks read differently. */
+    static String tickFormat(String fmt, double[] ticks) {
+        if (ticks.length < 2) {
+            return fmt;
+        }
+        double step = Math.abs(ticks[1] - ticks[0]);
+        int decimals = (int) Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
+        String needed = "%." + decimals + "f";
+        return String.format(Locale.ROOT, fmt, ticks[0]).equals(String.format(Locale.ROOT, fmt, ticks[1])) ? needed : fmt;
     }
 
     /** About five round values (1, 2 or 5 × 10^k apart) inside [lo, hi]. */
@@ -250,6 +268,7 @@ final class ReportHtml {
             .front { font-size: 13px; }
             .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%; background: #d9480f; }
             table { border-collapse: collapse; font-size: 13px; }
+            .scroll { overflow-x: auto; }
             th, td { border: 1px solid #dee2e6; padding: 4px 8px; text-align: right; white-space: nowrap; }
             th { background: #f1f3f5; }
             td.l, th.l { text-align: left; }
