@@ -17,6 +17,8 @@ import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.eval.LoadedModel;
 import dev.shrink.eval.Perplexity;
 import dev.shrink.eval.PplResult;
+import dev.shrink.eval.WeightSources;
+import dev.shrink.core.forward.CausalLM;
 import dev.shrink.kernels.cpu.ReferenceOps;
 import dev.shrink.kernels.cuda.Cuda;
 import dev.shrink.kernels.cuda.CudaGptq;
@@ -239,8 +241,10 @@ class CudaGptqParityTest {
     }
 
     private static double ppl(Path dir, int[] ids) {
-        try (LoadedModel m = LoadedModel.open(dir, Backends.select("cpu", 0))) {
-            PplResult r = Perplexity.evaluate(m.lm(), "heldout", ids, 512, 8, true);
+        // no tokenizer here: the GPU machine does not carry its native library
+        try (ModelDir m = ModelDir.open(dir)) {
+            CausalLM lm = CausalLM.load(WeightSources.forModel(m), m.config(), m.spec(), Backends.select("cpu", 0));
+            PplResult r = Perplexity.evaluate(lm, "heldout", ids, 512, 8, true);
             return r.ppl();
         }
     }
