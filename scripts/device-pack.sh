@@ -4,7 +4,7 @@
 #   OUT/lib/*.jar        core, kernels, calib-data, eval, compress-gptq, their test classes, Jackson and JUnit
 #                        (not the tokenizer's 18 MB native jar, Arrow or Netty: the GPU path needs none)
 #   OUT/shared/...       fixture-llama-14m, its golden numbers and the reference's calibration windows (~27 MB)
-#   OUT/heldout-8x512.safetensors  the fixture's first 8 heldout windows, tokenized here
+#   OUT/heldout-8x512.safetensors  the fixture's first 8 heldout windows, tokenized here (and 64: heldout-64x512)
 #   OUT/device-test.sh   the parity suite that runs there (a copy of scripts/device-test.sh)
 #   OUT/device-bench.sh  the benchmarks that run there (a copy of scripts/device-bench.sh)
 # Usage, from the repository root:  scripts/device-pack.sh [OUT=.device/cuda]
@@ -70,6 +70,10 @@ cp "$SHARED/golden/goldens-fixture-llama-14m.json" "$SHARED/golden/fixture-llama
   --sun-misc-unsafe-memory-access=allow -Dshrink.shared="$SHARED" \
   -cp "eval/target/test-classes:eval/target/classes:$(classpath eval)" \
   dev.shrink.eval.HeldoutTokenWindows "$MODEL" "$OUT/heldout-8x512.safetensors" 8 512 2>&1 | grep -v -e SLF4J -e incubator >&2
+"$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+  --sun-misc-unsafe-memory-access=allow -Dshrink.shared="$SHARED" \
+  -cp "eval/target/test-classes:eval/target/classes:$(classpath eval)" \
+  dev.shrink.eval.HeldoutTokenWindows "$MODEL" "$OUT/heldout-64x512.safetensors" 64 512 2>&1 | grep -v -e SLF4J -e incubator >&2
 
 cp scripts/device-test.sh "$OUT/device-test.sh"
 cp scripts/device-bench.sh "$OUT/device-bench.sh"

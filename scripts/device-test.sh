@@ -18,7 +18,7 @@ JAVA=("$JRE/jre/bin/java" --add-modules jdk.incubator.vector --enable-native-acc
       --sun-misc-unsafe-memory-access=allow -Xmx24g -cp "$PACK/lib/*")
 # The cubin cache lives in the pack's folder, so a warm machine's second run loads instead of compiling.
 PROPS=(-Dshrink.shared="$PACK/shared" -Dshrink.cuda.heldoutTokens="$PACK/heldout-8x512.safetensors"
-       -Dshrink.gptq.cudaOut=/tmp/shrink-gptq-gpu
+       -Dshrink.gptq.cudaOut=/tmp/shrink-gptq-gpu -Dshrink.gptq.heldoutTokens="$PACK/heldout-64x512.safetensors"
        -Dshrink.cubin.cache="${SHRINK_CUBIN_CACHE:-/tmp/shrink-cubin}")
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null || true

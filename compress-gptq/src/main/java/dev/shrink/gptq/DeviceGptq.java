@@ -73,17 +73,31 @@ final class DeviceGptq {
         if (cfg.blockSize() > CudaGptq.MAX_BLOCK) {
             return "--block-size above " + CudaGptq.MAX_BLOCK;
         }
-        List<List<Role>> want = List.of(List.of(Role.Q, Role.K, Role.V), List.of(Role.O), List.of(Role.GATE, Role.UP),
-                List.of(Role.DOWN));
-        List<List<Role>> got = new ArrayList<>();
-        for (List<String> g : spec.sequentialGroups()) {
-            List<Role> roles = new ArrayList<>();
-            for (String name : g) {
+        return stageGroups(spec) == null ? "the sequential groups of " + spec.family() : null;
+    }
+
+    /**
+     * The spec's true-sequential groups in the order of this loop's stages: {q, k, v}, {o},
+     * {gate, up}, {down} (each group's names in the spec's own order), or null when the spec's
+     * groups are not those four.
+     */
+    static List<List<String>> stageGroups(ArchitectureSpec spec) {
+        List<java.util.Set<Role>> want = List.of(java.util.Set.of(Role.Q, Role.K, Role.V), java.util.Set.of(Role.O),
+                java.util.Set.of(Role.GATE, Role.UP), java.util.Set.of(Role.DOWN));
+        List<List<String>> groups = spec.sequentialGroups();
+        if (groups.size() != want.size()) {
+            return null;
+        }
+        for (int i = 0; i < groups.size(); i++) {
+            java.util.Set<Role> roles = new java.util.HashSet<>();
+            for (String name : groups.get(i)) {
                 spec.linears().stream().filter(l -> l.name().equals(name)).forEach(l -> roles.add(l.role()));
             }
-            got.add(roles);
+            if (!roles.equals(want.get(i)) || roles.size() != groups.get(i).size()) {
+                return null;
+            }
         }
-        return got.equals(want) ? null : "the sequential groups of " + spec.family();
+        return groups;
     }
 
     /** Device memory the loop needs, bytes (activations, one block, scratch, solver workspaces). */
@@ -126,6 +140,10 @@ final class DeviceGptq {
         CudaGptq.Scheme scheme = new CudaGptq.Scheme(s.bits(), s.groupSize(), s.sym(), cfg.blockSize(),
                 cfg.staticGroups());
         float eps = (float) mc.rmsNormEps();
+        List<List<String>> groups = stageGroups(spec);
+        if (groups == null || unsupported(cfg, spec) != null) {
+            throw new IllegalArgumentException("the GPU loop cannot run this: " + unsupported(cfg, spec));
+        }
         DeviceOps d = cuda.deviceOps();
         CudaDevice dev = d.device();
 
@@ -209,7 +227,7 @@ final class DeviceGptq {
                 Block blk = new Block(layer, spec, w, W, bias, cfg, reports);
 
                 // q, k, v: inputs h = RMSNorm(X)
-                List<String> qkv = blk.todo(Role.Q, Role.K, Role.V);
+                List<String> qkv = blk.todo(groups.get(0));
                 if (!qkv.isEmpty()) {
                     for (int c0 = 0; c0 < n; c0 += bc) {
                         int m = Math.min(bc, n - c0) * T;
@@ -223,7 +241,7 @@ final class DeviceGptq {
                 }
 
                 // o: inputs A = Attn(h), kept for the residual
-                List<String> o = blk.todo(Role.O);
+                List<String> o = blk.todo(groups.get(1));
                 for (int c0 = 0; c0 < n; c0 += bc) {
                     int b = Math.min(bc, n - c0), m = b * T;
                     time.start();
@@ -246,7 +264,7 @@ final class DeviceGptq {
                 }
 
                 // gate, up: X += A·Woᵀ; inputs A = RMSNorm(X) (over the attention output, which is used up)
-                List<String> gu = blk.todo(Role.GATE, Role.UP);
+                List<String> gu = blk.todo(groups.get(2));
                 for (int c0 = 0; c0 < n; c0 += bc) {
                     int m = Math.min(bc, n - c0) * T;
                     long x = X.floatAt((long) c0 * T * C), a = A.floatAt((long) c0 * T * wa);
@@ -264,7 +282,7 @@ final class DeviceGptq {
                 }
 
                 // down: inputs U = silu(A·Wgᵀ) ⊙ A·Wuᵀ, kept for the residual
-                List<String> dn = blk.todo(Role.DOWN);
+                List<String> dn = blk.todo(groups.get(3));
                 for (int c0 = 0; c0 < n; c0 += bc) {
                     int m = Math.min(bc, n - c0) * T;
                     long a = A.floatAt((long) c0 * T * wa), u = U.floatAt((long) c0 * T * F);
@@ -378,11 +396,10 @@ final class DeviceGptq {
             }
         }
 
-        /** The linears of these roles to quantize; the others are reported skipped, as the CPU loop does. */
-        List<String> todo(Role... roles) {
+        /** The linears of this group to quantize; the others are reported skipped, as the CPU loop does. */
+        List<String> todo(List<String> group) {
             List<String> todo = new ArrayList<>();
-            for (Role r : roles) {
-                String lin = names.get(r);
+            for (String lin : group) {
                 int[] nk = w.shape(lin);
                 String full = spec.layer(layer, lin);
                 if (cfg.only() != null && !cfg.only().contains(full)) {

@@ -43,7 +43,7 @@ public final class W4a16Gemv implements AutoCloseable {
             throw new IllegalArgumentException("W4A16 GEMV: a buffer is smaller than [K=" + K + ", N=" + N + "] needs");
         }
         device.makeCurrent();
-        gemv.launch((N + COLS - 1) / COLS, 1, 256, (K + RUNS * COLS) * 4, qweight, qzeros, scales, x, y, K, N, gs,
+        gemv.launch((N + COLS - 1) / COLS, 1, RUNS * 8, 0, qweight, qzeros, scales, x, y, K, N, gs,
                 v1 ? 1 : 0);
     }
 
