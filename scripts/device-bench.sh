@@ -6,8 +6,9 @@
 #      random weights made in memory per block), 128 x 2048 random calibration tokens, TF32 GEMMs
 #      (the reference takes ~309 s on an H200: shared/golden/ref-gptq-speed-llama2-7b-shapes-h200.json)
 #   3. W4A16 GEMV bandwidth on the 7B linears' shapes against a device-to-device copy of the same bytes
-#   bash .device/cuda2/device-bench.sh [--fp32-7b] [--layers N]
-# --fp32-7b adds the 7B job in float32 GEMMs too (slower); --layers N shortens the 7B job (timing check).
+#   bash .device/cuda/device-bench.sh [--fp32-7b] [--layers N] [--no-7b]
+# --fp32-7b adds the 7B job in float32 GEMMs too (slower); --layers N shortens the 7B job (timing check);
+# --no-7b leaves it out.
 # Logs go to $OUT (the device tool's folder) when set, else /tmp/shrink-device.
 set -uo pipefail
 HERE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
@@ -17,10 +18,12 @@ LOGS="${OUT:-/tmp/shrink-device}"
 mkdir -p "$LOGS"
 FP32_7B=0
 LAYERS=32
+SEVEN=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --fp32-7b) FP32_7B=1 ;;
     --layers) LAYERS="$2"; shift ;;
+    --no-7b) SEVEN=0 ;;
     *) echo "device-bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -46,8 +49,10 @@ FIX=(--model "$PACK/shared/models/fixture-llama-14m"
      --calib-tokens "$PACK/shared/golden/fixture-llama-14m.calib-c4-128x512.safetensors")
 run "GPTQ fixture, fp32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${FIX[@]}" --math fp32
 run "GPTQ fixture, tf32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${FIX[@]}" --math tf32
-run "GPTQ 7B shapes, tf32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench --layers "$LAYERS" --math tf32
-if [ "$FP32_7B" = 1 ]; then
+if [ "$SEVEN" = 1 ]; then
+  run "GPTQ 7B shapes, tf32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench --layers "$LAYERS" --math tf32
+fi
+if [ "$SEVEN" = 1 ] && [ "$FP32_7B" = 1 ]; then
   run "GPTQ 7B shapes, fp32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench --layers "$LAYERS" --math fp32
 fi
 run "W4A16 GEMV" "${JAVA[@]}" dev.shrink.kernels.cuda.W4a16Bench
@@ -59,8 +64,8 @@ grep '^RESULT|gptq' "$LOG" | while IFS='|' read -r _ job s alloc used what; do
   echo "| $job | $s | $alloc / $used | $what |"
 done
 echo
-echo "| W4A16 GEMV N x K (w4 g128, 1 token) | us | GEMV GB/s | copy GB/s (read+write) | GEMV / copy |"
-echo "| --- | ---: | ---: | ---: | ---: |"
-grep '^RESULT|w4a16' "$LOG" | while IFS='|' read -r _ job us g c ratio; do
-  echo "| ${job#w4a16 } | $us | $g | $c | $ratio% |"
+echo "| W4A16 GEMV N x K (w4 g128, 1 token) | GPU us | GEMV GB/s | copy GB/s (read+write) | GEMV / copy | us per call from Java |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+grep '^RESULT|w4a16' "$LOG" | while IFS='|' read -r _ job us g c ratio java; do
+  echo "| ${job#w4a16 } | $us | $g | $c | $ratio% | $java |"
 done

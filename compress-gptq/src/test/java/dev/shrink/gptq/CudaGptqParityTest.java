@@ -187,8 +187,10 @@ class CudaGptqParityTest {
      * Hessians differ only in float summation order agree on most codes, not all. The comparisons:
      * block 0's q/k/v, whose inputs (embeddings, RMSNorm) are the same on both sides, must agree to
      * 99.9%; the whole model must agree with the CPU at least about as well as the CPU agrees with
-     * itself when only its Hessian summation order changes (--batch 16 instead of 8), and give the
-     * CPU's perplexity to 0.1%.
+     * itself when only its Hessian summation order changes (--batch 16 instead of 8), and its
+     * perplexity must be as close to the CPU's as that run's (measured on 64 heldout windows: the
+     * two CPU runs differ by 0.57%, the GPU's by 0.35%; on the whole heldout set the GPU's folders
+     * are within 0.02% of the CPU's 43.1639, see the README).
      */
     @Test
     void fixtureGptqOnGpuMatchesCpu() throws IOException {
@@ -238,8 +240,11 @@ class CudaGptqParityTest {
         assertTrue(agree0 >= 0.999, () -> "block 0 q/k/v: codes identical to the CPU's: " + agree0);
         assertTrue(agree >= Math.min(0.999, baseline - 0.05),
                 () -> "fp32: codes identical to the CPU's " + agree + ", the CPU's own under another summation order " + baseline);
-        assertTrue(Math.abs(pGpu / pCpu - 1) < 1e-3, () -> "fp32 ppl " + pGpu + " vs cpu " + pCpu);
-        assertTrue(Math.abs(pTf / pCpu - 1) < 1e-2, () -> "tf32 ppl " + pTf + " vs cpu " + pCpu);
+        // perplexity: as close to the CPU's as the CPU's own run under another summation order, or 0.2%
+        double spread = Math.max(2e-3, 1.5 * Math.abs(p16 / pCpu - 1));
+        assertTrue(Math.abs(pGpu / pCpu - 1) <= spread, () -> "fp32 ppl " + pGpu + " vs cpu " + pCpu + " (cpu --batch 16 "
+                + p16 + ")");
+        assertTrue(Math.abs(pTf / pCpu - 1) <= Math.max(1e-2, spread), () -> "tf32 ppl " + pTf + " vs cpu " + pCpu);
     }
 
     /** Share of identical codes over the linears whose names start with {@code prefix}. */

@@ -21,7 +21,7 @@ public final class DeviceOps implements AutoCloseable {
     private final CudaDevice device;
     private final CublasHandle blas;
     private final CudaModule module;
-    private final CudaKernel rmsNorm, swiglu, embed, rope, addBias, softmax, nonFinite;
+    private final CudaKernel rmsNorm, swiglu, embed, rope, addBias, softmax, nonFinite, stall;
     private DeviceBuffer flag;
 
     DeviceOps(CudaOps owner, CudaDevice device, CublasHandle blas, CudaModule ops) {
@@ -36,6 +36,7 @@ public final class DeviceOps implements AutoCloseable {
         addBias = module.kernel("add_bias");
         softmax = module.kernel("causal_softmax");
         nonFinite = module.kernel("any_nonfinite");
+        stall = module.kernel("stall_ns");
     }
 
     public CudaDevice device() {
@@ -181,6 +182,15 @@ public final class DeviceOps implements AutoCloseable {
         int[] f = new int[1];
         device.download(flag, 0, MemorySegment.ofArray(f));
         return f[0] != 0;
+    }
+
+    /**
+     * Queues a kernel that holds the stream for {@code nanos}: for benchmarks, so that the work
+     * queued behind it is launched before it runs and CUDA events time the GPU, not the host's
+     * launch rate.
+     */
+    public void stall(long nanos) {
+        stall.launch(1, 1, 32, 0, nanos);
     }
 
     static int rowThreads(int C) {

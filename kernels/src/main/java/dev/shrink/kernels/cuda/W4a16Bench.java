@@ -11,8 +11,12 @@ import java.util.SplittableRandom;
  * device-to-device copy of the same bytes. Both rotate over enough distinct buffers (≥ 1 GiB in
  * all) that the 50 MB L2 cache cannot serve repeats; times from CUDA events over many launches.
  * GEMV bandwidth = bytes read (qweight, qzeros, scales, x) / time; copy bandwidth = bytes read and
- * written (2 × the same bytes) / time, the DRAM traffic of a copy. Prints a table and a
- * {@code RESULT|w4a16 NxK|...} line per shape for scripts/device-bench.sh. A benchmark, not a test.
+ * written (2 × the same bytes) / time, the DRAM traffic of a copy. The GPU times are taken behind
+ * a stall kernel ({@link DeviceOps#stall}), so that all launches are queued before the first runs
+ * and the events measure the GPU alone; the "from Java" column is the plain rate of launching from
+ * this thread, one call after another (bound by the host's launch cost for small shapes). Prints
+ * a table and a {@code RESULT|w4a16 NxK|...} line per shape for scripts/device-bench.sh. A
+ * benchmark, not a test.
  *
  * <pre>java -cp 'lib/*' dev.shrink.kernels.cuda.W4a16Bench</pre>
  */
@@ -23,18 +27,20 @@ public final class W4a16Bench {
     public static void main(String[] args) {
         int[][] shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}}; // N, K: q/k/v/o, gate/up, down
         int group = 128;
-        try (CudaDevice dev = Cuda.get().open(0); W4a16Gemv g = new W4a16Gemv(dev)) {
+        try (CudaOps ops = CudaOps.open(0); W4a16Gemv g = new W4a16Gemv(ops.device())) {
+            CudaDevice dev = ops.device();
             System.out.printf(Locale.ROOT, "W4A16 GEMV on %s, w4 g%d, one token; buffers rotated over >= 1 GiB%n",
                     dev.describe(), group);
-            System.out.printf(Locale.ROOT, "%-22s %10s %10s %12s %12s %12s %8s%n", "shape N x K", "MB", "gemv us",
-                    "gemv GB/s", "copy us", "copy GB/s", "ratio");
+            System.out.printf(Locale.ROOT, "%-16s %7s %9s %10s %9s %10s %7s %14s%n", "shape N x K", "MB", "gemv us",
+                    "gemv GB/s", "copy us", "copy GB/s", "ratio", "from Java us");
             for (int[] s : shapes) {
-                run(dev, g, s[0], s[1], group);
+                run(ops.deviceOps(), g, s[0], s[1], group);
             }
         }
     }
 
-    private static void run(CudaDevice dev, W4a16Gemv g, int N, int K, int group) {
+    private static void run(DeviceOps ops, W4a16Gemv g, int N, int K, int group) {
+        CudaDevice dev = ops.device();
         int G = K / group;
         long qw = (long) K / 8 * N * 4, qz = (long) G * N / 8 * 4, sc = (long) G * N * 2, xb = K * 2L;
         long bytes = qw + qz + sc + xb;
@@ -67,20 +73,23 @@ public final class W4a16Bench {
                 bufs.add(new DeviceBuffer[] {a, b, c, d});
             }
             int reps = Math.max(200, 2 * sets);
-            double gemvUs = time(dev, reps, i -> {
+            Step gemvStep = i -> {
                 DeviceBuffer[] s = bufs.get(i % sets);
                 g.gemv(s[0], s[1], s[2], x, y, K, N, group, true);
-            });
-            double copyUs = time(dev, reps, i -> {
+            };
+            Step copyStep = i -> {
                 DeviceBuffer[] s = bufs.get(i % sets), t = bufs.get((i + 1) % sets);
                 dev.copy(s[3], 0, t[3], 0, bytes); // different source and destination buffers
-            });
+            };
+            double javaUs = time(ops, reps, gemvStep, false);
+            double gemvUs = time(ops, reps, gemvStep, true);
+            double copyUs = time(ops, reps, copyStep, true);
             double gemvGBs = bytes / gemvUs / 1e3, copyGBs = 2.0 * bytes / copyUs / 1e3;
             String shape = N + " x " + K;
-            System.out.printf(Locale.ROOT, "%-22s %10.1f %10.1f %12.0f %12.1f %12.0f %7.0f%%%n", shape, bytes / 1e6, gemvUs,
-                    gemvGBs, copyUs, copyGBs, 100 * gemvGBs / copyGBs);
-            System.out.printf(Locale.ROOT, "RESULT|w4a16 %s|%.1f|%.0f|%.0f|%.0f%n", shape, gemvUs, gemvGBs, copyGBs,
-                    100 * gemvGBs / copyGBs);
+            System.out.printf(Locale.ROOT, "%-16s %7.1f %9.2f %10.0f %9.2f %10.0f %6.0f%% %14.1f%n", shape, bytes / 1e6,
+                    gemvUs, gemvGBs, copyUs, copyGBs, 100 * gemvGBs / copyGBs, javaUs);
+            System.out.printf(Locale.ROOT, "RESULT|w4a16 %s|%.2f|%.0f|%.0f|%.0f|%.1f%n", shape, gemvUs, gemvGBs, copyGBs,
+                    100 * gemvGBs / copyGBs, javaUs);
         } finally {
             for (DeviceBuffer[] s : bufs) {
                 for (DeviceBuffer b : s) {
@@ -95,13 +104,20 @@ public final class W4a16Bench {
         void run(int i);
     }
 
-    /** Microseconds per step: a warm-up pass over every set, then {@code reps} steps between two events. */
-    private static double time(CudaDevice dev, int reps, Step step) {
+    /**
+     * Microseconds per step: a warm-up pass, then {@code reps} steps between two events; with
+     * {@code gpuOnly} behind a stall long enough for all of them to be queued first.
+     */
+    private static double time(DeviceOps ops, int reps, Step step, boolean gpuOnly) {
+        CudaDevice dev = ops.device();
         for (int i = 0; i < reps / 2; i++) {
             step.run(i);
         }
         dev.synchronize();
         try (CudaEvent a = dev.event(); CudaEvent b = dev.event()) {
+            if (gpuOnly) {
+                ops.stall(reps * 100_000L); // 100 us of queueing time per step
+            }
             a.record();
             for (int i = 0; i < reps; i++) {
                 step.run(i);

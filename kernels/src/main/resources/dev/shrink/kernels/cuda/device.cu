@@ -85,3 +85,14 @@ extern "C" __global__ void any_nonfinite(const float* x, long long n, int* flag)
         }
     }
 }
+
+// Holds the stream for ns nanoseconds (one thread spinning on the global timer): for benchmarks,
+// so that the work queued behind it is all launched before it runs and CUDA events then time the
+// GPU alone, not the host's launch rate.
+extern "C" __global__ void stall_ns(long long ns) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while ((long long) (t - t0) < ns);
+}
