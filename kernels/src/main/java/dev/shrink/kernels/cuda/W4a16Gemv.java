@@ -8,10 +8,12 @@ package dev.shrink.kernels.cuda;
  * of 8, K of the group.
  */
 public final class W4a16Gemv implements AutoCloseable {
-    private static final int COLS = 32, RUNS = 32;
+    private static final int COLS = 256, RUNS = 4;
     private final CudaDevice device;
     private final CudaModule module;
     private final CudaKernel gemv;
+    /** Slices' partial sums [slices, N] and the per-column-block tickets (zero between calls). */
+    private DeviceBuffer partial, tickets;
 
     public W4a16Gemv(CudaDevice device) {
         this.device = device;
@@ -42,13 +44,40 @@ public final class W4a16Gemv implements AutoCloseable {
                 || scales.bytes() < (long) G * N * 2 || x.bytes() < K * 2L || y.bytes() < N * 4L) {
             throw new IllegalArgumentException("W4A16 GEMV: a buffer is smaller than [K=" + K + ", N=" + N + "] needs");
         }
+        // K is cut into slices of 8 steps (256 inputs), so that each of a block's 4 runs has 2 steps, all of
+        // whose loads are issued as the block starts (short blocks, many in flight)
+        int colBlocks = (N + COLS - 1) / COLS, steps = K / 32;
+        int slices = Math.max(1, steps / 8);
+        int span = (steps + slices - 1) / slices;
+        if (partial == null || partial.bytes() < (long) slices * N * 4) {
+            partial = replace(partial, (long) slices * N * 4);
+        }
+        if (tickets == null || tickets.bytes() < colBlocks * 4L) {
+            tickets = replace(tickets, colBlocks * 4L);
+            device.fill32(tickets, 0, tickets.bytes() / 4);
+        }
         device.makeCurrent();
-        gemv.launch((N + COLS - 1) / COLS, 1, RUNS * 8, 0, qweight, qzeros, scales, x, y, K, N, gs,
-                v1 ? 1 : 0);
+        gemv.launch(colBlocks, slices, RUNS * 64, (32 * span + span + RUNS * COLS) * 4, qweight, qzeros, scales, x, y,
+                K, N, gs, v1 ? 1 : 0, partial, tickets);
+    }
+
+    private DeviceBuffer replace(DeviceBuffer old, long bytes) {
+        if (old != null) {
+            device.synchronize();
+            old.close();
+        }
+        return device.alloc(bytes);
     }
 
     @Override
     public void close() {
+        device.synchronize();
+        if (partial != null) {
+            partial.close();
+        }
+        if (tickets != null) {
+            tickets.close();
+        }
         module.close();
     }
 }
