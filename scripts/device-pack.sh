@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Packs what the GPU machine needs to run Shrink's CUDA suite, which has no JDK and no Maven:
 #   OUT/jre.tgz          a jlink'd Java 25 runtime (../shared/device/make-jre.sh, ~23 MB)
-#   OUT/lib/*.jar        core, kernels, calib-data, eval, their test classes, Jackson and JUnit
+#   OUT/lib/*.jar        core, kernels, calib-data, eval, compress-gptq, their test classes, Jackson and JUnit
 #                        (not the tokenizer's 18 MB native jar, Arrow or Netty: the GPU path needs none)
-#   OUT/shared/...       fixture-llama-14m and its golden numbers (~27 MB)
-#   OUT/heldout-8x512.safetensors  the fixture's first 8 heldout windows, tokenized here
-#   OUT/device-test.sh   the script that runs there (a copy of scripts/device-test.sh)
+#   OUT/shared/...       fixture-llama-14m, its golden numbers and the reference's calibration windows (~27 MB)
+#   OUT/heldout-8x512.safetensors  the fixture's first 8 heldout windows, tokenized here (and 64: heldout-64x512)
+#   OUT/device-test.sh   the parity suite that runs there (a copy of scripts/device-test.sh)
+#   OUT/device-bench.sh  the benchmarks that run there (a copy of scripts/device-bench.sh)
 # Usage, from the repository root:  scripts/device-pack.sh [OUT=.device/cuda]
 # Then, with the device tool:  run(command="bash .device/cuda/device-test.sh", carry=[".device/cuda"])
 # (a folder of its own under .device, so that other things kept in .device need not travel too)
@@ -28,7 +29,7 @@ fi
 
 echo "device-pack: building..." >&2
 log=$(mktemp)
-if ! mvn -B -q -o -Dstyle.color=never -DskipTests install -pl core,kernels,calib-data,eval >"$log" 2>&1; then
+if ! mvn -B -q -o -Dstyle.color=never -DskipTests install -pl core,kernels,calib-data,eval,compress-gptq >"$log" 2>&1; then
   cat "$log" >&2
   echo "device-pack: the build failed" >&2
   exit 2
@@ -44,7 +45,7 @@ mkdir -p "$OUT/lib" "$OUT/shared/models" "$OUT/shared/golden"
 [ -s "$OUT/jre.tgz" ] || { echo "device-pack: $SHARED/device/make-jre.sh did not write $OUT/jre.tgz" >&2; exit 2; }
 
 # Our jars, and the test classes as jars
-for m in core kernels calib-data eval; do
+for m in core kernels calib-data eval compress-gptq; do
   cp "$m"/target/shrink-"$m"-*.jar "$OUT/lib/"
   "$JAVA_HOME/bin/jar" cf "$OUT/lib/shrink-$m-tests.jar" -C "$m/target/test-classes" .
 done
@@ -63,13 +64,19 @@ classpath() { # the test classpath of module $1
 # The fixture, its golden numbers, and its heldout windows as token ids (no tokenizer needed there)
 cp -r "$MODEL" "$OUT/shared/models/"
 chmod -R u+w "$OUT/shared"
-cp "$SHARED/golden/goldens-fixture-llama-14m.json" "$OUT/shared/golden/"
+cp "$SHARED/golden/goldens-fixture-llama-14m.json" "$SHARED/golden/fixture-llama-14m.calib-c4-128x512.safetensors" \
+  "$OUT/shared/golden/"
 "$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
   --sun-misc-unsafe-memory-access=allow -Dshrink.shared="$SHARED" \
   -cp "eval/target/test-classes:eval/target/classes:$(classpath eval)" \
   dev.shrink.eval.HeldoutTokenWindows "$MODEL" "$OUT/heldout-8x512.safetensors" 8 512 2>&1 | grep -v -e SLF4J -e incubator >&2
+"$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+  --sun-misc-unsafe-memory-access=allow -Dshrink.shared="$SHARED" \
+  -cp "eval/target/test-classes:eval/target/classes:$(classpath eval)" \
+  dev.shrink.eval.HeldoutTokenWindows "$MODEL" "$OUT/heldout-64x512.safetensors" 64 512 2>&1 | grep -v -e SLF4J -e incubator >&2
 
 cp scripts/device-test.sh "$OUT/device-test.sh"
+cp scripts/device-bench.sh "$OUT/device-bench.sh"
 
 size=$(du -sm "$OUT" | cut -f1)
 echo "device-pack: $OUT holds $size MiB ($(ls "$OUT/lib" | wc -l) jars):" >&2

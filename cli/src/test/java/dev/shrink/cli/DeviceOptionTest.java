@@ -13,7 +13,10 @@ import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** --device: the backends are listed in the help, and cuda without a GPU is one clear error line. */
+/**
+ * --device: the backends are listed in the help, and cuda without a GPU is one clear error line;
+ * --gpu-math takes fp32 or tf32 and refuses anything else in one line.
+ */
 class DeviceOptionTest {
     @TempDir
     Path tmp;
@@ -41,5 +44,16 @@ class DeviceOptionTest {
         assertFalse(err.contains("\n"), "one line: " + err);
         assertTrue(err.startsWith("shrink: error: --device cuda: not available here: CUDA not available: "), err);
         assertTrue(err.contains("libcuda.so.1"), err);
+    }
+
+    @Test
+    void gpuMathIsCheckedAndListed() {
+        String[] help = run("gptq", "--help");
+        assertTrue(help[1].contains("--gpu-math") && help[1].contains("tf32"), help[1]);
+        String[] r = run("eval", "--model", tmp.toString(), "--dataset", "tinystories", "--gpu-math", "fp16", "-q");
+        assertEquals("2", r[0], r[2]);
+        String err = r[2].strip();
+        assertFalse(err.contains("\n"), "one line: " + err);
+        assertEquals("shrink: error: --gpu-math fp16: unknown GEMM math 'fp16'; choose fp32 or tf32", err);
     }
 }

@@ -15,6 +15,7 @@ import dev.shrink.core.sparse.PrunedCheckpoint;
 import dev.shrink.core.sparse.SparsityPattern;
 import dev.shrink.core.sparse.SparsityRecord;
 import dev.shrink.core.util.Progress;
+import dev.shrink.kernels.cuda.CudaOps;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -121,9 +122,28 @@ public final class GptqStage {
      * {@code windows}: [n][T] token ids.
      */
     public static Result run(ModelDir model, WeightSource src, int[][] windows, Config cfg, Ops ops, boolean quiet) {
+        return run(model.config(), model.spec(), src, windows, cfg, ops, quiet);
+    }
+
+    /**
+     * {@link #run(ModelDir, WeightSource, int[][], Config, Ops, boolean)} for a model given by its
+     * config and spec. On the cuda backend, GPTQ runs as {@link DeviceGptq}'s loop (activations and
+     * the solver on the GPU) whenever it supports the options; otherwise, and on the CPU backends,
+     * as the loop below, each op through {@code ops}.
+     */
+    public static Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows, Config cfg,
+                             Ops ops, boolean quiet) {
+        if (ops instanceof CudaOps cuda && !cfg.method().equals("rtn")) {
+            String why = DeviceGptq.unsupported(cfg, spec);
+            if (why == null) {
+                return DeviceGptq.run(mc, spec, src, windows, cfg, cuda, quiet, null);
+            }
+            if (!quiet) {
+                System.err.println("gptq: the GPU block loop does not do " + why
+                        + "; running the host loop with each op on the GPU (slower)");
+            }
+        }
         long t0 = System.nanoTime();
-        ModelConfig mc = model.config();
-        ArchitectureSpec spec = model.spec();
         Decoder decoder = new Decoder(mc, spec, ops);
         int n = windows.length, T = windows[0].length, C = mc.hidden();
         int batch = Math.max(1, Math.min(cfg.batch(), n));

@@ -28,7 +28,14 @@ final class Cublas {
             14, "CUBLAS_STATUS_INTERNAL_ERROR", 15, "CUBLAS_STATUS_NOT_SUPPORTED", 16, "CUBLAS_STATUS_LICENSE_ERROR");
 
     final NativeLibrary lib;
-    private final MethodHandle create, destroy, setStream, setMathMode, getVersion, sgemm;
+    /** cudaDataType CUDA_R_32F; cublasComputeType_t CUBLAS_COMPUTE_32F and CUBLAS_COMPUTE_32F_FAST_TF32. */
+    static final int R_32F = 0;
+    static final int COMPUTE_32F = 68;
+    static final int COMPUTE_32F_FAST_TF32 = 77;
+    /** cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT. */
+    static final int GEMM_DEFAULT = -1;
+
+    private final MethodHandle create, destroy, setStream, setMathMode, getVersion, sgemm, gemmEx, gemmBatchedEx;
     private final Optional<MethodHandle> statusString;
 
     /** @throws CudaException "CUDA not available: libcublas.so.13, ... not found" */
@@ -43,6 +50,17 @@ final class Cublas {
         sgemm = lib.function("cublasSgemm_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT,
                 JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS,
                 JAVA_LONG, JAVA_INT));
+        // cublasGemmEx(handle, transa, transb, m, n, k, *alpha, A, Atype, lda, B, Btype, ldb, *beta, C, Ctype, ldc,
+        //             computeType, algo)
+        gemmEx = lib.function("cublasGemmEx", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT,
+                JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT,
+                ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+        // cublasGemmStridedBatchedEx(handle, transa, transb, m, n, k, *alpha, A, Atype, lda, strideA, B, Btype, ldb,
+        //             strideB, *beta, C, Ctype, ldc, strideC, batchCount, computeType, algo)
+        gemmBatchedEx = lib.function("cublasGemmStridedBatchedEx", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT,
+                JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG,
+                JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT,
+                JAVA_INT));
         statusString = lib.optionalFunction("cublasGetStatusString", FunctionDescriptor.of(ADDRESS, JAVA_INT));
     }
 
@@ -121,6 +139,47 @@ final class Cublas {
             throw e;
         } catch (Throwable t) {
             throw new CudaException("cublasSgemm_v2: " + t, t);
+        }
+    }
+
+    /**
+     * Column-major float32 cublasGemmEx with {@code computeType} ({@link #COMPUTE_32F} or
+     * {@link #COMPUTE_32F_FAST_TF32}); scalars holds alpha and beta as two host floats.
+     */
+    void gemmEx(MemorySegment handle, int transa, int transb, int m, int n, int k, MemorySegment scalars,
+                long A, int lda, long B, int ldb, long C, int ldc, int computeType) {
+        try {
+            MemorySegment alpha = scalars.asSlice(0, 4), beta = scalars.asSlice(4, 4);
+            int s = (int) gemmEx.invokeExact(handle, transa, transb, m, n, k, alpha, A, R_32F, lda, B, R_32F, ldb,
+                    beta, C, R_32F, ldc, computeType, GEMM_DEFAULT);
+            if (s != 0) {
+                check(s, "cublasGemmEx(" + (transa == OP_T ? "T" : "N") + (transb == OP_T ? "T" : "N")
+                        + ", m=" + m + " n=" + n + " k=" + k + ", lda=" + lda + " ldb=" + ldb + " ldc=" + ldc
+                        + ", compute " + computeType + ")");
+            }
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new CudaException("cublasGemmEx: " + t, t);
+        }
+    }
+
+    /** Column-major float32 cublasGemmStridedBatchedEx; strides in elements. */
+    void gemmStridedBatchedEx(MemorySegment handle, int transa, int transb, int m, int n, int k,
+                              MemorySegment scalars, long A, int lda, long strideA, long B, int ldb, long strideB,
+                              long C, int ldc, long strideC, int batch, int computeType) {
+        try {
+            MemorySegment alpha = scalars.asSlice(0, 4), beta = scalars.asSlice(4, 4);
+            int s = (int) gemmBatchedEx.invokeExact(handle, transa, transb, m, n, k, alpha, A, R_32F, lda, strideA,
+                    B, R_32F, ldb, strideB, beta, C, R_32F, ldc, strideC, batch, computeType, GEMM_DEFAULT);
+            if (s != 0) {
+                check(s, "cublasGemmStridedBatchedEx(" + (transa == OP_T ? "T" : "N") + (transb == OP_T ? "T" : "N")
+                        + ", m=" + m + " n=" + n + " k=" + k + ", batch " + batch + ")");
+            }
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new CudaException("cublasGemmStridedBatchedEx: " + t, t);
         }
     }
 }

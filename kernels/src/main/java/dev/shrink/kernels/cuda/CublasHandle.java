@@ -11,6 +11,9 @@ import java.lang.foreign.MemorySegment;
 public final class CublasHandle implements AutoCloseable {
     private final CudaDevice device;
     private MemorySegment handle;
+    /** alpha and beta of the calls, host memory owned by this handle (a handle is used by one thread at a time). */
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment scalars = arena.allocate(JAVA_FLOAT, 2);
 
     CublasHandle(CudaDevice device) {
         this.device = device;
@@ -53,6 +56,37 @@ public final class CublasHandle implements AutoCloseable {
         }
     }
 
+    /**
+     * {@link #sgemmRowMajor} through cublasGemmEx with the arithmetic {@code math} (float32 data
+     * either way); the same row-major to column-major operand swap.
+     */
+    public void gemmRowMajor(GemmMath math, boolean transA, boolean transB, int M, int N, int K, float alpha,
+                             long A, int lda, long B, int ldb, float beta, long C, int ldc) {
+        device.makeCurrent();
+        setScalars(alpha, beta);
+        device.cuda.cublas.gemmEx(live(), transB ? Cublas.OP_T : Cublas.OP_N, transA ? Cublas.OP_T : Cublas.OP_N,
+                N, M, K, scalars, B, ldb, A, lda, C, ldc, math.computeType);
+    }
+
+    /**
+     * {@code batch} independent row-major products C_i = alpha · op(A_i) · op(B_i) + beta · C_i with
+     * A_i = A + i·strideA (elements), and so on: {@link #gemmRowMajor}'s conventions per item.
+     */
+    public void gemmStridedBatchedRowMajor(GemmMath math, boolean transA, boolean transB, int M, int N, int K,
+                                           float alpha, long A, int lda, long strideA, long B, int ldb, long strideB,
+                                           float beta, long C, int ldc, long strideC, int batch) {
+        device.makeCurrent();
+        setScalars(alpha, beta);
+        device.cuda.cublas.gemmStridedBatchedEx(live(), transB ? Cublas.OP_T : Cublas.OP_N,
+                transA ? Cublas.OP_T : Cublas.OP_N, N, M, K, scalars, B, ldb, strideB, A, lda, strideA, C, ldc,
+                strideC, batch, math.computeType);
+    }
+
+    private void setScalars(float alpha, float beta) {
+        scalars.setAtIndex(JAVA_FLOAT, 0, alpha);
+        scalars.setAtIndex(JAVA_FLOAT, 1, beta);
+    }
+
     private MemorySegment live() {
         if (handle == null) {
             throw new IllegalStateException("cuBLAS handle used after close");
@@ -66,6 +100,7 @@ public final class CublasHandle implements AutoCloseable {
             device.makeCurrent();
             device.cuda.cublas.destroy(handle);
             handle = null;
+            arena.close();
         }
     }
 }

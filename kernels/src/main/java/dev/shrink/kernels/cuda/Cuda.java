@@ -71,6 +71,30 @@ public final class Cuda {
         return o instanceof Cuda ? new Availability(true, "") : new Availability(false, ((CudaException) o).getMessage());
     }
 
+    private Cusolver cusolver;
+    private CudaException cusolverMissing;
+
+    /**
+     * cuSOLVER, loaded on first use (only GPTQ's device path needs it).
+     *
+     * @throws CudaException "CUDA not available: libcusolver.so.12, ... not found" where it is missing
+     */
+    synchronized Cusolver cusolver() {
+        if (cusolver == null && cusolverMissing == null) {
+            try {
+                cusolver = new Cusolver();
+            } catch (CudaException e) {
+                cusolverMissing = e;
+            } catch (RuntimeException | LinkageError e) {
+                cusolverMissing = new CudaException("CUDA not available: cuSOLVER: " + e, e);
+            }
+        }
+        if (cusolver == null) {
+            throw new CudaException(cusolverMissing.getMessage(), cusolverMissing);
+        }
+        return cusolver;
+    }
+
     public int deviceCount() {
         return deviceCount;
     }

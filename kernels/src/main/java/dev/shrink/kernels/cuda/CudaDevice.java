@@ -19,6 +19,8 @@ public final class CudaDevice implements AutoCloseable {
     private final int ccMajor, ccMinor, multiprocessors, maxSharedOptin;
     private final long totalMemory;
     private boolean closed;
+    /** Bytes of the live {@link DeviceBuffer}s of this object, and the most there were at once. */
+    private long allocated, peakAllocated;
 
     CudaDevice(Cuda cuda, int ordinal) {
         this.cuda = cuda;
@@ -97,14 +99,42 @@ public final class CudaDevice implements AutoCloseable {
             throw new IllegalArgumentException("device allocation of " + bytes + " bytes");
         }
         makeCurrent();
-        return new DeviceBuffer(this, cuda.driver.memAlloc(bytes), bytes);
+        DeviceBuffer b = new DeviceBuffer(this, cuda.driver.memAlloc(bytes), bytes);
+        synchronized (this) {
+            allocated += bytes;
+            peakAllocated = Math.max(peakAllocated, allocated);
+        }
+        return b;
     }
 
-    void free(long ptr) {
+    void free(long ptr, long bytes) {
+        synchronized (this) {
+            allocated -= bytes;
+        }
         if (!closed) {
             makeCurrent();
             cuda.driver.memFree(ptr);
         }
+    }
+
+    /** Bytes held now by the buffers allocated through {@link #alloc} (libraries' own workspaces not counted). */
+    public synchronized long allocatedBytes() {
+        return allocated;
+    }
+
+    /** The most bytes {@link #allocatedBytes()} has been since this device was opened or {@link #resetPeak()}. */
+    public synchronized long peakAllocatedBytes() {
+        return peakAllocated;
+    }
+
+    /** Starts a new peak measurement from what is allocated now. */
+    public synchronized void resetPeak() {
+        peakAllocated = allocated;
+    }
+
+    /** Device memory in use by everything on the GPU (cuMemGetInfo: total − free), bytes. */
+    public long usedMemory() {
+        return totalMemory - freeMemory();
     }
 
     /**
@@ -172,6 +202,16 @@ public final class CudaDevice implements AutoCloseable {
     public CublasHandle cublas() {
         makeCurrent();
         return new CublasHandle(this);
+    }
+
+    /**
+     * A cuSOLVER dense handle bound to this device's stream.
+     *
+     * @throws CudaException when libcusolver cannot be loaded
+     */
+    public CusolverHandle cusolver() {
+        makeCurrent();
+        return new CusolverHandle(this);
     }
 
     /**

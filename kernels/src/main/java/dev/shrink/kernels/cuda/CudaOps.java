@@ -33,6 +33,8 @@ public final class CudaOps implements Ops, AutoCloseable {
     private final DeviceBuffer[] slots = new DeviceBuffer[4];
     private boolean poison;
     private boolean closed;
+    private volatile GemmMath math = GemmMath.FP32;
+    private DeviceOps deviceOps;
 
     private CudaOps(CudaDevice device) {
         this.device = device;
@@ -74,10 +76,38 @@ public final class CudaOps implements Ops, AutoCloseable {
         }
     }
 
-    /** "cuda (NVIDIA H200, sm_90)". */
+    /** "cuda (NVIDIA H200, sm_90)", with ", tf32" when the GEMMs run in TF32. */
     @Override
     public String name() {
-        return "cuda (" + device.describe() + ")";
+        return "cuda (" + device.describe() + (math == GemmMath.TF32 ? ", tf32" : "") + ")";
+    }
+
+    /** The arithmetic of the GEMMs (this object's and its {@link #deviceOps()}'): float32 unless set. */
+    public GemmMath math() {
+        return math;
+    }
+
+    /**
+     * Sets the GEMMs' arithmetic. {@link GemmMath#TF32} departs from {@code Ops}' float32 contract
+     * (errors ~1e-3·sqrt(K) relative) for several times the speed: a choice the user makes.
+     */
+    public CudaOps setMath(GemmMath m) {
+        math = java.util.Objects.requireNonNull(m);
+        return this;
+    }
+
+    /**
+     * The ops on device-resident tensors, sharing this object's device, stream, cuBLAS handle and
+     * kernels (made on first use, closed with this object).
+     */
+    public synchronized DeviceOps deviceOps() {
+        if (closed) {
+            throw new IllegalStateException("CudaOps used after close");
+        }
+        if (deviceOps == null) {
+            deviceOps = new DeviceOps(this, device, blas, module);
+        }
+        return deviceOps;
     }
 
     public CudaDevice device() {
@@ -136,7 +166,12 @@ public final class CudaOps implements Ops, AutoCloseable {
     /** {@link #gemm} on device buffers (M, N, K ≥ 1). */
     void gemmOnDevice(boolean transA, boolean transB, int M, int N, int K, float alpha, DeviceBuffer A, int lda,
                       DeviceBuffer B, int ldb, float beta, DeviceBuffer C, int ldc) {
-        blas.sgemmRowMajor(transA, transB, M, N, K, alpha, A.address(), lda, B.address(), ldb, beta, C.address(), ldc);
+        if (math == GemmMath.FP32) {
+            blas.sgemmRowMajor(transA, transB, M, N, K, alpha, A.address(), lda, B.address(), ldb, beta, C.address(), ldc);
+        } else {
+            blas.gemmRowMajor(math, transA, transB, M, N, K, alpha, A.address(), lda, B.address(), ldb, beta,
+                    C.address(), ldc);
+        }
     }
 
     private static long span(int rows, int cols, int ld) {
@@ -332,6 +367,10 @@ public final class CudaOps implements Ops, AutoCloseable {
         closed = true;
         try {
             device.synchronize();
+            if (deviceOps != null) {
+                deviceOps.close();
+                deviceOps = null;
+            }
             for (int i = 0; i < slots.length; i++) {
                 if (slots[i] != null) {
                     slots[i].close();

@@ -23,6 +23,14 @@ public final class DeviceBuffer implements AutoCloseable {
         return ptr;
     }
 
+    /** The device address of float (or int) element {@code index}: address() + 4·index, checked against the size. */
+    public long floatAt(long index) {
+        if (index < 0 || index * 4 > bytes) {
+            throw new IndexOutOfBoundsException("element " + index + " of a device buffer of " + bytes / 4 + " floats");
+        }
+        return address() + index * 4;
+    }
+
     public long bytes() {
         return bytes;
     }
@@ -36,7 +44,7 @@ public final class DeviceBuffer implements AutoCloseable {
         if (ptr != 0) {
             long p = ptr;
             ptr = 0;
-            device.free(p);
+            device.free(p, bytes);
         }
     }
 }

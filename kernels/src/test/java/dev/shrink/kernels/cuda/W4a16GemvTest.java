@@ -1,0 +1,113 @@
+package dev.shrink.kernels.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.shrink.core.quant.GptqPacking;
+import java.lang.foreign.MemorySegment;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@link W4a16Gemv} against a plain-Java GEMV over the dequantized weights: codes, zero points
+ * and scales drawn at random, packed by {@link GptqPacking} (the writer's own packing, FORMATS.md),
+ * fp16 scales and input; y must agree per element to 1e-5 of Σ|x·w| (float sums in another order).
+ * y is poisoned with NaN first, so an element the kernel skips fails. Skipped without a GPU.
+ */
+class W4a16GemvTest {
+    private static CudaDevice dev;
+    private static W4a16Gemv gemv;
+    private static String skipReason;
+
+    @BeforeAll
+    static void open() {
+        Cuda.Availability a = Cuda.availability();
+        if (!a.available()) {
+            skipReason = "no CUDA device: " + a.reason();
+            return;
+        }
+        dev = Cuda.get().open(0);
+        gemv = new W4a16Gemv(dev);
+    }
+
+    @BeforeEach
+    void needsCuda() {
+        assumeTrue(dev != null, skipReason);
+    }
+
+    @AfterAll
+    static void close() {
+        if (dev != null) {
+            gemv.close();
+            dev.close();
+        }
+    }
+
+    @ParameterizedTest(name = "N={0} K={1} group={2} v1={3}")
+    @CsvSource({"64, 256, 128, true", "104, 384, 32, false", "40, 512, -1, true", "4096, 1024, 128, true",
+                "8, 96, 32, false"})
+    void matchesDequantizedReference(int N, int K, int group, boolean v1) {
+        Random r = new Random(N * 7919L + K);
+        int gs = group == -1 ? K : group, G = K / gs;
+        int[] codes = new int[N * K];
+        for (int i = 0; i < codes.length; i++) {
+            codes[i] = r.nextInt(16);
+        }
+        int[] zeros = new int[G * N];
+        short[] scales = new short[G * N];
+        for (int i = 0; i < zeros.length; i++) {
+            zeros[i] = v1 ? 1 + r.nextInt(16) : r.nextInt(16); // v1 holds 1..16
+            scales[i] = Float.floatToFloat16(0.001f + 0.02f * r.nextFloat());
+        }
+        short[] x = new short[K];
+        for (int k = 0; k < K; k++) {
+            x[k] = Float.floatToFloat16((float) r.nextGaussian());
+        }
+        int[] qweight = GptqPacking.packQweight(codes, N, K, 4);
+        int[] qzeros = GptqPacking.packQzeros(zeros, G, N, 4, v1);
+        double[] ref = new double[N], mag = new double[N];
+        for (int n = 0; n < N; n++) {
+            for (int k = 0; k < K; k++) {
+                int g = k / gs;
+                double w = Float.float16ToFloat(scales[g * N + n]) * (double) (codes[n * K + k] - zeros[g * N + n]);
+                double t = Float.float16ToFloat(x[k]) * w;
+                ref[n] += t;
+                mag[n] += Math.abs(t);
+            }
+        }
+        try (DeviceBuffer dq = dev.alloc(qweight.length * 4L); DeviceBuffer dz = dev.alloc(qzeros.length * 4L);
+             DeviceBuffer ds = dev.alloc(scales.length * 2L); DeviceBuffer dx = dev.alloc(K * 2L);
+             DeviceBuffer dy = dev.alloc(N * 4L)) {
+            dev.upload(MemorySegment.ofArray(qweight), dq, 0);
+            dev.upload(MemorySegment.ofArray(qzeros), dz, 0);
+            dev.upload(MemorySegment.ofArray(scales), ds, 0);
+            dev.upload(MemorySegment.ofArray(x), dx, 0);
+            dev.fill32(dy, 0xFFFFFFFF, N);
+            gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1);
+            float[] y = new float[N];
+            dev.download(dy, 0, MemorySegment.ofArray(y));
+            for (int n = 0; n < N; n++) {
+                double bound = 1e-5 * mag[n] + 1e-6;
+                int col = n;
+                assertTrue(Math.abs(y[n] - ref[n]) <= bound, () -> "y[" + col + "] = " + y[col] + ", reference "
+                        + ref[col] + " (bound " + bound + ")");
+            }
+        }
+    }
+
+    @Test
+    void refusesShapesItCannotRun() {
+        try (DeviceBuffer b = dev.alloc(1 << 20)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> gemv.gemv(b, b, b, b, b, 256, 60, 128, true));
+            assertTrue(e.getMessage().contains("N % 8"), e.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> gemv.gemv(b, b, b, b, b, 256, 64, 48, true));
+        }
+    }
+}
