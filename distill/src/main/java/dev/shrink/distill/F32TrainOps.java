@@ -1,0 +1,451 @@
+package dev.shrink.distill;
+
+import dev.shrink.core.ops.Ops;
+import java.util.Arrays;
+
+/**
+ * {@link TrainOps} in float32 on the CPU: what training runs. Every matrix product, of the forward
+ * and of the backward, is {@link Ops#gemm} (the Vector-API SGEMM on the "cpu" backend); the rest
+ * (norms, RoPE, softmax, SwiGLU, losses, AdamW) are loops over rows, heads or elements spread over
+ * the threads of a {@link Parallel}. Sums that decide a result (norms, log-sum-exp, losses, the
+ * gradient norm) are accumulated in double. Results do not depend on the thread count: work items
+ * write disjoint outputs, and reductions use fixed chunks summed in order.
+ *
+ * <p>Attention works on blocks of {@value #QUERY_BLOCK} queries of one head: S = Q·Kᵀ/√D over the
+ * keys the block can see, P = exp(S − lse) (lse saved by the forward), two GEMMs per block forward
+ * and five backward (the probabilities are recomputed, never stored: FlashAttention's trade, Dao
+ * et al. 2022). Forward tasks are (sequence, head); backward tasks are (sequence, kv head), so that
+ * the dK and dV of a kv head shared by several query heads (GQA) have one writer.
+ */
+public final class F32TrainOps implements TrainOps<float[]> {
+    /** Query rows per attention block (the M of its small GEMMs). */
+    static final int QUERY_BLOCK = 64;
+    /** Elements per task below which element-wise work is not split. */
+    private static final int GRAIN = 1 << 14;
+    /** Rows per chunk of the row reductions (RMSNorm's dw, bias gradients). */
+    private static final int ROW_CHUNK = 64;
+
+    private final Ops ops;
+    private final Parallel par;
+    private final ThreadLocal<Losses.Scratch[]> lossScratch = ThreadLocal.withInitial(() -> new Losses.Scratch[1]);
+
+    /**
+     * @param ops     the backend whose {@link Ops#gemm} does the matrix products; it may be called
+     *                from several threads at once (the CPU backends allow it)
+     * @param threads threads for the row, head and element loops
+     */
+    public F32TrainOps(Ops ops, int threads) {
+        this.ops = ops;
+        this.par = new Parallel(threads);
+    }
+
+    /** The backend doing the GEMMs. */
+    public Ops ops() {
+        return ops;
+    }
+
+    @Override
+    public String name() {
+        return "cpu-f32 (gemm: " + ops.name() + ", " + par.threads() + " threads)";
+    }
+
+    @Override
+    public float[] zeros(int n) {
+        return new float[n];
+    }
+
+    @Override
+    public float[] adopt(float[] values) {
+        return values;
+    }
+
+    @Override
+    public float[] toFloats(float[] a) {
+        return a.clone();
+    }
+
+    @Override
+    public int size(float[] a) {
+        return a.length;
+    }
+
+    @Override
+    public void copy(float[] src, float[] dst) {
+        System.arraycopy(src, 0, dst, 0, src.length);
+    }
+
+    @Override
+    public void zero(float[] a) {
+        par.forRange(a.length, GRAIN, (i0, i1) -> Arrays.fill(a, i0, i1, 0f));
+    }
+
+    @Override
+    public void add(float[] x, float[] d) {
+        par.forRange(x.length, GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                x[i] += d[i];
+            }
+        });
+    }
+
+    @Override
+    public void embedForward(float[] E, int[] tokens, int C, float[] x) {
+        for (int t = 0; t < tokens.length; t++) {
+            System.arraycopy(E, tokens[t] * C, x, t * C, C);
+        }
+    }
+
+    @Override
+    public void embedBackward(float[] dx, int[] tokens, int C, float[] dE) {
+        // tokens repeat, so rows of dE have several writers: split by columns instead, tokens in order
+        par.forRange(C, 16, (c0, c1) -> {
+            for (int t = 0; t < tokens.length; t++) {
+                int e = tokens[t] * C, r = t * C;
+                for (int c = c0; c < c1; c++) {
+                    dE[e + c] += dx[r + c];
+                }
+            }
+        });
+    }
+
+    @Override
+    public void rmsNormForward(float[] x, float[] w, double eps, int M, int C, float[] y, float[] rstd) {
+        par.forRange(M, Math.max(1, GRAIN / C), (m0, m1) -> {
+            for (int m = m0; m < m1; m++) {
+                int row = m * C;
+                double ss = 0;
+                for (int c = 0; c < C; c++) {
+                    ss += (double) x[row + c] * x[row + c];
+                }
+                float r = (float) (1 / Math.sqrt(ss / C + eps));
+                rstd[m] = r;
+                for (int c = 0; c < C; c++) {
+                    y[row + c] = x[row + c] * r * w[c];
+                }
+            }
+        });
+    }
+
+    @Override
+    public void rmsNormBackward(float[] dy, float[] x, float[] w, float[] rstd, int M, int C, float[] dx, float[] dw) {
+        int chunks = (M + ROW_CHUNK - 1) / ROW_CHUNK;
+        double[] dwParts = new double[chunks * C]; // [chunks, C]
+        par.forEach(chunks, ch -> {
+            int m1 = Math.min(M, (ch + 1) * ROW_CHUNK);
+            for (int m = ch * ROW_CHUNK; m < m1; m++) {
+                int row = m * C;
+                double r = rstd[m];
+                double dot = 0; // Σ_c dy·w·x
+                for (int c = 0; c < C; c++) {
+                    dot += (double) dy[row + c] * w[c] * x[row + c];
+                    dwParts[ch * C + c] += (double) dy[row + c] * x[row + c] * r;
+                }
+                double k = r * r * r * dot / C;
+                for (int c = 0; c < C; c++) {
+                    dx[row + c] += (float) (r * dy[row + c] * w[c] - k * x[row + c]);
+                }
+            }
+        });
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int ch = 0; ch < chunks; ch++) {
+                s += dwParts[ch * C + c];
+            }
+            dw[c] += (float) s;
+        }
+    }
+
+    @Override
+    public void linearForward(float[] x, float[] W, float[] b, int M, int K, int N, float[] y) {
+        ops.gemm(false, true, M, N, K, 1f, x, 0, K, W, 0, K, 0f, y, 0, N);
+        if (b != null) {
+            par.forRange(M, Math.max(1, GRAIN / N), (m0, m1) -> {
+                for (int m = m0; m < m1; m++) {
+                    for (int n = 0; n < N; n++) {
+                        y[m * N + n] += b[n];
+                    }
+                }
+            });
+        }
+    }
+
+    @Override
+    public void linearBackward(float[] dy, float[] x, float[] W, int M, int K, int N, float[] dx, float[] dW, float[] db) {
+        // dx[M, K] += dy[M, N] · W[N, K]
+        ops.gemm(false, false, M, K, N, 1f, dy, 0, N, W, 0, K, 1f, dx, 0, K);
+        // dW[N, K] += dyᵀ[N, M] · x[M, K]
+        ops.gemm(true, false, N, K, M, 1f, dy, 0, N, x, 0, K, 1f, dW, 0, K);
+        if (db != null) {
+            int chunks = (M + ROW_CHUNK - 1) / ROW_CHUNK;
+            double[] parts = new double[chunks * N];
+            par.forEach(chunks, ch -> {
+                int m1 = Math.min(M, (ch + 1) * ROW_CHUNK);
+                for (int m = ch * ROW_CHUNK; m < m1; m++) {
+                    for (int n = 0; n < N; n++) {
+                        parts[ch * N + n] += dy[m * N + n];
+                    }
+                }
+            });
+            for (int n = 0; n < N; n++) {
+                double s = 0;
+                for (int ch = 0; ch < chunks; ch++) {
+                    s += parts[ch * N + n];
+                }
+                db[n] += (float) s;
+            }
+        }
+    }
+
+    @Override
+    public void ropeForward(float[] x, int B, int T, int heads, int D, RopeTable rope) {
+        rotate(x, B, T, heads, D, rope, false);
+    }
+
+    @Override
+    public void ropeBackward(float[] dx, int B, int T, int heads, int D, RopeTable rope) {
+        rotate(dx, B, T, heads, D, rope, true);
+    }
+
+    /** x1' = x1·c − x2·s, x2' = x2·c + x1·s per head half; with {@code inverse}, s → −s. */
+    private void rotate(float[] x, int B, int T, int heads, int D, RopeTable rope, boolean inverse) {
+        int half = D / 2;
+        float[] cos = rope.cos(), sin = rope.sin();
+        par.forRange(B * T, Math.max(1, GRAIN / (heads * D)), (r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                int table = (r % T) * half; // position of row r in its sequence
+                for (int h = 0; h < heads; h++) {
+                    int lo = (r * heads + h) * D, hi = lo + half;
+                    for (int i = 0; i < half; i++) {
+                        float c = cos[table + i], s = inverse ? -sin[table + i] : sin[table + i];
+                        float x1 = x[lo + i], x2 = x[hi + i];
+                        x[lo + i] = x1 * c - x2 * s;
+                        x[hi + i] = x2 * c + x1 * s;
+                    }
+                }
+            }
+        });
+    }
+
+    @Override
+    public void attentionForward(float[] q, float[] k, float[] v, int B, int T, int H, int Hkv, int D,
+                                 float[] out, float[] lse) {
+        int group = H / Hkv;
+        float scale = (float) (1 / Math.sqrt(D));
+        par.forEach(B * H, task -> {
+            int b = task / H, h = task % H, kh = h / group;
+            float[] S = new float[Math.min(QUERY_BLOCK, T) * T]; // [rows, keys]
+            int kOff = (b * T * Hkv + kh) * D;
+            for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
+                int rows = Math.min(QUERY_BLOCK, T - i0), keys = i0 + rows;
+                int qOff = ((b * T + i0) * H + h) * D;
+                // S[rows, keys] = Q[i0.., h, :] · K[0..keys, kh, :]ᵀ / √D
+                ops.gemm(false, true, rows, keys, D, scale, q, qOff, H * D, k, kOff, Hkv * D, 0f, S, 0, keys);
+                for (int r = 0; r < rows; r++) {
+                    int visible = i0 + r + 1, row = r * keys;
+                    float l = logSumExp(S, row, visible);
+                    lse[(b * H + h) * T + i0 + r] = l;
+                    for (int j = 0; j < visible; j++) {
+                        S[row + j] = (float) Math.exp(S[row + j] - l);
+                    }
+                    Arrays.fill(S, row + visible, row + keys, 0f); // causal mask
+                }
+                // out[i0.., h, :] = P[rows, keys] · V[0..keys, kh, :]
+                ops.gemm(false, false, rows, D, keys, 1f, S, 0, keys, v, kOff, Hkv * D, 0f, out, qOff, H * D);
+            }
+        });
+    }
+
+    /** log Σ_j exp(x[o + j]) over j &lt; n, with the max subtracted, summed in double. */
+    private static float logSumExp(float[] x, int o, int n) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < n; j++) {
+            max = Math.max(max, x[o + j]);
+        }
+        double sum = 0;
+        for (int j = 0; j < n; j++) {
+            sum += Math.exp(x[o + j] - max);
+        }
+        return (float) (max + Math.log(sum));
+    }
+
+    @Override
+    public void attentionBackward(float[] dOut, float[] q, float[] k, float[] v, float[] out, float[] lse,
+                                  int B, int T, int H, int Hkv, int D, float[] dq, float[] dk, float[] dv) {
+        int group = H / Hkv;
+        float scale = (float) (1 / Math.sqrt(D));
+        par.forEach(B * Hkv, task -> {
+            int b = task / Hkv, kh = task % Hkv;
+            int blockRows = Math.min(QUERY_BLOCK, T);
+            float[] P = new float[blockRows * T];  // [rows, keys]
+            float[] dS = new float[blockRows * T]; // dP, then dS, [rows, keys]
+            int kOff = (b * T * Hkv + kh) * D;
+            for (int h = kh * group; h < (kh + 1) * group; h++) {
+                for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
+                    int rows = Math.min(QUERY_BLOCK, T - i0), keys = i0 + rows;
+                    int qOff = ((b * T + i0) * H + h) * D;
+                    // P = exp(Q·Kᵀ/√D − lse), recomputed exactly as the forward computed it
+                    ops.gemm(false, true, rows, keys, D, scale, q, qOff, H * D, k, kOff, Hkv * D, 0f, P, 0, keys);
+                    for (int r = 0; r < rows; r++) {
+                        int visible = i0 + r + 1, row = r * keys;
+                        float l = lse[(b * H + h) * T + i0 + r];
+                        for (int j = 0; j < visible; j++) {
+                            P[row + j] = (float) Math.exp(P[row + j] - l);
+                        }
+                        Arrays.fill(P, row + visible, row + keys, 0f);
+                    }
+                    // dV[0..keys] += Pᵀ · dO
+                    ops.gemm(true, false, keys, D, rows, 1f, P, 0, keys, dOut, qOff, H * D, 1f, dv, kOff, Hkv * D);
+                    // dP = dO · Vᵀ
+                    ops.gemm(false, true, rows, keys, D, 1f, dOut, qOff, H * D, v, kOff, Hkv * D, 0f, dS, 0, keys);
+                    // dS = P ⊙ (dP − rowsum(dO ⊙ O))
+                    for (int r = 0; r < rows; r++) {
+                        int o = qOff + r * H * D, row = r * keys;
+                        double di = 0;
+                        for (int d = 0; d < D; d++) {
+                            di += (double) dOut[o + d] * out[o + d];
+                        }
+                        float fdi = (float) di;
+                        for (int j = 0; j < keys; j++) {
+                            dS[row + j] = P[row + j] * (dS[row + j] - fdi);
+                        }
+                    }
+                    // dQ += dS · K / √D ; dK[0..keys] += dSᵀ · Q / √D
+                    ops.gemm(false, false, rows, D, keys, scale, dS, 0, keys, k, kOff, Hkv * D, 1f, dq, qOff, H * D);
+                    ops.gemm(true, false, keys, D, rows, scale, dS, 0, keys, q, qOff, H * D, 1f, dk, kOff, Hkv * D);
+                }
+            }
+        });
+    }
+
+    @Override
+    public void swigluForward(float[] g, float[] u, int n, float[] out) {
+        par.forRange(n, GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                float x = g[i];
+                out[i] = x / (1f + (float) Math.exp(-x)) * u[i];
+            }
+        });
+    }
+
+    @Override
+    public void swigluBackward(float[] dOut, float[] g, float[] u, int n, float[] dg, float[] du) {
+        par.forRange(n, GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                float x = g[i];
+                float sig = 1f / (1f + (float) Math.exp(-x));
+                dg[i] += dOut[i] * u[i] * sig * (1f + x * (1f - sig));
+                du[i] += dOut[i] * x * sig;
+            }
+        });
+    }
+
+    @Override
+    public Losses.Sums distillLoss(float[] zs, float[] zt, int[] targets, Losses.Kind kind, double temperature,
+                                   int M, int V, double klScale, double ceScale, float[] dzs) {
+        double[] klRow = new double[M], ceRow = new double[M];
+        par.forRange(M, 1, (m0, m1) -> {
+            Losses.Scratch[] holder = lossScratch.get();
+            if (holder[0] == null || holder[0].grad.length != V) {
+                holder[0] = new Losses.Scratch(V);
+            }
+            Losses.Scratch sc = holder[0];
+            double[] rs = new double[V], rt = zt == null ? null : new double[V], res = new double[2];
+            for (int m = m0; m < m1; m++) {
+                int o = m * V;
+                for (int j = 0; j < V; j++) {
+                    rs[j] = zs[o + j];
+                }
+                if (rt != null) {
+                    for (int j = 0; j < V; j++) {
+                        rt[j] = zt[o + j];
+                    }
+                }
+                Losses.row(rs, rt, targets == null ? -1 : targets[m], kind, temperature, klScale, ceScale, sc, res);
+                if (dzs == zs) {
+                    for (int j = 0; j < V; j++) {
+                        dzs[o + j] = (float) sc.grad[j];
+                    }
+                } else {
+                    for (int j = 0; j < V; j++) {
+                        dzs[o + j] += (float) sc.grad[j];
+                    }
+                }
+                klRow[m] = res[0];
+                ceRow[m] = res[1];
+            }
+        });
+        double kl = 0, ce = 0;
+        long klRows = 0, ceRows = 0;
+        for (int m = 0; m < M; m++) {
+            if (klScale != 0) {
+                kl += klRow[m];
+                klRows++;
+            }
+            if (ceScale != 0 && targets != null && targets[m] >= 0) {
+                ce += ceRow[m];
+                ceRows++;
+            }
+        }
+        return new Losses.Sums(kl, klRows, ce, ceRows);
+    }
+
+    @Override
+    public double squaredError(float[] a, float[] b, int n, double scale, float[] da) {
+        return par.sum(n, 1 << 14, (i0, i1) -> {
+            double s = 0;
+            for (int i = i0; i < i1; i++) {
+                double d = (double) a[i] - b[i];
+                s += d * d;
+                if (da != null) {
+                    da[i] += (float) (scale * 2 * d);
+                }
+            }
+            return s;
+        });
+    }
+
+    @Override
+    public double sumSquares(float[] a) {
+        return par.sum(a.length, 1 << 14, (i0, i1) -> {
+            double s = 0;
+            for (int i = i0; i < i1; i++) {
+                s += (double) a[i] * a[i];
+            }
+            return s;
+        });
+    }
+
+    @Override
+    public void scale(float[] a, double s) {
+        float f = (float) s;
+        par.forRange(a.length, GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                a[i] *= f;
+            }
+        });
+    }
+
+    @Override
+    public void adamw(float[] p, float[] g, float[] m, float[] v, AdamW.Step step) {
+        double decay = step.decay(), b1 = step.h().beta1(), b2 = step.h().beta2();
+        double stepSize = step.stepSize(), bc2 = step.bias2Sqrt(), eps = step.h().eps();
+        par.forRange(p.length, GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                double gi = g[i];
+                double pi = p[i] * decay;
+                double mi = m[i] + (gi - m[i]) * (1 - b1);
+                double vi = v[i] * b2 + (1 - b2) * gi * gi;
+                m[i] = (float) mi;
+                v[i] = (float) vi;
+                p[i] = (float) (pi - stepSize * mi / (Math.sqrt(vi) / bc2 + eps));
+            }
+        });
+    }
+
+    @Override
+    public void zeroAt(float[] a, int[] idx) {
+        for (int i : idx) {
+            a[i] = 0f;
+        }
+    }
+}
