@@ -58,15 +58,19 @@ public final class Losses {
         }
     }
 
-    /** Scratch of one thread: three rows of V doubles. */
+    /** Scratch of one thread: rows of V doubles. */
     static final class Scratch {
         final double[] logQ;  // log softmax(s), student
+        final double[] q;     // softmax(s)
         final double[] logP;  // log softmax(t), teacher
+        final double[] p;     // softmax(t)
         final double[] grad;  // ∂ loss / ∂ z_s
 
         Scratch(int V) {
             logQ = new double[V];
+            q = new double[V];
             logP = new double[V];
+            p = new double[V];
             grad = new double[V];
         }
     }
@@ -83,61 +87,67 @@ public final class Losses {
                     Scratch sc, double[] out) {
         int V = zs.length;
         double[] g = sc.grad;
-        java.util.Arrays.fill(g, 0);
         out[0] = 0;
         out[1] = 0;
+        boolean studentAtT = false;
         if (klScale != 0) {
-            logSoftmax(zs, 1 / T, sc.logQ);
-            logSoftmax(zt, 1 / T, sc.logP);
+            logSoftmax(zs, 1 / T, sc.logQ, sc.q);
+            logSoftmax(zt, 1 / T, sc.logP, sc.p);
+            studentAtT = true;
             double d = 0;
             if (kind == Kind.KL) {
                 for (int j = 0; j < V; j++) {
-                    double p = Math.exp(sc.logP[j]);
+                    double p = sc.p[j];
                     if (p > 0) {
                         d += p * (sc.logP[j] - sc.logQ[j]);
                     }
-                    // T² · (q − p) / T
-                    g[j] = klScale * T * (Math.exp(sc.logQ[j]) - p);
+                    g[j] = klScale * T * (sc.q[j] - p); // T² · (q − p) / T
                 }
             } else {
                 for (int j = 0; j < V; j++) {
-                    double q = Math.exp(sc.logQ[j]);
+                    double q = sc.q[j];
                     if (q > 0) {
                         d += q * (sc.logQ[j] - sc.logP[j]);
                     }
                 }
                 for (int j = 0; j < V; j++) {
-                    double q = Math.exp(sc.logQ[j]);
-                    g[j] = klScale * T * q * (sc.logQ[j] - sc.logP[j] - d);
+                    g[j] = klScale * T * sc.q[j] * (sc.logQ[j] - sc.logP[j] - d);
                 }
             }
             out[0] = T * T * d;
+        } else {
+            java.util.Arrays.fill(g, 0);
         }
         if (ceScale != 0 && target >= 0) {
             if (target >= V) {
                 throw new IllegalArgumentException("target " + target + " outside the vocabulary of " + V);
             }
-            logSoftmax(zs, 1, sc.logQ);
+            if (!(studentAtT && T == 1)) {
+                logSoftmax(zs, 1, sc.logQ, sc.q);
+            }
             out[1] = -sc.logQ[target];
             for (int j = 0; j < V; j++) {
-                g[j] += ceScale * (Math.exp(sc.logQ[j]) - (j == target ? 1 : 0));
+                g[j] += ceScale * (sc.q[j] - (j == target ? 1 : 0));
             }
         }
     }
 
-    /** out = log softmax(z · scale), with the max subtracted; sums in double. */
-    static void logSoftmax(double[] z, double scale, double[] out) {
+    /** logOut = log softmax(z · scale) and probOut = softmax(z · scale), with the max subtracted; one exp per element. */
+    static void logSoftmax(double[] z, double scale, double[] logOut, double[] probOut) {
         double max = Double.NEGATIVE_INFINITY;
         for (double v : z) {
             max = Math.max(max, v * scale);
         }
         double sum = 0;
-        for (double v : z) {
-            sum += Math.exp(v * scale - max);
-        }
-        double lse = max + Math.log(sum);
         for (int j = 0; j < z.length; j++) {
-            out[j] = z[j] * scale - lse;
+            double e = Math.exp(z[j] * scale - max);
+            probOut[j] = e;
+            sum += e;
+        }
+        double lse = max + Math.log(sum), inv = 1 / sum;
+        for (int j = 0; j < z.length; j++) {
+            logOut[j] = z[j] * scale - lse;
+            probOut[j] *= inv;
         }
     }
 }
