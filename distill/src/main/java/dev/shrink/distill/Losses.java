@@ -98,7 +98,7 @@ public final class Losses {
             if (kind == Kind.KL) {
                 for (int j = 0; j < V; j++) {
                     double p = sc.p[j];
-                    if (p > 0) {
+                    if (p != 0) { // 0 · log 0 = 0; a NaN still propagates
                         d += p * (sc.logP[j] - sc.logQ[j]);
                     }
                     g[j] = klScale * T * (sc.q[j] - p); // T² · (q − p) / T
@@ -106,7 +106,7 @@ public final class Losses {
             } else {
                 for (int j = 0; j < V; j++) {
                     double q = sc.q[j];
-                    if (q > 0) {
+                    if (q != 0) {
                         d += q * (sc.logQ[j] - sc.logP[j]);
                     }
                 }
