@@ -83,6 +83,20 @@ class DistillStageRecipeTest {
     }
 
     @Test
+    void theShippedExampleParses() {
+        Path file = Path.of(System.getProperty("user.dir")).resolve("../examples/distill.yaml").normalize();
+        Recipe r = RecipeParser.read(file);
+        assertEquals(List.of("prune24", "prune24-kd", "prune24-kd-gptq-w4"),
+                r.pipelines().stream().map(Recipe.Pipeline::name).toList());
+        List<StageSpec> chain = r.pipelines().get(2).stages();
+        assertEquals(List.of("prune", "distill", "gptq"), chain.stream().map(StageSpec::kind).toList());
+        StageSpec.Distill d = assertInstanceOf(StageSpec.Distill.class, chain.get(1));
+        assertEquals(r.model(), d.teacher());
+        assertEquals(40, d.steps());
+        assertEquals(r.pipelines().get(1).stages().get(1), d, "the two pipelines share the distill stage");
+    }
+
+    @Test
     void theTeacherEntersTheKeyByContent() {
         StageSpec.Distill d = new StageSpec.Distill(Path.of("/a"), 4, 2, 2, 32, 1e-3, 0, 1, 0.01, 1, 1, "kl", 0, "c4", 0);
         StageSpec.Distill moved = new StageSpec.Distill(Path.of("/b"), 4, 2, 2, 32, 1e-3, 0, 1, 0.01, 1, 1, "kl", 0, "c4", 0);
