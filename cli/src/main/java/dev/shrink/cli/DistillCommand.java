@@ -179,11 +179,13 @@ final class DistillCommand implements Callable<Integer> {
         DistillRun.Outcome o = DistillRun.run(req, WeightSources::forModel,
                 evalWindows > 0 ? evaluator(ops, out) : null, train, listener(err));
         DistillStage.Result r = o.result();
-        double secs = r.seconds();
-        out.printf(Locale.ROOT, "trained %d steps (%s) in %s: %.2f s/step, %.0f tokens/s; %d parameters, %d kept zeros%n",
+        double secs = r.secondsThisRun();
+        int ran = Math.max(1, r.stepsThisRun());
+        out.printf(Locale.ROOT, "trained %d steps (%s) in %s: %.2f s/step (%.2f CPU-s/step), %.0f tokens/s; %d parameters, "
+                        + "%d kept zeros%n",
                 r.curve().size(), r.resumedFrom() > 0 ? "resumed at step " + r.resumedFrom() : "from the start",
-                Progress.clock(secs), secs / Math.max(1, r.curve().size()),
-                (double) r.curve().size() * batch * seqlen / Math.max(1e-9, secs), r.parameters(), r.maskedZeros());
+                Progress.clock(secs), secs / ran, r.cpuSeconds() / ran,
+                (double) r.stepsThisRun() * batch * seqlen / Math.max(1e-9, secs), r.parameters(), r.maskedZeros());
         for (int i = 0; i < o.after().size(); i++) {
             DistillRun.Ppl a = o.after().get(i);
             DistillRun.Ppl b = i < o.before().size() ? o.before().get(i) : null;

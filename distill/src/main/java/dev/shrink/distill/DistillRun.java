@@ -251,14 +251,17 @@ public final class DistillRun {
         data.put("eval_text_allowed", r.allowEvalText());
         rep.put("data", data);
         Map<String, Object> train = new LinkedHashMap<>();
-        int ran = res.curve().size() - res.resumedFrom();
         train.put("steps", res.curve().size());
         train.put("resumed_from_step", res.resumedFrom());
         train.put("seconds", res.seconds());
         train.put("seconds_per_step", res.curve().isEmpty() ? null : res.seconds() / res.curve().size());
         train.put("tokens_per_second", res.seconds() > 0 ? (double) res.curve().size() * cfg.batch() * cfg.seqlen()
                 / res.seconds() : null);
-        train.put("steps_this_run", ran);
+        train.put("steps_this_run", res.stepsThisRun());
+        train.put("seconds_this_run", res.secondsThisRun());
+        train.put("cpu_seconds_this_run", Double.isFinite(res.cpuSeconds()) ? res.cpuSeconds() : null);
+        train.put("cpu_seconds_per_step", res.stepsThisRun() > 0 && Double.isFinite(res.cpuSeconds())
+                ? res.cpuSeconds() / res.stepsThisRun() : null);
         train.put("parameters", res.parameters());
         train.put("masked_zeros", res.maskedZeros());
         train.put("masked_tensors", students.student().masks().size());

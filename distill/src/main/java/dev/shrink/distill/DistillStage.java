@@ -184,9 +184,14 @@ public final class DistillStage {
      * @param resumedFrom the step the run continued from (0: from the start)
      * @param seconds     training wall time, over all runs that made it
      * @param backend     the ops that trained
+     * @param cpuSeconds  CPU time of this process during this run's steps (all threads; NaN where the
+     *                    JVM cannot tell): with other work on the machine, seconds / cpuSeconds shows
+     *                    how much of it training got
+     * @param stepsThisRun steps run by this run (after a resume, fewer than the curve holds)
      */
     public record Result(Weights<float[]> weights, List<StepRecord> curve, int resumedFrom, double seconds,
-                         long parameters, long maskedZeros, String backend, int trainTokens) {
+                         long parameters, long maskedZeros, String backend, int trainTokens, double cpuSeconds,
+                         int stepsThisRun, double secondsThisRun) {
     }
 
     /**
@@ -281,6 +286,7 @@ public final class DistillStage {
         TrainModel<float[]> model = new TrainModel<>(ops, w, T);
         int lastCheckpoint = start;
         long t0 = System.nanoTime();
+        double cpu0 = processCpuSeconds();
 
         for (int s = start; s < cfg.steps(); s++) {
             for (Weights.Entry<float[]> g : gradList) {
@@ -359,9 +365,19 @@ public final class DistillStage {
                 listener.checkpoint(s + 1, DistillCheckpoint.file(checkpointDir));
             }
         }
-        double seconds = priorSeconds + (System.nanoTime() - t0) / 1e9;
-        return new Result(w, List.copyOf(curve), start, seconds, w.parameterCount(ops), maskedZeros, ops.name(),
-                stream.length);
+        double thisRun = (System.nanoTime() - t0) / 1e9;
+        return new Result(w, List.copyOf(curve), start, priorSeconds + thisRun, w.parameterCount(ops), maskedZeros,
+                ops.name(), stream.length, processCpuSeconds() - cpu0, cfg.steps() - start, thisRun);
+    }
+
+    /** CPU time of this process so far, or NaN. */
+    static double processCpuSeconds() {
+        if (java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+                instanceof com.sun.management.OperatingSystemMXBean os) {
+            long ns = os.getProcessCpuTime();
+            return ns < 0 ? Double.NaN : ns / 1e9;
+        }
+        return Double.NaN;
     }
 
     /** The next token of every row of B windows of T tokens; −1 at each window's last position. */

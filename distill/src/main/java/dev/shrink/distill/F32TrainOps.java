@@ -2,6 +2,7 @@ package dev.shrink.distill;
 
 import dev.shrink.core.ops.Ops;
 import java.util.Arrays;
+import jdk.incubator.vector.FloatVector;
 
 /**
  * {@link TrainOps} in float32 on the CPU: what training runs. Every matrix product, of the forward
@@ -27,7 +28,6 @@ public final class F32TrainOps implements TrainOps<float[]> {
 
     private final Ops ops;
     private final Parallel par;
-    private final ThreadLocal<Losses.Scratch[]> lossScratch = ThreadLocal.withInitial(() -> new Losses.Scratch[1]);
 
     /**
      * @param ops     the backend whose {@link Ops#gemm} does the matrix products; it may be called
@@ -242,11 +242,11 @@ public final class F32TrainOps implements TrainOps<float[]> {
                 ops.gemm(false, true, rows, keys, D, scale, q, qOff, H * D, k, kOff, Hkv * D, 0f, S, 0, keys);
                 for (int r = 0; r < rows; r++) {
                     int visible = i0 + r + 1, row = r * keys;
-                    float l = logSumExp(S, row, visible);
-                    lse[(b * H + h) * T + i0 + r] = l;
-                    for (int j = 0; j < visible; j++) {
-                        S[row + j] = (float) Math.exp(S[row + j] - l);
-                    }
+                    // P = exp(S − max) / Σ; lse = max + log Σ
+                    float max = max(S, row, visible);
+                    double sum = expInPlace(S, row, visible, max);
+                    lse[(b * H + h) * T + i0 + r] = (float) (max + Math.log(sum));
+                    scale(S, row, visible, (float) (1 / sum));
                     Arrays.fill(S, row + visible, row + keys, 0f); // causal mask
                 }
                 // out[i0.., h, :] = P[rows, keys] · V[0..keys, kh, :]
@@ -255,17 +255,59 @@ public final class F32TrainOps implements TrainOps<float[]> {
         });
     }
 
-    /** log Σ_j exp(x[o + j]) over j &lt; n, with the max subtracted, summed in double. */
-    private static float logSumExp(float[] x, int o, int n) {
+    // ---- row kernels on the Vector API (exp from FastExp: the same bits in every JIT state) ----
+
+    private static final jdk.incubator.vector.VectorSpecies<Float> S = FastExp.S;
+    private static final int L = FastExp.L;
+
+    /** max of x[o .. o+n). */
+    static float max(float[] x, int o, int n) {
+        int j = 0;
         float max = Float.NEGATIVE_INFINITY;
-        for (int j = 0; j < n; j++) {
+        if (n >= L) {
+            FloatVector m = FloatVector.fromArray(S, x, o);
+            for (j = L; j <= n - L; j += L) {
+                m = m.max(FloatVector.fromArray(S, x, o + j));
+            }
+            for (int k = 0; k < L; k++) {
+                max = Math.max(max, m.lane(k));
+            }
+        }
+        for (; j < n; j++) {
             max = Math.max(max, x[o + j]);
         }
-        double sum = 0;
-        for (int j = 0; j < n; j++) {
-            sum += Math.exp(x[o + j] - max);
+        return max;
+    }
+
+    /** x[o+j] = exp(x[o+j] − shift) for j &lt; n; returns Σ of the new values (lanes summed in order, in double). */
+    static double expInPlace(float[] x, int o, int n, float shift) {
+        FloatVector acc = FloatVector.zero(S);
+        int j = 0;
+        for (; j <= n - L; j += L) {
+            FloatVector e = FastExp.exp(FloatVector.fromArray(S, x, o + j).sub(shift));
+            e.intoArray(x, o + j);
+            acc = acc.add(e);
         }
-        return (float) (max + Math.log(sum));
+        double sum = 0;
+        for (int k = 0; k < L; k++) {
+            sum += acc.lane(k);
+        }
+        for (; j < n; j++) {
+            x[o + j] = FastExp.exp(x[o + j] - shift);
+            sum += x[o + j];
+        }
+        return sum;
+    }
+
+    /** x[o+j] *= f for j &lt; n. */
+    static void scale(float[] x, int o, int n, float f) {
+        int j = 0;
+        for (; j <= n - L; j += L) {
+            FloatVector.fromArray(S, x, o + j).mul(f).intoArray(x, o + j);
+        }
+        for (; j < n; j++) {
+            x[o + j] *= f;
+        }
     }
 
     @Override
@@ -283,14 +325,11 @@ public final class F32TrainOps implements TrainOps<float[]> {
                 for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
                     int rows = Math.min(QUERY_BLOCK, T - i0), keys = i0 + rows;
                     int qOff = ((b * T + i0) * H + h) * D;
-                    // P = exp(Q·Kᵀ/√D − lse), recomputed exactly as the forward computed it
+                    // P = exp(Q·Kᵀ/√D − lse), recomputed (equal to the forward's up to float rounding)
                     ops.gemm(false, true, rows, keys, D, scale, q, qOff, H * D, k, kOff, Hkv * D, 0f, P, 0, keys);
                     for (int r = 0; r < rows; r++) {
                         int visible = i0 + r + 1, row = r * keys;
-                        float l = lse[(b * H + h) * T + i0 + r];
-                        for (int j = 0; j < visible; j++) {
-                            P[row + j] = (float) Math.exp(P[row + j] - l);
-                        }
+                        expInPlace(P, row, visible, lse[(b * H + h) * T + i0 + r]);
                         Arrays.fill(P, row + visible, row + keys, 0f);
                     }
                     // dV[0..keys] += Pᵀ · dO
@@ -319,59 +358,102 @@ public final class F32TrainOps implements TrainOps<float[]> {
 
     @Override
     public void swigluForward(float[] g, float[] u, int n, float[] out) {
-        par.forRange(n, GRAIN, (i0, i1) -> {
-            for (int i = i0; i < i1; i++) {
+        // chunks start at multiples of the vector width, so the scalar tail is the same whatever the split
+        int vectors = (n + L - 1) / L;
+        par.forRange(vectors, GRAIN / L, (v0, v1) -> {
+            int i = v0 * L, end = Math.min(n, v1 * L);
+            for (; i <= end - L; i += L) {
+                FloatVector x = FloatVector.fromArray(S, g, i);
+                x.mul(oneOver(FastExp.exp(x.neg()).add(1f))).mul(FloatVector.fromArray(S, u, i)).intoArray(out, i);
+            }
+            for (; i < end; i++) {
                 float x = g[i];
-                out[i] = x / (1f + (float) Math.exp(-x)) * u[i];
+                out[i] = x * (1f / (1f + FastExp.exp(-x))) * u[i];
             }
         });
     }
 
+    /** 1 / v per lane. */
+    private static FloatVector oneOver(FloatVector v) {
+        return FloatVector.broadcast(S, 1f).div(v);
+    }
+
     @Override
     public void swigluBackward(float[] dOut, float[] g, float[] u, int n, float[] dg, float[] du) {
-        par.forRange(n, GRAIN, (i0, i1) -> {
-            for (int i = i0; i < i1; i++) {
+        int vectors = (n + L - 1) / L;
+        par.forRange(vectors, GRAIN / L, (v0, v1) -> {
+            int i = v0 * L, end = Math.min(n, v1 * L);
+            for (; i <= end - L; i += L) {
+                FloatVector x = FloatVector.fromArray(S, g, i);
+                FloatVector sig = oneOver(FastExp.exp(x.neg()).add(1f));
+                FloatVector d = FloatVector.fromArray(S, dOut, i);
+                // dg += dOut·u·σ·(1 + x·(1 − σ)); du += dOut·x·σ
+                FloatVector dsilu = sig.mul(x.mul(sig.neg().add(1f)).add(1f));
+                d.mul(FloatVector.fromArray(S, u, i)).mul(dsilu).add(FloatVector.fromArray(S, dg, i)).intoArray(dg, i);
+                d.mul(x).mul(sig).add(FloatVector.fromArray(S, du, i)).intoArray(du, i);
+            }
+            for (; i < end; i++) {
                 float x = g[i];
-                float sig = 1f / (1f + (float) Math.exp(-x));
-                dg[i] += dOut[i] * u[i] * sig * (1f + x * (1f - sig));
+                float sig = 1f / (1f + FastExp.exp(-x));
+                dg[i] += dOut[i] * u[i] * (sig * (x * (1f - sig) + 1f));
                 du[i] += dOut[i] * x * sig;
             }
         });
     }
 
+    /**
+     * {@link Losses#row} in float32 vectors, row by row in parallel: the same formulas (log-softmax
+     * with the max subtracted, the KL or reverse KL at temperature T, the cross-entropy at T = 1),
+     * with exp from {@link FastExp} and the sums over the vocabulary accumulated per lane and added
+     * in double. Tested against the float64 specification.
+     */
     @Override
     public Losses.Sums distillLoss(float[] zs, float[] zt, int[] targets, Losses.Kind kind, double temperature,
                                    int M, int V, double klScale, double ceScale, float[] dzs) {
         double[] klRow = new double[M], ceRow = new double[M];
         par.forRange(M, 1, (m0, m1) -> {
-            Losses.Scratch[] holder = lossScratch.get();
-            if (holder[0] == null || holder[0].grad.length != V) {
-                holder[0] = new Losses.Scratch(V);
-            }
-            Losses.Scratch sc = holder[0];
-            double[] rs = new double[V], rt = zt == null ? null : new double[V], res = new double[2];
+            float[] lq = new float[V], q = new float[V], lp = new float[V], p = new float[V];
             for (int m = m0; m < m1; m++) {
-                int o = m * V;
-                for (int j = 0; j < V; j++) {
-                    rs[j] = zs[o + j];
-                }
-                if (rt != null) {
-                    for (int j = 0; j < V; j++) {
-                        rt[j] = zt[o + j];
-                    }
-                }
-                Losses.row(rs, rt, targets == null ? -1 : targets[m], kind, temperature, klScale, ceScale, sc, res);
-                if (dzs == zs) {
-                    for (int j = 0; j < V; j++) {
-                        dzs[o + j] = (float) sc.grad[j];
+                int o = m * V, target = targets == null ? -1 : targets[m];
+                float kl = (float) (klScale * temperature), ce = (float) ceScale;
+                boolean atT = false;
+                if (klScale != 0) {
+                    logSoftmax(zs, o, V, (float) (1 / temperature), lq, q);
+                    logSoftmax(zt, o, V, (float) (1 / temperature), lp, p);
+                    atT = true;
+                    if (kind == Losses.Kind.KL) {
+                        klRow[m] = temperature * temperature * dotDiff(p, lp, lq, V);   // Σ p (log p − log q)
+                        for (int j = 0; j < V; j++) {
+                            lp[j] = kl * (q[j] - p[j]);                                // the gradient, into lp
+                        }
+                    } else {
+                        double d = dotDiff(q, lq, lp, V);                               // Σ q (log q − log p)
+                        klRow[m] = temperature * temperature * d;
+                        float fd = (float) d;
+                        for (int j = 0; j < V; j++) {
+                            lp[j] = kl * q[j] * (lq[j] - lp[j] - fd);
+                        }
                     }
                 } else {
+                    Arrays.fill(lp, 0f);
+                }
+                if (ceScale != 0 && target >= 0) {
+                    if (!(atT && temperature == 1)) {
+                        logSoftmax(zs, o, V, 1f, lq, q);
+                    }
+                    ceRow[m] = -lq[target];
                     for (int j = 0; j < V; j++) {
-                        dzs[o + j] += (float) sc.grad[j];
+                        lp[j] += ce * q[j];
+                    }
+                    lp[target] -= ce;
+                }
+                if (dzs == zs) {
+                    System.arraycopy(lp, 0, dzs, o, V);
+                } else {
+                    for (int j = 0; j < V; j++) {
+                        dzs[o + j] += lp[j];
                     }
                 }
-                klRow[m] = res[0];
-                ceRow[m] = res[1];
             }
         });
         double kl = 0, ce = 0;
@@ -387,6 +469,47 @@ public final class F32TrainOps implements TrainOps<float[]> {
             }
         }
         return new Losses.Sums(kl, klRows, ce, ceRows);
+    }
+
+    /** logOut = log softmax(z[o..o+V) · scale), probOut = softmax of the same. */
+    static void logSoftmax(float[] z, int o, int V, float scale, float[] logOut, float[] probOut) {
+        int j = 0;
+        for (; j <= V - L; j += L) {
+            FloatVector.fromArray(S, z, o + j).mul(scale).intoArray(logOut, j);
+        }
+        for (; j < V; j++) {
+            logOut[j] = z[o + j] * scale;
+        }
+        float max = max(logOut, 0, V);
+        System.arraycopy(logOut, 0, probOut, 0, V);
+        double sum = expInPlace(probOut, 0, V, max);
+        float lse = (float) (max + Math.log(sum)), inv = (float) (1 / sum);
+        for (j = 0; j <= V - L; j += L) {
+            FloatVector.fromArray(S, logOut, j).sub(lse).intoArray(logOut, j);
+            FloatVector.fromArray(S, probOut, j).mul(inv).intoArray(probOut, j);
+        }
+        for (; j < V; j++) {
+            logOut[j] -= lse;
+            probOut[j] *= inv;
+        }
+    }
+
+    /** Σ_j w[j]·(a[j] − b[j]), per lane in float, lanes added in double. */
+    static double dotDiff(float[] w, float[] a, float[] b, int V) {
+        FloatVector acc = FloatVector.zero(S);
+        int j = 0;
+        for (; j <= V - L; j += L) {
+            FloatVector d = FloatVector.fromArray(S, a, j).sub(FloatVector.fromArray(S, b, j));
+            acc = d.fma(FloatVector.fromArray(S, w, j), acc);
+        }
+        double s = 0;
+        for (int k = 0; k < L; k++) {
+            s += acc.lane(k);
+        }
+        for (; j < V; j++) {
+            s += (double) w[j] * (a[j] - b[j]);
+        }
+        return s;
     }
 
     @Override
