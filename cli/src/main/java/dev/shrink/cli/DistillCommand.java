@@ -62,7 +62,7 @@ final class DistillCommand implements Callable<Integer> {
     @Option(names = "--student", paramLabel = "DIR", description = "The student model folder (e.g. from shrink prune).")
     Path student;
 
-    @Option(names = "--drop-layers", paramLabel = "L[,L...]", split = ",", description = "Student = the teacher without these layers (0-based).")
+    @Option(names = "--drop-layers", paramLabel = "L", split = ",", description = "Student = the teacher without these layers (0-based, comma-separated).")
     List<Integer> dropLayers;
 
     @Option(names = "--work-dir", required = true, paramLabel = "OUT", description = "Output folder (appears only when complete).")
@@ -107,7 +107,7 @@ final class DistillCommand implements Callable<Integer> {
     @Option(names = "--hidden-weight", defaultValue = "0", paramLabel = "B", description = "Weight of the hidden-state MSE between mapped layers (0: off).")
     double hiddenWeight;
 
-    @Option(names = "--layer-map", paramLabel = "S:T[,S:T...]", split = ",", description = "With --hidden-weight: student layer S imitates teacher layer T. Default: the kept layers (--drop-layers) or the same index.")
+    @Option(names = "--layer-map", paramLabel = "S:T", split = ",", description = "With --hidden-weight: student layer S imitates teacher layer T. Default: the kept layers (--drop-layers) or the same index.")
     List<String> layerMap;
 
     @Option(names = "--calib-dataset", defaultValue = TrainText.DEFAULT, paramLabel = "SRC[,SRC...]", description = "Training text: c4, ptb, wikitext2-valid, ptb-valid, or .txt/.jsonl/.arrow/.parquet files or folders. Default: ${DEFAULT-VALUE} (the golden protocol's).")
@@ -119,7 +119,7 @@ final class DistillCommand implements Callable<Integer> {
     @Option(names = "--allow-eval-text", description = "Allow training on evaluation text (wikitext2 test, heldout, tinystories, ptb test).")
     boolean allowEvalText;
 
-    @Option(names = "--seed", defaultValue = "0", description = "Seed of the random windows (Python random.seed semantics). Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "Seed of the random windows (Python random.seed semantics). Default: ${DEFAULT-VALUE}.")
     long seed;
 
     @Option(names = "--keep-zeros", description = "Keep every exact zero of every decoder linear (students pruned by other tools). Default: the linears config.json's shrink.sparsity lists.")
@@ -143,7 +143,7 @@ final class DistillCommand implements Callable<Integer> {
     @Option(names = "--eval-windows", defaultValue = "0", paramLabel = "N", description = "Perplexity of teacher, student before and after on the first N windows of --eval-datasets (0: none).")
     int evalWindows;
 
-    @Option(names = "--eval-datasets", defaultValue = "heldout,wikitext2", split = ",", paramLabel = "SET[,SET...]", description = "Evaluation sets for --eval-windows. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--eval-datasets", defaultValue = "heldout,wikitext2", split = ",", paramLabel = "SET", description = "Evaluation sets for --eval-windows. Default: ${DEFAULT-VALUE}.")
     List<String> evalDatasets;
 
     @Override

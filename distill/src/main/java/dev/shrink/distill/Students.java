@@ -223,6 +223,11 @@ public record Students(Path dir, ModelConfig config, int[] kept, DistillStage.St
     /** Refuses a quantized folder: packed integer weights are not trained here. */
     public static void refuseQuantized(ModelDir dir, String who) {
         Path cfg = dir.dir().resolve("config.json");
+        String method = dir.config().raw().path("quantization_config").path("quant_method").asText("");
+        if (method.equals("compressed-tensors")) {
+            throw ShrinkException.at(cfg, who + " is a compressed-tensors folder; distillation trains dense weights: "
+                    + "write the pruned model with --save-format dense (the default) and distill that");
+        }
         if (dir.config().raw().hasNonNull("quantization_config")) {
             throw ShrinkException.at(cfg, who + " must be an unquantized model (it has a quantization_config); "
                     + "distill before quantizing (prune → distill → gptq)");
