@@ -235,6 +235,21 @@ class DistillRunTest {
                 config(2, 0), text(tmp), "source"), ModelDirSource::of, null, ops, DistillStage.Listener.NONE));
         assertEquals(q.resolve("config.json") + ": the student must be an unquantized model (it has a quantization_config); "
                 + "distill before quantizing (prune → distill → gptq)", quant.getMessage());
+
+        // another family (a copy of stories declared as Mistral)
+        Path mistral = tmp.resolve("mistral");
+        Files.createDirectories(mistral);
+        for (String f : List.of("model.safetensors", "tokenizer.json")) {
+            Files.copy(stories.resolve(f), mistral.resolve(f));
+        }
+        var mc = (com.fasterxml.jackson.databind.node.ObjectNode) JSON.readTree(stories.resolve("config.json").toFile());
+        mc.putArray("architectures").add("MistralForCausalLM");
+        mc.put("model_type", "mistral");
+        Files.writeString(mistral.resolve("config.json"), mc.toString());
+        ShrinkException family = assertThrows(ShrinkException.class, () -> DistillRun.run(request(stories, mistral, null, out,
+                config(2, 0), txt, "source"), ModelDirSource::of, null, ops, DistillStage.Listener.NONE));
+        assertEquals("teacher " + stories + " is a llama model, student " + mistral + " a mistral one; distillation needs "
+                + "one family", family.getMessage());
         assertFalse(Files.exists(out), "no output after a refusal");
         assertFalse(Files.exists(tmp.resolve("out.checkpoint")), "no checkpoint after a refusal");
     }
