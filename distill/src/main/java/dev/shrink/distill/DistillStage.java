@@ -270,7 +270,7 @@ public final class DistillStage {
                     + "or delete the folder to start over");
         }
 
-        int V = sc.vocab(), C = sc.hidden(), T = cfg.seqlen(), mb = cfg.microBatch(), M = mb * T;
+        int C = sc.hidden(), T = cfg.seqlen(), mb = cfg.microBatch();
         int accum = cfg.batch() / mb;
         int[] map = cfg.hiddenWeight() > 0 ? cfg.layerMap() : null;
         int pairs = 0;
@@ -295,36 +295,9 @@ public final class DistillStage {
             Losses.Sums sums = Losses.Sums.ZERO;
             double se = 0;
             for (int a = 0; a < accum; a++) {
-                int[] tokens = windows.next(mb);
-                // teacher: logits [M, V] and, for the hidden-state loss, its block outputs [M, C]
-                float[][] tHidden = new float[teacher.config().layers()][];
-                Taps taps = map == null ? Taps.NONE : new Taps() {
-                    @Override
-                    public void blockOutput(int layer, float[] x, int rows, int cols) {
-                        tHidden[layer] = x.clone();
-                    }
-                };
-                float[] hT = lm.hidden(tokens, mb, T, null, taps);
-                float[] zt = lm.logits(hT, 0, M);
-                // student: forward, loss (its gradient written over the logits), backward
-                TrainModel.Pass<float[]> pass = model.forward(tokens, mb, T);
-                int[] targets = cfg.alpha() < 1 ? targets(tokens, T) : null;
-                sums = sums.plus(ops.distillLoss(pass.logits(), cfg.alpha() > 0 ? zt : null, targets, cfg.loss(),
-                        cfg.temperature(), M, V, klScale, ceScale, pass.logits()));
-                List<float[]> dHidden = null;
-                if (map != null) {
-                    dHidden = new ArrayList<>();
-                    for (int l = 0; l < map.length; l++) {
-                        if (map[l] < 0) {
-                            dHidden.add(null);
-                            continue;
-                        }
-                        float[] dh = new float[M * C];
-                        se += ops.squaredError(pass.blockOutput(l), tHidden[map[l]], M * C, hScale, dh);
-                        dHidden.add(dh);
-                    }
-                }
-                model.backward(pass, pass.logits(), dHidden, grads);
+                Micro r = microBatch(windows.next(mb), lm, model, grads, cfg, map, klScale, ceScale, hScale);
+                sums = sums.plus(r.sums());
+                se += r.squaredError();
             }
             double loss = klScale * sums.kl() + ceScale * sums.ce() + hScale * se;
             double sq = 0;
@@ -378,6 +351,63 @@ public final class DistillStage {
             return ns < 0 ? Double.NaN : ns / 1e9;
         }
         return Double.NaN;
+    }
+
+    /** What one micro-batch adds to the step's loss: the loss sums and the hidden states' squared error. */
+    private record Micro(Losses.Sums sums, double squaredError) {
+    }
+
+    /**
+     * One micro-batch of windows (tokens: [mb·T]): the teacher's forward, the student's forward, the
+     * loss and the backward, whose gradients are added into {@code grads}.
+     *
+     * @param map the layer map of the hidden-state loss, or null
+     */
+    private static Micro microBatch(int[] tokens, CausalLM teacher, TrainModel<float[]> student, Weights<float[]> grads,
+                                    Config cfg, int[] map, double klScale, double ceScale, double hScale) {
+        F32TrainOps ops = (F32TrainOps) student.ops();
+        ModelConfig sc = student.weights().config();
+        int V = sc.vocab(), C = sc.hidden(), T = cfg.seqlen(), mb = tokens.length / T, M = mb * T;
+        // teacher: logits zt [M, V] and, for the hidden-state loss, the block outputs it needs [M, C]
+        float[][] tHidden = new float[teacher.config().layers()][];
+        Taps taps = Taps.NONE;
+        if (map != null) {
+            boolean[] wanted = new boolean[tHidden.length];
+            for (int t : map) {
+                if (t >= 0) {
+                    wanted[t] = true;
+                }
+            }
+            taps = new Taps() {
+                @Override
+                public void blockOutput(int layer, float[] x, int rows, int cols) {
+                    if (wanted[layer]) {
+                        tHidden[layer] = x.clone();
+                    }
+                }
+            };
+        }
+        float[] zt = teacher.logits(teacher.hidden(tokens, mb, T, null, taps), 0, M);
+        // student: forward, the loss (its gradient written over the logits), the hidden-state loss, backward
+        TrainModel.Pass<float[]> pass = student.forward(tokens, mb, T);
+        int[] targets = cfg.alpha() < 1 ? targets(tokens, T) : null;
+        Losses.Sums sums = ops.distillLoss(pass.logits(), cfg.alpha() > 0 ? zt : null, targets, cfg.loss(),
+                cfg.temperature(), M, V, klScale, ceScale, pass.logits());
+        double se = 0;
+        List<float[]> dHidden = null;
+        if (map != null) {
+            dHidden = new ArrayList<>();
+            for (int l = 0; l < map.length; l++) {
+                float[] dh = null;
+                if (map[l] >= 0) {
+                    dh = new float[M * C];
+                    se += ops.squaredError(pass.blockOutput(l), tHidden[map[l]], M * C, hScale, dh);
+                }
+                dHidden.add(dh);
+            }
+        }
+        student.backward(pass, pass.logits(), dHidden, grads);
+        return new Micro(sums, se);
     }
 
     /** The next token of every row of B windows of T tokens; −1 at each window's last position. */
