@@ -52,12 +52,13 @@ class DistillCommandTest {
         Path out = tmp.resolve("kd");
         String stories = GptqCommandTest.stories().toString();
         BadInputTest.Run r = BadInputTest.shrink("distill", "--teacher", stories, "--student", pruned().toString(),
-                "--work-dir", out.toString(), "--steps", "4", "--batch", "2", "--micro-batch", "1", "--seqlen", "64",
-                "--warmup", "1", "--lr", "1e-3", "--calib-dataset", text(), "--eval-windows", "2", "--eval-datasets",
+                "--work-dir", out.toString(), "--steps", "4", "--batch", "2", "--micro-batch", "1", "--seqlen", "32",
+                "--warmup", "1", "--lr", "1e-3", "--calib-dataset", text(), "--eval-windows", "1", "--eval-datasets",
                 "tinystories", "--checkpoint-every", "2", "--keep-checkpoint", "-q");
         assertEquals(0, r.code(), r.err());
         assertTrue(r.out().contains("trained 4 steps (from the start)"), r.out());
-        assertTrue(r.out().matches("(?s).*tinystories +ppl +teacher \\d+\\.\\d+ +student before \\d+\\.\\d+ +after \\d+\\.\\d+.*"),
+        assertTrue(r.out().matches("(?s).*tinystories +ppl +teacher \\d+\\.\\d+ +student before \\d+\\.\\d+ +after \\d+\\.\\d+ +"
+                        + "\\(seqlen 512, 1 windows\\).*"),
                 r.out());
         assertTrue(r.out().contains("wrote " + out), r.out());
         JsonNode report = JSON.readTree(out.resolve("shrink-report.json").toFile());
@@ -70,7 +71,7 @@ class DistillCommandTest {
         Path ckpt = tmp.resolve("kd.checkpoint");
         assertTrue(Files.isRegularFile(ckpt.resolve("checkpoint.safetensors")), "--keep-checkpoint");
         BadInputTest.Run e = BadInputTest.shrink("eval", "--model", out.toString(), "--dataset", "tinystories",
-                "--max-windows", "2", "--json", "-q");
+                "--max-windows", "1", "--json", "-q");
         assertEquals(0, e.code(), e.err());
         assertEquals(after, JSON.readTree(e.out()).at("/results/0/ppl").asDouble(), 1e-9,
                 "the report's 'after' is the perplexity of the folder as written");
@@ -78,7 +79,7 @@ class DistillCommandTest {
         // the same run again, resumed from the kept checkpoint (step 4 of 4): nothing left to train, same weights
         Path again = tmp.resolve("kd2");
         BadInputTest.Run res = BadInputTest.shrink("distill", "--teacher", stories, "--student", pruned().toString(),
-                "--work-dir", again.toString(), "--steps", "4", "--batch", "2", "--seqlen", "64", "--warmup", "1",
+                "--work-dir", again.toString(), "--steps", "4", "--batch", "2", "--seqlen", "32", "--warmup", "1",
                 "--lr", "1e-3", "--calib-dataset", text(), "--checkpoint-dir", ckpt.toString(), "--resume", "-q");
         assertEquals(0, res.code(), res.err());
         assertTrue(res.out().contains("trained 4 steps (resumed at step 4)"), res.out());
