@@ -88,6 +88,7 @@ public final class Compare {
         Measurer measurer = new Measurer(recipe.evaluation(), base, ops, opt.quiet(), out);
         Map<String, Object> evalSettings = evaluationSettings(recipe, measurer.seqlen());
         Map<CalibSettings, Drawn> windows = new HashMap<>();
+        Map<Path, String> teacherKeys = new HashMap<>();
         List<Row> rows = new ArrayList<>();
         Map<String, Object> stageKeys = new LinkedHashMap<>();
         try (tok) {
@@ -107,7 +108,9 @@ public final class Compare {
                         StageSpec stage = p.stages().get(i);
                         Drawn d = stage.calibration() == null ? null
                                 : windows.computeIfAbsent(stage.calibration(), c -> draw(c, tok, bos, out));
-                        String k = Keys.stageKey(key, stage, d == null ? null : d.fingerprint());
+                        String teacherKey = stage instanceof StageSpec.Distill dist
+                                ? teacherKeys.computeIfAbsent(dist.teacher(), Keys::modelKey) : null;
+                        String k = Keys.stageKey(key, stage, d == null ? null : d.fingerprint(), teacherKey);
                         keys.add(k);
                         Path dir = stages.resolve(k);
                         String label = String.format(Locale.ROOT, "[%s] stage %d/%d %s", p.name(), i + 1, p.stages().size(),

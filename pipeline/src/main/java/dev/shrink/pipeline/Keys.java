@@ -32,7 +32,10 @@ import java.util.stream.Stream;
  *       fixture, ~14 s for a 7B model in bf16, small next to any compression of such a model;</li>
  *   <li>a stage's output: SHA-256 of the canonical JSON (keys sorted) of the input's key, the
  *       stage kind and its resolved options, the calibration windows' fingerprint
- *       ({@code TokenWindows.fingerprint}; null for stages that read none) and Shrink's version;</li>
+ *       ({@code TokenWindows.fingerprint}; null for stages that read none) and Shrink's version;
+ *       for a distill stage also its teacher's key (a model key as above: the teacher by content).
+ *       A distill stage's training text enters by its option (preset names, file paths), not by
+ *       content;</li>
  *   <li>a result's measurements: the model's key, the baseline's key (KL is against it), the
  *       evaluation settings, the backend and threads.</li>
  * </ul>
@@ -96,6 +99,11 @@ public final class Keys {
 
     /** The key of a stage's output. {@code fingerprint}: the calibration windows', or null when the stage reads none. */
     public static String stageKey(String inputKey, StageSpec stage, String fingerprint) {
+        return stageKey(inputKey, stage, fingerprint, null);
+    }
+
+    /** {@link #stageKey(String, StageSpec, String)} with the key of the stage's teacher model (distill), or null. */
+    public static String stageKey(String inputKey, StageSpec stage, String fingerprint, String teacherKey) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("format", FORMAT);
         m.put("tool", Version.VERSION);
@@ -103,6 +111,9 @@ public final class Keys {
         m.put("stage", stage.kind());
         m.put("options", stage.options());
         m.put("calibration", fingerprint);
+        if (teacherKey != null) {
+            m.put("teacher", teacherKey);
+        }
         return sha256(canonicalJson(m));
     }
 

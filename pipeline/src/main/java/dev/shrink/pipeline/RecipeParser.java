@@ -46,13 +46,16 @@ public final class RecipeParser {
     static final List<String> KL = List.of("dataset", "windows");
     static final List<String> SPEED = List.of("prefill_tokens", "decode_tokens", "repeats");
     static final List<String> PIPELINE = List.of("name", "stages");
-    static final List<String> KINDS = List.of("gptq", "awq", "prune");
+    static final List<String> KINDS = List.of("gptq", "awq", "prune", "distill");
     static final List<String> GPTQ = List.of("method", "bits", "group_size", "sym", "act_order", "static_groups",
             "true_sequential", "damp", "mse", "block_size", "batch", "calibration");
     static final List<String> AWQ = List.of("bits", "group_size", "duo_scaling", "clip", "skip_unfit", "export", "batch",
             "calibration");
     static final List<String> PRUNE = List.of("method", "pattern", "sparsity", "scope", "targets", "ignore", "batch",
             "calibration");
+
+    static final List<String> DISTILL = List.of("teacher", "steps", "batch", "micro_batch", "seqlen", "lr", "warmup", "clip",
+            "weight_decay", "temperature", "alpha", "loss", "hidden_weight", "data", "seed");
 
     private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._+-]*");
     private static final Pattern NM = Pattern.compile("(\\d+):(\\d+)");
@@ -100,7 +103,7 @@ public final class RecipeParser {
             throw ShrinkException.at(file, "no pipelines: give 'pipelines: [{name: ..., stages: [...]}]' at the top level");
         }
         for (int i = 0; i < items.size(); i++) {
-            Pipeline p = pipeline(items.get(i), i + 1, calib, dir, file);
+            Pipeline p = pipeline(items.get(i), i + 1, calib, model, dir, file);
             Integer before = seen.put(p.name(), i + 1);
             if (before != null) {
                 throw ShrinkException.at(file, "duplicate pipeline name '" + p.name() + "' (pipelines " + before + " and "
@@ -186,7 +189,7 @@ public final class RecipeParser {
         return new Evaluation(datasets, seqlen, maxWindows, kl, prompts, maxNew, speed, device, threads);
     }
 
-    private static Pipeline pipeline(JsonNode node, int index, CalibSettings calib, Path dir, Path file) {
+    private static Pipeline pipeline(JsonNode node, int index, CalibSettings calib, Path model, Path dir, Path file) {
         Section p = Section.of(node, "pipeline " + index, "in pipeline " + index, PIPELINE, file);
         String name = p.requiredString("name");
         if (!NAME.matcher(name).matches()) {
@@ -216,11 +219,13 @@ public final class RecipeParser {
                     : Section.of(opts, "stage " + kind + " " + of, where, switch (kind) {
                         case "gptq" -> GPTQ;
                         case "awq" -> AWQ;
+                        case "distill" -> DISTILL;
                         default -> PRUNE;
                     }, file);
             StageSpec stage = switch (kind) {
                 case "gptq" -> gptq(s, calib, dir);
                 case "awq" -> awq(s, calib, dir);
+                case "distill" -> distill(s, model, dir);
                 default -> prune(s, calib, dir);
             };
             if (!stages.isEmpty() && stages.getLast().packedOutput()) {
@@ -299,6 +304,49 @@ public final class RecipeParser {
         return new StageSpec.Prune(method, pattern, sparsity, scope, targets, ignore, batch(s),
                 stageCalibration(s, calib, "random", dir));
     }
+
+    /**
+     * A distill stage: the CLI's defaults (the golden protocol's), the teacher the recipe's model
+     * unless given (relative to the recipe), data presets kept as named and files made absolute.
+     */
+    private static StageSpec distill(Section s, Path model, Path dir) {
+        Path teacher = s.has("teacher") ? dir.resolve(s.string("teacher", null)).normalize() : model;
+        int steps = s.integer("steps", 400);
+        s.check(steps >= 1, "steps", "must be at least 1", steps);
+        int batch = batch(s);
+        int micro = s.integer("micro_batch", batch);
+        s.check(micro >= 1 && batch % micro == 0, "micro_batch", "must divide batch " + batch, micro);
+        int seqlen = s.integer("seqlen", 512);
+        s.check(seqlen >= 2, "seqlen", "must be at least 2", seqlen);
+        double lr = s.number("lr", 3e-4);
+        s.check(lr > 0 && Double.isFinite(lr), "lr", "must be positive", lr);
+        int warmup = s.integer("warmup", 20);
+        s.check(warmup >= 0, "warmup", "must not be negative", warmup);
+        double clip = s.number("clip", 1.0);
+        s.check(clip >= 0 && Double.isFinite(clip), "clip", "must be 0 (off) or positive", clip);
+        double wd = s.number("weight_decay", 0.01);
+        s.check(wd >= 0 && Double.isFinite(wd), "weight_decay", "must not be negative", wd);
+        double temperature = s.number("temperature", 1.0);
+        s.check(temperature > 0 && Double.isFinite(temperature), "temperature", "must be positive", temperature);
+        double alpha = s.number("alpha", 1.0);
+        s.check(alpha >= 0 && alpha <= 1, "alpha", "must be in [0, 1]", alpha);
+        String loss = s.oneOf("loss", "kl", List.of("kl", "reverse-kl"));
+        double hidden = s.number("hidden_weight", 0);
+        s.check(hidden >= 0 && Double.isFinite(hidden), "hidden_weight", "must be 0 (off) or positive", hidden);
+        List<String> sources = new ArrayList<>();
+        for (String src : s.string("data", DISTILL_DATA).split(",")) {
+            s.check(!src.isBlank(), "data", "must be comma-separated sources", s.string("data", DISTILL_DATA));
+            sources.add(dataset(src, DISTILL_PRESETS, dir));
+        }
+        return new StageSpec.Distill(teacher, steps, batch, micro, seqlen, lr, warmup, clip, wd, temperature, alpha, loss,
+                hidden, String.join(",", sources), s.longValue("seed", 0));
+    }
+
+    /** The distill stage's default training text: the golden protocol's (dev.shrink.distill.TrainText.DEFAULT). */
+    static final String DISTILL_DATA = dev.shrink.distill.TrainText.DEFAULT;
+    /** Training-text presets: the calibration ones and the validation splits. */
+    static final List<String> DISTILL_PRESETS = java.util.stream.Stream.concat(CalibSource.PRESETS.stream(),
+            java.util.stream.Stream.of("wikitext2-valid", "ptb-valid")).toList();
 
     private static int groupSize(Section s) {
         int g = s.integer("group_size", 128);

@@ -1,6 +1,7 @@
 package dev.shrink.pipeline;
 
 import dev.shrink.pipeline.Recipe.CalibSettings;
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -10,9 +11,9 @@ import java.util.Map;
  * calibration (the recipe's, overridden by the stage's own {@code calibration:} keys). The options'
  * names are the recipe's (snake_case, as the CLI's).
  */
-public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSpec.Prune {
+public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSpec.Prune, StageSpec.Distill {
 
-    /** "gptq", "awq" or "prune": the YAML key. */
+    /** "gptq", "awq", "prune" or "distill": the YAML key. */
     String kind();
 
     /** The calibration windows this stage reads, or null when it reads none (RTN, magnitude pruning). */
@@ -139,6 +140,53 @@ public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSp
             m.put("targets", targets);
             m.put("ignore", ignore);
             m.put("batch", batch);
+            return m;
+        }
+
+        @Override
+        public boolean packedOutput() {
+            return false;
+        }
+    }
+
+    /**
+     * Knowledge distillation (the distill module's DistillRun): the stage's input model is the
+     * student, {@code teacher} the model it imitates (the recipe's model unless the stage names one).
+     * The teacher enters the cache key by its content, not its path (see {@link Keys#stageKey}).
+     *
+     * @param teacher the teacher folder, absolute
+     * @param data    training text sources (comma-separated presets or absolute paths)
+     */
+    record Distill(Path teacher, int steps, int batch, int microBatch, int seqlen, double lr, int warmup, double clip,
+                   double weightDecay, double temperature, double alpha, String loss, double hiddenWeight, String data,
+                   long seed) implements StageSpec {
+        @Override
+        public String kind() {
+            return "distill";
+        }
+
+        @Override
+        public CalibSettings calibration() {
+            return null; // draws its own random training windows from `data`
+        }
+
+        @Override
+        public Map<String, Object> options() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("steps", steps);
+            m.put("batch", batch);
+            m.put("micro_batch", microBatch);
+            m.put("seqlen", seqlen);
+            m.put("lr", lr);
+            m.put("warmup", warmup);
+            m.put("clip", clip);
+            m.put("weight_decay", weightDecay);
+            m.put("temperature", temperature);
+            m.put("alpha", alpha);
+            m.put("loss", loss);
+            m.put("hidden_weight", hiddenWeight);
+            m.put("data", data);
+            m.put("seed", seed);
             return m;
         }
 

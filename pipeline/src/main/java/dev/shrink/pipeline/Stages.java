@@ -32,6 +32,7 @@ public final class Stages {
                         windows, reportHead, ops, quiet, false);
             }
             case StageSpec.Prune p -> PruneRunner.run(p, input, output, windows, reportHead, ops, quiet);
+            case StageSpec.Distill d -> DistillRunner.run(d, input, output, reportHead, ops, quiet);
         }
     }
 }

@@ -135,7 +135,7 @@ class RecipeParserTest {
         assertTrue(bad("model: m\nmodel: n\npipelines: [{name: x, stages: [{gptq: {}}]}]").getMessage().contains("not valid YAML"),
                 "a duplicate YAML key");
         assertTrue(bad("model: m\npipelines: [{name: x, stages: [{gptqq: {}}]}]").getMessage()
-                .contains("unknown stage 'gptqq' of pipeline 'x' (allowed: gptq, awq, prune)"));
+                .contains("unknown stage 'gptqq' of pipeline 'x' (allowed: gptq, awq, prune, distill)"));
         assertTrue(bad("model: m\npipelines: [{name: x, stages: [{gptq: {}, awq: {}}]}]").getMessage()
                 .contains("stage 1 of pipeline 'x' must be one mapping like {gptq: {...}}"));
         assertTrue(bad("model: m\npipelines: [{name: x, stages: [{gptq: {}}, {gptq: {method: rtn}}]}]").getMessage()

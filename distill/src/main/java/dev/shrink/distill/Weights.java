@@ -1,0 +1,223 @@
+package dev.shrink.distill;
+
+import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.WeightSource;
+import dev.shrink.core.model.ArchitectureSpec;
+import dev.shrink.core.model.ArchitectureSpec.Role;
+import dev.shrink.core.model.ModelConfig;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumMap;
+import java.util.List;
+
+/**
+ * The trainable tensors of a LLaMA-family model in a {@link TrainOps} array type: the parameters
+ * (float32 master weights) or their gradients, in the same shape. Names are the Hugging Face
+ * tensor names ({@code model.layers.3.mlp.down_proj.weight}); with tied embeddings the head is the
+ * embedding itself (one tensor, one gradient that both uses add into).
+ *
+ * <p>Dimensions: V vocabulary, C hidden; linears W: [N, K] as PyTorch stores them.
+ *
+ * @param <A> the array type
+ */
+public final class Weights<A> {
+
+    /** One tensor: its name, shape and values. */
+    public record Entry<A>(String name, long[] shape, A value) {
+    }
+
+    /** One decoder block: its two norms, its linears by role, their biases where present. */
+    public record Block<A>(A inputNorm, A postNorm, EnumMap<Role, A> w, EnumMap<Role, A> b) {
+    }
+
+    private final ModelConfig cfg;
+    private final ArchitectureSpec spec;
+    final A embed;      // E: [V, C]
+    final A head;       // [V, C]; == embed when tied
+    final A finalNorm;  // [C]
+    final List<Block<A>> blocks;
+
+    Weights(ModelConfig cfg, ArchitectureSpec spec, A embed, A head, A finalNorm, List<Block<A>> blocks) {
+        this.cfg = cfg;
+        this.spec = spec;
+        this.embed = embed;
+        this.head = head;
+        this.finalNorm = finalNorm;
+        this.blocks = List.copyOf(blocks);
+    }
+
+    public ModelConfig config() {
+        return cfg;
+    }
+
+    public ArchitectureSpec spec() {
+        return spec;
+    }
+
+    /** Whether the head is the embedding. */
+    public boolean tied() {
+        return head == embed;
+    }
+
+    /**
+     * Reads every trainable tensor of a model from {@code src} as float32 and hands it to
+     * {@code ops}, checking each shape against the config. The head is {@code lm_head.weight} when
+     * the weights have it, else the embedding when config.json ties them (as the decoder forward does).
+     *
+     * @throws ShrinkException naming the tensor and its origin for a missing tensor or a wrong shape
+     */
+    public static <A> Weights<A> load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, TrainOps<A> ops) {
+        int C = cfg.hidden(), V = cfg.vocab();
+        A embed = ops.adopt(read(src, spec.embedTokens(), V, C));
+        A head;
+        if (src.has(spec.lmHead())) {
+            head = ops.adopt(read(src, spec.lmHead(), V, C));
+        } else if (cfg.tiedEmbeddings()) {
+            head = embed;
+        } else {
+            throw new ShrinkException(src.origin(spec.lmHead()) + ": the weights have no '" + spec.lmHead()
+                    + "' and config.json does not set tie_word_embeddings: true");
+        }
+        A norm = ops.adopt(read(src, spec.finalNorm(), C));
+        List<Block<A>> blocks = new ArrayList<>();
+        for (int i = 0; i < cfg.layers(); i++) {
+            EnumMap<Role, A> w = new EnumMap<>(Role.class), b = new EnumMap<>(Role.class);
+            for (ArchitectureSpec.Linear l : spec.linears()) {
+                int[] nk = shape(cfg, l.role());
+                String base = spec.layer(i, l.name());
+                w.put(l.role(), ops.adopt(read(src, base + ".weight", nk[0], nk[1])));
+                if (src.has(base + ".bias")) {
+                    b.put(l.role(), ops.adopt(read(src, base + ".bias", nk[0])));
+                }
+            }
+            blocks.add(new Block<>(ops.adopt(read(src, spec.layer(i, spec.inputNorm()), C)),
+                    ops.adopt(read(src, spec.layer(i, spec.postAttentionNorm()), C)), w, b));
+        }
+        return new Weights<>(cfg, spec, embed, head, norm, blocks);
+    }
+
+    /** (N, K) of a linear of this config. */
+    static int[] shape(ModelConfig cfg, Role role) {
+        int C = cfg.hidden();
+        return switch (role) {
+            case Q -> new int[] {cfg.qDim(), C};
+            case K, V -> new int[] {cfg.kvDim(), C};
+            case O -> new int[] {C, cfg.qDim()};
+            case GATE, UP -> new int[] {cfg.intermediate(), C};
+            case DOWN -> new int[] {C, cfg.intermediate()};
+        };
+    }
+
+    private static float[] read(WeightSource src, String name, long... expected) {
+        if (!src.has(name)) {
+            throw new ShrinkException(src.origin(name) + ": the weights have no tensor '" + name + "'");
+        }
+        long[] shape = src.shape(name);
+        if (!Arrays.equals(shape, expected)) {
+            throw new ShrinkException(src.origin(name) + ": tensor '" + name + "' has shape " + Arrays.toString(shape)
+                    + " but config.json implies " + Arrays.toString(expected));
+        }
+        float[] f = src.floats(name);
+        return f;
+    }
+
+    /** Zeros of the same shapes (and the same tying): the gradient holder. */
+    public Weights<A> zerosLike(TrainOps<A> ops) {
+        A e = ops.zeros(ops.size(embed));
+        A h = tied() ? e : ops.zeros(ops.size(head));
+        List<Block<A>> bs = new ArrayList<>();
+        for (Block<A> b : blocks) {
+            EnumMap<Role, A> w = new EnumMap<>(Role.class), bias = new EnumMap<>(Role.class);
+            b.w().forEach((r, a) -> w.put(r, ops.zeros(ops.size(a))));
+            b.b().forEach((r, a) -> bias.put(r, ops.zeros(ops.size(a))));
+            bs.add(new Block<>(ops.zeros(ops.size(b.inputNorm())), ops.zeros(ops.size(b.postNorm())), w, bias));
+        }
+        return new Weights<>(cfg, spec, e, h, ops.zeros(ops.size(finalNorm)), bs);
+    }
+
+    /**
+     * Every distinct tensor with its Hugging Face name, in the order of the model's state dict:
+     * embedding, then each block (norms, linears and biases), the final norm, and the head when it
+     * is not tied.
+     */
+    public List<Entry<A>> entries() {
+        int C = cfg.hidden(), V = cfg.vocab();
+        List<Entry<A>> out = new ArrayList<>();
+        out.add(new Entry<>(spec.embedTokens(), new long[] {V, C}, embed));
+        for (int i = 0; i < blocks.size(); i++) {
+            Block<A> b = blocks.get(i);
+            out.add(new Entry<>(spec.layer(i, spec.inputNorm()), new long[] {C}, b.inputNorm()));
+            for (ArchitectureSpec.Linear l : spec.linears()) {
+                int[] nk = shape(cfg, l.role());
+                out.add(new Entry<>(spec.layer(i, l.name()) + ".weight", new long[] {nk[0], nk[1]}, b.w().get(l.role())));
+                A bias = b.b().get(l.role());
+                if (bias != null) {
+                    out.add(new Entry<>(spec.layer(i, l.name()) + ".bias", new long[] {nk[0]}, bias));
+                }
+            }
+            out.add(new Entry<>(spec.layer(i, spec.postAttentionNorm()), new long[] {C}, b.postNorm()));
+        }
+        out.add(new Entry<>(spec.finalNorm(), new long[] {C}, finalNorm));
+        if (!tied()) {
+            out.add(new Entry<>(spec.lmHead(), new long[] {V, C}, head));
+        }
+        return out;
+    }
+
+    /** The tensor called {@code name}, or null. */
+    public A get(String name) {
+        for (Entry<A> e : entries()) {
+            if (e.name().equals(name)) {
+                return e.value();
+            }
+        }
+        return null;
+    }
+
+    /** The number of trainable values (a tied head counted once). */
+    public long parameterCount(TrainOps<A> ops) {
+        long n = 0;
+        for (Entry<A> e : entries()) {
+            n += ops.size(e.value());
+        }
+        return n;
+    }
+
+    /** A view as a {@link WeightSource} of float32 copies, for the decoder forward (evaluation). */
+    public WeightSource asSource(TrainOps<A> ops) {
+        List<Entry<A>> list = entries();
+        return new WeightSource() {
+            private Entry<A> find(String name) {
+                for (Entry<A> e : list) {
+                    if (e.name().equals(name)) {
+                        return e;
+                    }
+                }
+                return null;
+            }
+
+            @Override
+            public boolean has(String name) {
+                return find(name) != null;
+            }
+
+            @Override
+            public float[] floats(String name) {
+                Entry<A> e = find(name);
+                if (e == null) {
+                    throw new IllegalArgumentException("no tensor " + name);
+                }
+                return ops.toFloats(e.value());
+            }
+
+            @Override
+            public long[] shape(String name) {
+                Entry<A> e = find(name);
+                if (e == null) {
+                    throw new IllegalArgumentException("no tensor " + name);
+                }
+                return e.shape().clone();
+            }
+        };
+    }
+}
