@@ -159,7 +159,8 @@ public final class DistillRun {
             Map<String, Object> report = report(r, cfg, students, result, stream, teacherPpl, before, after, dtype, source);
             String title = String.format(Locale.ROOT, "distill %s → %s: %d steps, batch %d × %d, lr %s, %s T=%s α=%s",
                     tdir.dir().getFileName(), sdir != null ? sdir.dir().getFileName() : "drop " + r.dropLayers(),
-                    cfg.steps(), cfg.batch(), cfg.seqlen(), cfg.lr(), cfg.loss().label(), cfg.temperature(), cfg.alpha());
+                    cfg.steps(), cfg.batch(), cfg.seqlen(), plain(cfg.lr()), cfg.loss().label(), plain(cfg.temperature()),
+                    plain(cfg.alpha()));
             StudentWriter.write(source, students, result.weights(), dtype, report,
                     Map.of(CURVE_FILE, LossCurveSvg.render(result.curve(), title)), r.out(), r.overwrite());
             if (!r.keepCheckpoint()) {
@@ -291,6 +292,11 @@ public final class DistillRun {
         }
         rep.put("curve", curve);
         return rep;
+    }
+
+    /** 0.0003 rather than 3.0E-4, 1 rather than 1.0. */
+    static String plain(double v) {
+        return java.math.BigDecimal.valueOf(v).stripTrailingZeros().toPlainString();
     }
 
     private static Double finiteOrNull(double v) {

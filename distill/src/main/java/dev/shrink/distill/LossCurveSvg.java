@@ -63,14 +63,28 @@ public final class LossCurveSvg {
                         W - RIGHT + 6, ylr.applyAsDouble(lrMax * i / 5) + 4, num(lrMax * i / 5)));
             }
         }
-        // x ticks
-        for (int i = 0; i <= 5; i++) {
-            double s = first + span * i / 5;
-            double x = xs.applyAsDouble(s);
+        // x ticks at round step numbers (1, 2 or 5 × 10^k apart, at most 8 of them)
+        long tick = 1;
+        for (long base = 1; ; base *= 10) {
+            long[] cands = {base, 2 * base, 5 * base};
+            long found = 0;
+            for (long c : cands) {
+                if (span / c <= 8) {
+                    found = c;
+                    break;
+                }
+            }
+            if (found > 0) {
+                tick = found;
+                break;
+            }
+        }
+        for (long st = (first + tick - 1) / tick * tick; st <= last; st += tick) {
+            double x = xs.applyAsDouble(st);
             sb.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>%n",
                     x, TOP, x, H - BOTTOM));
             sb.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>%n",
-                    x, H - BOTTOM + 16, Math.round(s)));
+                    x, H - BOTTOM + 16, st));
         }
         sb.append(String.format(Locale.ROOT, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
                 + "stroke=\"#333\"/>%n", LEFT, TOP, plotW, plotH));
