@@ -100,7 +100,7 @@ class CudaTrainOpsTest {
             double bound = rtol * (max + Math.abs(ref[i]));
             double err = Math.abs((double) ref[i] - got[i]);
             assertTrue(err <= bound, what + "[" + i + "]: cpu " + ref[i] + ", cuda " + got[i] + " (bound " + bound + ")");
-            worst = Math.max(worst, err / bound);
+            worst = Math.max(worst, err == 0 ? 0 : err / bound);
         }
         double w = worst;
         synchronized (WORST) {
