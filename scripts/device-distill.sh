@@ -5,7 +5,8 @@
 #     steps) unless --no-tests;
 #  2. the distillation golden protocol (DeviceDistill): fixture-llama-14m pruned 2:4 by magnitude there,
 #     400 steps of 8 x 512 on the GPU (GEMMs in ${MATH:-tf32}), perplexity of teacher / pruned / distilled
-#     on 200 windows of heldout and wikitext2.
+#     on 200 windows of heldout and wikitext2 (JAVA_PROPS=-Dshrink.distill.evalBefore=false: the distilled
+#     student only).
 # Logs go to $OUT when set (the device tool's folder).
 #   bash .device/distill/device-distill.sh [--no-tests] [--tests-only]
 set -uo pipefail
@@ -18,7 +19,8 @@ JRE="${SHRINK_JRE_DIR:-/tmp/shrink-distill-jre}"
 [ -x "$JRE/jre/bin/java" ] || { mkdir -p "$JRE" && tar xzf "$PACK/jre.tgz" -C "$JRE"; } || exit 2
 JAVA=("$JRE/jre/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED
       --sun-misc-unsafe-memory-access=allow -Xmx48g -cp "$PACK/lib/*"
-      -Dshrink.shared="$PACK/shared" -Dshrink.cubin.cache="${SHRINK_CUBIN_CACHE:-/tmp/shrink-cubin}")
+      -Dshrink.shared="$PACK/shared" -Dshrink.cubin.cache="${SHRINK_CUBIN_CACHE:-/tmp/shrink-cubin}"
+      ${JAVA_PROPS:-})
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null || true
 rc=0
 if [ "${1:-}" != "--no-tests" ]; then

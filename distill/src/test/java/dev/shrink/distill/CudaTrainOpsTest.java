@@ -33,7 +33,8 @@ import org.junit.jupiter.params.provider.EnumSource;
  * one training step (2 × 128 tokens, KL at T = 2 and CE) on stories260K-hf and the fixture: loss
  * and gradient norm within 2e-4 relative in fp32 (2e-2 in tf32), every gradient tensor within
  * 1e-3·(max + |x|) in fp32; and four steps of DistillStage (masks, accumulation, clipping, AdamW):
- * each step's loss and gradient norm within 1e-3 relative, the weights' change within 1e-2.
+ * each step's loss and gradient norm within 1e-3 relative, the weights' change within 1e-2, and a
+ * second GPU run equal to the first bit for bit.
  * The worst error of each check, as a share of its bound, is printed at the end.
  *
  * <p>Without a GPU (as in CI) every test is skipped with the reason.
@@ -433,6 +434,18 @@ class CudaTrainOpsTest {
             DistillStage.Result g = DistillStage.train(teacher, onGpu, stream, cfg, CPU, fp32, null, false, null,
                     DistillStage.Listener.NONE);
             assertTrue(g.backend().startsWith("cuda"), g.backend());
+            // the GPU run repeats bit for bit (no atomics in train.cu, reductions in a fixed order)
+            DistillStage.Student again = DistillStageTest.pruned(dir, CPU);
+            DistillStage.Result g2 = DistillStage.train(teacher, again, stream, cfg, CPU, fp32, null, false, null,
+                    DistillStage.Listener.NONE);
+            for (int i = 0; i < g.curve().size(); i++) {
+                assertEquals(g.curve().get(i).loss(), g2.curve().get(i).loss(), "repeated run, loss of step " + (i + 1));
+                assertEquals(g.curve().get(i).gradNorm(), g2.curve().get(i).gradNorm(), "repeated run, grad norm");
+            }
+            for (int i = 0; i < g.weights().entries().size(); i++) {
+                org.junit.jupiter.api.Assertions.assertArrayEquals(g.weights().entries().get(i).value(),
+                        g2.weights().entries().get(i).value(), "repeated run, " + g.weights().entries().get(i).name());
+            }
             for (int i = 0; i < c.curve().size(); i++) {
                 DistillStage.StepRecord a = c.curve().get(i), b = g.curve().get(i);
                 System.out.printf(Locale.ROOT, "stories step %d: loss %.6f / %.6f, grad norm %.6f / %.6f (cpu / cuda)%n",

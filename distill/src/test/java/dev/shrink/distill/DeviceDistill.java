@@ -74,9 +74,11 @@ public final class DeviceDistill {
             Students.checkPair(tdir.dir(), tdir.config(), tdir.spec(), sdir.dir(), students.config(), sdir.spec());
             WeightSource teacherWeights = WeightSource.of(tdir.weights());
             DistillStage.Teacher teacher = new DistillStage.Teacher(teacherWeights, tdir.config(), tdir.spec());
-            Map<String, Double> tp = ppl("teacher", teacherWeights, tdir, evalIds, evalOps, windows);
-            Map<String, Double> bp = ppl("pruned 2:4 (before)", students.student().weights().asSource(f32), sdir, evalIds,
-                    evalOps, windows);
+            // -Dshrink.distill.evalBefore=false skips the teacher and the pruned student (they do not depend on the run)
+            boolean before = !"false".equals(System.getProperty("shrink.distill.evalBefore"));
+            Map<String, Double> tp = before ? ppl("teacher", teacherWeights, tdir, evalIds, evalOps, windows) : nan(evalIds);
+            Map<String, Double> bp = before ? ppl("pruned 2:4 (before)", students.student().weights().asSource(f32), sdir,
+                    evalIds, evalOps, windows) : nan(evalIds);
 
             DistillStage.Listener listener = new DistillStage.Listener() {
                 @Override
@@ -114,7 +116,8 @@ public final class DeviceDistill {
                 }
             };
             Map<String, Double> ap = ppl("distilled (written)", written, sdir, evalIds, evalOps, windows);
-            Map<String, Double> mp = ppl("distilled (f32 masters)", live, sdir, evalIds, evalOps, windows);
+            Map<String, Double> mp = before ? ppl("distilled (f32 masters)", live, sdir, evalIds, evalOps, windows)
+                    : nan(evalIds);
             System.out.println();
             System.out.printf(Locale.ROOT, "%-10s %9s %9s %10s %10s  recovered%n", "", "teacher", "pruned", "distilled",
                     "f32");
@@ -131,6 +134,12 @@ public final class DeviceDistill {
                 }
             }
         }
+    }
+
+    private static Map<String, Double> nan(Map<String, int[]> ids) {
+        Map<String, Double> out = new LinkedHashMap<>();
+        ids.keySet().forEach(k -> out.put(k, Double.NaN));
+        return out;
     }
 
     private static Map<String, Double> ppl(String label, WeightSource w, ModelDir dir, Map<String, int[]> ids, Ops ops,
