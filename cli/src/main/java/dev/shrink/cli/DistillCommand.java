@@ -43,7 +43,7 @@ import picocli.CommandLine.Spec;
             "family and vocabulary. The teacher may be quantized (GPTQ/AWQ folders).",
             "The output is a dense folder in the student's dtype (bf16 weights are the",
             "float32 masters rounded to nearest even), with shrink-report.json and",
-            "loss-curve.svg. Runs on the CPU (the CUDA path is not there yet)."},
+            "loss-curve.svg. Trains on the GPU with --device cuda (auto: when one works here; GEMMs in --gpu-math), else on the CPU."},
         footer = {"", "Examples:",
             "  shrink prune ../shared/models/fixture-llama-14m --work-dir /tmp/p24 \\",
             "      --method magnitude --pattern 2:4",
