@@ -7,6 +7,7 @@ import dev.shrink.core.ops.Backends;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.core.util.Progress;
 import dev.shrink.distill.AdamW;
+import dev.shrink.distill.CudaTrainOps;
 import dev.shrink.distill.DistillRun;
 import dev.shrink.distill.DistillStage;
 import dev.shrink.distill.F32TrainOps;
@@ -15,6 +16,7 @@ import dev.shrink.distill.TrainText;
 import dev.shrink.eval.Perplexity;
 import dev.shrink.eval.PplResult;
 import dev.shrink.eval.WeightSources;
+import dev.shrink.kernels.cuda.CudaOps;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -41,7 +43,8 @@ import picocli.CommandLine.Spec;
             "family and vocabulary. The teacher may be quantized (GPTQ/AWQ folders).",
             "The output is a dense folder in the student's dtype (bf16 weights are the",
             "float32 masters rounded to nearest even), with shrink-report.json and",
-            "loss-curve.svg. Runs on the CPU (the CUDA path is not there yet)."},
+            "loss-curve.svg. Trains on the GPU with --device cuda (auto: when one works",
+            "here; its GEMMs in --gpu-math), else on the CPU."},
         footer = {"", "Examples:",
             "  shrink prune ../shared/models/fixture-llama-14m --work-dir /tmp/p24 \\",
             "      --method magnitude --pattern 2:4",
@@ -169,15 +172,26 @@ final class DistillCommand implements Callable<Integer> {
                 field, allowEvalText, keepZeros, checkpointDir, resume, keepCheckpoint, saveDtype,
                 CalibOptions.reportHead("distill", student != null ? student : teacher, ops));
         int threads = common.threads > 0 ? common.threads : Runtime.getRuntime().availableProcessors();
-        F32TrainOps train = new F32TrainOps(ops, threads);
+        // on the cuda backend training runs on the GPU (CudaTrainOps, its GEMMs in --gpu-math); the CPU
+        // ops still load the weights and run what the CPU does (the teacher's fingerprint)
+        CudaTrainOps gpu = ops instanceof CudaOps cuda ? new CudaTrainOps(cuda.device(), cuda.math()) : null;
+        F32TrainOps train = new F32TrainOps(gpu == null ? ops : Backends.select("cpu", threads), threads);
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         out.printf(Locale.ROOT, "distill: %s, %d steps of %d x %d tokens, lr %s, %s T=%s alpha=%s%s; %s%n",
                 student != null ? student : "teacher without layers " + dropLayers, steps, batch, seqlen, lr,
-                kind.label(), temperature, alpha, hiddenWeight > 0 ? ", hidden MSE x " + hiddenWeight : "", train.name());
+                kind.label(), temperature, alpha, hiddenWeight > 0 ? ", hidden MSE x " + hiddenWeight : "",
+                gpu != null ? gpu.name() : train.name());
         out.flush();
-        DistillRun.Outcome o = DistillRun.run(req, WeightSources::forModel,
-                evalWindows > 0 ? evaluator(ops, out) : null, train, listener(err));
+        DistillRun.Outcome o;
+        try {
+            o = DistillRun.run(req, WeightSources::forModel, evalWindows > 0 ? evaluator(ops, out) : null, train, gpu,
+                    listener(err));
+        } finally {
+            if (gpu != null) {
+                gpu.close();
+            }
+        }
         DistillStage.Result r = o.result();
         double secs = r.secondsThisRun();
         int ran = Math.max(1, r.stepsThisRun());
@@ -200,14 +214,9 @@ final class DistillCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** Training runs on the CPU: auto means cpu here; cuda is refused with the reason. */
+    /** The backend: auto is cuda when a GPU works here (training then runs on it), else cpu. */
     private Ops ops() {
-        String device = common.device;
-        if (device.equals("cuda")) {
-            throw new ShrinkException("--device cuda: distillation runs on the CPU for now (its CUDA training path is not "
-                    + "implemented); use --device cpu");
-        }
-        return Backends.select(device.equals("auto") ? "cpu" : device, common.threads);
+        return common.ops();
     }
 
     private int[] parseLayerMap() {

@@ -108,6 +108,16 @@ public final class DistillRun {
 
     public static Outcome run(Request r, TeacherReader teacherReader, Evaluator evaluator, F32TrainOps ops,
                               DistillStage.Listener listener) {
+        return run(r, teacherReader, evaluator, ops, null, listener);
+    }
+
+    /**
+     * {@link #run(Request, TeacherReader, Evaluator, F32TrainOps, DistillStage.Listener)} with the
+     * training on {@code device} (e.g. {@link CudaTrainOps}; null: on {@code ops}); loading, the
+     * evaluations and writing stay on the CPU side.
+     */
+    public static Outcome run(Request r, TeacherReader teacherReader, Evaluator evaluator, F32TrainOps ops,
+                              TrainOps<?> device, DistillStage.Listener listener) {
         ModelFolderWriter.checkTarget(r.student(), r.out(), r.overwrite(), "the distilled model");
         ModelFolderWriter.checkTarget(r.teacher(), r.out(), r.overwrite(), "the distilled model");
         try (ModelDir tdir = ModelDir.open(r.teacher());
@@ -140,7 +150,7 @@ public final class DistillRun {
                     : "drop-layers " + r.dropLayers());
             info.put("data", r.data());
             Path ckpt = r.checkpoints();
-            DistillStage.Result result = DistillStage.train(teacher, students.student(), stream, cfg, ops, ckpt,
+            DistillStage.Result result = DistillStage.train(teacher, students.student(), stream, cfg, ops, device, ckpt,
                     r.resume(), info, listener);
 
             DType dtype = switch (r.saveDtype()) {

@@ -207,30 +207,92 @@ public final class DistillStage {
      */
     public static Result train(Teacher teacher, Student student, int[] stream, Config cfg, F32TrainOps ops,
                                Path checkpointDir, boolean resume, Map<String, Object> runInfo, Listener listener) {
-        Weights<float[]> w = student.weights();
-        ModelConfig sc = w.config();
+        return train(teacher, student, stream, cfg, ops, null, checkpointDir, resume, runInfo, listener);
+    }
+
+    /**
+     * {@link #train(Teacher, Student, int[], Config, F32TrainOps, Path, boolean, Map, Listener)} on
+     * the ops {@code device} (e.g. {@link CudaTrainOps}): the student's weights, gradients, Adam
+     * moments and the teacher's weights are copied to it once, the teacher runs its forward there
+     * too ({@link TrainModel}, forward only), and the trained weights come back into the student's
+     * float32 arrays at the end (checkpoints download them). Null: train with {@code ops} on the CPU.
+     *
+     * @param ops the CPU ops (the teacher's fingerprint; the whole run when device is null)
+     */
+    public static Result train(Teacher teacher, Student student, int[] stream, Config cfg, F32TrainOps ops,
+                               TrainOps<?> device, Path checkpointDir, boolean resume, Map<String, Object> runInfo,
+                               Listener listener) {
+        return device == null ? run(teacher, student, stream, cfg, ops, ops, checkpointDir, resume, runInfo, listener)
+                : run(teacher, student, stream, cfg, ops, device, checkpointDir, resume, runInfo, listener);
+    }
+
+    /** The teacher's forward of one micro-batch: its logits [M, V] and the block outputs asked for. */
+    private interface TeacherForward<A> {
+        A forward(int[] tokens, int mb, int T, boolean[] wanted, List<A> hidden);
+    }
+
+    @SuppressWarnings("unchecked")
+    private static <A> Result run(Teacher teacher, Student student, int[] stream, Config cfg, F32TrainOps cpu,
+                                  TrainOps<A> ops, Path checkpointDir, boolean resume, Map<String, Object> runInfo,
+                                  Listener listener) {
+        boolean onCpu = ops == (Object) cpu;
+        Weights<float[]> hostWeights = student.weights();
+        ModelConfig sc = hostWeights.config();
         checkCompatible(teacher, sc, cfg);
         TrainWindows windows = new TrainWindows(stream, cfg.seqlen(), cfg.seed());
-        CausalLM lm = CausalLM.load(teacher.source(), teacher.config(), teacher.spec(), ops.ops());
+        CausalLM lm = CausalLM.load(teacher.source(), teacher.config(), teacher.spec(), cpu.ops());
         Map<String, Object> run = new LinkedHashMap<>(cfg.identity());
         run.put("data_sha256", TrainText.fingerprint(stream));
-        run.put("student_sha256", fingerprint(w.entries().stream().map(Weights.Entry::value).toList()));
+        run.put("student_sha256", fingerprint(hostWeights.entries().stream().map(Weights.Entry::value).toList()));
         run.put("teacher_sha256", teacherFingerprint(lm));
         if (runInfo != null) {
             run.putAll(runInfo);
         }
 
-        List<Weights.Entry<float[]>> params = w.entries();
-        Weights<float[]> grads = w.zerosLike(ops);
-        List<Weights.Entry<float[]>> gradList = grads.entries();
-        Map<String, float[]> m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
-        for (Weights.Entry<float[]> e : params) {
-            m.put(e.name(), new float[e.value().length]);
-            v.put(e.name(), new float[e.value().length]);
+        Weights<A> w = onCpu ? (Weights<A>) hostWeights : hostWeights.map(ops::adopt);
+        TeacherForward<A> teacherForward;
+        if (onCpu) {
+            teacherForward = (tokens, mb, T, wanted, hidden) -> {
+                Taps taps = Taps.NONE;
+                if (wanted != null) {
+                    taps = new Taps() {
+                        @Override
+                        public void blockOutput(int layer, float[] x, int rows, int cols) {
+                            if (wanted[layer]) {
+                                hidden.set(layer, (A) x.clone());
+                            }
+                        }
+                    };
+                }
+                return (A) lm.logits(lm.hidden(tokens, mb, T, null, taps), 0, mb * T);
+            };
+        } else {
+            TrainModel<A> tm = new TrainModel<>(ops, Weights.load(teacher.source(), teacher.config(), teacher.spec(), ops),
+                    cfg.seqlen());
+            teacherForward = (tokens, mb, T, wanted, hidden) -> {
+                TrainModel.Pass<A> p = tm.forward(tokens, mb, T);
+                if (wanted != null) {
+                    for (int l = 0; l < wanted.length; l++) {
+                        if (wanted[l]) {
+                            hidden.set(l, p.blockOutput(l));
+                        }
+                    }
+                }
+                return p.logits();
+            };
+        }
+
+        List<Weights.Entry<A>> params = w.entries();
+        Weights<A> grads = w.zerosLike(ops);
+        List<Weights.Entry<A>> gradList = grads.entries();
+        Map<String, A> m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
+        for (Weights.Entry<A> e : params) {
+            m.put(e.name(), ops.zeros(ops.size(e.value())));
+            v.put(e.name(), ops.zeros(ops.size(e.value())));
         }
         long maskedZeros = 0;
         for (Map.Entry<String, int[]> e : student.masks().entrySet()) {
-            float[] p = w.get(e.getKey());
+            A p = w.get(e.getKey());
             if (p == null) {
                 throw new IllegalArgumentException("mask for unknown tensor " + e.getKey());
             }
@@ -248,14 +310,16 @@ public final class DistillStage {
                         + ": no checkpoint to resume from");
             }
             Map<String, Integer> sizes = new LinkedHashMap<>();
-            params.forEach(e -> sizes.put(e.name(), e.value().length));
+            params.forEach(e -> sizes.put(e.name(), ops.size(e.value())));
             DistillCheckpoint.Loaded c = DistillCheckpoint.read(checkpointDir, sizes);
             checkSameRun(DistillCheckpoint.file(checkpointDir), c.state().run(), run);
-            for (Weights.Entry<float[]> e : params) {
-                System.arraycopy(c.params().get(e.name()), 0, e.value(), 0, e.value().length);
-                System.arraycopy(c.m().get(e.name()), 0, m.get(e.name()), 0, e.value().length);
-                System.arraycopy(c.v().get(e.name()), 0, v.get(e.name()), 0, e.value().length);
+            ops.beginStep();
+            for (Weights.Entry<A> e : params) {
+                load(ops, c.params().get(e.name()), e.value());
+                load(ops, c.m().get(e.name()), m.get(e.name()));
+                load(ops, c.v().get(e.name()), v.get(e.name()));
             }
+            ops.endStep();
             start = c.state().step();
             windows.skip(c.state().windowsDrawn());
             curve.addAll(c.state().curve());
@@ -283,34 +347,37 @@ public final class DistillStage {
         double ceScale = (1 - cfg.alpha()) / ((double) cfg.batch() * (T - 1));
         double hScale = pairs == 0 ? 0 : cfg.hiddenWeight() / ((double) pairs * cfg.batch() * T * C);
         LrSchedule schedule = new LrSchedule(cfg.lr(), cfg.warmup(), cfg.steps());
-        TrainModel<float[]> model = new TrainModel<>(ops, w, T);
+        TrainModel<A> model = new TrainModel<>(ops, w, T);
         int lastCheckpoint = start;
         long t0 = System.nanoTime();
         double cpu0 = processCpuSeconds();
 
         for (int s = start; s < cfg.steps(); s++) {
-            for (Weights.Entry<float[]> g : gradList) {
+            ops.beginStep();
+            for (Weights.Entry<A> g : gradList) {
                 ops.zero(g.value());
             }
             Losses.Sums sums = Losses.Sums.ZERO;
             double se = 0;
             for (int a = 0; a < accum; a++) {
-                Micro r = microBatch(windows.next(mb), lm, model, grads, cfg, map, klScale, ceScale, hScale);
+                Micro r = microBatch(windows.next(mb), teacherForward, teacher.config().layers(), model, grads, cfg, map,
+                        klScale, ceScale, hScale);
                 sums = sums.plus(r.sums());
                 se += r.squaredError();
             }
             double loss = klScale * sums.kl() + ceScale * sums.ce() + hScale * se;
             double sq = 0;
-            for (Weights.Entry<float[]> g : gradList) {
+            for (Weights.Entry<A> g : gradList) {
                 sq += ops.sumSquares(g.value());
             }
             double gradNorm = Math.sqrt(sq);
             if (!Double.isFinite(loss) || !Double.isFinite(gradNorm)) {
+                ops.endStep();
                 throw nonFinite(s + 1, loss, gradNorm, checkpointDir, lastCheckpoint);
             }
             if (cfg.clip() > 0 && gradNorm > cfg.clip()) {
                 double f = cfg.clip() / (gradNorm + 1e-6); // torch.nn.utils.clip_grad_norm_
-                for (Weights.Entry<float[]> g : gradList) {
+                for (Weights.Entry<A> g : gradList) {
                     ops.scale(g.value(), f);
                 }
             }
@@ -323,6 +390,7 @@ public final class DistillStage {
             for (Map.Entry<String, int[]> e : student.masks().entrySet()) {
                 ops.zeroAt(w.get(e.getKey()), e.getValue());
             }
+            ops.endStep();
             double seconds = priorSeconds + (System.nanoTime() - t0) / 1e9;
             StepRecord r = new StepRecord(s + 1, loss,
                     sums.klRows() > 0 ? sums.kl() / sums.klRows() : Double.NaN,
@@ -339,8 +407,32 @@ public final class DistillStage {
             }
         }
         double thisRun = (System.nanoTime() - t0) / 1e9;
-        return new Result(w, List.copyOf(curve), start, priorSeconds + thisRun, w.parameterCount(ops), maskedZeros,
-                ops.name(), stream.length, processCpuSeconds() - cpu0, cfg.steps() - start, thisRun);
+        if (!onCpu) {
+            // the trained weights back into the student's float32 arrays
+            List<Weights.Entry<float[]>> host = hostWeights.entries();
+            for (int i = 0; i < params.size(); i++) {
+                float[] f = ops.toFloats(params.get(i).value());
+                System.arraycopy(f, 0, host.get(i).value(), 0, f.length);
+            }
+        }
+        return new Result(hostWeights, List.copyOf(curve), start, priorSeconds + thisRun,
+                hostWeights.parameterCount(cpu), maskedZeros, ops.name(), stream.length, processCpuSeconds() - cpu0,
+                cfg.steps() - start, thisRun);
+    }
+
+    /** dst = values (a checkpoint's tensor into a live array). */
+    @SuppressWarnings("unchecked")
+    private static <A> void load(TrainOps<A> ops, float[] values, A dst) {
+        if (dst instanceof float[] f) {
+            System.arraycopy(values, 0, f, 0, f.length);
+        } else {
+            ops.copy(ops.adopt(values), dst);
+        }
+    }
+
+    /** The array's values on the host: itself for float[], a download otherwise. */
+    private static <A> float[] host(TrainOps<A> ops, A a) {
+        return a instanceof float[] f ? f : ops.toFloats(a);
     }
 
     /** CPU time of this process so far, or NaN. */
@@ -363,45 +455,38 @@ public final class DistillStage {
      *
      * @param map the layer map of the hidden-state loss, or null
      */
-    private static Micro microBatch(int[] tokens, CausalLM teacher, TrainModel<float[]> student, Weights<float[]> grads,
-                                    Config cfg, int[] map, double klScale, double ceScale, double hScale) {
-        F32TrainOps ops = (F32TrainOps) student.ops();
+    private static <A> Micro microBatch(int[] tokens, TeacherForward<A> teacher, int teacherLayers, TrainModel<A> student,
+                                        Weights<A> grads, Config cfg, int[] map, double klScale, double ceScale,
+                                        double hScale) {
+        TrainOps<A> ops = student.ops();
         ModelConfig sc = student.weights().config();
         int V = sc.vocab(), C = sc.hidden(), T = cfg.seqlen(), mb = tokens.length / T, M = mb * T;
         // teacher: logits zt [M, V] and, for the hidden-state loss, the block outputs it needs [M, C]
-        float[][] tHidden = new float[teacher.config().layers()][];
-        Taps taps = Taps.NONE;
+        List<A> tHidden = new ArrayList<>(java.util.Collections.nCopies(teacherLayers, (A) null));
+        boolean[] wanted = null;
         if (map != null) {
-            boolean[] wanted = new boolean[tHidden.length];
+            wanted = new boolean[teacherLayers];
             for (int t : map) {
                 if (t >= 0) {
                     wanted[t] = true;
                 }
             }
-            taps = new Taps() {
-                @Override
-                public void blockOutput(int layer, float[] x, int rows, int cols) {
-                    if (wanted[layer]) {
-                        tHidden[layer] = x.clone();
-                    }
-                }
-            };
         }
-        float[] zt = teacher.logits(teacher.hidden(tokens, mb, T, null, taps), 0, M);
+        A zt = teacher.forward(tokens, mb, T, wanted, tHidden);
         // student: forward, the loss (its gradient written over the logits), the hidden-state loss, backward
-        TrainModel.Pass<float[]> pass = student.forward(tokens, mb, T);
+        TrainModel.Pass<A> pass = student.forward(tokens, mb, T);
         int[] targets = cfg.alpha() < 1 ? targets(tokens, T) : null;
         Losses.Sums sums = ops.distillLoss(pass.logits(), cfg.alpha() > 0 ? zt : null, targets, cfg.loss(),
                 cfg.temperature(), M, V, klScale, ceScale, pass.logits());
         double se = 0;
-        List<float[]> dHidden = null;
+        List<A> dHidden = null;
         if (map != null) {
             dHidden = new ArrayList<>();
             for (int l = 0; l < map.length; l++) {
-                float[] dh = null;
+                A dh = null;
                 if (map[l] >= 0) {
-                    dh = new float[M * C];
-                    se += ops.squaredError(pass.blockOutput(l), tHidden[map[l]], M * C, hScale, dh);
+                    dh = ops.zeros(M * C);
+                    se += ops.squaredError(pass.blockOutput(l), tHidden.get(map[l]), M * C, hScale, dh);
                 }
                 dHidden.add(dh);
             }
@@ -419,16 +504,17 @@ public final class DistillStage {
         return t;
     }
 
-    private static void checkpoint(Path dir, F32TrainOps ops, List<Weights.Entry<float[]>> params, Map<String, float[]> m,
-                                   Map<String, float[]> v, int step, long drawn, Map<String, Object> run,
-                                   List<StepRecord> curve, double seconds, int lastCheckpoint) {
+    private static <A> void checkpoint(Path dir, TrainOps<A> ops, List<Weights.Entry<A>> params, Map<String, A> m,
+                                       Map<String, A> v, int step, long drawn, Map<String, Object> run,
+                                       List<StepRecord> curve, double seconds, int lastCheckpoint) {
         Map<String, float[][]> tensors = new LinkedHashMap<>();
-        for (Weights.Entry<float[]> e : params) {
+        for (Weights.Entry<A> e : params) {
             if (!Double.isFinite(ops.sumSquares(e.value()))) {
                 throw new ShrinkException("step " + step + ": tensor " + e.name() + " holds non-finite values after the "
                         + "update; training stopped without overwriting the checkpoint; " + lastGood(dir, lastCheckpoint));
             }
-            tensors.put(e.name(), new float[][] {e.value(), m.get(e.name()), v.get(e.name())});
+            tensors.put(e.name(), new float[][] {host(ops, e.value()), host(ops, m.get(e.name())),
+                    host(ops, v.get(e.name()))});
         }
         try {
             DistillCheckpoint.write(dir, new DistillCheckpoint.State(DistillCheckpoint.FORMAT, step, drawn, run,

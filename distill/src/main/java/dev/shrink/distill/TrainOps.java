@@ -24,6 +24,18 @@ public interface TrainOps<A> {
     /** Short name for reports ("cpu-f32", "cpu-f64"). */
     String name();
 
+    /**
+     * Marks the start of a training step: arrays made from here to {@link #endStep()} are that
+     * step's (activations, scratch) and may be reclaimed when it ends. The CPU ops leave them to the
+     * garbage collector; a device backend reuses their memory for the next step.
+     */
+    default void beginStep() {
+    }
+
+    /** Ends the step begun by {@link #beginStep()}: its arrays must not be used any more. */
+    default void endStep() {
+    }
+
     /** A new array of n zeros. */
     A zeros(int n);
 

@@ -121,6 +121,20 @@ public final class Weights<A> {
         return f;
     }
 
+    /** The same tensors converted one by one by {@code f} (a tied head stays the embedding), e.g. copied to a device. */
+    public <B> Weights<B> map(java.util.function.Function<A, B> f) {
+        B e = f.apply(embed);
+        B h = tied() ? e : f.apply(head);
+        List<Block<B>> bs = new ArrayList<>();
+        for (Block<A> b : blocks) {
+            EnumMap<Role, B> w = new EnumMap<>(Role.class), bias = new EnumMap<>(Role.class);
+            b.w().forEach((r, a) -> w.put(r, f.apply(a)));
+            b.b().forEach((r, a) -> bias.put(r, f.apply(a)));
+            bs.add(new Block<>(f.apply(b.inputNorm()), f.apply(b.postNorm()), w, bias));
+        }
+        return new Weights<>(cfg, spec, e, h, f.apply(finalNorm), bs);
+    }
+
     /** Zeros of the same shapes (and the same tying): the gradient holder. */
     public Weights<A> zerosLike(TrainOps<A> ops) {
         A e = ops.zeros(ops.size(embed));

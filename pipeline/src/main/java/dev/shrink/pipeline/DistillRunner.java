@@ -3,12 +3,14 @@ package dev.shrink.pipeline;
 import dev.shrink.core.ops.Backends;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.distill.AdamW;
+import dev.shrink.distill.CudaTrainOps;
 import dev.shrink.distill.DistillCheckpoint;
 import dev.shrink.distill.DistillRun;
 import dev.shrink.distill.DistillStage;
 import dev.shrink.distill.F32TrainOps;
 import dev.shrink.distill.Losses;
 import dev.shrink.eval.WeightSources;
+import dev.shrink.kernels.cuda.CudaOps;
 import java.nio.file.Path;
 import java.util.Map;
 
@@ -16,7 +18,9 @@ import java.util.Map;
  * A recipe's distill stage: the stage's input is the student, written to the stage's output
  * folder by {@link DistillRun}. Its checkpoints go beside that folder ({@code <key>.checkpoint}),
  * so a compare interrupted during training resumes the training where it stopped when it runs
- * again; they are removed once the output is in place. Training runs on the CPU backend.
+ * again; they are removed once the output is in place. Training runs on the GPU
+ * ({@link CudaTrainOps}, in the backend's GEMM arithmetic) when the compare's backend is cuda,
+ * else on the CPU backend; the stage's report names it ({@code training.backend}).
  */
 final class DistillRunner {
     private DistillRunner() {
@@ -32,6 +36,12 @@ final class DistillRunner {
                 false, ckpt, DistillCheckpoint.exists(ckpt), false, "source", reportHead);
         Ops cpu = ops.name().startsWith("cpu") ? ops : Backends.select("cpu", 0);
         F32TrainOps train = new F32TrainOps(cpu, Runtime.getRuntime().availableProcessors());
-        DistillRun.run(req, WeightSources::forModel, null, train, DistillStage.Listener.NONE);
+        if (ops instanceof CudaOps cuda) {
+            try (CudaTrainOps gpu = new CudaTrainOps(cuda.device(), cuda.math())) {
+                DistillRun.run(req, WeightSources::forModel, null, train, gpu, DistillStage.Listener.NONE);
+            }
+        } else {
+            DistillRun.run(req, WeightSources::forModel, null, train, DistillStage.Listener.NONE);
+        }
     }
 }
