@@ -100,6 +100,25 @@ final class DeviceAwq {
     }
 
     /**
+     * Device memory the loop needs at its peak, bytes: the activations and a chunk's scratch, one
+     * block's weights, the Gram matrices of the linears inspected alone (o's and down's inputs), and
+     * the largest set of candidates held at once (the MLP's gate and up for 20 ratios, or ΔW and
+     * ΔW·G of down's, each bounded by {@link #STACK_BYTES}).
+     */
+    static long bytesNeeded(ModelConfig mc, int n, int T) {
+        long C = mc.hidden(), F = mc.intermediate(), qDim = mc.qDim(), kvDim = mc.kvDim();
+        long block = 4 * (C * qDim + 2 * C * kvDim + qDim * C + 3 * C * F + 2 * C);
+        long grams = 4 * (qDim * qDim + F * F);
+        long grid = ScaleSearch.GRID;
+        long mlp = 4 * 2 * F * C, attn = 4 * (qDim + 2 * kvDim) * C, down = 8 * C * F, o = 8 * C * qDim;
+        long stack = 0;
+        for (long perCandidate : new long[] {mlp, attn, down, o}) {
+            stack = Math.max(stack, perCandidate * Math.max(1, Math.min(grid, STACK_BYTES / perCandidate)));
+        }
+        return activationBytes(mc, n, T) + block + grams + stack + (64L << 20);
+    }
+
+    /**
      * Runs AWQ over every decoder block with the calibration windows [n][T] on {@code cuda}'s GPU.
      * With a {@code sink}, quantized linears go there and the result's map is empty.
      */
@@ -124,10 +143,10 @@ final class DeviceAwq {
         }
         DeviceOps d = cuda.deviceOps();
         CudaDevice dev = d.device();
-        long need = activationBytes(mc, n, T) + (64L << 20);
+        long need = bytesNeeded(mc, n, T);
         long free = dev.freeMemory();
         if (need > free) {
-            throw new ShrinkException(String.format("AWQ on the GPU needs at least %.1f GiB for %d calibration sequences"
+            throw new ShrinkException(String.format("AWQ on the GPU needs about %.1f GiB for %d calibration sequences"
                     + " of %d tokens; %s has %.1f GiB free (use fewer --calib-samples, or --device cpu)",
                     need / (double) (1L << 30), n, T, dev.name(), free / (double) (1L << 30)));
         }
