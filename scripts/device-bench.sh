@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine, after scripts/device-pack.sh (the Java runtime and jars it packed):
 # the GPU benchmarks of Shrink, then one table.
-#   1. GPTQ of fixture-llama-14m on its reference calibration windows (128 x 512), float32 and TF32 GEMMs
-#   2. GPTQ of a model with Llama-2-7B's shapes (32 layers, 4096/11008, 32 heads, vocabulary 32000;
-#      random weights made in memory per block), 128 x 2048 random calibration tokens, TF32 GEMMs
+#   1. GPTQ and AWQ of fixture-llama-14m on its reference calibration windows (128 x 512), float32 and TF32 GEMMs
+#   2. `shrink synth --preset llama2-7b` (SyntheticModel: the CLI's jars do not travel): a folder with
+#      Llama-2-7B's shapes (32 layers, 4096/11008, 32 heads, vocabulary 32000) and random bf16 weights,
+#      12.6 GiB written to $SYNTH_DIR (default /tmp/shrink-synth-7b; kept, and reused when it is there)
+#   3. GPTQ of that folder, 128 x 2048 random calibration tokens, TF32 GEMMs
 #      (the reference takes ~309 s on an H200: shared/golden/ref-gptq-speed-llama2-7b-shapes-h200.json)
-#   3. W4A16 GEMV bandwidth on the 7B linears' shapes against a device-to-device copy of the same bytes
-#   bash .device/cuda/device-bench.sh [--fp32-7b] [--layers N] [--no-7b]
-# --fp32-7b adds the 7B job in float32 GEMMs too (slower); --layers N shortens the 7B job (timing check);
-# --no-7b leaves it out.
+#   4. AWQ of that folder, the same tokens, TF32 GEMMs: the first 4 blocks by default (14.3 s per block on
+#      an H100, so the 32 take ~8 minutes: --awq-layers 32 --no-fixture in a call of their own)
+#   5. W4A16 GEMV bandwidth on the 7B linears' shapes against a device-to-device copy of the same bytes
+#   bash .device/cuda/device-bench.sh [--fp32-7b] [--layers N] [--awq-layers N] [--no-7b] [--no-awq-7b]
+#                                     [--in-memory-7b] [--no-fixture]
+# --fp32-7b adds the 7B GPTQ in float32 GEMMs too (slower); --layers N / --awq-layers N run the first N blocks
+# of the 7B GPTQ / AWQ jobs (default 32 / 4); --no-fixture leaves out the fixture jobs and the GEMV;
+# --no-7b leaves the 7B jobs (and the synth) out, --no-awq-7b the 7B AWQ; --in-memory-7b makes the 7B GPTQ's
+# weights in memory per block as before (no synth folder).
 # Logs go to $OUT (the device tool's folder) when set, else /tmp/shrink-device.
 set -uo pipefail
 HERE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
@@ -18,12 +25,21 @@ LOGS="${OUT:-/tmp/shrink-device}"
 mkdir -p "$LOGS"
 FP32_7B=0
 LAYERS=32
+AWQ_LAYERS=4
 SEVEN=1
+AWQ_SEVEN=1
+IN_MEMORY=0
+FIXTURE=1
+SYNTH_DIR="${SYNTH_DIR:-/tmp/shrink-synth-7b}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --fp32-7b) FP32_7B=1 ;;
     --layers) LAYERS="$2"; shift ;;
+    --awq-layers) AWQ_LAYERS="$2"; shift ;;
     --no-7b) SEVEN=0 ;;
+    --no-awq-7b) AWQ_SEVEN=0 ;;
+    --in-memory-7b) IN_MEMORY=1 ;;
+    --no-fixture) FIXTURE=0 ;;
     *) echo "device-bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -47,20 +63,39 @@ run() { # title, command...
 }
 FIX=(--model "$PACK/shared/models/fixture-llama-14m"
      --calib-tokens "$PACK/shared/golden/fixture-llama-14m.calib-c4-128x512.safetensors")
-run "GPTQ fixture, fp32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${FIX[@]}" --math fp32
-run "GPTQ fixture, tf32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${FIX[@]}" --math tf32
+if [ "$FIXTURE" = 1 ]; then
+  run "GPTQ fixture, fp32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${FIX[@]}" --math fp32
+  run "GPTQ fixture, tf32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${FIX[@]}" --math tf32
+  run "AWQ fixture, fp32" "${JAVA[@]}" dev.shrink.awq.AwqDeviceBench "${FIX[@]}" --math fp32
+  run "AWQ fixture, tf32" "${JAVA[@]}" dev.shrink.awq.AwqDeviceBench "${FIX[@]}" --math tf32
+fi
+if [ "$SEVEN" = 1 ] && [ "$IN_MEMORY" = 0 ]; then
+  if [ -s "$SYNTH_DIR/config.json" ]; then
+    echo "== synth: reusing $SYNTH_DIR" | tee -a "$LOG"
+  else
+    run "synth llama2-7b (bf16)" "${JAVA[@]}" dev.shrink.core.synth.SyntheticModel "$SYNTH_DIR" --preset llama2-7b --seed 0
+  fi
+  SEVEN_MODEL=(--model "$SYNTH_DIR")
+else
+  SEVEN_MODEL=()
+fi
 if [ "$SEVEN" = 1 ]; then
-  run "GPTQ 7B shapes, tf32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench --layers "$LAYERS" --math tf32
+  run "GPTQ 7B shapes, tf32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${SEVEN_MODEL[@]}" --layers "$LAYERS" --math tf32
 fi
 if [ "$SEVEN" = 1 ] && [ "$FP32_7B" = 1 ]; then
-  run "GPTQ 7B shapes, fp32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench --layers "$LAYERS" --math fp32
+  run "GPTQ 7B shapes, fp32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${SEVEN_MODEL[@]}" --layers "$LAYERS" --math fp32
 fi
-run "W4A16 GEMV" "${JAVA[@]}" dev.shrink.kernels.cuda.W4a16Bench
+if [ "$SEVEN" = 1 ] && [ "$AWQ_SEVEN" = 1 ] && [ "$IN_MEMORY" = 0 ]; then
+  run "AWQ 7B shapes, tf32" "${JAVA[@]}" dev.shrink.awq.AwqDeviceBench "${SEVEN_MODEL[@]}" --layers "$AWQ_LAYERS" --math tf32
+fi
+if [ "$FIXTURE" = 1 ]; then
+  run "W4A16 GEMV" "${JAVA[@]}" dev.shrink.kernels.cuda.W4a16Bench
+fi
 
 echo
 echo "| job | seconds | peak GPU GiB (loop's allocations / device in use) | details |"
 echo "| --- | ---: | ---: | --- |"
-grep '^RESULT|gptq' "$LOG" | while IFS='|' read -r _ job s alloc used what; do
+grep -e '^RESULT|gptq' -e '^RESULT|awq' "$LOG" | while IFS='|' read -r _ job s alloc used what; do
   echo "| $job | $s | $alloc / $used | $what |"
 done
 echo

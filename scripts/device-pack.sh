@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs what the GPU machine needs to run Shrink's CUDA suite, which has no JDK and no Maven:
 #   OUT/jre.tgz          a jlink'd Java 25 runtime (../shared/device/make-jre.sh, ~23 MB)
-#   OUT/lib/*.jar        core, kernels, calib-data, eval, compress-gptq, their test classes, Jackson and JUnit
+#   OUT/lib/*.jar        core, kernels, calib-data, eval, compress-gptq, compress-awq, prune, their test classes,
+#                        Jackson and JUnit
 #                        (not the tokenizer's 18 MB native jar, Arrow or Netty: the GPU path needs none)
 #   OUT/shared/...       fixture-llama-14m, its golden numbers and the reference's calibration windows (~27 MB)
 #   OUT/heldout-8x512.safetensors  the fixture's first 8 heldout windows, tokenized here (and 64: heldout-64x512)
@@ -29,7 +30,7 @@ fi
 
 echo "device-pack: building..." >&2
 log=$(mktemp)
-if ! mvn -B -q -o -Dstyle.color=never -DskipTests install -pl core,kernels,calib-data,eval,compress-gptq >"$log" 2>&1; then
+if ! mvn -B -q -o -Dstyle.color=never -DskipTests install -pl core,kernels,calib-data,eval,compress-gptq,compress-awq,prune >"$log" 2>&1; then
   cat "$log" >&2
   echo "device-pack: the build failed" >&2
   exit 2
@@ -45,7 +46,7 @@ mkdir -p "$OUT/lib" "$OUT/shared/models" "$OUT/shared/golden"
 [ -s "$OUT/jre.tgz" ] || { echo "device-pack: $SHARED/device/make-jre.sh did not write $OUT/jre.tgz" >&2; exit 2; }
 
 # Our jars, and the test classes as jars
-for m in core kernels calib-data eval compress-gptq; do
+for m in core kernels calib-data eval compress-gptq compress-awq prune; do
   cp "$m"/target/shrink-"$m"-*.jar "$OUT/lib/"
   "$JAVA_HOME/bin/jar" cf "$OUT/lib/shrink-$m-tests.jar" -C "$m/target/test-classes" .
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (no JDK there): unpacks the Java runtime that scripts/device-pack.sh
 # packed, runs the CUDA parity suite (every op against the CPU reference, the device-resident ops,
-# the W4A16 GEMV, GPTQ on the GPU against the CPU's, the fixture's perplexity on CUDA against the
+# the W4A16 GEMV, GPTQ and AWQ on the GPU against the CPU's, the pruning masks, the fixture's perplexity on CUDA against the
 # CPU and PyTorch's figure, backend selection), then the CUDA op timings.
 # Prints the results as tables; copies the logs to $OUT when that is set (the device tool's folder).
 #   bash .device/cuda/device-test.sh [--no-bench]   (from the repository root, after device-pack.sh)
@@ -26,7 +26,8 @@ echo "== parity suite"
 "${JAVA[@]}" "${PROPS[@]}" dev.shrink.kernels.cuda.DeviceSuite \
     dev.shrink.kernels.cuda.CudaConformanceTest dev.shrink.kernels.cuda.DeviceOpsConformanceTest \
     dev.shrink.kernels.cuda.W4a16GemvTest dev.shrink.eval.CudaPerplexityParityTest \
-    dev.shrink.gptq.CudaGptqParityTest dev.shrink.kernels.cpu.ProvidersTest 2>&1 | tee "$LOGS/suite.log"
+    dev.shrink.gptq.CudaGptqParityTest dev.shrink.awq.CudaAwqParityTest dev.shrink.prune.CudaMasksParityTest \
+    dev.shrink.kernels.cpu.ProvidersTest 2>&1 | tee "$LOGS/suite.log"
 rc=${PIPESTATUS[0]}
 # the fixture's GPTQ folders made on the GPU, one archive each (to evaluate on the whole heldout set elsewhere)
 for d in /tmp/shrink-gptq-gpu/*/; do

@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
             "Models are Hugging Face folders (config.json, *.safetensors, tokenizer.json).",
             "Pickle checkpoints (.bin, .pt) are never read: loading one runs code from the file."},
         subcommands = {EvalCommand.class, GptqCommand.class, AwqCommand.class, PruneCommand.class, DistillCommand.class,
+            SynthCommand.class,
             CompareCommand.class,
             InspectCommand.class, GenerateCommand.class, EstimateCommand.class,
             CommandLine.HelpCommand.class},

@@ -107,7 +107,7 @@ public final class AwqStage {
     enum Module { ATTENTION, MLP, LINEAR }
 
     /** A mapping of the spec resolved against a block. */
-    private record Resolved(AwqMapping mapping, Module module, List<String> consumers, int K) {
+    record Resolved(AwqMapping mapping, Module module, List<String> consumers, int K) {
         String input() {
             return consumers.get(0);
         }
@@ -124,9 +124,16 @@ public final class AwqStage {
         return run(model.config(), model.spec(), src, windows, cfg, ops, quiet);
     }
 
-    /** {@link #run(ModelDir, WeightSource, int[][], Config, Ops, boolean)} for a config and spec given directly. */
+    /**
+     * {@link #run(ModelDir, WeightSource, int[][], Config, Ops, boolean)} for a config and spec given
+     * directly. On the cuda backend the loop runs on the GPU ({@link DeviceAwq}: activations resident
+     * there, the grids batched in awq.cu) with the same steps and the same host-side choices.
+     */
     public static Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows, Config cfg, Ops ops,
                              boolean quiet) {
+        if (ops instanceof dev.shrink.kernels.cuda.CudaOps cuda && DeviceAwq.unsupported(spec) == null) {
+            return DeviceAwq.run(mc, spec, src, windows, cfg, cuda, quiet, null);
+        }
         long t0 = System.nanoTime();
         if (windows.length == 0 || windows[0].length == 0) {
             throw new IllegalArgumentException("no calibration windows");
@@ -466,7 +473,7 @@ public final class AwqStage {
     }
 
     /** The linears whose weights the decoder's sub-block forward takes stacked (R sets): q, k, v or gate, up. */
-    private static List<String> stackedLinears(ArchitectureSpec spec, Module module) {
+    static List<String> stackedLinears(ArchitectureSpec spec, Module module) {
         EnumSet<Role> roles = module == Module.ATTENTION ? EnumSet.of(Role.Q, Role.K, Role.V) : EnumSet.of(Role.GATE, Role.UP);
         List<String> out = new ArrayList<>();
         for (ArchitectureSpec.Linear l : spec.linears()) {
@@ -513,7 +520,7 @@ public final class AwqStage {
     }
 
     /** Why a mapping is not searched in this block, or null when it is. */
-    private static String skipReason(ArchitectureSpec spec, BlockWeights w, AwqMapping m, Set<String> fit,
+    static String skipReason(ArchitectureSpec spec, BlockWeights w, AwqMapping m, Set<String> fit,
                                      Map<String, String> unfit) {
         int K = w.shape(m.consumers().get(0))[1];
         if (isLinear(spec, m.previous())) {
@@ -535,7 +542,7 @@ public final class AwqStage {
         return null;
     }
 
-    private static Resolved resolve(ArchitectureSpec spec, BlockWeights w, AwqMapping m) {
+    static Resolved resolve(ArchitectureSpec spec, BlockWeights w, AwqMapping m) {
         List<String> consumers = m.consumers();
         int K = w.shape(consumers.get(0))[1];
         for (String c : consumers) {
@@ -577,11 +584,11 @@ public final class AwqStage {
         return new Resolved(m, module, consumers, K);
     }
 
-    private static boolean isLinear(ArchitectureSpec spec, String name) {
+    static boolean isLinear(ArchitectureSpec spec, String name) {
         return roleOf(spec, name) != null;
     }
 
-    private static Role roleOf(ArchitectureSpec spec, String name) {
+    static Role roleOf(ArchitectureSpec spec, String name) {
         for (ArchitectureSpec.Linear l : spec.linears()) {
             if (l.name().equals(name)) {
                 return l.role();
@@ -590,7 +597,7 @@ public final class AwqStage {
         return null;
     }
 
-    private static List<String> full(ArchitectureSpec spec, int layer, List<String> names) {
+    static List<String> full(ArchitectureSpec spec, int layer, List<String> names) {
         List<String> out = new ArrayList<>();
         for (String s : names) {
             out.add(spec.layer(layer, s));

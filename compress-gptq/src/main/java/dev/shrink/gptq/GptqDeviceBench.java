@@ -30,7 +30,7 @@ import java.util.stream.IntStream;
  * <pre>
  * GptqDeviceBench [--layers 32 --hidden 4096 --intermediate 11008 --heads 32 --kv-heads 32 --vocab 32000]
  *                 [--samples 128 --seqlen 2048] [--math tf32|fp32] [--bits 4 --group 128] [--act-order]
- * GptqDeviceBench --model DIR --calib-tokens FILE [--math fp32|tf32] ...
+ * GptqDeviceBench --model DIR [--calib-tokens FILE | --samples 128 --seqlen 2048] [--layers N] [--math fp32|tf32] ...
  * </pre>
  */
 public final class GptqDeviceBench {
@@ -40,14 +40,17 @@ public final class GptqDeviceBench {
     public static void main(String[] args) {
         int layers = 32, hidden = 4096, inter = 11008, heads = 32, kvHeads = 32, vocab = 32000;
         int samples = 128, seqlen = 2048, bits = 4, group = 128;
-        boolean actOrder = false;
+        boolean actOrder = false, layersGiven = false;
         GemmMath math = GemmMath.TF32;
         Path model = null, calib = null;
         long seed = 0;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
-                case "--layers" -> layers = Integer.parseInt(args[++i]);
+                case "--layers" -> {
+                    layers = Integer.parseInt(args[++i]);
+                    layersGiven = true;
+                }
                 case "--hidden" -> hidden = Integer.parseInt(args[++i]);
                 case "--intermediate" -> inter = Integer.parseInt(args[++i]);
                 case "--heads" -> heads = Integer.parseInt(args[++i]);
@@ -80,27 +83,26 @@ public final class GptqDeviceBench {
             int[][] windows;
             ModelDir dir = null;
             if (model != null) {
-                if (calib == null) {
-                    System.err.println("GptqDeviceBench: --model needs --calib-tokens FILE");
-                    System.exit(2);
-                }
                 dir = ModelDir.open(model);
                 mc = dir.config();
+                if (layersGiven && layers < mc.layers()) { // the first blocks only (a timing check)
+                    com.fasterxml.jackson.databind.node.ObjectNode raw = mc.raw().deepCopy();
+                    raw.put("num_hidden_layers", layers);
+                    mc = ModelConfig.parse(raw, model.resolve("config.json"));
+                }
                 spec = dir.spec();
                 src = WeightSource.of(dir.weights());
-                windows = readWindows(calib);
-                job = model.getFileName().toString();
+                if (calib != null) {
+                    windows = readWindows(calib);
+                } else { // random tokens, as for the in-memory model (a `shrink synth` folder)
+                    windows = randomWindows(samples, seqlen, mc.vocab(), seed);
+                }
+                job = model.getFileName().toString() + (layersGiven ? " (" + mc.layers() + " layers)" : "");
             } else {
                 mc = config(layers, hidden, inter, heads, kvHeads, vocab);
                 spec = ArchitectureSpec.LLAMA;
                 src = new RandomWeights(mc, spec, seed);
-                windows = new int[samples][seqlen];
-                SplittableRandom r = new SplittableRandom(seed + 1);
-                for (int[] w : windows) {
-                    for (int t = 0; t < seqlen; t++) {
-                        w[t] = r.nextInt(vocab);
-                    }
-                }
+                windows = randomWindows(samples, seqlen, vocab, seed);
                 job = String.format("random %d layers %d/%d, %d heads", layers, hidden, inter, heads);
             }
             String what = String.format("%s; %d x %d tokens; w%d g%d sym%s; %s", job, windows.length, windows[0].length,
@@ -108,7 +110,7 @@ public final class GptqDeviceBench {
             System.out.println("GPTQ on " + ops.name() + ": " + what);
             long[] maxUsed = {dev.usedMemory()};
             long[] checked = {0};
-                        dev.resetPeak();
+            dev.resetPeak();
             long t0 = System.nanoTime();
             int codeBits = bits;
             DeviceGptq.Sink sink = (name, N, K, r, bias) -> {
@@ -152,6 +154,18 @@ public final class GptqDeviceBench {
             throw new IllegalStateException(name + ": loss " + r.loss());
         }
         return (long) N * K;
+    }
+
+    /** n windows of T token ids uniform over the vocabulary (seeded). */
+    static int[][] randomWindows(int n, int T, int vocab, long seed) {
+        int[][] windows = new int[n][T];
+        SplittableRandom r = new SplittableRandom(seed + 1);
+        for (int[] w : windows) {
+            for (int t = 0; t < T; t++) {
+                w[t] = r.nextInt(vocab);
+            }
+        }
+        return windows;
     }
 
     private static int[][] readWindows(Path file) {

@@ -10,6 +10,7 @@ import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.ops.Ops;
+import dev.shrink.kernels.cuda.CudaOps;
 import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.sparse.PrunedCheckpoint;
@@ -236,7 +237,7 @@ public final class PruneStage {
         Map<String, float[]> weights = new LinkedHashMap<>();
         List<LayerReport> layers = new ArrayList<>();
         switch (cfg.method()) {
-            case "magnitude" -> magnitude(model, src, plan, cfg, quiet, weights, layers);
+            case "magnitude" -> magnitude(model, src, plan, cfg, ops, quiet, weights, layers);
             case "wanda" -> wanda(model, src, plan, windows, cfg, ops, quiet, weights, layers);
             default -> throw new IllegalStateException("method " + cfg.method());
         }
@@ -304,7 +305,7 @@ public final class PruneStage {
 
     // ---- magnitude ----
 
-    private static void magnitude(ModelDir model, WeightSource src, List<Target> plan, Config cfg, boolean quiet,
+    private static void magnitude(ModelDir model, WeightSource src, List<Target> plan, Config cfg, Ops ops, boolean quiet,
                                   Map<String, float[]> weights, List<LayerReport> layers) {
         ModelConfig mc = model.config();
         ArchitectureSpec spec = model.spec();
@@ -335,7 +336,8 @@ public final class PruneStage {
                 global = new Masks.Marker(Masks.lowestK(scores, Masks.count(cfg.pattern().ratio(), total)));
             }
         }
-        try (Progress progress = new Progress("prune magnitude", mc.layers(), "blocks", quiet)) {
+        try (Progress progress = new Progress("prune magnitude", mc.layers(), "blocks", quiet);
+             DeviceMasks device = ops instanceof CudaOps cuda && global == null ? new DeviceMasks(cuda) : null) {
             for (int layer = 0; layer < mc.layers(); layer++) {
                 BlockWeights w = BlockWeights.load(src, mc, spec, layer);
                 for (Target t : layerTargets(plan, layer)) {
@@ -345,8 +347,13 @@ public final class PruneStage {
                         continue;
                     }
                     requireFinite(W, t.name() + ".weight");
-                    float[] S = Masks.magnitude(W); // S: [N, K]
-                    boolean[] mask = global != null ? global.mark(S) : Masks.mask(S, t.N(), t.K(), cfg.pattern(), scope);
+                    boolean[] mask;
+                    if (device != null) { // scores and selection on the GPU, the same masks
+                        mask = device.mask(W, t.N(), t.K(), null, cfg.pattern(), scope);
+                    } else {
+                        float[] S = Masks.magnitude(W); // S: [N, K]
+                        mask = global != null ? global.mark(S) : Masks.mask(S, t.N(), t.K(), cfg.pattern(), scope);
+                    }
                     layers.add(prune(t, W, mask, weights));
                 }
                 progress.step(1);
@@ -384,7 +391,8 @@ public final class PruneStage {
             xs[s] = decoder.embed(E, windows[s]);
         }
         E = null;
-        try (Progress progress = new Progress("prune wanda", mc.layers(), "blocks", quiet)) {
+        try (Progress progress = new Progress("prune wanda", mc.layers(), "blocks", quiet);
+             DeviceMasks device = ops instanceof CudaOps cuda ? new DeviceMasks(cuda) : null) {
             for (int layer = 0; layer < mc.layers(); layer++) {
                 BlockWeights w = BlockWeights.load(src, mc, spec, layer);
                 List<Target> here = layerTargets(plan, layer);
@@ -407,7 +415,8 @@ public final class PruneStage {
                         continue;
                     }
                     requireFinite(W, t.name() + ".weight");
-                    boolean[] mask = Wanda.mask(W, t.N(), t.K(), taps.sumSq(t.linear()), cfg.pattern(), scope);
+                    boolean[] mask = device != null ? device.mask(W, t.N(), t.K(), taps.sumSq(t.linear()), cfg.pattern(), scope)
+                            : Wanda.mask(W, t.N(), t.K(), taps.sumSq(t.linear()), cfg.pattern(), scope);
                     layers.add(prune(t, W, mask, weights));
                     w.setWeight(t.linear(), weights.get(t.name() + ".weight"));
                 }

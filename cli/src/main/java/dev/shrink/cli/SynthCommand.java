@@ -1,0 +1,96 @@
+package dev.shrink.cli;
+
+import dev.shrink.core.synth.SyntheticModel;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "synth", mixinStandardHelpOptions = true,
+        description = {"Write a Hugging Face LLaMA folder with random weights of given shapes (bf16 or fp16 safetensors,"
+                + " sharded with an index, config.json, a tokenizer), for timing compression at real sizes.",
+            "Linears and embeddings ~ N(0, 0.02^2), norms near 1; the same --seed gives the same bytes. The folder"
+                + " appears atomically."},
+        footer = {"", "Examples:",
+            "  shrink synth /tmp/llama2-7b-random --preset llama2-7b                 # 12.6 GiB in bf16",
+            "  shrink synth /tmp/tiny --hidden 256 --intermediate 688 --layers 4 --heads 4 --vocab 32000 \\",
+            "      --tokenizer ../shared/models/llama2-tokenizer --dtype fp16 --seed 1"})
+final class SynthCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Parameters(index = "0", paramLabel = "OUT", description = "The folder to write (must not exist, or be empty).")
+    Path out;
+
+    @Option(names = "--preset", paramLabel = "NAME", description = "Shapes of a known model: llama2-7b, llama2-13b;"
+            + " the options below override single dimensions.")
+    String preset;
+
+    @Option(names = "--hidden", paramLabel = "C", description = "Hidden size.")
+    Integer hidden;
+
+    @Option(names = "--intermediate", paramLabel = "F", description = "MLP intermediate size.")
+    Integer intermediate;
+
+    @Option(names = "--layers", paramLabel = "L", description = "Decoder blocks.")
+    Integer layers;
+
+    @Option(names = "--heads", paramLabel = "H", description = "Attention heads.")
+    Integer heads;
+
+    @Option(names = "--kv-heads", paramLabel = "HKV", description = "Key/value heads (default: --heads, no GQA).")
+    Integer kvHeads;
+
+    @Option(names = "--vocab", paramLabel = "V", description = "Vocabulary size.")
+    Integer vocab;
+
+    @Option(names = "--max-positions", paramLabel = "P", description = "max_position_embeddings (default: the preset's, else 2048).")
+    Integer maxPositions;
+
+    @Option(names = "--dtype", defaultValue = "bf16", paramLabel = "T", description = "bf16 or fp16 (default: ${DEFAULT-VALUE}).")
+    String dtype;
+
+    @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "Random seed (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--shard-mib", defaultValue = "4096", paramLabel = "MIB",
+            description = "Largest weight file, MiB (default: ${DEFAULT-VALUE}).")
+    long shardMib;
+
+    @Option(names = "--tokenizer", paramLabel = "DIR", description = "Copy the tokenizer files of this folder (its ids"
+            + " must fit --vocab); default: a generated word-level tokenizer of the model's vocabulary.")
+    Path tokenizer;
+
+    @Option(names = "--overwrite", description = "Replace OUT if it holds files.")
+    boolean overwrite;
+
+    @Option(names = {"-q", "--quiet"}, description = "Print only the summary.")
+    boolean quiet;
+
+    @Option(names = "--debug", description = "Print stack traces with errors.")
+    boolean debug;
+
+    @Override
+    public Integer call() {
+        PrintWriter o = spec.commandLine().getOut();
+        SyntheticModel.Options opts;
+        try {
+            SyntheticModel.Shape shape = SyntheticModel.shape(preset, hidden, intermediate, layers, heads, kvHeads, vocab,
+                    maxPositions);
+            if (shardMib <= 0) {
+                throw new IllegalArgumentException("--shard-mib must be positive, got " + shardMib);
+            }
+            opts = new SyntheticModel.Options(shape, SyntheticModel.dtype(dtype), seed, shardMib << 20, tokenizer, preset);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+        }
+        SyntheticModel.Summary s = SyntheticModel.write(out, opts, overwrite, quiet ? null : o::println);
+        o.println(s.describe());
+        return 0;
+    }
+}
