@@ -6,6 +6,8 @@
 #      random weights made in memory per block), 128 x 2048 random calibration tokens, TF32 GEMMs
 #      (the reference takes ~309 s on an H200: shared/golden/ref-gptq-speed-llama2-7b-shapes-h200.json)
 #   3. W4A16 GEMV bandwidth on the 7B linears' shapes against a device-to-device copy of the same bytes
+#      (weights rotated over >= 1 GiB, back-to-back launches in a CUDA graph, event-timed; every kernel variant)
+#   4. decode tok/s at batch 1 of a Llama-2-7B-shaped decoder, fp16 weights (cuBLAS) vs W4A16 (DecodeBench)
 #   bash .device/cuda/device-bench.sh [--fp32-7b] [--layers N] [--no-7b]
 # --fp32-7b adds the 7B job in float32 GEMMs too (slower); --layers N shortens the 7B job (timing check);
 # --no-7b leaves it out.
@@ -56,6 +58,7 @@ if [ "$SEVEN" = 1 ] && [ "$FP32_7B" = 1 ]; then
   run "GPTQ 7B shapes, fp32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench --layers "$LAYERS" --math fp32
 fi
 run "W4A16 GEMV" "${JAVA[@]}" dev.shrink.kernels.cuda.W4a16Bench
+run "decode 7B shapes, fp16 vs W4A16" "${JAVA[@]}" dev.shrink.kernels.cuda.DecodeBench
 
 echo
 echo "| job | seconds | peak GPU GiB (loop's allocations / device in use) | details |"
@@ -64,8 +67,14 @@ grep '^RESULT|gptq' "$LOG" | while IFS='|' read -r _ job s alloc used what; do
   echo "| $job | $s | $alloc / $used | $what |"
 done
 echo
-echo "| W4A16 GEMV N x K (w4 g128, 1 token) | GPU us | GEMV GB/s | copy GB/s (read+write) | GEMV / copy | us per call from Java |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-grep '^RESULT|w4a16' "$LOG" | while IFS='|' read -r _ job us g c ratio java; do
-  echo "| ${job#w4a16 } | $us | $g | $c | $ratio% | $java |"
+echo "| W4A16 GEMV N x K (w4 g128, 1 token) | kernel | GPU us per launch, median [min-max] | GB/s | copy GB/s (read+write) | of copy | 1 launch us | L2-hot us |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+grep '^RESULT|w4a16' "$LOG" | while IFS='|' read -r _ job kernel us lo hi g c ratio one hot; do
+  echo "| ${job#w4a16 } | $kernel | $us [$lo-$hi] | $g | $c | $ratio% | $one | $hot |"
+done
+echo
+echo "| decode, Llama-2-7B shapes, batch 1 | launch | tok/s | ms/token | GB weights read/token | effective GB/s |"
+echo "| --- | --- | ---: | ---: | ---: | ---: |"
+grep '^RESULT|decode' "$LOG" | while IFS='|' read -r _ _ w how tps ms gb gbs; do
+  echo "| $w | $how | $tps | $ms | $gb | $gbs |"
 done

@@ -176,3 +176,195 @@ w4a16_gemv(const int* __restrict__ qweight, const int* __restrict__ qzeros, cons
         if (threadIdx.x == 0) tickets[blockIdx.x] = 0;    // ready for the next call on the stream
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// w4a16_gemv_tc: the same product on the tensor cores, one launch, no cross-block reduction.
+//
+// Why another kernel: at H100/H200 bandwidth the codes arrive at ~25-37 per clock per SM, and the
+// FMA path above spends ~3.4 issued instructions per code (byte permute, subtract, FMA): the issue
+// slots, not DRAM, become the limit; and its K slices end in a ticket reduction (write partials,
+// fence, atomic, read them back) whose round trips are paid after the last weight byte arrived.
+// Here a code costs ~1.2 instructions: nibbles become fp16 integers by mask-or into the mantissa
+// of 1024 (0x6400) and one f16x2 subtract (or fma by 1/16 for the high nibble of a byte), exactly;
+// mma.m16n8k16 multiplies them by x (fp16, exact products) with float32 sums; the scale and zero
+// point are applied per group in float32 on the sums, y += s·(Σ x·q − z·Σx), as above: no rounding
+// of dequantised weights to fp16, so the result agrees with the CPU reference to float rounding.
+//
+// Block: 32 output columns (a warp reads 4 qweight rows × 128 contiguous bytes per step, 16 bytes
+// per thread), its warps splitting K into contiguous runs of steps (a step = 4 qweight rows = 32
+// inputs, never straddling a group); each warp keeps U steps of loads in flight (a ring of U
+// registers refilled as they are used); the warps' sums are added in shared memory in warp order
+// (deterministic) and written once to y (or added to it: accumulate = 1, for a residual stream).
+// x (permuted into the B-fragment order), the tile's scales and zero words and every step's Σx are
+// staged in shared memory while the first U loads are in flight.
+//
+// mma.m16n8k16 fragments (PTX ISA), lane = 4·g + t: A row g ← column 4g+2p, row g+8 ← column
+// 4g+2p+1 (p = 0, 1: two products per code half); A's k slots 2t, 2t+1 | 2t+8, 2t+9 ← codes (0, 4)
+// | (1, 5) (a = 0) or (2, 6) | (3, 7) (a = 1) of qweight row 4·step + t; B column n ← the same x
+// for every n (so C's columns repeat: c0 is column 4g+2p, c2 column 4g+2p+1). The order of the k
+// slots is free since the sum runs over all of them, as long as A and B agree, which the staged x
+// order guarantees: x[8r..8r+7] is stored as halves (0,4),(1,5),(2,6),(3,7).
+
+__device__ __forceinline__ unsigned int hsub2(unsigned int a, unsigned int b) {
+    unsigned int r;
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+__device__ __forceinline__ unsigned int hfma2(unsigned int a, unsigned int b, unsigned int c) {
+    unsigned int r;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+__device__ __forceinline__ void mma16816(float* c, unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3,
+                                         unsigned int b0, unsigned int b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+#define H1024 0x64006400u   // fp16 pair (1024, 1024)
+#define HSIXTEENTH 0x2C002C00u  // (1/16, 1/16)
+#define HM64 0xD400D400u    // (-64, -64)
+
+// acc0 += codes of columns 0,1 of q (one qweight row per t) · x; acc1 the same for columns 2,3.
+__device__ __forceinline__ void tc_step(float* acc0, float* acc1, int4 q, uint4 xv) {
+    const unsigned int w[4] = {(unsigned int) q.x, (unsigned int) q.y, (unsigned int) q.z, (unsigned int) q.w};
+    unsigned int c04[4], c15[4], c26[4], c37[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const unsigned int a = w[j], b = w[j] >> 8;
+        c04[j] = hsub2((a & 0x000F000Fu) | H1024, H1024);                 // codes 0, 4
+        c15[j] = hfma2((a & 0x00F000F0u) | H1024, HSIXTEENTH, HM64);      // (1024 + 16q)/16 − 64: codes 1, 5
+        c26[j] = hsub2((b & 0x000F000Fu) | H1024, H1024);                 // codes 2, 6
+        c37[j] = hfma2((b & 0x00F000F0u) | H1024, HSIXTEENTH, HM64);      // codes 3, 7
+    }
+    mma16816(acc0, c04[0], c04[1], c15[0], c15[1], xv.x, xv.y);
+    mma16816(acc0, c26[0], c26[1], c37[0], c37[1], xv.z, xv.w);
+    mma16816(acc1, c04[2], c04[3], c15[2], c15[3], xv.x, xv.y);
+    mma16816(acc1, c26[2], c26[3], c37[2], c37[3], xv.z, xv.w);
+}
+
+// Grid: ceil(N / 32) blocks of 32·W threads (W warps). Dynamic shared memory (bytes):
+// 2K (x) + 64G (scales) + 16G (zero words) + 4·⌈K/32⌉₄ (Σx per step, padded to 4) + 128·W (the warps' sums).
+template <int U>
+__device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const int* __restrict__ qzeros,
+                                        const unsigned short* __restrict__ scales, const unsigned short* __restrict__ x,
+                                        float* __restrict__ y, int K, int N, int group, int zeroOffset, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int n0 = blockIdx.x * 32, ncol = n0 + 4 * g;
+    const bool live = ncol < N;               // N % 8 == 0: then all 4 columns of the thread are < N
+    const int S = K >> 5, G = K / group, spg = group >> 5;    // steps, groups, steps per group
+    const int s0 = (int) ((long long) S * warp / W), s1 = (int) ((long long) S * (warp + 1) / W);
+    uint4* xs = reinterpret_cast<uint4*>(smraw);                                  // [K/8]
+    unsigned short* sc = reinterpret_cast<unsigned short*>(smraw + 2 * K);      // [G][32]
+    unsigned int* zs = reinterpret_cast<unsigned int*>(smraw + 2 * K + 64 * G); // [G][4]
+    float* ss = reinterpret_cast<float*>(smraw + 2 * K + 80 * G);               // [S]
+    float* red = ss + ((S + 3) & ~3);                                           // [W][32], 16-byte aligned
+
+    // this warp's first U steps: loads in flight while the block stages x, scales and zeros
+    const int4* qp = reinterpret_cast<const int4*>(qweight + ncol) + t * (N >> 2);  // row t of step 0
+    const long long stepStride = (long long) N;  // int4s per step (4 rows of N/4 int4s)
+    int4 buf[U];
+#pragma unroll
+    for (int j = 0; j < U; j++) {
+        buf[j] = live && s0 + j < s1 ? __ldg(qp + (s0 + j) * stepStride) : make_int4(0, 0, 0, 0);
+    }
+    const uint4* x16 = reinterpret_cast<const uint4*>(x);
+    for (int r = threadIdx.x; r < (K >> 3); r += blockDim.x) {
+        const uint4 v = __ldg(x16 + r);
+        uint4 o;
+        o.x = __byte_perm(v.x, v.z, 0x5410);   // halves (x0, x4)
+        o.y = __byte_perm(v.x, v.z, 0x7632);   // (x1, x5)
+        o.z = __byte_perm(v.y, v.w, 0x5410);   // (x2, x6)
+        o.w = __byte_perm(v.y, v.w, 0x7632);   // (x3, x7)
+        xs[r] = o;
+    }
+    for (int i = threadIdx.x; i < G * 4; i += blockDim.x) {
+        const int gi = i >> 2, c = i & 3;
+        const bool in = n0 + 8 * c < N;
+        reinterpret_cast<uint4*>(sc)[i] = in ? __ldg(reinterpret_cast<const uint4*>(scales + (long long) gi * N + n0 + 8 * c))
+                                             : make_uint4(0, 0, 0, 0);
+        zs[i] = in ? (unsigned int) __ldg(qzeros + (long long) gi * (N >> 3) + (n0 >> 3) + c) : 0u;
+    }
+    __syncthreads();
+    for (int st = s0; st < s1; st++) {        // Σx of this warp's steps (32 inputs each)
+        float v = h2f(reinterpret_cast<const unsigned short*>(xs + 4 * st)[lane]);
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) ss[st] = v;
+    }
+    __syncwarp();
+
+    float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
+    float yv[4] = {0.f, 0.f, 0.f, 0.f};
+    float sx = 0.f;
+    int gcur = s0 / spg, next = (gcur + 1) * spg;    // the group being summed, the step that starts the next
+    const int zsh = 16 * (g & 1);                     // this thread's 4 columns' nibbles in their zero word
+    for (int base = s0; base < s1; base += U) {
+#pragma unroll
+        for (int j = 0; j < U; j++) {
+            const int st = base + j;
+            if (st < s1) {
+                if (st == next) {             // flush group gcur: y += s·(Σ x·q − z·Σx)
+                    const unsigned int zw = zs[gcur * 4 + (g >> 1)];
+                    const unsigned short* s4 = sc + gcur * 32 + 4 * g;
+                    const float d[4] = {acc0[0], acc0[2], acc1[0], acc1[2]};
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        const float z = (float) ((int) ((zw >> (zsh + 4 * c)) & 15u) + zeroOffset);
+                        yv[c] += h2f(s4[c]) * (d[c] - z * sx);
+                        acc0[c] = 0.f;
+                        acc1[c] = 0.f;
+                    }
+                    sx = 0.f;
+                    gcur++;
+                    next += spg;
+                }
+                const int4 q = buf[j];
+                if (st + U < s1) buf[j] = live ? __ldg(qp + (st + U) * stepStride) : make_int4(0, 0, 0, 0);
+                tc_step(acc0, acc1, q, xs[4 * st + t]);
+                sx += ss[st];
+            }
+        }
+    }
+    if (s0 < s1) {
+        const unsigned int zw = zs[gcur * 4 + (g >> 1)];
+        const unsigned short* s4 = sc + gcur * 32 + 4 * g;
+        const float d[4] = {acc0[0], acc0[2], acc1[0], acc1[2]};
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            const float z = (float) ((int) ((zw >> (zsh + 4 * c)) & 15u) + zeroOffset);
+            yv[c] += h2f(s4[c]) * (d[c] - z * sx);
+        }
+    }
+    if (t == 0) {
+        *reinterpret_cast<float4*>(red + warp * 32 + 4 * g) = make_float4(yv[0], yv[1], yv[2], yv[3]);
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        const int n = n0 + threadIdx.x;
+        if (n < N) {
+            float v = 0.f;
+            for (int w = 0; w < W; w++) v += red[w * 32 + threadIdx.x];
+            y[n] = accumulate ? y[n] + v : v;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(512)
+w4a16_gemv_tc8(const int* __restrict__ qweight, const int* __restrict__ qzeros, const unsigned short* __restrict__ scales,
+               const unsigned short* __restrict__ x, float* __restrict__ y, int K, int N, int group, int zeroOffset,
+               int accumulate) {
+    gemv_tc<8>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate);
+}
+
+extern "C" __global__ void __launch_bounds__(512)
+w4a16_gemv_tc4(const int* __restrict__ qweight, const int* __restrict__ qzeros, const unsigned short* __restrict__ scales,
+               const unsigned short* __restrict__ x, float* __restrict__ y, int K, int N, int group, int zeroOffset,
+               int accumulate) {
+    gemv_tc<4>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate);
+}

@@ -18,7 +18,9 @@ import org.junit.jupiter.params.provider.CsvSource;
  * {@link W4a16Gemv} against a plain-Java GEMV over the dequantized weights: codes, zero points
  * and scales drawn at random, packed by {@link GptqPacking} (the writer's own packing, FORMATS.md),
  * fp16 scales and input; y must agree per element to 1e-5 of Σ|x·w| (float sums in another order).
- * y is poisoned with NaN first, so an element the kernel skips fails. Skipped without a GPU.
+ * Every kernel variant and several block shapes (warps per block: K split differently) run on
+ * each case; y is poisoned with NaN first, so an element a kernel skips fails; the accumulating
+ * form must add to what y held. Skipped without a GPU.
  */
 class W4a16GemvTest {
     private static CudaDevice dev;
@@ -51,7 +53,7 @@ class W4a16GemvTest {
 
     @ParameterizedTest(name = "N={0} K={1} group={2} v1={3}")
     @CsvSource({"64, 256, 128, true", "104, 384, 32, false", "40, 512, -1, true", "4096, 1024, 128, true",
-                "8, 96, 32, false"})
+                "8, 96, 32, false", "48, 4224, 128, false", "296, 11008, 128, true", "72, 2048, 64, true"})
     void matchesDequantizedReference(int N, int K, int group, boolean v1) {
         Random r = new Random(N * 7919L + K);
         int gs = group == -1 ? K : group, G = K / gs;
@@ -88,15 +90,40 @@ class W4a16GemvTest {
             dev.upload(MemorySegment.ofArray(qzeros), dz, 0);
             dev.upload(MemorySegment.ofArray(scales), ds, 0);
             dev.upload(MemorySegment.ofArray(x), dx, 0);
-            dev.fill32(dy, 0xFFFFFFFF, N);
-            gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1);
-            float[] y = new float[N];
-            dev.download(dy, 0, MemorySegment.ofArray(y));
+            record Run(W4a16Gemv.Variant v, int warps, boolean acc) {
+            }
+            java.util.List<Run> runs = new java.util.ArrayList<>();
+            runs.add(new Run(W4a16Gemv.Variant.SLICED, 0, false));
+            for (int w : new int[] {0, 1, 4, 16}) {
+                runs.add(new Run(W4a16Gemv.Variant.TC, w, false));
+                runs.add(new Run(W4a16Gemv.Variant.TC4, w, false));
+            }
+            runs.add(new Run(W4a16Gemv.Variant.TC, 0, true));
+            float[] base = new float[N];
             for (int n = 0; n < N; n++) {
-                double bound = 1e-5 * mag[n] + 1e-6;
-                int col = n;
-                assertTrue(Math.abs(y[n] - ref[n]) <= bound, () -> "y[" + col + "] = " + y[col] + ", reference "
-                        + ref[col] + " (bound " + bound + ")");
+                base[n] = (float) r.nextGaussian();
+            }
+            for (Run run : runs) {
+                if (run.acc()) {
+                    dev.upload(MemorySegment.ofArray(base), dy, 0);
+                } else {
+                    dev.fill32(dy, 0xFFFFFFFF, N);
+                }
+                if (run.v() == W4a16Gemv.Variant.TC && run.warps() == 0) {
+                    gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1, run.acc()); // the public form
+                } else {
+                    gemv.gemv(run.v(), run.warps(), dq.address(), dz.address(), ds.address(), dx.address(),
+                            dy.address(), K, N, group, v1, run.acc());
+                }
+                float[] y = new float[N];
+                dev.download(dy, 0, MemorySegment.ofArray(y));
+                for (int n = 0; n < N; n++) {
+                    double want = ref[n] + (run.acc() ? base[n] : 0);
+                    double bound = 1e-5 * (mag[n] + (run.acc() ? Math.abs(base[n]) : 0)) + 1e-6;
+                    int col = n;
+                    assertTrue(Math.abs(y[n] - want) <= bound, () -> run + ": y[" + col + "] = " + y[col]
+                            + ", reference " + want + " (bound " + bound + ")");
+                }
             }
         }
     }
