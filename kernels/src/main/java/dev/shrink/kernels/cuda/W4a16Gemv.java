@@ -15,7 +15,7 @@ package dev.shrink.kernels.cuda;
 public final class W4a16Gemv implements AutoCloseable {
     /** The kernels. */
     public enum Variant {
-        /** Tensor-core kernel, U = 8 steps of loads in flight per warp. */
+        /** Tensor-core kernel, U = 8 steps (8 × 512 bytes) of weight loads in flight per warp. */
         TC,
         /** Tensor-core kernel, U = 4. */
         TC4,
@@ -86,7 +86,8 @@ public final class W4a16Gemv implements AutoCloseable {
         if (w > 16 || w < 1) {
             throw new IllegalArgumentException("W4A16 GEMV: " + w + " warps per block; 1 to 16");
         }
-        (v == Variant.TC ? tc8 : tc4).launch((N + 31) / 32, 1, 32 * w, tcShared(K, gs, w),
+        int stages = v == Variant.TC ? 8 : 4;
+        (v == Variant.TC ? tc8 : tc4).launch((N + 31) / 32, 1, 32 * w, tcShared(K, gs, w, stages),
                 qweight, qzeros, scales, x, y, K, N, gs, v1 ? 1 : 0, accumulate ? 1 : 0);
     }
 
@@ -100,10 +101,13 @@ public final class W4a16Gemv implements AutoCloseable {
         return want > 8 ? 16 : want > 4 ? 8 : 4;
     }
 
-    /** Dynamic shared memory of the tensor-core kernel: x, scales, zero words, Σx per step (padded), the warps' sums. */
-    static int tcShared(int K, int group, int warps) {
+    /**
+     * Dynamic shared memory of the tensor-core kernel: x, scales, zero words, Σx per step (padded),
+     * the warps' sums, and each warp's ring of {@code stages} × 512 bytes of weights.
+     */
+    static int tcShared(int K, int group, int warps, int stages) {
         int G = K / group, S = K / 32;
-        return 2 * K + 80 * G + 4 * ((S + 3) & ~3) + 128 * warps;
+        return 2 * K + 80 * G + 4 * ((S + 3) & ~3) + 128 * warps + 512 * stages * warps;
     }
 
     private static int shapeCheck(int K, int N, int group) {

@@ -193,17 +193,17 @@ w4a16_gemv(const int* __restrict__ qweight, const int* __restrict__ qzeros, cons
 // Block: 32 output columns (a warp reads 4 qweight rows × 128 contiguous bytes per step, 16 bytes
 // per thread), its warps splitting K into contiguous runs of steps (a step = 4 qweight rows = 32
 // inputs, never straddling a group); each warp keeps U steps of loads in flight (a ring of U
-// registers refilled as they are used); the warps' sums are added in shared memory in warp order
+// shared-memory slots filled by cp.async, refilled as they are used); the warps' sums are added in shared memory in warp order
 // (deterministic) and written once to y (or added to it: accumulate = 1, for a residual stream).
-// x (permuted into the B-fragment order), the tile's scales and zero words and every step's Σx are
-// staged in shared memory while the first U loads are in flight.
+// x, the tile's scales and zero words and every step's Σx are staged in shared memory while the
+// first U steps' weights are in flight; x is put in the B-fragment order as it is read.
 //
 // mma.m16n8k16 fragments (PTX ISA), lane = 4·g + t: A row g ← column 4g+2p, row g+8 ← column
 // 4g+2p+1 (p = 0, 1: two products per code half); A's k slots 2t, 2t+1 | 2t+8, 2t+9 ← codes (0, 4)
 // | (1, 5) (a = 0) or (2, 6) | (3, 7) (a = 1) of qweight row 4·step + t; B column n ← the same x
 // for every n (so C's columns repeat: c0 is column 4g+2p, c2 column 4g+2p+1). The order of the k
-// slots is free since the sum runs over all of them, as long as A and B agree, which the staged x
-// order guarantees: x[8r..8r+7] is stored as halves (0,4),(1,5),(2,6),(3,7).
+// slots is free since the sum runs over all of them, as long as A and B agree, which the byte
+// permute of x guarantees: x[8r..8r+7] is read as the halves (0,4),(1,5),(2,6),(3,7).
 
 __device__ __forceinline__ unsigned int hsub2(unsigned int a, unsigned int b) {
     unsigned int r;
@@ -247,8 +247,39 @@ __device__ __forceinline__ void tc_step(float* acc0, float* acc1, int4 q, uint4 
     mma16816(acc1, c26[2], c26[3], c37[2], c37[3], xv.z, xv.w);
 }
 
+// Shared-memory address of a generic pointer into shared memory (for cp.async).
+__device__ __forceinline__ unsigned int smem_addr(const void* p) {
+    unsigned int a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+// cp.async of 16 bytes global → shared, bypassing L1 (weights are read once); zero-filled when !in.
+__device__ __forceinline__ void cp16(unsigned int dst, const void* src, bool in) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(in ? 16 : 0));
+}
+
+__device__ __forceinline__ void cp4(unsigned int dst, const void* src, bool in) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(in ? 4 : 0));
+}
+
+__device__ __forceinline__ void cp_commit() {
+    asm volatile("cp.async.commit_group;");
+}
+
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
 // Grid: ceil(N / 32) blocks of 32·W threads (W warps). Dynamic shared memory (bytes):
-// 2K (x) + 64G (scales) + 16G (zero words) + 4·⌈K/32⌉₄ (Σx per step, padded to 4) + 128·W (the warps' sums).
+// 2K (x) + 64G (scales) + 16G (zero words) + 4·⌈K/32⌉₄ (Σx per step, padded to 4) + 128·W (the warps' sums)
+// + 512·U·W (each warp's ring of U steps of weights).
+// Loads are cp.async copies into shared memory, one commit group per step, so that a warp keeps
+// exactly U steps (U × 512 bytes) in flight and waits for the oldest only (cp.async.wait_group U−1):
+// register prefetch rings were measured to serialise (the loads share the few scoreboards a warp has,
+// so waiting for one waited for the newest too). Group 0 holds x, the tile's scales and zero words,
+// issued before any weight so that they arrive first.
 template <int U>
 __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const int* __restrict__ qzeros,
                                         const unsigned short* __restrict__ scales, const unsigned short* __restrict__ x,
@@ -260,38 +291,34 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
     const bool live = ncol < N;               // N % 8 == 0: then all 4 columns of the thread are < N
     const int S = K >> 5, G = K / group, spg = group >> 5;    // steps, groups, steps per group
     const int s0 = (int) ((long long) S * warp / W), s1 = (int) ((long long) S * (warp + 1) / W);
-    uint4* xs = reinterpret_cast<uint4*>(smraw);                                  // [K/8]
+    uint4* xs = reinterpret_cast<uint4*>(smraw);                                  // [K/8] x as loaded
     unsigned short* sc = reinterpret_cast<unsigned short*>(smraw + 2 * K);      // [G][32]
     unsigned int* zs = reinterpret_cast<unsigned int*>(smraw + 2 * K + 64 * G); // [G][4]
     float* ss = reinterpret_cast<float*>(smraw + 2 * K + 80 * G);               // [S]
     float* red = ss + ((S + 3) & ~3);                                           // [W][32], 16-byte aligned
+    uint4* ring = reinterpret_cast<uint4*>(red + 32 * W) + warp * U * 32 + lane; // slot j at ring[32 j]
 
-    // this warp's first U steps: loads in flight while the block stages x, scales and zeros
-    const int4* qp = reinterpret_cast<const int4*>(qweight + ncol) + t * (N >> 2);  // row t of step 0
-    const long long stepStride = (long long) N;  // int4s per step (4 rows of N/4 int4s)
-    int4 buf[U];
-#pragma unroll
-    for (int j = 0; j < U; j++) {
-        buf[j] = live && s0 + j < s1 ? __ldg(qp + (s0 + j) * stepStride) : make_int4(0, 0, 0, 0);
-    }
+    // group 0: x, the tile's scales and zero words
     const uint4* x16 = reinterpret_cast<const uint4*>(x);
-    for (int r = threadIdx.x; r < (K >> 3); r += blockDim.x) {
-        const uint4 v = __ldg(x16 + r);
-        uint4 o;
-        o.x = __byte_perm(v.x, v.z, 0x5410);   // halves (x0, x4)
-        o.y = __byte_perm(v.x, v.z, 0x7632);   // (x1, x5)
-        o.z = __byte_perm(v.y, v.w, 0x5410);   // (x2, x6)
-        o.w = __byte_perm(v.y, v.w, 0x7632);   // (x3, x7)
-        xs[r] = o;
-    }
+    for (int r = threadIdx.x; r < (K >> 3); r += blockDim.x) cp16(smem_addr(xs + r), x16 + r, true);
     for (int i = threadIdx.x; i < G * 4; i += blockDim.x) {
         const int gi = i >> 2, c = i & 3;
         const bool in = n0 + 8 * c < N;
-        reinterpret_cast<uint4*>(sc)[i] = in ? __ldg(reinterpret_cast<const uint4*>(scales + (long long) gi * N + n0 + 8 * c))
-                                             : make_uint4(0, 0, 0, 0);
-        zs[i] = in ? (unsigned int) __ldg(qzeros + (long long) gi * (N >> 3) + (n0 >> 3) + c) : 0u;
+        cp16(smem_addr(reinterpret_cast<uint4*>(sc) + i), in ? scales + (long long) gi * N + n0 + 8 * c : scales, in);
+        cp4(smem_addr(zs + i), in ? qzeros + (long long) gi * (N >> 3) + (n0 >> 3) + c : qzeros, in);
     }
-    __syncthreads();
+    cp_commit();
+    // groups 1..U: this warp's first U steps (thread: qweight row 4·step + t, columns ncol..ncol+3)
+    const int4* qp = reinterpret_cast<const int4*>(qweight + (live ? ncol : 0)) + t * (N >> 2);
+    const long long stepStride = (long long) N;  // int4s per step (4 rows of N/4 int4s)
+    const unsigned int ring0 = smem_addr(ring);
+#pragma unroll
+    for (int j = 0; j < U; j++) {
+        if (s0 + j < s1) cp16(ring0 + 512 * j, qp + (s0 + j) * stepStride, live);
+        cp_commit();
+    }
+    cp_wait<U>();
+    __syncthreads();                          // everyone's part of group 0 is in
     for (int st = s0; st < s1; st++) {        // Σx of this warp's steps (32 inputs each)
         float v = h2f(reinterpret_cast<const unsigned short*>(xs + 4 * st)[lane]);
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -304,32 +331,36 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
     float sx = 0.f;
     int gcur = s0 / spg, next = (gcur + 1) * spg;    // the group being summed, the step that starts the next
     const int zsh = 16 * (g & 1);                     // this thread's 4 columns' nibbles in their zero word
-    for (int base = s0; base < s1; base += U) {
+    int slot = 0;
+    for (int st = s0; st < s1; st++) {
+        if (st == next) {                     // flush group gcur: y += s·(Σ x·q − z·Σx)
+            const unsigned int zw = zs[gcur * 4 + (g >> 1)];
+            const unsigned short* s4 = sc + gcur * 32 + 4 * g;
+            const float d[4] = {acc0[0], acc0[2], acc1[0], acc1[2]};
 #pragma unroll
-        for (int j = 0; j < U; j++) {
-            const int st = base + j;
-            if (st < s1) {
-                if (st == next) {             // flush group gcur: y += s·(Σ x·q − z·Σx)
-                    const unsigned int zw = zs[gcur * 4 + (g >> 1)];
-                    const unsigned short* s4 = sc + gcur * 32 + 4 * g;
-                    const float d[4] = {acc0[0], acc0[2], acc1[0], acc1[2]};
-#pragma unroll
-                    for (int c = 0; c < 4; c++) {
-                        const float z = (float) ((int) ((zw >> (zsh + 4 * c)) & 15u) + zeroOffset);
-                        yv[c] += h2f(s4[c]) * (d[c] - z * sx);
-                        acc0[c] = 0.f;
-                        acc1[c] = 0.f;
-                    }
-                    sx = 0.f;
-                    gcur++;
-                    next += spg;
-                }
-                const int4 q = buf[j];
-                if (st + U < s1) buf[j] = live ? __ldg(qp + (st + U) * stepStride) : make_int4(0, 0, 0, 0);
-                tc_step(acc0, acc1, q, xs[4 * st + t]);
-                sx += ss[st];
+            for (int c = 0; c < 4; c++) {
+                const float z = (float) ((int) ((zw >> (zsh + 4 * c)) & 15u) + zeroOffset);
+                yv[c] += h2f(s4[c]) * (d[c] - z * sx);
+                acc0[c] = 0.f;
+                acc1[c] = 0.f;
             }
+            sx = 0.f;
+            gcur++;
+            next += spg;
         }
+        cp_wait<U - 1>();                     // this step's group (the oldest pending) has landed
+        const int4 q = *reinterpret_cast<const int4*>(ring + 32 * slot);
+        const uint4 xr = xs[4 * st + t];      // x[8r..8r+7] → B fragments: halves (0,4),(1,5),(2,6),(3,7)
+        uint4 xv;
+        xv.x = __byte_perm(xr.x, xr.z, 0x5410);
+        xv.y = __byte_perm(xr.x, xr.z, 0x7632);
+        xv.z = __byte_perm(xr.y, xr.w, 0x5410);
+        xv.w = __byte_perm(xr.y, xr.w, 0x7632);
+        tc_step(acc0, acc1, q, xv);           // consumes q before its slot is refilled below
+        if (st + U < s1) cp16(ring0 + 512 * slot, qp + (st + U) * stepStride, live);
+        cp_commit();
+        sx += ss[st];
+        slot = slot + 1 == U ? 0 : slot + 1;
     }
     if (s0 < s1) {
         const unsigned int zw = zs[gcur * 4 + (g >> 1)];
@@ -341,6 +372,7 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
             yv[c] += h2f(s4[c]) * (d[c] - z * sx);
         }
     }
+    cp_wait<0>();                             // nothing in flight when the block ends
     if (t == 0) {
         *reinterpret_cast<float4*>(red + warp * 32 + 4 * g) = make_float4(yv[0], yv[1], yv[2], yv[3]);
     }
