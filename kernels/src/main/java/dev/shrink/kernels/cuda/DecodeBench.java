@@ -223,8 +223,8 @@ public final class DecodeBench {
             blas.gemmRowMajorF16(false, true, 1, lin.N(), lin.K(), 1f, in.address(), lin.K(), lin.w().address(),
                     lin.K(), accumulate ? 1f : 0f, out.address(), lin.N());
         } else {
-            gemv.gemv(W4a16Gemv.Variant.TC, 0, lin.qw().address(), lin.qz().address(), lin.sc().address(),
-                    in.address(), out.address(), lin.K(), lin.N(), GROUP, true, accumulate);
+            gemv.gemv(lin.qw().address(), lin.qz().address(), lin.sc().address(), in.address(), out.address(),
+                    lin.K(), lin.N(), GROUP, true, accumulate);
         }
     }
 

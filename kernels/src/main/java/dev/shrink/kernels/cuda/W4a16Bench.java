@@ -39,7 +39,17 @@ public final class W4a16Bench {
     private record WSet(DeviceBuffer buf, DeviceBuffer dst, long qw, long qz, long sc) {
     }
 
-    private record Variant(String label, W4a16Gemv.Variant v, int warps) {
+    /** tc null: the sliced kernel. */
+    private record Variant(String label, W4a16Gemv.Tc tc, boolean probe) {
+    }
+
+    private static void report(String shape, String label, long bytes, double[] us, double copyGBs, double one,
+                               double hot) {
+        double gbs = bytes / median(us) / 1e3;
+        System.out.printf(Locale.ROOT, "%-14s %-16s %6.1f %24s %8.0f %10s %6.0f%% %9.2f %9.2f%n", shape, label,
+                bytes / 1e6, spread(us), gbs, "", 100 * gbs / copyGBs, one, hot);
+        System.out.printf(Locale.ROOT, "RESULT|w4a16 %s|%s|%.2f|%.2f|%.2f|%.0f|%.0f|%.0f|%.2f|%.2f%n", shape, label,
+                median(us), min(us), max(us), gbs, copyGBs, 100 * gbs / copyGBs, one, hot);
     }
 
     public static void main(String[] args) {
@@ -50,7 +60,7 @@ public final class W4a16Bench {
             System.out.printf(Locale.ROOT, "W4A16 GEMV on %s (%d SMs), w4 g%d, one token; weights rotated over >= 1 GiB;"
                     + " graph of back-to-back launches, %d replays: median [min-max]%n", dev.describe(),
                     dev.multiprocessors(), GROUP, TRIALS);
-            System.out.printf(Locale.ROOT, "%-14s %-11s %6s %24s %8s %10s %7s %9s %9s%n", "shape N x K", "kernel", "MB",
+            System.out.printf(Locale.ROOT, "%-14s %-16s %6s %24s %8s %10s %7s %9s %9s%n", "shape N x K", "kernel", "MB",
                     "us per launch", "GB/s", "copy GB/s", "of copy", "1 launch", "L2-hot");
             for (int[] s : shapes) {
                 run(ops.deviceOps(), g, fills, s[0], s[1]);
@@ -86,32 +96,52 @@ public final class W4a16Bench {
             });
             double copyGBs = 2.0 * setBytes / median(copyUs) / 1e3;
             String shape = N + " x " + K;
-            List<Variant> variants = List.of(new Variant("fma-sliced", W4a16Gemv.Variant.SLICED, 0),
-                    new Variant("tc u8 w4", W4a16Gemv.Variant.TC, 4), new Variant("tc u8 w8", W4a16Gemv.Variant.TC, 8),
-                    new Variant("tc u8 w16", W4a16Gemv.Variant.TC, 16), new Variant("tc u4 w8", W4a16Gemv.Variant.TC4, 8),
-                    new Variant("tc u4 w16", W4a16Gemv.Variant.TC4, 16),
-                    new Variant("tc default", W4a16Gemv.Variant.TC, g.defaultWarps(N)));
-            System.out.printf(Locale.ROOT, "%-14s %-11s %6.1f %24s %8s %10.0f %7s%n", shape, "d2d copy", setBytes / 1e6,
+            System.out.printf(Locale.ROOT, "%-14s %-16s %6.1f %24s %8s %10.0f %7s%n", shape, "d2d copy", setBytes / 1e6,
                     spread(copyUs), "", copyGBs, "");
             System.out.printf(Locale.ROOT, "RESULT|w4a16 %s|d2d copy|%.2f|%.2f|%.2f|%.0f|%.0f|100|-|-%n", shape,
-                    median(copyUs), min(copyUs), max(copyUs), 2.0 * setBytes / median(copyUs) / 1e3, copyGBs);
+                    median(copyUs), min(copyUs), max(copyUs), copyGBs, copyGBs);
+            // a plain read stream of the same bytes (read GB/s: the most a reader can hope for)
+            long sink = y.address();
+            double[] streamUs = graphTime(dev, reps, i -> g.probeStream(ws.get(i % sets).buf().address(), setBytes / 16 * 16,
+                    sink));
+            report(shape, "read stream", setBytes, streamUs, copyGBs, Double.NaN, Double.NaN);
+            List<W4a16Gemv.Tc> shapes = new ArrayList<>();
+            for (int[] c : W4a16Gemv.compiled()) {
+                for (int w : new int[] {4, 8, 16}) {
+                    for (int k : new int[] {1, 2, 4}) {
+                        int blocks = (N + 32 * c[1] - 1) / (32 * c[1]);
+                        if (k == 1 || blocks * k <= 4 * dev.multiprocessors()) {
+                            shapes.add(new W4a16Gemv.Tc(c[0], c[1], w, k));
+                        }
+                    }
+                }
+            }
+            W4a16Gemv.Tc def = g.defaultTc(N, K);
+            List<Variant> variants = new ArrayList<>();
+            variants.add(new Variant("sliced (first)", null, false));
+            variants.add(new Variant("probe u4 c1 w8", new W4a16Gemv.Tc(4, 1, 8, 1), true));
+            variants.add(new Variant("probe u4 c4 w8", new W4a16Gemv.Tc(4, 4, 8, 1), true));
+            variants.add(new Variant("probe u4 c4 w8 k2", new W4a16Gemv.Tc(4, 4, 8, 2), true));
+            for (W4a16Gemv.Tc c : shapes) {
+                variants.add(new Variant(c.toString(), c, false));
+            }
+            variants.add(new Variant("default " + def, def, false));
             for (Variant v : variants) {
+                boolean acc = v.tc() != null && v.tc().splits() > 1;
                 Step gemv = i -> {
                     WSet s = ws.get(i % sets);
                     long b = s.buf().address();
-                    g.gemv(v.v(), v.warps(), b, b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP, true,
-                            false);
+                    if (v.tc() == null) {
+                        g.gemvSliced(b, b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP, true);
+                    } else {
+                        g.gemv(v.tc(), v.probe(), b, b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP,
+                                true, acc);
+                    }
                 };
                 double[] us = graphTime(dev, reps, gemv);
                 double one = oneLaunch(dev, gemv, sets);
                 double[] hot = graphTime(dev, 64, i -> gemv.run(0));
-                double gbs = bytes / median(us) / 1e3;
-                System.out.printf(Locale.ROOT, "%-14s %-11s %6.1f %24s %8.0f %10s %6.0f%% %9.2f %9.2f%n", shape,
-                        v.label() + (v.label().equals("tc default") ? "" : ""), bytes / 1e6, spread(us), gbs, "",
-                        100 * gbs / copyGBs, one, median(hot));
-                System.out.printf(Locale.ROOT, "RESULT|w4a16 %s|%s|%.2f|%.2f|%.2f|%.0f|%.0f|%.0f|%.2f|%.2f%n", shape,
-                        v.label() + (v.label().equals("tc default") ? " (" + g.defaultWarps(N) + " warps)" : ""),
-                        median(us), min(us), max(us), gbs, copyGBs, 100 * gbs / copyGBs, one, median(hot));
+                report(shape, v.label(), bytes, us, copyGBs, one, median(hot));
             }
         } finally {
             for (WSet s : ws) {

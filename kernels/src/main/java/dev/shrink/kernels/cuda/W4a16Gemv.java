@@ -1,41 +1,62 @@
 package dev.shrink.kernels.cuda;
 
+import java.util.HashMap;
+import java.util.Map;
+
 /**
  * W4A16 GEMV on a packed 4-bit GPTQ linear resident on the GPU: y[N] = x[K] · dequant(W)ᵀ for one
  * token (decoding), reading each weight byte once. x is fp16, y float32. Groups must be a multiple
  * of 32 input columns (or −1: one group over K), without act-order's column permutation
  * (g = k / group); N a multiple of 8, K of the group.
  *
- * <p>Two kernels of w4a16.cu, where the layout is spelled out: {@link Variant#TC} (the default),
- * codes turned into fp16 integers and multiplied on the tensor cores, one launch with the K split
- * inside a block (no cross-block reduction); and {@link Variant#SLICED}, the first kernel (float FMAs,
- * K split over blocks with a ticket reduction), kept for comparison in {@link W4a16Bench}. Both sum
- * Σ x·q per group in float32 and apply s·(Σ x·q − z·Σx) in float32: no fp16 rounding of weights.
+ * <p>Two kernels of w4a16.cu, where the layout is spelled out: the tensor-core kernel (the default):
+ * codes turned into fp16 integers exactly and multiplied by x on the tensor cores with float32 sums,
+ * weights streamed through a cp.async ring per warp, shaped by a {@link Tc} (stages in flight,
+ * columns per block, warps, K splits); and the first, "sliced" kernel (float FMAs, K sliced over
+ * blocks with a ticket reduction), kept for comparison in {@link W4a16Bench}. Both sum Σ x·q per
+ * group in float32 and apply s·(Σ x·q − z·Σx) in float32: no fp16 rounding of the weights.
  */
 public final class W4a16Gemv implements AutoCloseable {
-    /** The kernels. */
-    public enum Variant {
-        /** Tensor-core kernel, U = 8 steps (8 × 512 bytes) of weight loads in flight per warp. */
-        TC,
-        /** Tensor-core kernel, U = 4. */
-        TC4,
-        /** The first kernel: float FMAs, K slices over blocks, ticket reduction. */
-        SLICED
+    /**
+     * A shape of the tensor-core kernel.
+     *
+     * @param stages steps (4 qweight rows each) of loads in flight per warp
+     * @param cols   int4s per thread per step: the block takes 32·cols output columns
+     * @param warps  warps per block, splitting the block's K range (1 to 16)
+     * @param splits K slices over blocks; above 1 the slices add into y with atomics (accumulate only)
+     */
+    public record Tc(int stages, int cols, int warps, int splits) {
+        @Override
+        public String toString() {
+            return "u" + stages + " c" + cols + " w" + warps + (splits > 1 ? " k" + splits : "");
+        }
     }
 
+    /** The tensor-core kernels compiled in w4a16.cu, by (stages, cols). */
+    private static final int[][] COMPILED = {{8, 1}, {4, 1}, {4, 2}, {2, 4}, {4, 4}};
     private static final int COLS = 256, RUNS = 4;
     private final CudaDevice device;
     private final CudaModule module;
-    private final CudaKernel sliced, tc8, tc4;
-    /** Slices' partial sums [slices, N] and the per-column-block tickets (zero between calls), for SLICED. */
+    private final CudaKernel sliced, stream;
+    private final Map<String, CudaKernel> tc = new HashMap<>();
+    /** Slices' partial sums [slices, N] and the per-column-block tickets (zero between calls), for the sliced kernel. */
     private DeviceBuffer partial, tickets;
 
     public W4a16Gemv(CudaDevice device) {
         this.device = device;
         module = device.module("w4a16.cu");
         sliced = module.kernel("w4a16_gemv");
-        tc8 = module.kernel("w4a16_gemv_tc8");
-        tc4 = module.kernel("w4a16_gemv_tc4");
+        stream = module.kernel("w4a16_probe_stream");
+        for (int[] c : COMPILED) {
+            tc.put("w4a16_gemv_tc_u" + c[0] + "_c" + c[1], module.kernel("w4a16_gemv_tc_u" + c[0] + "_c" + c[1]));
+        }
+        tc.put("w4a16_probe_u4_c1", module.kernel("w4a16_probe_u4_c1"));
+        tc.put("w4a16_probe_u4_c4", module.kernel("w4a16_probe_u4_c4"));
+    }
+
+    /** The (stages, cols) pairs compiled. */
+    public static int[][] compiled() {
+        return COMPILED.clone();
     }
 
     /**
@@ -51,63 +72,103 @@ public final class W4a16Gemv implements AutoCloseable {
      */
     public void gemv(DeviceBuffer qweight, DeviceBuffer qzeros, DeviceBuffer scales, DeviceBuffer x, DeviceBuffer y,
                      int K, int N, int group, boolean v1) {
-        gemv(Variant.TC, 0, qweight.address(), qzeros.address(), scales.address(), x.address(), y.address(), K, N,
-                group, v1, false, check(qweight, qzeros, scales, x, y, K, N, group));
+        gemv(qweight, qzeros, scales, x, y, K, N, group, v1, false);
     }
 
     /** {@link #gemv}, adding into y (y += x · dequant(W)ᵀ) when {@code accumulate}: a residual stream. */
     public void gemv(DeviceBuffer qweight, DeviceBuffer qzeros, DeviceBuffer scales, DeviceBuffer x, DeviceBuffer y,
                      int K, int N, int group, boolean v1, boolean accumulate) {
-        gemv(Variant.TC, 0, qweight.address(), qzeros.address(), scales.address(), x.address(), y.address(), K, N,
-                group, v1, accumulate, check(qweight, qzeros, scales, x, y, K, N, group));
+        int gs = check(qweight, qzeros, scales, x, y, K, N, group);
+        launchTc(defaultTc(N, K), false, qweight.address(), qzeros.address(), scales.address(), x.address(),
+                y.address(), K, N, gs, v1, accumulate);
+    }
+
+    /** {@link #gemv} on device addresses (sizes unchecked beyond the shape) with the default shape. */
+    public void gemv(long qweight, long qzeros, long scales, long x, long y, int K, int N, int group, boolean v1,
+                     boolean accumulate) {
+        launchTc(defaultTc(N, K), false, qweight, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1, accumulate);
     }
 
     /**
-     * The product with a chosen kernel and, for the tensor-core ones, warps per block ({@code warps}
-     * 0: {@link #defaultWarps}); addresses are device pointers (sizes as {@link #gemv} checks them).
-     * {@link Variant#SLICED} cannot accumulate.
+     * The tensor-core kernel in shape {@code c} on device addresses; {@code probe}: the same loads
+     * without the arithmetic (y gets meaningless values: a bandwidth probe).
      */
-    public void gemv(Variant v, int warps, long qweight, long qzeros, long scales, long x, long y, int K, int N,
+    public void gemv(Tc c, boolean probe, long qweight, long qzeros, long scales, long x, long y, int K, int N,
                      int group, boolean v1, boolean accumulate) {
-        gemv(v, warps, qweight, qzeros, scales, x, y, K, N, group, v1, accumulate, shapeCheck(K, N, group));
+        launchTc(c, probe, qweight, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1, accumulate);
     }
 
-    private void gemv(Variant v, int warps, long qweight, long qzeros, long scales, long x, long y, int K, int N,
-                      int group, boolean v1, boolean accumulate, int gs) {
+    /** The first kernel (float FMAs, K slices with a ticket reduction); it writes y. */
+    public void gemvSliced(long qweight, long qzeros, long scales, long x, long y, int K, int N, int group,
+                           boolean v1) {
+        int gs = shapeCheck(K, N, group);
         device.makeCurrent();
-        if (v == Variant.SLICED) {
-            if (accumulate) {
-                throw new IllegalArgumentException("the SLICED W4A16 kernel writes y; it cannot add into it");
-            }
-            launchSliced(qweight, qzeros, scales, x, y, K, N, gs, v1);
-            return;
+        // K is cut into slices of 8 steps (256 inputs), so that each of a block's 4 runs has 2 steps, all of
+        // whose loads are issued as the block starts (short blocks, many in flight)
+        int colBlocks = (N + COLS - 1) / COLS, steps = K / 32;
+        int slices = Math.max(1, steps / 8);
+        int span = (steps + slices - 1) / slices;
+        if (partial == null || partial.bytes() < (long) slices * N * 4) {
+            partial = replace(partial, (long) slices * N * 4);
         }
-        int w = warps > 0 ? warps : defaultWarps(N);
-        if (w > 16 || w < 1) {
-            throw new IllegalArgumentException("W4A16 GEMV: " + w + " warps per block; 1 to 16");
+        if (tickets == null || tickets.bytes() < colBlocks * 4L) {
+            tickets = replace(tickets, colBlocks * 4L);
+            device.fill32(tickets, 0, tickets.bytes() / 4);
         }
-        int stages = v == Variant.TC ? 8 : 4;
-        (v == Variant.TC ? tc8 : tc4).launch((N + 31) / 32, 1, 32 * w, tcShared(K, gs, w, stages),
-                qweight, qzeros, scales, x, y, K, N, gs, v1 ? 1 : 0, accumulate ? 1 : 0);
+        sliced.launch(colBlocks, slices, RUNS * 64, (32 * span + span + RUNS * COLS) * 4, qweight, qzeros, scales, x,
+                y, K, N, gs, v1 ? 1 : 0, partial, tickets);
+    }
+
+    /** Bandwidth probe: reads {@code bytes} (a multiple of 16) from {@code p} as one stream, 4 blocks per SM. */
+    public void probeStream(long p, long bytes, long sink) {
+        device.makeCurrent();
+        stream.launch(4 * device.multiprocessors(), 1, 512, 0, p, bytes / 16, sink);
+    }
+
+    private void launchTc(Tc c, boolean probe, long qweight, long qzeros, long scales, long x, long y, int K, int N,
+                          int gs, boolean v1, boolean accumulate) {
+        if (c.warps() < 1 || c.warps() > 16 || c.splits() < 1 || c.splits() > K / 32) {
+            throw new IllegalArgumentException("W4A16 GEMV shape " + c + ": 1 to 16 warps, 1 to K/32 splits");
+        }
+        if (c.splits() > 1 && !accumulate) {
+            throw new IllegalArgumentException("W4A16 GEMV: K split over blocks adds into y; it needs accumulate");
+        }
+        String name = (probe ? "w4a16_probe_u" : "w4a16_gemv_tc_u") + c.stages() + "_c" + c.cols();
+        CudaKernel k = tc.get(name);
+        if (k == null) {
+            throw new IllegalArgumentException("W4A16 GEMV shape " + c + (probe ? " (probe)" : "") + " is not compiled");
+        }
+        device.makeCurrent();
+        k.launch((N + 32 * c.cols() - 1) / (32 * c.cols()), c.splits(), 32 * c.warps(),
+                tcShared(K, gs, c), qweight, qzeros, scales, x, y, K, N, gs, v1 ? 1 : 0, accumulate ? 1 : 0);
     }
 
     /**
-     * Warps per block of the tensor-core kernel for N output columns: enough that the GPU holds
-     * ~16 warps per SM of loads in flight (blocks of 32 columns), 4 to 16.
+     * The shape used by {@link #gemv}: one K slice (deterministic, no atomics), 32 columns per
+     * block, 4 stages in flight, and warps enough that the GPU holds ~16 warps per SM (4 to 16).
      */
-    public int defaultWarps(int N) {
+    public Tc defaultTc(int N, int K) {
         int blocks = (N + 31) / 32;
         int want = (int) Math.ceil(16.0 * device.multiprocessors() / blocks);
-        return want > 8 ? 16 : want > 4 ? 8 : 4;
+        return new Tc(4, 1, want > 8 ? 16 : want > 4 ? 8 : 4, 1);
     }
 
     /**
-     * Dynamic shared memory of the tensor-core kernel: x, scales, zero words, Σx per step (padded),
-     * the warps' sums, and each warp's ring of {@code stages} × 512 bytes of weights.
+     * Dynamic shared memory of the tensor-core kernel in shape {@code c}: for the largest K slice
+     * (steps [a, b)), its x, its groups' scales and zero words, Σx per step (padded to 4), the
+     * warps' sums, and each warp's ring of stages × cols × 512 bytes.
      */
-    static int tcShared(int K, int group, int warps, int stages) {
-        int G = K / group, S = K / 32;
-        return 2 * K + 80 * G + 4 * ((S + 3) & ~3) + 128 * warps + 512 * stages * warps;
+    static int tcShared(int K, int group, Tc c) {
+        int S = K / 32, spg = group / 32, most = 0, mostGroups = 0;
+        for (int y = 0; y < c.splits(); y++) {
+            int a = (int) ((long) S * y / c.splits()), b = (int) ((long) S * (y + 1) / c.splits());
+            most = Math.max(most, b - a);
+            if (b > a) {
+                mostGroups = Math.max(mostGroups, (b - 1) / spg - a / spg + 1);
+            }
+        }
+        return 64 * most + 80 * c.cols() * mostGroups + 4 * ((most + 3) & ~3) + 128 * c.cols() * c.warps()
+                + 512 * c.stages() * c.cols() * c.warps();
     }
 
     private static int shapeCheck(int K, int N, int group) {
@@ -128,24 +189,6 @@ public final class W4a16Gemv implements AutoCloseable {
             throw new IllegalArgumentException("W4A16 GEMV: a buffer is smaller than [K=" + K + ", N=" + N + "] needs");
         }
         return gs;
-    }
-
-    private void launchSliced(long qweight, long qzeros, long scales, long x, long y, int K, int N, int gs,
-                              boolean v1) {
-        // K is cut into slices of 8 steps (256 inputs), so that each of a block's 4 runs has 2 steps, all of
-        // whose loads are issued as the block starts (short blocks, many in flight)
-        int colBlocks = (N + COLS - 1) / COLS, steps = K / 32;
-        int slices = Math.max(1, steps / 8);
-        int span = (steps + slices - 1) / slices;
-        if (partial == null || partial.bytes() < (long) slices * N * 4) {
-            partial = replace(partial, (long) slices * N * 4);
-        }
-        if (tickets == null || tickets.bytes() < colBlocks * 4L) {
-            tickets = replace(tickets, colBlocks * 4L);
-            device.fill32(tickets, 0, tickets.bytes() / 4);
-        }
-        sliced.launch(colBlocks, slices, RUNS * 64, (32 * span + span + RUNS * COLS) * 4, qweight, qzeros, scales, x,
-                y, K, N, gs, v1 ? 1 : 0, partial, tickets);
     }
 
     private DeviceBuffer replace(DeviceBuffer old, long bytes) {

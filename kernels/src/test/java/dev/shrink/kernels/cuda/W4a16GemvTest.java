@@ -18,8 +18,8 @@ import org.junit.jupiter.params.provider.CsvSource;
  * {@link W4a16Gemv} against a plain-Java GEMV over the dequantized weights: codes, zero points
  * and scales drawn at random, packed by {@link GptqPacking} (the writer's own packing, FORMATS.md),
  * fp16 scales and input; y must agree per element to 1e-5 of Σ|x·w| (float sums in another order).
- * Every kernel variant and several block shapes (warps per block: K split differently) run on
- * each case; y is poisoned with NaN first, so an element a kernel skips fails; the accumulating
+ * Every kernel and many shapes of the tensor-core one (stages, columns per block, warps, K split
+ * over blocks with atomic adds) run on each case; y is poisoned with NaN first, so an element a kernel skips fails; the accumulating
  * form must add to what y held. Skipped without a GPU.
  */
 class W4a16GemvTest {
@@ -90,38 +90,56 @@ class W4a16GemvTest {
             dev.upload(MemorySegment.ofArray(qzeros), dz, 0);
             dev.upload(MemorySegment.ofArray(scales), ds, 0);
             dev.upload(MemorySegment.ofArray(x), dx, 0);
-            record Run(W4a16Gemv.Variant v, int warps, boolean acc) {
+            // null: the sliced kernel; (stages, cols, warps, splits) of the tensor-core kernel otherwise
+            java.util.List<W4a16Gemv.Tc> shapes = new java.util.ArrayList<>();
+            shapes.add(null);
+            for (int[] c : W4a16Gemv.compiled()) {
+                for (int w : new int[] {1, 4, 16}) {
+                    shapes.add(new W4a16Gemv.Tc(c[0], c[1], w, 1));
+                }
             }
-            java.util.List<Run> runs = new java.util.ArrayList<>();
-            runs.add(new Run(W4a16Gemv.Variant.SLICED, 0, false));
-            for (int w : new int[] {0, 1, 4, 16}) {
-                runs.add(new Run(W4a16Gemv.Variant.TC, w, false));
-                runs.add(new Run(W4a16Gemv.Variant.TC4, w, false));
-            }
-            runs.add(new Run(W4a16Gemv.Variant.TC, 0, true));
+            shapes.add(new W4a16Gemv.Tc(4, 1, 8, 2));
+            shapes.add(new W4a16Gemv.Tc(4, 4, 4, 3));
+            shapes.add(new W4a16Gemv.Tc(2, 4, 8, 2));
             float[] base = new float[N];
             for (int n = 0; n < N; n++) {
                 base[n] = (float) r.nextGaussian();
             }
-            for (Run run : runs) {
-                if (run.acc()) {
+            java.util.List<Object[]> runs = new java.util.ArrayList<>(); // {shape or null, accumulate}
+            for (W4a16Gemv.Tc c : shapes) {
+                if (c == null || c.splits() == 1) {
+                    runs.add(new Object[] {c, false});
+                }
+                if (c != null && c.splits() <= K / 32) {
+                    runs.add(new Object[] {c, true});
+                }
+            }
+            runs.add(new Object[] {"default", false});
+            runs.add(new Object[] {"default", true});
+            for (Object[] run : runs) {
+                boolean acc = (Boolean) run[1];
+                if (acc) {
                     dev.upload(MemorySegment.ofArray(base), dy, 0);
                 } else {
                     dev.fill32(dy, 0xFFFFFFFF, N);
                 }
-                if (run.v() == W4a16Gemv.Variant.TC && run.warps() == 0) {
-                    gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1, run.acc()); // the public form
+                if (run[0] == null) {
+                    gemv.gemvSliced(dq.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N, group,
+                            v1);
+                } else if (run[0] instanceof W4a16Gemv.Tc c) {
+                    gemv.gemv(c, false, dq.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N,
+                            group, v1, acc);
                 } else {
-                    gemv.gemv(run.v(), run.warps(), dq.address(), dz.address(), ds.address(), dx.address(),
-                            dy.address(), K, N, group, v1, run.acc());
+                    gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1, acc); // the public form, default shape
                 }
+                String what = (run[0] == null ? "sliced" : run[0].toString()) + (acc ? " accumulating" : "");
                 float[] y = new float[N];
                 dev.download(dy, 0, MemorySegment.ofArray(y));
                 for (int n = 0; n < N; n++) {
-                    double want = ref[n] + (run.acc() ? base[n] : 0);
-                    double bound = 1e-5 * (mag[n] + (run.acc() ? Math.abs(base[n]) : 0)) + 1e-6;
+                    double want = ref[n] + (acc ? base[n] : 0);
+                    double bound = 1e-5 * (mag[n] + (acc ? Math.abs(base[n]) : 0)) + 1e-6;
                     int col = n;
-                    assertTrue(Math.abs(y[n] - want) <= bound, () -> run + ": y[" + col + "] = " + y[col]
+                    assertTrue(Math.abs(y[n] - want) <= bound, () -> what + ": y[" + col + "] = " + y[col]
                             + ", reference " + want + " (bound " + bound + ")");
                 }
             }
