@@ -23,7 +23,8 @@ import java.util.Locale;
  * and "L2-hot" (the same weights every launch: what the GPU does when L2 holds them). Every kernel
  * variant is timed (the first, FMA kernel with its K-sliced ticket reduction, and the tensor-core
  * kernel at several warps per block). Shapes include the fused q|k|v (12288 × 4096) and gate|up
- * (22016 × 4096) products. Prints a table and {@code RESULT|w4a16 ...} lines for
+ * (22016 × 4096) products; "T" marks the tiled weight layout ({@link W4a16Gemv#tile}), "probe" the
+ * kernel's loads without its arithmetic, "read stream" a plain linear read of the same bytes. Prints a table and {@code RESULT|w4a16 ...} lines for
  * scripts/device-bench.sh. A benchmark, not a test.
  *
  * <pre>java -cp 'lib/*' dev.shrink.kernels.cuda.W4a16Bench</pre>
@@ -36,11 +37,11 @@ public final class W4a16Bench {
     }
 
     /** One weight set: qweight | qzeros | scales in one allocation (256-byte aligned parts), and a copy target. */
-    private record WSet(DeviceBuffer buf, DeviceBuffer dst, long qw, long qz, long sc) {
+    private record WSet(DeviceBuffer buf, DeviceBuffer dst, DeviceBuffer tiled) {
     }
 
     /** tc null: the sliced kernel. */
-    private record Variant(String label, W4a16Gemv.Tc tc, boolean probe) {
+    private record Variant(String label, W4a16Gemv.Tc tc, boolean probe, boolean tiled) {
     }
 
     private static void report(String shape, String label, long bytes, double[] us, double copyGBs, double one,
@@ -85,7 +86,9 @@ public final class W4a16Bench {
                 fu.launch(blocks(qw / 4), 1, 256, 0, b, qw / 4, 1000 + i);
                 fu.launch(blocks(qz / 4), 1, 256, 0, b.address() + qwA, qz / 4, 5000 + i);
                 fh.launch(blocks(sc / 2), 1, 256, 0, b.address() + qwA + qzA, sc / 2, 9000 + i, 0.005f, 0.02f);
-                ws.add(new WSet(b, d, qw, qz, sc));
+                DeviceBuffer tq = dev.alloc(W4a16Gemv.tiledBytes(K, N));
+                g.tile(b, tq, K, N);
+                ws.add(new WSet(b, d, tq));
             }
             dev.synchronize();
             int reps = Math.min(512, Math.max(64, 2 * sets));
@@ -118,14 +121,16 @@ public final class W4a16Bench {
             }
             W4a16Gemv.Tc def = g.defaultTc(N, K);
             List<Variant> variants = new ArrayList<>();
-            variants.add(new Variant("sliced (first)", null, false));
-            variants.add(new Variant("probe u4 c1 w8", new W4a16Gemv.Tc(4, 1, 8, 1), true));
-            variants.add(new Variant("probe u4 c4 w8", new W4a16Gemv.Tc(4, 4, 8, 1), true));
-            variants.add(new Variant("probe u4 c4 w8 k2", new W4a16Gemv.Tc(4, 4, 8, 2), true));
+            variants.add(new Variant("sliced (first)", null, false, false));
+            variants.add(new Variant("probe u4 c1 w8", new W4a16Gemv.Tc(4, 1, 8, 1), true, false));
+            variants.add(new Variant("probe u4 c1 w8 T", new W4a16Gemv.Tc(4, 1, 8, 1), true, true));
+            variants.add(new Variant("probe u4 c4 w8 k2", new W4a16Gemv.Tc(4, 4, 8, 2), true, false));
             for (W4a16Gemv.Tc c : shapes) {
-                variants.add(new Variant(c.toString(), c, false));
+                variants.add(new Variant(c.toString(), c, false, false));
+                variants.add(new Variant(c + " T", c, false, true));
             }
-            variants.add(new Variant("default " + def, def, false));
+            variants.add(new Variant("default " + def, def, false, false));
+            variants.add(new Variant("default " + def + " T", def, false, true));
             for (Variant v : variants) {
                 boolean acc = v.tc() != null && v.tc().splits() > 1;
                 Step gemv = i -> {
@@ -134,8 +139,8 @@ public final class W4a16Bench {
                     if (v.tc() == null) {
                         g.gemvSliced(b, b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP, true);
                     } else {
-                        g.gemv(v.tc(), v.probe(), b, b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP,
-                                true, acc);
+                        g.gemv(v.tc(), v.tiled(), v.probe(), v.tiled() ? s.tiled().address() : b, b + qwA,
+                                b + qwA + qzA, x.address(), y.address(), K, N, GROUP, true, acc);
                     }
                 };
                 double[] us = graphTime(dev, reps, gemv);
@@ -147,6 +152,7 @@ public final class W4a16Bench {
             for (WSet s : ws) {
                 s.buf().close();
                 s.dst().close();
+                s.tiled().close();
             }
         }
     }

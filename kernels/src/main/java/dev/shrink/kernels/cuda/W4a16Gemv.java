@@ -33,11 +33,11 @@ public final class W4a16Gemv implements AutoCloseable {
     }
 
     /** The tensor-core kernels compiled in w4a16.cu, by (stages, cols). */
-    private static final int[][] COMPILED = {{8, 1}, {4, 1}, {4, 2}, {2, 4}, {4, 4}};
+    private static final int[][] COMPILED = {{8, 1}, {6, 1}, {4, 1}, {4, 2}, {2, 4}, {4, 4}};
     private static final int COLS = 256, RUNS = 4;
     private final CudaDevice device;
     private final CudaModule module;
-    private final CudaKernel sliced, stream;
+    private final CudaKernel sliced, stream, tile;
     private final Map<String, CudaKernel> tc = new HashMap<>();
     /** Slices' partial sums [slices, N] and the per-column-block tickets (zero between calls), for the sliced kernel. */
     private DeviceBuffer partial, tickets;
@@ -47,6 +47,7 @@ public final class W4a16Gemv implements AutoCloseable {
         module = device.module("w4a16.cu");
         sliced = module.kernel("w4a16_gemv");
         stream = module.kernel("w4a16_probe_stream");
+        tile = module.kernel("w4a16_tile");
         for (int[] c : COMPILED) {
             tc.put("w4a16_gemv_tc_u" + c[0] + "_c" + c[1], module.kernel("w4a16_gemv_tc_u" + c[0] + "_c" + c[1]));
         }
@@ -79,23 +80,52 @@ public final class W4a16Gemv implements AutoCloseable {
     public void gemv(DeviceBuffer qweight, DeviceBuffer qzeros, DeviceBuffer scales, DeviceBuffer x, DeviceBuffer y,
                      int K, int N, int group, boolean v1, boolean accumulate) {
         int gs = check(qweight, qzeros, scales, x, y, K, N, group);
-        launchTc(defaultTc(N, K), false, qweight.address(), qzeros.address(), scales.address(), x.address(),
+        launchTc(defaultTc(N, K), false, false, qweight.address(), qzeros.address(), scales.address(), x.address(),
                 y.address(), K, N, gs, v1, accumulate);
     }
 
     /** {@link #gemv} on device addresses (sizes unchecked beyond the shape) with the default shape. */
     public void gemv(long qweight, long qzeros, long scales, long x, long y, int K, int N, int group, boolean v1,
                      boolean accumulate) {
-        launchTc(defaultTc(N, K), false, qweight, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1, accumulate);
+        launchTc(defaultTc(N, K), false, false, qweight, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1,
+                accumulate);
     }
 
     /**
-     * The tensor-core kernel in shape {@code c} on device addresses; {@code probe}: the same loads
-     * without the arithmetic (y gets meaningless values: a bandwidth probe).
+     * The tensor-core kernel in shape {@code c} on device addresses; {@code tiled}: qweight is in the
+     * tiled layout ({@link #tile}); {@code probe}: the same loads without the arithmetic (y gets
+     * meaningless values: a bandwidth probe).
      */
-    public void gemv(Tc c, boolean probe, long qweight, long qzeros, long scales, long x, long y, int K, int N,
-                     int group, boolean v1, boolean accumulate) {
-        launchTc(c, probe, qweight, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1, accumulate);
+    public void gemv(Tc c, boolean tiled, boolean probe, long qweight, long qzeros, long scales, long x, long y, int K,
+                     int N, int group, boolean v1, boolean accumulate) {
+        launchTc(c, tiled, probe, qweight, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1, accumulate);
+    }
+
+    /** Bytes of qweight [K/8, N] in the tiled layout: ceil(N/32) tiles of K/32 steps of 512 bytes. */
+    public static long tiledBytes(int K, int N) {
+        return (long) ((N + 31) / 32) * (K / 32) * 512;
+    }
+
+    /**
+     * Queues the rearrangement of GPTQ qweight [K/8, N] into the tiled layout the GEMV streams
+     * fastest (w4a16.cu, w4a16_tile: each warp's weights become one contiguous run); {@code dst}
+     * holds {@link #tiledBytes} and is not {@code src}. Done once when a model is loaded.
+     */
+    public void tile(DeviceBuffer src, DeviceBuffer dst, int K, int N) {
+        shapeCheck(K, N, -1);
+        if (src.bytes() < (long) K / 8 * N * 4 || dst.bytes() < tiledBytes(K, N) || src == dst) {
+            throw new IllegalArgumentException("W4A16 tile: buffers too small for [K=" + K + ", N=" + N + "] or the same");
+        }
+        device.makeCurrent();
+        long units = tiledBytes(K, N) / 16;
+        tile.launch((int) Math.min(1 << 16, (units + 255) / 256), 1, 256, 0, src, dst, K, N);
+    }
+
+    /** {@link #gemv} on a qweight in the tiled layout ({@link #tile}), default shape; device addresses. */
+    public void gemvTiled(long qweightTiled, long qzeros, long scales, long x, long y, int K, int N, int group,
+                          boolean v1, boolean accumulate) {
+        launchTc(defaultTc(N, K), true, false, qweightTiled, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1,
+                accumulate);
     }
 
     /** The first kernel (float FMAs, K slices with a ticket reduction); it writes y. */
@@ -125,7 +155,7 @@ public final class W4a16Gemv implements AutoCloseable {
         stream.launch(4 * device.multiprocessors(), 1, 512, 0, p, bytes / 16, sink);
     }
 
-    private void launchTc(Tc c, boolean probe, long qweight, long qzeros, long scales, long x, long y, int K, int N,
+    private void launchTc(Tc c, boolean tiled, boolean probe, long qweight, long qzeros, long scales, long x, long y, int K, int N,
                           int gs, boolean v1, boolean accumulate) {
         if (c.warps() < 1 || c.warps() > 16 || c.splits() < 1 || c.splits() > K / 32) {
             throw new IllegalArgumentException("W4A16 GEMV shape " + c + ": 1 to 16 warps, 1 to K/32 splits");
@@ -140,7 +170,8 @@ public final class W4a16Gemv implements AutoCloseable {
         }
         device.makeCurrent();
         k.launch((N + 32 * c.cols() - 1) / (32 * c.cols()), c.splits(), 32 * c.warps(),
-                tcShared(K, gs, c), qweight, qzeros, scales, x, y, K, N, gs, v1 ? 1 : 0, accumulate ? 1 : 0);
+                tcShared(K, gs, c), qweight, qzeros, scales, x, y, K, N, gs, v1 ? 1 : 0, accumulate ? 1 : 0,
+                tiled ? 1 : 0);
     }
 
     /**

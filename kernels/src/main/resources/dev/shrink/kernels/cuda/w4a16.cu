@@ -290,7 +290,8 @@ __device__ __forceinline__ void cp_wait() {
 template <int U, int CW, bool MATH>
 __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const int* __restrict__ qzeros,
                                         const unsigned short* __restrict__ scales, const unsigned short* __restrict__ x,
-                                        float* __restrict__ y, int K, int N, int group, int zeroOffset, int accumulate) {
+                                        float* __restrict__ y, int K, int N, int group, int zeroOffset, int accumulate,
+                                        int tiled) {
     extern __shared__ __align__(16) unsigned char smraw[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -326,9 +327,11 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
     for (int c = 0; c < CW; c++) {
         const int col = n0 + 32 * c + 4 * g;
         live[c] = col < N;                    // N % 8 == 0: then all 4 columns of the int4 are < N
-        qp[c] = reinterpret_cast<const int4*>(qweight + (live[c] ? col : 0)) + t * (N >> 2);
+        qp[c] = tiled ? reinterpret_cast<const int4*>(qweight) + (long long) (live[c] ? blockIdx.x * CW + c : 0) * S * 32 + lane
+                      : reinterpret_cast<const int4*>(qweight + (live[c] ? col : 0)) + t * (N >> 2);
     }
-    const long long stepStride = (long long) N;  // int4s per step (4 rows of N/4 int4s)
+    // int4s from one step to the next: 4 rows of N/4 int4s, or one 512-byte step of a tile
+    const long long stepStride = tiled ? 32 : (long long) N;
     const unsigned int ring0 = smem_addr(ring);
 #pragma unroll
     for (int j = 0; j < U; j++) {
@@ -446,17 +449,35 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
     extern "C" __global__ void __launch_bounds__(512)                                                           \
     NAME(const int* __restrict__ qweight, const int* __restrict__ qzeros, const unsigned short* __restrict__ scales, \
          const unsigned short* __restrict__ x, float* __restrict__ y, int K, int N, int group, int zeroOffset,     \
-         int accumulate) {                                                                                     \
-        gemv_tc<U, CW, MATH>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate);               \
+         int accumulate, int tiled) {                                                                          \
+        gemv_tc<U, CW, MATH>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate, tiled);        \
     }
 
 TC_KERNEL(w4a16_gemv_tc_u8_c1, 8, 1, true)
+TC_KERNEL(w4a16_gemv_tc_u6_c1, 6, 1, true)
 TC_KERNEL(w4a16_gemv_tc_u4_c1, 4, 1, true)
 TC_KERNEL(w4a16_gemv_tc_u4_c2, 4, 2, true)
 TC_KERNEL(w4a16_gemv_tc_u2_c4, 2, 4, true)
 TC_KERNEL(w4a16_gemv_tc_u4_c4, 4, 4, true)
 TC_KERNEL(w4a16_probe_u4_c1, 4, 1, false)
 TC_KERNEL(w4a16_probe_u4_c4, 4, 4, false)
+
+// The tiled weight layout (tiled = 1 above): qweight [K/8, N] rearranged so that each 512-byte step
+// of a 32-column tile (4 rows × 32 columns, lane 4g + t's 16 bytes = row 4·step + t, columns 4g..4g+3)
+// is contiguous, and a tile's steps follow each other: dst[((tile · S) + step) · 32 + lane], S = K/32,
+// ceil(N/32) tiles (columns past N zero). A warp then streams one contiguous run of memory instead of
+// 4 rows × 128 bytes strided N·4 bytes apart, which the DRAM serves faster. The same bytes, moved.
+extern "C" __global__ void w4a16_tile(const int4* __restrict__ src, int4* __restrict__ dst, int K, int N) {
+    const int S = K >> 5;
+    const long long total = (long long) ((N + 31) >> 5) * S * 32;
+    for (long long u = blockIdx.x * (long long) blockDim.x + threadIdx.x; u < total;
+         u += (long long) gridDim.x * blockDim.x) {
+        const long long tile = u / (S * 32);
+        const int rem = (int) (u - tile * S * 32), st = rem >> 5, lane = rem & 31;
+        const int row = 4 * st + (lane & 3), col = (int) tile * 32 + 4 * (lane >> 2);
+        dst[u] = col < N ? src[((long long) row * N + col) >> 2] : make_int4(0, 0, 0, 0);
+    }
+}
 
 // Bandwidth probe: reads n16 int4s from p with a grid-stride loop (4 loads in flight per thread)
 // and XORs them; the XOR lands in sink[0] only if it equals a value random data never gives, so

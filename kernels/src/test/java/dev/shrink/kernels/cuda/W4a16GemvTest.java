@@ -85,11 +85,12 @@ class W4a16GemvTest {
         }
         try (DeviceBuffer dq = dev.alloc(qweight.length * 4L); DeviceBuffer dz = dev.alloc(qzeros.length * 4L);
              DeviceBuffer ds = dev.alloc(scales.length * 2L); DeviceBuffer dx = dev.alloc(K * 2L);
-             DeviceBuffer dy = dev.alloc(N * 4L)) {
+             DeviceBuffer dy = dev.alloc(N * 4L); DeviceBuffer dt = dev.alloc(W4a16Gemv.tiledBytes(K, N))) {
             dev.upload(MemorySegment.ofArray(qweight), dq, 0);
             dev.upload(MemorySegment.ofArray(qzeros), dz, 0);
             dev.upload(MemorySegment.ofArray(scales), ds, 0);
             dev.upload(MemorySegment.ofArray(x), dx, 0);
+            gemv.tile(dq, dt, K, N);
             // null: the sliced kernel; (stages, cols, warps, splits) of the tensor-core kernel otherwise
             java.util.List<W4a16Gemv.Tc> shapes = new java.util.ArrayList<>();
             shapes.add(null);
@@ -116,6 +117,9 @@ class W4a16GemvTest {
             }
             runs.add(new Object[] {"default", false});
             runs.add(new Object[] {"default", true});
+            runs.add(new Object[] {"tiled", false});
+            runs.add(new Object[] {"tiled", true});
+            runs.add(new Object[] {"tiled u4 c4 w4 k2", true});
             for (Object[] run : runs) {
                 boolean acc = (Boolean) run[1];
                 if (acc) {
@@ -127,8 +131,14 @@ class W4a16GemvTest {
                     gemv.gemvSliced(dq.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N, group,
                             v1);
                 } else if (run[0] instanceof W4a16Gemv.Tc c) {
-                    gemv.gemv(c, false, dq.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N,
-                            group, v1, acc);
+                    gemv.gemv(c, false, false, dq.address(), dz.address(), ds.address(), dx.address(), dy.address(),
+                            K, N, group, v1, acc);
+                } else if (run[0].equals("tiled")) {
+                    gemv.gemvTiled(dt.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N, group,
+                            v1, acc);
+                } else if (run[0].equals("tiled u4 c4 w4 k2")) {
+                    gemv.gemv(new W4a16Gemv.Tc(4, 4, 4, 2), true, false, dt.address(), dz.address(), ds.address(),
+                            dx.address(), dy.address(), K, N, group, v1, acc);
                 } else {
                     gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1, acc); // the public form, default shape
                 }
