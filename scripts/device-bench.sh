@@ -73,6 +73,12 @@ grep '^RESULT|w4a16' "$LOG" | while IFS='|' read -r _ job kernel us lo hi g c ra
   echo "| ${job#w4a16 } | $kernel | $us [$lo-$hi] | $g | $c | $ratio% | $one | $hot |"
 done
 echo
+echo "| W4A16 linear in the decoder (32 layers' weights) | N x K | default shape | us | GB/s | tuned shape | us | GB/s |"
+echo "| --- | --- | --- | ---: | ---: | --- | ---: | ---: |"
+grep '^RESULT|linear' "$LOG" | while IFS='|' read -r _ _ role nk d dus dg b bus bg; do
+  echo "| $role | $nk | $d | $dus | $dg | $b | $bus | $bg |"
+done
+echo
 echo "| decode, Llama-2-7B shapes, batch 1 | launch | tok/s | ms/token | GB weights read/token | effective GB/s |"
 echo "| --- | --- | ---: | ---: | ---: | ---: |"
 grep '^RESULT|decode' "$LOG" | while IFS='|' read -r _ _ w how tps ms gb gbs; do

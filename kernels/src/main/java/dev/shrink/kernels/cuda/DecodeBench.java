@@ -21,7 +21,7 @@ import java.util.SplittableRandom;
  * runs' final logits must agree exactly (same kernels, same order), which checks the graph's
  * device-side position. Prints decode tok/s, ms/token, the weight bytes read per token and the
  * effective GB/s (those bytes / time), and {@code RESULT|decode ...} lines for scripts/device-bench.sh.
- * W4A16 runs first with {@link W4a16Gemv#defaultTc}'s kernel shapes, then each of its four linears
+ * W4A16 runs first with {@link W4a16Gemv#defaultTiledTc}'s kernel shapes, then each of its four linears
  * tries the compiled shapes over the model's own weights (a graph of its 32 launches each) and
  * keeps the fastest ("W4A16*": tuned once at load, as inference engines do), and decodes again.
  *
@@ -163,7 +163,7 @@ public final class DecodeBench {
                     int rr = li;
                     boolean acc = li == 1 || li == 3;
                     Linear first = lin(layers.get(0), li);
-                    W4a16Gemv.Tc def = gemv.defaultTc(first.N(), first.K());
+                    W4a16Gemv.Tc def = gemv.defaultTiledTc(first.N(), first.K());
                     W4a16Gemv.Tc best = null;
                     double bestUs = Double.MAX_VALUE, defUs = Double.NaN;
                     for (W4a16Gemv.Tc c : candidates(def, acc)) {
@@ -303,7 +303,7 @@ public final class DecodeBench {
             blas.gemmRowMajorF16(false, true, 1, lin.N(), lin.K(), 1f, in.address(), lin.K(), lin.w().address(),
                     lin.K(), accumulate ? 1f : 0f, out.address(), lin.N());
         } else {
-            gemv.gemv(shape != null ? shape : gemv.defaultTc(lin.N(), lin.K()), true, false, lin.qw().address(),
+            gemv.gemv(shape != null ? shape : gemv.defaultTiledTc(lin.N(), lin.K()), true, false, lin.qw().address(),
                     lin.qz().address(), lin.sc().address(), in.address(), out.address(), lin.K(), lin.N(), GROUP, true,
                     accumulate);
         }

@@ -119,7 +119,7 @@ public final class W4a16Bench {
                     }
                 }
             }
-            W4a16Gemv.Tc def = g.defaultTc(N, K);
+            W4a16Gemv.Tc def = g.defaultTc(N, K), defT = g.defaultTiledTc(N, K);
             List<Variant> variants = new ArrayList<>();
             variants.add(new Variant("sliced (first)", null, false, false));
             variants.add(new Variant("probe u4 c1 w8", new W4a16Gemv.Tc(4, 1, 8, 1), true, false));
@@ -130,7 +130,7 @@ public final class W4a16Bench {
                 variants.add(new Variant(c + " T", c, false, true));
             }
             variants.add(new Variant("default " + def, def, false, false));
-            variants.add(new Variant("default " + def + " T", def, false, true));
+            variants.add(new Variant("default " + defT + " T", defT, false, true));
             for (Variant v : variants) {
                 boolean acc = v.tc() != null && v.tc().splits() > 1;
                 Step gemv = i -> {

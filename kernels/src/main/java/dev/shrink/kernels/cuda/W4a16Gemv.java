@@ -9,6 +9,11 @@ import java.util.Map;
  * of 32 input columns (or −1: one group over K), without act-order's column permutation
  * (g = k / group); N a multiple of 8, K of the group.
  *
+ * <p>The weights may stay in GPTQ's layout ({@link #gemv}) or be rearranged once into a tiled layout
+ * ({@link #tile}, then {@link #gemvTiled}) in which each warp streams one contiguous run of memory:
+ * on an H100 that reads the 7B shapes at 60–77% of a device-to-device copy's rate (GPTQ layout:
+ * 42–53%), W4a16Bench measuring both.
+ *
  * <p>Two kernels of w4a16.cu, where the layout is spelled out: the tensor-core kernel (the default):
  * codes turned into fp16 integers exactly and multiplied by x on the tensor cores with float32 sums,
  * weights streamed through a cp.async ring per warp, shaped by a {@link Tc} (stages in flight,
@@ -121,10 +126,13 @@ public final class W4a16Gemv implements AutoCloseable {
         tile.launch((int) Math.min(1 << 16, (units + 255) / 256), 1, 256, 0, src, dst, K, N);
     }
 
-    /** {@link #gemv} on a qweight in the tiled layout ({@link #tile}), default shape; device addresses. */
+    /**
+     * {@link #gemv} on a qweight in the tiled layout ({@link #tile}), with {@link #defaultTiledTc}'s
+     * shape (one K slice: deterministic); device addresses. The fastest form for a model loaded once.
+     */
     public void gemvTiled(long qweightTiled, long qzeros, long scales, long x, long y, int K, int N, int group,
                           boolean v1, boolean accumulate) {
-        launchTc(defaultTc(N, K), true, false, qweightTiled, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1,
+        launchTc(defaultTiledTc(N, K), true, false, qweightTiled, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1,
                 accumulate);
     }
 
@@ -175,8 +183,24 @@ public final class W4a16Gemv implements AutoCloseable {
     }
 
     /**
-     * The shape used by {@link #gemv}: one K slice (deterministic, no atomics), 32 columns per
-     * block, 4 stages in flight, and warps enough that the GPU holds ~16 warps per SM (4 to 16).
+     * The shape used by {@link #gemvTiled}, one K slice (deterministic, no atomics), from W4a16Bench's
+     * sweep on an H100 (7B shapes, tiled layout, graph-timed over rotating weights): while 32-column
+     * blocks alone fill the SMs (N ≤ 32·SMs), 32 columns and 16 warps (4096 × 4096: 7.97 us; × 11008:
+     * 14.5 us); up to 4× that, 128 columns, 16 warps, 2 stages (12288 × 4096: 13.3 us, 11008 × 4096:
+     * 13.1 us); beyond, 64 columns, 8 warps, 4 stages (22016 × 4096: 21.3 us).
+     */
+    public Tc defaultTiledTc(int N, int K) {
+        int blocks = (N + 31) / 32, sms = device.multiprocessors();
+        if (blocks <= sms) {
+            return new Tc(4, 1, 16, 1);
+        }
+        return blocks <= 4 * sms ? new Tc(2, 4, 16, 1) : new Tc(4, 2, 8, 1);
+    }
+
+    /**
+     * The shape used by {@link #gemv} on the GPTQ layout: one K slice (deterministic, no atomics),
+     * 32 columns per block, 4 stages in flight, and warps enough that the GPU holds ~16 warps per SM
+     * (4 to 16): within a few percent of the best measured for that layout on the 7B shapes.
      */
     public Tc defaultTc(int N, int K) {
         int blocks = (N + 31) / 32;

@@ -120,6 +120,9 @@ class W4a16GemvTest {
             runs.add(new Object[] {"tiled", false});
             runs.add(new Object[] {"tiled", true});
             runs.add(new Object[] {"tiled u4 c4 w4 k2", true});
+            for (int[] c : W4a16Gemv.compiled()) { // every kernel on the tiled layout (defaultTiledTc picks among them)
+                runs.add(new Object[] {new Object[] {new W4a16Gemv.Tc(c[0], c[1], 16, 1)}, false});
+            }
             for (Object[] run : runs) {
                 boolean acc = (Boolean) run[1];
                 if (acc) {
@@ -136,13 +139,17 @@ class W4a16GemvTest {
                 } else if (run[0].equals("tiled")) {
                     gemv.gemvTiled(dt.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N, group,
                             v1, acc);
+                } else if (run[0] instanceof Object[] tiledShape) {
+                    gemv.gemv((W4a16Gemv.Tc) tiledShape[0], true, false, dt.address(), dz.address(), ds.address(),
+                            dx.address(), dy.address(), K, N, group, v1, acc);
                 } else if (run[0].equals("tiled u4 c4 w4 k2")) {
                     gemv.gemv(new W4a16Gemv.Tc(4, 4, 4, 2), true, false, dt.address(), dz.address(), ds.address(),
                             dx.address(), dy.address(), K, N, group, v1, acc);
                 } else {
                     gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1, acc); // the public form, default shape
                 }
-                String what = (run[0] == null ? "sliced" : run[0].toString()) + (acc ? " accumulating" : "");
+                String what = (run[0] == null ? "sliced" : run[0] instanceof Object[] o ? "tiled " + o[0]
+                        : run[0].toString()) + (acc ? " accumulating" : "");
                 float[] y = new float[N];
                 dev.download(dy, 0, MemorySegment.ofArray(y));
                 for (int n = 0; n < N; n++) {
