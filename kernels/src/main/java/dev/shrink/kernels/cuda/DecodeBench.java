@@ -130,7 +130,7 @@ public final class DecodeBench {
                 weightBytes += ly.qkv().bytes() + ly.o().bytes() + ly.gu().bytes() + ly.down().bytes() + 2L * C * 4;
             }
             float scale = (float) (1.0 / Math.sqrt(D));
-            int attShared = (T + 8 * D) * 4;
+            int attShared = (((T + 3) & ~3) + 8 * D) * 4;
             W4a16Gemv.Tc[] shapes = new W4a16Gemv.Tc[4]; // per linear (qkv, o, gate|up, down); null: the default
             Runnable token = () -> {
                 k.embed.launch(C / 256, 1, 256, 0, emb, toks, pos, x, C);

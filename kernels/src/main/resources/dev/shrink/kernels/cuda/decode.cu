@@ -97,14 +97,14 @@ extern "C" __global__ void rope_append(float* qkv, float* kc, float* vc, const f
 
 // One query token at position pos[0] attending to cache rows 0..pos[0]: out[h, :] = softmax(q_h·K/√D)·V,
 // written as fp16 (the o-projection's input). One block per head (a multiple of 32 threads, at most
-// 32 warps); dynamic shared memory: (Tmax + warps·D) floats. q: [H, D]; kc, vc: [Tmax, Hkv, D], D a
+// 32 warps); dynamic shared memory: (⌈Tmax⌉₄ + warps·D) floats (Tmax padded to 4: po takes float4s). q: [H, D]; kc, vc: [Tmax, Hkv, D], D a
 // multiple of 4 and at most 256; head h reads kv head h / (H / Hkv). Scores: a warp per key; P·V: a
 // warp per key too (lanes over D in float4s), the warps' partial rows added in shared memory.
 extern "C" __global__ void attention_decode(const float* q, const float* kc, const float* vc, unsigned short* out,
                                             const int* pos, int H, int Hkv, int D, float scale, int Tmax) {
     extern __shared__ float sm[];
     float* sc = sm;                  // [Tmax]
-    float* po = sm + Tmax;           // [warps][D]
+    float* po = sm + ((Tmax + 3) & ~3);  // [warps][D], 16-byte aligned
     __shared__ float red[32];
     const int h = blockIdx.x, kvh = h / (H / Hkv), Tk = pos[0] + 1, kvDim = Hkv * D, D4 = D >> 2;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;

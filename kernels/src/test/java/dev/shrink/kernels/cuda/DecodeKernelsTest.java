@@ -143,7 +143,7 @@ class DecodeKernelsTest {
     @Test
     void singleQueryAttentionOverTheCacheMatchesReference() {
         Random r = new Random(3);
-        int H = 8, Hkv = 2, D = 64, Tmax = 40;
+        int H = 8, Hkv = 2, D = 64, Tmax = 41;
         for (int p : new int[] {0, 17, Tmax - 1}) {
             float[] q = random(r, H * D, 1f), kc = random(r, Tmax * Hkv * D, 1f), vc = random(r, Tmax * Hkv * D, 1f);
             float[] ref = new float[H * D];
@@ -152,7 +152,7 @@ class DecodeKernelsTest {
             int warps = 8;
             try (DeviceBuffer dq = put(q); DeviceBuffer dk = put(kc); DeviceBuffer dv = put(vc);
                  DeviceBuffer out = dev.alloc(H * D * 2L); DeviceBuffer pos = put(new int[] {p})) {
-                mod.kernel("attention_decode").launch(H, 1, 32 * warps, (Tmax + warps * D) * 4, dq, dk, dv, out, pos,
+                mod.kernel("attention_decode").launch(H, 1, 32 * warps, (((Tmax + 3) & ~3) + warps * D) * 4, dq, dk, dv, out, pos,
                         H, Hkv, D, (float) (1 / Math.sqrt(D)), Tmax);
                 assertHalfClose("attention at position " + p, ref, halves(out, H * D), 1e-5);
             }
@@ -197,7 +197,7 @@ class DecodeKernelsTest {
             Runnable token = () -> {
                 dev.copy(src, 0, qkv, 0, qkv0.length * 4L); // fresh q|k|v each token (a copy node in the graph)
                 rope.launch(2, 1, 128, 0, qkv, kc, vc, dc, ds, pos, H, Hkv, D);
-                att.launch(H, 1, 64, (Tmax + 2 * D) * 4, qkv, kc, vc, out, pos, H, Hkv, D, 0.2f, Tmax);
+                att.launch(H, 1, 64, (((Tmax + 3) & ~3) + 2 * D) * 4, qkv, kc, vc, out, pos, H, Hkv, D, 0.2f, Tmax);
                 adv.launch(1, 1, 1, 0, pos);
             };
             float[][] eager = new float[Tmax][];
