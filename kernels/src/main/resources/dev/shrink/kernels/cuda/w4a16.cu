@@ -178,25 +178,34 @@ w4a16_gemv(const int* __restrict__ qweight, const int* __restrict__ qzeros, cons
 }
 
 // ------------------------------------------------------------------------------------------------
-// w4a16_gemv_tc: the same product on the tensor cores, one launch, no cross-block reduction.
+// w4a16_gemv_tc: the same product on the tensor cores, in one launch.
 //
-// Why another kernel: at H100/H200 bandwidth the codes arrive at ~25-37 per clock per SM, and the
-// FMA path above spends ~3.4 issued instructions per code (byte permute, subtract, FMA): the issue
-// slots, not DRAM, become the limit; and its K slices end in a ticket reduction (write partials,
-// fence, atomic, read them back) whose round trips are paid after the last weight byte arrived.
-// Here a code costs ~1.2 instructions: nibbles become fp16 integers by mask-or into the mantissa
-// of 1024 (0x6400) and one f16x2 subtract (or fma by 1/16 for the high nibble of a byte), exactly;
-// mma.m16n8k16 multiplies them by x (fp16, exact products) with float32 sums; the scale and zero
-// point are applied per group in float32 on the sums, y += s·(Σ x·q − z·Σx), as above: no rounding
-// of dequantised weights to fp16, so the result agrees with the CPU reference to float rounding.
+// What limits (measured on an H100 with W4a16Bench: weights rotated over 1 GiB, launches in a CUDA
+// graph): the kernel above and a probe doing this kernel's loads with no arithmetic at all read the
+// 7B shapes at the same 1.0-1.7 TB/s, while a plain linear read of the same bytes reaches 2.0-2.8
+// TB/s and a device-to-device copy 2.4-2.9 TB/s (read + write). So neither the arithmetic nor L2 was
+// the limit, but how the weights are read: a warp step of 4 qweight rows × 128 bytes, the rows N·4
+// bytes apart, scattered over the matrix by thousands of warps, which the DRAM serves slowly. The
+// tiled layout (w4a16_tile below, once at load) makes each warp's weights one contiguous run: the
+// load-only probe then reaches 81-90% of the copy's rate on the shapes with N ≥ 11008, this kernel
+// 66-79% (60-70% for 4096 × 11008, where 128-column-block tiles leave too few blocks without K splits).
+// For 4096 × 4096 (8.7 MB, ~3 us of DRAM time) the fixed cost of a launch dominates: a linear read
+// takes 4.3 us, a copy 7.4 us, this kernel 7.2-7.9 us.
+// The arithmetic is kept cheap so that it stays hidden at H200 bandwidth too (~1.2 issued instructions
+// per code against ~3.4 for the FMA path above): nibbles become fp16 integers by mask-or into the
+// mantissa of 1024 (0x6400) and one f16x2 subtract (or fma by 1/16 for the high nibble of a byte),
+// exactly; mma.m16n8k16 multiplies them by x (fp16, exact products) with float32 sums; the scale and
+// zero point are applied per group in float32 on the sums, y += s·(Σ x·q − z·Σx), as above: no
+// rounding of dequantised weights to fp16, so the result agrees with the CPU reference to float rounding.
 //
-// Block: 32 output columns (a warp reads 4 qweight rows × 128 contiguous bytes per step, 16 bytes
-// per thread), its warps splitting K into contiguous runs of steps (a step = 4 qweight rows = 32
-// inputs, never straddling a group); each warp keeps U steps of loads in flight (a ring of U
-// shared-memory slots filled by cp.async, refilled as they are used); the warps' sums are added in shared memory in warp order
-// (deterministic) and written once to y (or added to it: accumulate = 1, for a residual stream).
-// x, the tile's scales and zero words and every step's Σx are staged in shared memory while the
-// first U steps' weights are in flight; x is put in the B-fragment order as it is read.
+// Block: 32·CW output columns, a thread's 16-byte loads CW per step (a step = 4 qweight rows = 32
+// inputs, never straddling a group), its warps splitting the block's steps into contiguous runs; each
+// warp keeps U steps of loads in flight (a ring of U shared-memory slots filled by cp.async, refilled
+// as they are used); the warps' sums are added in shared memory in warp order (deterministic) and
+// written once to y (or added to it: accumulate = 1, for a residual stream), or, with K split over
+// KS blocks, added into y atomically. x, the tile's scales and zero words and every step's Σx are
+// staged in shared memory while the first U steps' weights are in flight; x is put in the
+// B-fragment order as it is read.
 //
 // mma.m16n8k16 fragments (PTX ISA), lane = 4·g + t: A row g ← column 4g+2p, row g+8 ← column
 // 4g+2p+1 (p = 0, 1: two products per code half); A's k slots 2t, 2t+1 | 2t+8, 2t+9 ← codes (0, 4)
