@@ -188,7 +188,7 @@ w4a16_gemv(const int* __restrict__ qweight, const int* __restrict__ qzeros, cons
 // bytes apart, scattered over the matrix by thousands of warps, which the DRAM serves slowly. The
 // tiled layout (w4a16_tile below, once at load) makes each warp's weights one contiguous run: the
 // load-only probe then reaches 81-90% of the copy's rate on the shapes with N ≥ 11008, this kernel
-// 66-79% (60-70% for 4096 × 11008, where 128-column-block tiles leave too few blocks without K splits).
+// 66-79% (4096 × 11008: 60%, 70% with K split over blocks; its load-only probe gets 54%: not understood).
 // For 4096 × 4096 (8.7 MB, ~3 us of DRAM time) the fixed cost of a launch dominates: a linear read
 // takes 4.3 us, a copy 7.4 us, this kernel 7.2-7.9 us.
 // The arithmetic is kept cheap so that it stays hidden at H200 bandwidth too (~1.2 issued instructions
