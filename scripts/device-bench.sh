@@ -10,6 +10,8 @@
 #   4. AWQ of that folder, the same tokens, TF32 GEMMs: the first 4 blocks by default (14.3 s per block on
 #      an H100, so the 32 take ~8 minutes: --awq-layers 32 --no-fixture in a call of their own)
 #   5. W4A16 GEMV bandwidth on the 7B linears' shapes against a device-to-device copy of the same bytes
+#      (weights rotated over >= 1 GiB, back-to-back launches in a CUDA graph, event-timed; every kernel variant)
+#   6. decode tok/s at batch 1 of a Llama-2-7B-shaped decoder, fp16 weights (cuBLAS) vs W4A16 (DecodeBench)
 #   bash .device/cuda/device-bench.sh [--fp32-7b] [--layers N] [--awq-layers N] [--no-7b] [--no-awq-7b]
 #                                     [--in-memory-7b] [--no-fixture]
 # --fp32-7b adds the 7B GPTQ in float32 GEMMs too (slower); --layers N / --awq-layers N run the first N blocks
@@ -91,6 +93,9 @@ fi
 if [ "$FIXTURE" = 1 ]; then
   run "W4A16 GEMV" "${JAVA[@]}" dev.shrink.kernels.cuda.W4a16Bench
 fi
+if [ "$SEVEN" = 1 ]; then
+  run "decode 7B shapes, fp16 vs W4A16" "${JAVA[@]}" dev.shrink.kernels.cuda.DecodeBench
+fi
 
 echo
 echo "| job | seconds | peak GPU GiB (loop's allocations / device in use) | details |"
@@ -99,8 +104,20 @@ grep -e '^RESULT|gptq' -e '^RESULT|awq' "$LOG" | while IFS='|' read -r _ job s a
   echo "| $job | $s | $alloc / $used | $what |"
 done
 echo
-echo "| W4A16 GEMV N x K (w4 g128, 1 token) | GPU us | GEMV GB/s | copy GB/s (read+write) | GEMV / copy | us per call from Java |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-grep '^RESULT|w4a16' "$LOG" | while IFS='|' read -r _ job us g c ratio java; do
-  echo "| ${job#w4a16 } | $us | $g | $c | $ratio% | $java |"
+echo "| W4A16 GEMV N x K (w4 g128, 1 token) | kernel | GPU us per launch, median [min-max] | GB/s | copy GB/s (read+write) | of copy | 1 launch us | L2-hot us |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+grep '^RESULT|w4a16' "$LOG" | while IFS='|' read -r _ job kernel us lo hi g c ratio one hot; do
+  echo "| ${job#w4a16 } | $kernel | $us [$lo-$hi] | $g | $c | $ratio% | $one | $hot |"
+done
+echo
+echo "| W4A16 linear in the decoder (32 layers' weights) | N x K | default shape | us | GB/s | tuned shape | us | GB/s |"
+echo "| --- | --- | --- | ---: | ---: | --- | ---: | ---: |"
+grep '^RESULT|linear' "$LOG" | while IFS='|' read -r _ _ role nk d dus dg b bus bg; do
+  echo "| $role | $nk | $d | $dus | $dg | $b | $bus | $bg |"
+done
+echo
+echo "| decode, Llama-2-7B shapes, batch 1 | launch | tok/s | ms/token | GB weights read/token | effective GB/s |"
+echo "| --- | --- | ---: | ---: | ---: | ---: |"
+grep '^RESULT|decode' "$LOG" | while IFS='|' read -r _ _ w how tps ms gb gbs; do
+  echo "| $w | $how | $tps | $ms | $gb | $gbs |"
 done

@@ -25,7 +25,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 echo "== parity suite"
 "${JAVA[@]}" "${PROPS[@]}" dev.shrink.kernels.cuda.DeviceSuite \
     dev.shrink.kernels.cuda.CudaConformanceTest dev.shrink.kernels.cuda.DeviceOpsConformanceTest \
-    dev.shrink.kernels.cuda.W4a16GemvTest dev.shrink.eval.CudaPerplexityParityTest \
+    dev.shrink.kernels.cuda.W4a16GemvTest dev.shrink.kernels.cuda.DecodeKernelsTest dev.shrink.eval.CudaPerplexityParityTest \
     dev.shrink.gptq.CudaGptqParityTest dev.shrink.awq.CudaAwqParityTest dev.shrink.prune.CudaMasksParityTest \
     dev.shrink.kernels.cpu.ProvidersTest 2>&1 | tee "$LOGS/suite.log"
 rc=${PIPESTATUS[0]}

@@ -30,6 +30,8 @@ final class Cublas {
     final NativeLibrary lib;
     /** cudaDataType CUDA_R_32F; cublasComputeType_t CUBLAS_COMPUTE_32F and CUBLAS_COMPUTE_32F_FAST_TF32. */
     static final int R_32F = 0;
+    /** cudaDataType CUDA_R_16F. */
+    static final int R_16F = 2;
     static final int COMPUTE_32F = 68;
     static final int COMPUTE_32F_FAST_TF32 = 77;
     /** cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT. */
@@ -148,14 +150,20 @@ final class Cublas {
      */
     void gemmEx(MemorySegment handle, int transa, int transb, int m, int n, int k, MemorySegment scalars,
                 long A, int lda, long B, int ldb, long C, int ldc, int computeType) {
+        gemmEx(handle, transa, transb, m, n, k, scalars, A, R_32F, lda, B, R_32F, ldb, C, R_32F, ldc, computeType);
+    }
+
+    /** Column-major cublasGemmEx with the operands' data types given (e.g. {@link #R_16F} A and B, float32 C). */
+    void gemmEx(MemorySegment handle, int transa, int transb, int m, int n, int k, MemorySegment scalars,
+                long A, int aType, int lda, long B, int bType, int ldb, long C, int cType, int ldc, int computeType) {
         try {
             MemorySegment alpha = scalars.asSlice(0, 4), beta = scalars.asSlice(4, 4);
-            int s = (int) gemmEx.invokeExact(handle, transa, transb, m, n, k, alpha, A, R_32F, lda, B, R_32F, ldb,
-                    beta, C, R_32F, ldc, computeType, GEMM_DEFAULT);
+            int s = (int) gemmEx.invokeExact(handle, transa, transb, m, n, k, alpha, A, aType, lda, B, bType, ldb,
+                    beta, C, cType, ldc, computeType, GEMM_DEFAULT);
             if (s != 0) {
                 check(s, "cublasGemmEx(" + (transa == OP_T ? "T" : "N") + (transb == OP_T ? "T" : "N")
                         + ", m=" + m + " n=" + n + " k=" + k + ", lda=" + lda + " ldb=" + ldb + " ldc=" + ldc
-                        + ", compute " + computeType + ")");
+                        + ", types " + aType + "/" + bType + "/" + cType + ", compute " + computeType + ")");
             }
         } catch (CudaException e) {
             throw e;

@@ -69,6 +69,18 @@ public final class CublasHandle implements AutoCloseable {
     }
 
     /**
+     * {@link #gemmRowMajor}'s product with fp16 A and B and a float32 C, float32 arithmetic
+     * (CUBLAS_COMPUTE_32F: fp16 products exact, float32 sums): the fp16-weight linear layer.
+     */
+    public void gemmRowMajorF16(boolean transA, boolean transB, int M, int N, int K, float alpha, long A, int lda,
+                                long B, int ldb, float beta, long C, int ldc) {
+        device.makeCurrent();
+        setScalars(alpha, beta);
+        device.cuda.cublas.gemmEx(live(), transB ? Cublas.OP_T : Cublas.OP_N, transA ? Cublas.OP_T : Cublas.OP_N,
+                N, M, K, scalars, B, Cublas.R_16F, ldb, A, Cublas.R_16F, lda, C, Cublas.R_32F, ldc, Cublas.COMPUTE_32F);
+    }
+
+    /**
      * {@code batch} independent row-major products C_i = alpha · op(A_i) · op(B_i) + beta · C_i with
      * A_i = A + i·strideA (elements), and so on: {@link #gemmRowMajor}'s conventions per item.
      */

@@ -39,6 +39,8 @@ final class Driver {
     private final MethodHandle cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemsetD32Async;
     private final MethodHandle cuModuleLoadData, cuModuleGetFunction, cuModuleUnload, cuFuncSetAttribute;
     private final MethodHandle cuLaunchKernel, cuGetErrorName, cuGetErrorString;
+    private final MethodHandle cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate, cuGraphLaunch;
+    private final MethodHandle cuGraphExecDestroy, cuGraphDestroy;
 
     /** @throws CudaException "CUDA not available: libcuda.so.1 not found" without a driver */
     Driver() {
@@ -96,6 +98,16 @@ final class Driver {
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
         cuLaunchKernel = lib.function("cuLaunchKernel", FunctionDescriptor.of(JAVA_INT, ADDRESS,
                 JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        // CUDA graphs (stream capture): cuStreamBeginCapture_v2(stream, mode), cuStreamEndCapture(stream, *graph),
+        // cuGraphInstantiateWithFlags(*exec, graph, flags), cuGraphLaunch(exec, stream)
+        cuStreamBeginCapture = lib.firstFunction(FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT),
+                "cuStreamBeginCapture_v2", "cuStreamBeginCapture");
+        cuStreamEndCapture = lib.function("cuStreamEndCapture", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuGraphInstantiate = lib.function("cuGraphInstantiateWithFlags",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG));
+        cuGraphLaunch = lib.function("cuGraphLaunch", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuGraphExecDestroy = lib.function("cuGraphExecDestroy", iP);
+        cuGraphDestroy = lib.function("cuGraphDestroy", iP);
         cuGetErrorName = lib.function("cuGetErrorName", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
         cuGetErrorString = lib.function("cuGetErrorString", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
     }
@@ -385,6 +397,48 @@ final class Driver {
         } catch (Throwable t) {
             throw unexpected("cuLaunchKernel", t);
         }
+    }
+
+    // ---------------------------------------------------------------- graphs
+
+    /** CU_STREAM_CAPTURE_MODE_RELAXED: other threads' CUDA calls stay allowed while a stream captures. */
+    static final int CAPTURE_RELAXED = 2;
+
+    void streamBeginCapture(MemorySegment stream) {
+        try {
+            check((int) cuStreamBeginCapture.invokeExact(stream, CAPTURE_RELAXED), "cuStreamBeginCapture_v2");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuStreamBeginCapture_v2", t);
+        }
+    }
+
+    /** Ends the capture: the graph of the work queued since {@link #streamBeginCapture}. */
+    MemorySegment streamEndCapture(MemorySegment stream) {
+        return pointerOut("cuStreamEndCapture", p -> (int) cuStreamEndCapture.invokeExact(stream, p));
+    }
+
+    MemorySegment graphInstantiate(MemorySegment graph) {
+        return pointerOut("cuGraphInstantiateWithFlags", p -> (int) cuGraphInstantiate.invokeExact(p, graph, 0L));
+    }
+
+    void graphLaunch(MemorySegment exec, MemorySegment stream) {
+        try {
+            check((int) cuGraphLaunch.invokeExact(exec, stream), "cuGraphLaunch");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuGraphLaunch", t);
+        }
+    }
+
+    void graphExecDestroy(MemorySegment exec) {
+        simple("cuGraphExecDestroy", cuGraphExecDestroy, exec);
+    }
+
+    void graphDestroy(MemorySegment graph) {
+        simple("cuGraphDestroy", cuGraphDestroy, graph);
     }
 
     // ---------------------------------------------------------------- helpers

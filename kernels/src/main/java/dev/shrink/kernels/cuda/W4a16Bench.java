@@ -1,133 +1,231 @@
 package dev.shrink.kernels.cuda;
 
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.SplittableRandom;
 
 /**
  * Bandwidth of {@link W4a16Gemv} on Llama-2-7B's linear shapes (w4 g128, one token) against a
- * device-to-device copy of the same bytes. Both rotate over enough distinct buffers (≥ 1 GiB in
- * all) that the 50 MB L2 cache cannot serve repeats; times from CUDA events over many launches.
- * GEMV bandwidth = bytes read (qweight, qzeros, scales, x) / time; copy bandwidth = bytes read and
- * written (2 × the same bytes) / time, the DRAM traffic of a copy. The GPU times are taken behind
- * a stall kernel ({@link DeviceOps#stall}), so that all launches are queued before the first runs
- * and the events measure the GPU alone; the "from Java" column is the plain rate of launching from
- * this thread, one call after another (bound by the host's launch cost for small shapes). Prints
- * a table and a {@code RESULT|w4a16 NxK|...} line per shape for scripts/device-bench.sh. A
- * benchmark, not a test.
+ * device-to-device copy of the same bytes, measured so that neither launch latency nor the L2
+ * cache decides the result:
+ * <ul>
+ * <li>each GEMV (and each copy) reads a different weight set, rotating over sets that add up to
+ *     ≥ 1 GiB (20× the 50 MB L2), so every byte comes from DRAM;</li>
+ * <li>R launches back to back are captured once into a CUDA graph, and each replay of the graph is
+ *     timed with events: the GPU's own time per launch, with the gaps a decode loop would also
+ *     have between kernels but none of the host's launch cost; 9 replays give a median and the
+ *     spread (min–max).</li>
+ * </ul>
+ * GEMV bandwidth = bytes read (qweight, qzeros, scales, x) / time; copy bandwidth = bytes read
+ * and written (2 × the same bytes) / time, the DRAM traffic of a copy. Two more columns explain
+ * the rest: "1 launch" (one GEMV alone between two events: what a lone launch costs end to end)
+ * and "L2-hot" (the same weights every launch: what the GPU does when L2 holds them). Every kernel
+ * variant is timed (the first, FMA kernel with its K-sliced ticket reduction, and the tensor-core
+ * kernel at several warps per block). Shapes include the fused q|k|v (12288 × 4096) and gate|up
+ * (22016 × 4096) products; "T" marks the tiled weight layout ({@link W4a16Gemv#tile}), "probe" the
+ * kernel's loads without its arithmetic, "read stream" a plain linear read of the same bytes. Prints a table and {@code RESULT|w4a16 ...} lines for
+ * scripts/device-bench.sh. A benchmark, not a test.
  *
  * <pre>java -cp 'lib/*' dev.shrink.kernels.cuda.W4a16Bench</pre>
  */
 public final class W4a16Bench {
-    /** Launches timed behind one stall (a few dozen: the driver queues only so many before the host blocks). */
-    private static final int GPU_REPS = 48;
+    private static final int TRIALS = 9;
+    private static final int GROUP = 128;
 
     private W4a16Bench() {
     }
 
+    /** One weight set: qweight | qzeros | scales in one allocation (256-byte aligned parts), and a copy target. */
+    private record WSet(DeviceBuffer buf, DeviceBuffer dst, DeviceBuffer tiled) {
+    }
+
+    /** tc null: the sliced kernel. */
+    private record Variant(String label, W4a16Gemv.Tc tc, boolean probe, boolean tiled) {
+    }
+
+    private static void report(String shape, String label, long bytes, double[] us, double copyGBs, double one,
+                               double hot) {
+        double gbs = bytes / median(us) / 1e3;
+        System.out.printf(Locale.ROOT, "%-14s %-16s %6.1f %24s %8.0f %10s %6.0f%% %9.2f %9.2f%n", shape, label,
+                bytes / 1e6, spread(us), gbs, "", 100 * gbs / copyGBs, one, hot);
+        System.out.printf(Locale.ROOT, "RESULT|w4a16 %s|%s|%.2f|%.2f|%.2f|%.0f|%.0f|%.0f|%.2f|%.2f%n", shape, label,
+                median(us), min(us), max(us), gbs, copyGBs, 100 * gbs / copyGBs, one, hot);
+    }
+
     public static void main(String[] args) {
-        int[][] shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}}; // N, K: q/k/v/o, gate/up, down
-        int group = 128;
-        try (CudaOps ops = CudaOps.open(0); W4a16Gemv g = new W4a16Gemv(ops.device())) {
+        int[][] shapes = {{4096, 4096}, {12288, 4096}, {11008, 4096}, {22016, 4096}, {4096, 11008}}; // N, K
+        try (CudaOps ops = CudaOps.open(0); W4a16Gemv g = new W4a16Gemv(ops.device());
+             CudaModule fills = ops.device().module("decode.cu")) {
             CudaDevice dev = ops.device();
-            System.out.printf(Locale.ROOT, "W4A16 GEMV on %s, w4 g%d, one token; buffers rotated over >= 1 GiB%n",
-                    dev.describe(), group);
-            System.out.printf(Locale.ROOT, "%-16s %7s %9s %10s %9s %10s %7s %14s%n", "shape N x K", "MB", "gemv us",
-                    "gemv GB/s", "copy us", "copy GB/s", "ratio", "from Java us");
+            System.out.printf(Locale.ROOT, "W4A16 GEMV on %s (%d SMs), w4 g%d, one token; weights rotated over >= 1 GiB;"
+                    + " graph of back-to-back launches, %d replays: median [min-max]%n", dev.describe(),
+                    dev.multiprocessors(), GROUP, TRIALS);
+            System.out.printf(Locale.ROOT, "%-14s %-16s %6s %24s %8s %10s %7s %9s %9s%n", "shape N x K", "kernel", "MB",
+                    "us per launch", "GB/s", "copy GB/s", "of copy", "1 launch", "L2-hot");
             for (int[] s : shapes) {
-                run(ops.deviceOps(), g, s[0], s[1], group);
+                run(ops.deviceOps(), g, fills, s[0], s[1]);
             }
         }
     }
 
-    private static void run(DeviceOps ops, W4a16Gemv g, int N, int K, int group) {
+    private static void run(DeviceOps ops, W4a16Gemv g, CudaModule fills, int N, int K) {
         CudaDevice dev = ops.device();
-        int G = K / group;
+        int G = K / GROUP;
         long qw = (long) K / 8 * N * 4, qz = (long) G * N / 8 * 4, sc = (long) G * N * 2, xb = K * 2L;
-        long bytes = qw + qz + sc + xb;
-        int sets = (int) Math.max(2, (1L << 30) / bytes + 1);
-        List<DeviceBuffer[]> bufs = new ArrayList<>();
-        SplittableRandom r = new SplittableRandom(N * 31L + K);
+        long qwA = align(qw), qzA = align(qz);
+        long bytes = qw + qz + sc + xb;              // what one GEMV reads
+        long setBytes = qwA + qzA + sc;
+        int sets = (int) Math.max(4, (1L << 30) / setBytes + 1);
+        List<WSet> ws = new ArrayList<>();
+        CudaKernel fu = fills.kernel("fill_u32"), fh = fills.kernel("fill_f16");
         try (DeviceBuffer x = dev.alloc(xb); DeviceBuffer y = dev.alloc(N * 4L)) {
-            short[] xh = new short[K];
-            for (int k = 0; k < K; k++) {
-                xh[k] = Float.floatToFloat16((float) r.nextGaussian());
-            }
-            dev.upload(MemorySegment.ofArray(xh), x, 0);
-            int[] words = new int[(int) (qw / 4)];
-            short[] scales = new short[G * N];
-            for (int i = 0; i < scales.length; i++) {
-                scales[i] = Float.floatToFloat16(0.01f + 0.001f * (i % 7));
-            }
-            int[] zeros = new int[G * N / 8];
-            for (int i = 0; i < zeros.length; i++) {
-                zeros[i] = 0x77777777;
-            }
+            fh.launch(blocks(K), 1, 256, 0, x, (long) K, 7, -1f, 1f);
             for (int i = 0; i < sets; i++) {
-                for (int w = 0; w < words.length; w++) {
-                    words[w] = r.nextInt();
-                }
-                DeviceBuffer a = dev.alloc(qw), b = dev.alloc(qz), c = dev.alloc(sc), d = dev.alloc(bytes);
-                dev.upload(MemorySegment.ofArray(words), a, 0);
-                dev.upload(MemorySegment.ofArray(zeros), b, 0);
-                dev.upload(MemorySegment.ofArray(scales), c, 0);
-                bufs.add(new DeviceBuffer[] {a, b, c, d});
+                DeviceBuffer b = dev.alloc(setBytes), d = dev.alloc(setBytes);
+                fu.launch(blocks(qw / 4), 1, 256, 0, b, qw / 4, 1000 + i);
+                fu.launch(blocks(qz / 4), 1, 256, 0, b.address() + qwA, qz / 4, 5000 + i);
+                fh.launch(blocks(sc / 2), 1, 256, 0, b.address() + qwA + qzA, sc / 2, 9000 + i, 0.005f, 0.02f);
+                DeviceBuffer tq = dev.alloc(W4a16Gemv.tiledBytes(K, N));
+                g.tile(b, tq, K, N);
+                ws.add(new WSet(b, d, tq));
             }
-            int reps = Math.max(200, 2 * sets);
-            Step gemvStep = i -> {
-                DeviceBuffer[] s = bufs.get(i % sets);
-                g.gemv(s[0], s[1], s[2], x, y, K, N, group, true);
-            };
-            Step copyStep = i -> {
-                DeviceBuffer[] s = bufs.get(i % sets), t = bufs.get((i + 1) % sets);
-                dev.copy(s[3], 0, t[3], 0, bytes); // different source and destination buffers
-            };
-            double javaUs = time(ops, reps, gemvStep, false);
-            // behind the stall, few enough launches that all fit the driver's queue before it ends
-            double gemvUs = time(ops, GPU_REPS, gemvStep, true);
-            double copyUs = time(ops, GPU_REPS, copyStep, true);
-            double gemvGBs = bytes / gemvUs / 1e3, copyGBs = 2.0 * bytes / copyUs / 1e3;
+            dev.synchronize();
+            int reps = Math.min(512, Math.max(64, 2 * sets));
+            // the copy: set i's weights to set i+1's target (different source and destination each time)
+            double[] copyUs = graphTime(dev, reps, i -> {
+                WSet s = ws.get(i % sets), t = ws.get((i + 1) % sets);
+                dev.copy(s.buf(), 0, t.dst(), 0, setBytes);
+            });
+            double copyGBs = 2.0 * setBytes / median(copyUs) / 1e3;
             String shape = N + " x " + K;
-            System.out.printf(Locale.ROOT, "%-16s %7.1f %9.2f %10.0f %9.2f %10.0f %6.0f%% %14.1f%n", shape, bytes / 1e6,
-                    gemvUs, gemvGBs, copyUs, copyGBs, 100 * gemvGBs / copyGBs, javaUs);
-            System.out.printf(Locale.ROOT, "RESULT|w4a16 %s|%.2f|%.0f|%.0f|%.0f|%.1f%n", shape, gemvUs, gemvGBs, copyGBs,
-                    100 * gemvGBs / copyGBs, javaUs);
-        } finally {
-            for (DeviceBuffer[] s : bufs) {
-                for (DeviceBuffer b : s) {
-                    b.close();
+            System.out.printf(Locale.ROOT, "%-14s %-16s %6.1f %24s %8s %10.0f %7s%n", shape, "d2d copy", setBytes / 1e6,
+                    spread(copyUs), "", copyGBs, "");
+            System.out.printf(Locale.ROOT, "RESULT|w4a16 %s|d2d copy|%.2f|%.2f|%.2f|%.0f|%.0f|100|-|-%n", shape,
+                    median(copyUs), min(copyUs), max(copyUs), copyGBs, copyGBs);
+            // a plain read stream of the same bytes (read GB/s: the most a reader can hope for)
+            long sink = y.address();
+            double[] streamUs = graphTime(dev, reps, i -> g.probeStream(ws.get(i % sets).buf().address(), setBytes / 16 * 16,
+                    sink));
+            report(shape, "read stream", setBytes, streamUs, copyGBs, Double.NaN, Double.NaN);
+            List<W4a16Gemv.Tc> shapes = new ArrayList<>();
+            for (int[] c : W4a16Gemv.compiled()) {
+                for (int w : new int[] {4, 8, 16}) {
+                    for (int k : new int[] {1, 2, 4}) {
+                        int blocks = (N + 32 * c[1] - 1) / (32 * c[1]);
+                        if (k == 1 || blocks * k <= 4 * dev.multiprocessors()) {
+                            shapes.add(new W4a16Gemv.Tc(c[0], c[1], w, k));
+                        }
+                    }
                 }
+            }
+            W4a16Gemv.Tc def = g.defaultTc(N, K), defT = g.defaultTiledTc(N, K);
+            List<Variant> variants = new ArrayList<>();
+            variants.add(new Variant("sliced (first)", null, false, false));
+            variants.add(new Variant("probe u4 c1 w8", new W4a16Gemv.Tc(4, 1, 8, 1), true, false));
+            variants.add(new Variant("probe u4 c1 w8 T", new W4a16Gemv.Tc(4, 1, 8, 1), true, true));
+            variants.add(new Variant("probe u4 c4 w8 k2", new W4a16Gemv.Tc(4, 4, 8, 2), true, false));
+            for (W4a16Gemv.Tc c : shapes) {
+                variants.add(new Variant(c.toString(), c, false, false));
+                variants.add(new Variant(c + " T", c, false, true));
+            }
+            variants.add(new Variant("default " + def, def, false, false));
+            variants.add(new Variant("default " + defT + " T", defT, false, true));
+            for (Variant v : variants) {
+                boolean acc = v.tc() != null && v.tc().splits() > 1;
+                Step gemv = i -> {
+                    WSet s = ws.get(i % sets);
+                    long b = s.buf().address();
+                    if (v.tc() == null) {
+                        g.gemvSliced(b, b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP, true);
+                    } else {
+                        g.gemv(v.tc(), v.tiled(), v.probe(), v.tiled() ? s.tiled().address() : b, b + qwA,
+                                b + qwA + qzA, x.address(), y.address(), K, N, GROUP, true, acc);
+                    }
+                };
+                double[] us = graphTime(dev, reps, gemv);
+                double one = oneLaunch(dev, gemv, sets);
+                double[] hot = graphTime(dev, 64, i -> gemv.run(0));
+                report(shape, v.label(), bytes, us, copyGBs, one, median(hot));
+            }
+        } finally {
+            for (WSet s : ws) {
+                s.buf().close();
+                s.dst().close();
+                s.tiled().close();
             }
         }
     }
 
     @FunctionalInterface
-    private interface Step {
+    interface Step {
         void run(int i);
     }
 
     /**
-     * Microseconds per step: a warm-up pass, then {@code reps} steps between two events; with
-     * {@code gpuOnly} behind a stall long enough for all of them to be queued first.
+     * Microseconds per step: {@code reps} steps captured into one graph, replayed {@link #TRIALS}
+     * times after a warm-up replay, each replay timed by events; one value per replay.
      */
-    private static double time(DeviceOps ops, int reps, Step step, boolean gpuOnly) {
-        CudaDevice dev = ops.device();
-        for (int i = 0; i < Math.max(reps / 2, 100); i++) {
-            step.run(i);
-        }
+    static double[] graphTime(CudaDevice dev, int reps, Step step) {
+        step.run(0); // lazy set-up (workspaces) outside the capture
         dev.synchronize();
-        try (CudaEvent a = dev.event(); CudaEvent b = dev.event()) {
-            if (gpuOnly) {
-                ops.stall(reps * 200_000L); // 200 us of queueing time per step
-            }
-            a.record();
+        try (CudaGraph graph = CudaGraph.capture(dev, () -> {
             for (int i = 0; i < reps; i++) {
                 step.run(i);
             }
-            b.record();
-            return b.millisSince(a) * 1e3 / reps;
+        }); CudaEvent a = dev.event(); CudaEvent b = dev.event()) {
+            graph.launch();
+            dev.synchronize();
+            double[] us = new double[TRIALS];
+            for (int t = 0; t < TRIALS; t++) {
+                a.record();
+                graph.launch();
+                b.record();
+                us[t] = b.millisSince(a) * 1e3 / reps;
+            }
+            return us;
         }
+    }
+
+    /** Median over 21 single launches (each on a different weight set) of the time between two events around it. */
+    private static double oneLaunch(CudaDevice dev, Step step, int sets) {
+        double[] us = new double[21];
+        try (CudaEvent a = dev.event(); CudaEvent b = dev.event()) {
+            for (int t = 0; t < us.length; t++) {
+                dev.synchronize();
+                a.record();
+                step.run((t * 7 + 3) % sets);
+                b.record();
+                us[t] = b.millisSince(a) * 1e3;
+            }
+        }
+        return median(us);
+    }
+
+    static double median(double[] v) {
+        double[] s = v.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    }
+
+    static double min(double[] v) {
+        return Arrays.stream(v).min().orElse(Double.NaN);
+    }
+
+    static double max(double[] v) {
+        return Arrays.stream(v).max().orElse(Double.NaN);
+    }
+
+    /** "12.34 [12.10-12.80]". */
+    static String spread(double[] v) {
+        return String.format(Locale.ROOT, "%.2f [%.2f-%.2f]", median(v), min(v), max(v));
+    }
+
+    private static long align(long b) {
+        return (b + 255) & ~255L;
+    }
+
+    static int blocks(long n) {
+        return (int) Math.max(1, Math.min(1L << 16, (n + 255) / 256));
     }
 }

@@ -1,24 +1,68 @@
 package dev.shrink.kernels.cuda;
 
+import java.util.HashMap;
+import java.util.Map;
+
 /**
  * W4A16 GEMV on a packed 4-bit GPTQ linear resident on the GPU: y[N] = x[K] · dequant(W)ᵀ for one
- * token (decoding), reading each weight byte once (kernel {@code w4a16_gemv} of w4a16.cu, where
- * the layout is spelled out). x is fp16, y float32. Groups must be a multiple of 32 input columns
- * (or −1: one group over K), without act-order's column permutation (g = k / group); N a multiple
- * of 8, K of the group.
+ * token (decoding), reading each weight byte once. x is fp16, y float32. Groups must be a multiple
+ * of 32 input columns (or −1: one group over K), without act-order's column permutation
+ * (g = k / group); N a multiple of 8, K of the group.
+ *
+ * <p>The weights may stay in GPTQ's layout ({@link #gemv}) or be rearranged once into a tiled layout
+ * ({@link #tile}, then {@link #gemvTiled}) in which each warp streams one contiguous run of memory:
+ * on an H100 that reads the 7B shapes at 60–77% of a device-to-device copy's rate (GPTQ layout:
+ * 42–53%), W4a16Bench measuring both.
+ *
+ * <p>Two kernels of w4a16.cu, where the layout is spelled out: the tensor-core kernel (the default):
+ * codes turned into fp16 integers exactly and multiplied by x on the tensor cores with float32 sums,
+ * weights streamed through a cp.async ring per warp, shaped by a {@link Tc} (stages in flight,
+ * columns per block, warps, K splits); and the first, "sliced" kernel (float FMAs, K sliced over
+ * blocks with a ticket reduction), kept for comparison in {@link W4a16Bench}. Both sum Σ x·q per
+ * group in float32 and apply s·(Σ x·q − z·Σx) in float32: no fp16 rounding of the weights.
  */
 public final class W4a16Gemv implements AutoCloseable {
+    /**
+     * A shape of the tensor-core kernel.
+     *
+     * @param stages steps (4 qweight rows each) of loads in flight per warp
+     * @param cols   int4s per thread per step: the block takes 32·cols output columns
+     * @param warps  warps per block, splitting the block's K range (1 to 16)
+     * @param splits K slices over blocks; above 1 the slices add into y with atomics (accumulate only)
+     */
+    public record Tc(int stages, int cols, int warps, int splits) {
+        @Override
+        public String toString() {
+            return "u" + stages + " c" + cols + " w" + warps + (splits > 1 ? " k" + splits : "");
+        }
+    }
+
+    /** The tensor-core kernels compiled in w4a16.cu, by (stages, cols). */
+    private static final int[][] COMPILED = {{8, 1}, {6, 1}, {4, 1}, {4, 2}, {2, 4}, {4, 4}};
     private static final int COLS = 256, RUNS = 4;
     private final CudaDevice device;
     private final CudaModule module;
-    private final CudaKernel gemv;
-    /** Slices' partial sums [slices, N] and the per-column-block tickets (zero between calls). */
+    private final CudaKernel sliced, stream, tile;
+    private final Map<String, CudaKernel> tc = new HashMap<>();
+    /** Slices' partial sums [slices, N] and the per-column-block tickets (zero between calls), for the sliced kernel. */
     private DeviceBuffer partial, tickets;
 
     public W4a16Gemv(CudaDevice device) {
         this.device = device;
         module = device.module("w4a16.cu");
-        gemv = module.kernel("w4a16_gemv");
+        sliced = module.kernel("w4a16_gemv");
+        stream = module.kernel("w4a16_probe_stream");
+        tile = module.kernel("w4a16_tile");
+        for (int[] c : COMPILED) {
+            tc.put("w4a16_gemv_tc_u" + c[0] + "_c" + c[1], module.kernel("w4a16_gemv_tc_u" + c[0] + "_c" + c[1]));
+        }
+        tc.put("w4a16_probe_u4_c1", module.kernel("w4a16_probe_u4_c1"));
+        tc.put("w4a16_probe_u4_c4", module.kernel("w4a16_probe_u4_c4"));
+    }
+
+    /** The (stages, cols) pairs compiled. */
+    public static int[][] compiled() {
+        return COMPILED.clone();
     }
 
     /**
@@ -34,16 +78,69 @@ public final class W4a16Gemv implements AutoCloseable {
      */
     public void gemv(DeviceBuffer qweight, DeviceBuffer qzeros, DeviceBuffer scales, DeviceBuffer x, DeviceBuffer y,
                      int K, int N, int group, boolean v1) {
-        int gs = group == -1 ? K : group;
-        if (N % 8 != 0 || gs % 32 != 0 || K % gs != 0) {
-            throw new IllegalArgumentException("W4A16 GEMV needs N % 8 == 0, a group multiple of 32 and K a multiple"
-                    + " of the group; got N = " + N + ", K = " + K + ", group = " + group);
+        gemv(qweight, qzeros, scales, x, y, K, N, group, v1, false);
+    }
+
+    /** {@link #gemv}, adding into y (y += x · dequant(W)ᵀ) when {@code accumulate}: a residual stream. */
+    public void gemv(DeviceBuffer qweight, DeviceBuffer qzeros, DeviceBuffer scales, DeviceBuffer x, DeviceBuffer y,
+                     int K, int N, int group, boolean v1, boolean accumulate) {
+        int gs = check(qweight, qzeros, scales, x, y, K, N, group);
+        launchTc(defaultTc(N, K), false, false, qweight.address(), qzeros.address(), scales.address(), x.address(),
+                y.address(), K, N, gs, v1, accumulate);
+    }
+
+    /** {@link #gemv} on device addresses (sizes unchecked beyond the shape) with the default shape. */
+    public void gemv(long qweight, long qzeros, long scales, long x, long y, int K, int N, int group, boolean v1,
+                     boolean accumulate) {
+        launchTc(defaultTc(N, K), false, false, qweight, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1,
+                accumulate);
+    }
+
+    /**
+     * The tensor-core kernel in shape {@code c} on device addresses; {@code tiled}: qweight is in the
+     * tiled layout ({@link #tile}); {@code probe}: the same loads without the arithmetic (y gets
+     * meaningless values: a bandwidth probe).
+     */
+    public void gemv(Tc c, boolean tiled, boolean probe, long qweight, long qzeros, long scales, long x, long y, int K,
+                     int N, int group, boolean v1, boolean accumulate) {
+        launchTc(c, tiled, probe, qweight, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1, accumulate);
+    }
+
+    /** Bytes of qweight [K/8, N] in the tiled layout: ceil(N/32) tiles of K/32 steps of 512 bytes. */
+    public static long tiledBytes(int K, int N) {
+        return (long) ((N + 31) / 32) * (K / 32) * 512;
+    }
+
+    /**
+     * Queues the rearrangement of GPTQ qweight [K/8, N] into the tiled layout the GEMV streams
+     * fastest (w4a16.cu, w4a16_tile: each warp's weights become one contiguous run); {@code dst}
+     * holds {@link #tiledBytes} and is not {@code src}. Done once when a model is loaded.
+     */
+    public void tile(DeviceBuffer src, DeviceBuffer dst, int K, int N) {
+        shapeCheck(K, N, -1);
+        if (src.bytes() < (long) K / 8 * N * 4 || dst.bytes() < tiledBytes(K, N) || src == dst) {
+            throw new IllegalArgumentException("W4A16 tile: buffers too small for [K=" + K + ", N=" + N + "] or the same");
         }
-        int G = K / gs;
-        if (qweight.bytes() < (long) K / 8 * N * 4 || qzeros.bytes() < (long) G * N / 8 * 4
-                || scales.bytes() < (long) G * N * 2 || x.bytes() < K * 2L || y.bytes() < N * 4L) {
-            throw new IllegalArgumentException("W4A16 GEMV: a buffer is smaller than [K=" + K + ", N=" + N + "] needs");
-        }
+        device.makeCurrent();
+        long units = tiledBytes(K, N) / 16;
+        tile.launch((int) Math.min(1 << 16, (units + 255) / 256), 1, 256, 0, src, dst, K, N);
+    }
+
+    /**
+     * {@link #gemv} on a qweight in the tiled layout ({@link #tile}), with {@link #defaultTiledTc}'s
+     * shape (one K slice: deterministic); device addresses. The fastest form for a model loaded once.
+     */
+    public void gemvTiled(long qweightTiled, long qzeros, long scales, long x, long y, int K, int N, int group,
+                          boolean v1, boolean accumulate) {
+        launchTc(defaultTiledTc(N, K), true, false, qweightTiled, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1,
+                accumulate);
+    }
+
+    /** The first kernel (float FMAs, K slices with a ticket reduction); it writes y. */
+    public void gemvSliced(long qweight, long qzeros, long scales, long x, long y, int K, int N, int group,
+                           boolean v1) {
+        int gs = shapeCheck(K, N, group);
+        device.makeCurrent();
         // K is cut into slices of 8 steps (256 inputs), so that each of a block's 4 runs has 2 steps, all of
         // whose loads are issued as the block starts (short blocks, many in flight)
         int colBlocks = (N + COLS - 1) / COLS, steps = K / 32;
@@ -56,9 +153,97 @@ public final class W4a16Gemv implements AutoCloseable {
             tickets = replace(tickets, colBlocks * 4L);
             device.fill32(tickets, 0, tickets.bytes() / 4);
         }
+        sliced.launch(colBlocks, slices, RUNS * 64, (32 * span + span + RUNS * COLS) * 4, qweight, qzeros, scales, x,
+                y, K, N, gs, v1 ? 1 : 0, partial, tickets);
+    }
+
+    /** Bandwidth probe: reads {@code bytes} (a multiple of 16) from {@code p} as one stream, 4 blocks per SM. */
+    public void probeStream(long p, long bytes, long sink) {
         device.makeCurrent();
-        gemv.launch(colBlocks, slices, RUNS * 64, (32 * span + span + RUNS * COLS) * 4, qweight, qzeros, scales, x, y,
-                K, N, gs, v1 ? 1 : 0, partial, tickets);
+        stream.launch(4 * device.multiprocessors(), 1, 512, 0, p, bytes / 16, sink);
+    }
+
+    private void launchTc(Tc c, boolean tiled, boolean probe, long qweight, long qzeros, long scales, long x, long y, int K, int N,
+                          int gs, boolean v1, boolean accumulate) {
+        if (c.warps() < 1 || c.warps() > 16 || c.splits() < 1 || c.splits() > K / 32) {
+            throw new IllegalArgumentException("W4A16 GEMV shape " + c + ": 1 to 16 warps, 1 to K/32 splits");
+        }
+        if (c.splits() > 1 && !accumulate) {
+            throw new IllegalArgumentException("W4A16 GEMV: K split over blocks adds into y; it needs accumulate");
+        }
+        String name = (probe ? "w4a16_probe_u" : "w4a16_gemv_tc_u") + c.stages() + "_c" + c.cols();
+        CudaKernel k = tc.get(name);
+        if (k == null) {
+            throw new IllegalArgumentException("W4A16 GEMV shape " + c + (probe ? " (probe)" : "") + " is not compiled");
+        }
+        device.makeCurrent();
+        k.launch((N + 32 * c.cols() - 1) / (32 * c.cols()), c.splits(), 32 * c.warps(),
+                tcShared(K, gs, c), qweight, qzeros, scales, x, y, K, N, gs, v1 ? 1 : 0, accumulate ? 1 : 0,
+                tiled ? 1 : 0);
+    }
+
+    /**
+     * The shape used by {@link #gemvTiled}, one K slice (deterministic, no atomics), from W4a16Bench's
+     * sweep on an H100 (7B shapes, tiled layout, graph-timed over rotating weights): while 32-column
+     * blocks alone fill the SMs (N ≤ 32·SMs), 32 columns and 16 warps (4096 × 4096: 7.97 us; × 11008:
+     * 14.5 us); up to 4× that, 128 columns, 16 warps, 2 stages (12288 × 4096: 13.3 us, 11008 × 4096:
+     * 13.1 us); beyond, 64 columns, 8 warps, 4 stages (22016 × 4096: 21.3 us).
+     */
+    public Tc defaultTiledTc(int N, int K) {
+        int blocks = (N + 31) / 32, sms = device.multiprocessors();
+        if (blocks <= sms) {
+            return new Tc(4, 1, 16, 1);
+        }
+        return blocks <= 4 * sms ? new Tc(2, 4, 16, 1) : new Tc(4, 2, 8, 1);
+    }
+
+    /**
+     * The shape used by {@link #gemv} on the GPTQ layout: one K slice (deterministic, no atomics),
+     * 32 columns per block, 4 stages in flight, and warps enough that the GPU holds ~16 warps per SM
+     * (4 to 16): within a few percent of the best measured for that layout on the 7B shapes.
+     */
+    public Tc defaultTc(int N, int K) {
+        int blocks = (N + 31) / 32;
+        int want = (int) Math.ceil(16.0 * device.multiprocessors() / blocks);
+        return new Tc(4, 1, want > 8 ? 16 : want > 4 ? 8 : 4, 1);
+    }
+
+    /**
+     * Dynamic shared memory of the tensor-core kernel in shape {@code c}: for the largest K slice
+     * (steps [a, b)), its x, its groups' scales and zero words, Σx per step (padded to 4), the
+     * warps' sums, and each warp's ring of stages × cols × 512 bytes.
+     */
+    static int tcShared(int K, int group, Tc c) {
+        int S = K / 32, spg = group / 32, most = 0, mostGroups = 0;
+        for (int y = 0; y < c.splits(); y++) {
+            int a = (int) ((long) S * y / c.splits()), b = (int) ((long) S * (y + 1) / c.splits());
+            most = Math.max(most, b - a);
+            if (b > a) {
+                mostGroups = Math.max(mostGroups, (b - 1) / spg - a / spg + 1);
+            }
+        }
+        return 64 * most + 80 * c.cols() * mostGroups + 4 * ((most + 3) & ~3) + 128 * c.cols() * c.warps()
+                + 512 * c.stages() * c.cols() * c.warps();
+    }
+
+    private static int shapeCheck(int K, int N, int group) {
+        int gs = group == -1 ? K : group;
+        if (N <= 0 || K <= 0 || N % 8 != 0 || gs <= 0 || gs % 32 != 0 || K % gs != 0) {
+            throw new IllegalArgumentException("W4A16 GEMV needs N % 8 == 0, a group multiple of 32 and K a multiple"
+                    + " of the group; got N = " + N + ", K = " + K + ", group = " + group);
+        }
+        return gs;
+    }
+
+    private static int check(DeviceBuffer qweight, DeviceBuffer qzeros, DeviceBuffer scales, DeviceBuffer x,
+                             DeviceBuffer y, int K, int N, int group) {
+        int gs = shapeCheck(K, N, group);
+        int G = K / gs;
+        if (qweight.bytes() < (long) K / 8 * N * 4 || qzeros.bytes() < (long) G * N / 8 * 4
+                || scales.bytes() < (long) G * N * 2 || x.bytes() < K * 2L || y.bytes() < N * 4L) {
+            throw new IllegalArgumentException("W4A16 GEMV: a buffer is smaller than [K=" + K + ", N=" + N + "] needs");
+        }
+        return gs;
     }
 
     private DeviceBuffer replace(DeviceBuffer old, long bytes) {

@@ -176,3 +176,335 @@ w4a16_gemv(const int* __restrict__ qweight, const int* __restrict__ qzeros, cons
         if (threadIdx.x == 0) tickets[blockIdx.x] = 0;    // ready for the next call on the stream
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// w4a16_gemv_tc: the same product on the tensor cores, in one launch.
+//
+// What limits (measured on an H100 with W4a16Bench: weights rotated over 1 GiB, launches in a CUDA
+// graph): the kernel above and a probe doing this kernel's loads with no arithmetic at all read the
+// 7B shapes at the same 1.0-1.7 TB/s, while a plain linear read of the same bytes reaches 2.0-2.8
+// TB/s and a device-to-device copy 2.4-2.9 TB/s (read + write). So neither the arithmetic nor L2 was
+// the limit, but how the weights are read: a warp step of 4 qweight rows × 128 bytes, the rows N·4
+// bytes apart, scattered over the matrix by thousands of warps, which the DRAM serves slowly. The
+// tiled layout (w4a16_tile below, once at load) makes each warp's weights one contiguous run: the
+// load-only probe then reaches 81-90% of the copy's rate on the shapes with N ≥ 11008, this kernel
+// 66-79% (4096 × 11008: 60%, 70% with K split over blocks; its load-only probe gets 54%: not understood).
+// For 4096 × 4096 (8.7 MB, ~3 us of DRAM time) the fixed cost of a launch dominates: a linear read
+// takes 4.3 us, a copy 7.4 us, this kernel 7.2-7.9 us.
+// The arithmetic is kept cheap so that it stays hidden at H200 bandwidth too (~1.2 issued instructions
+// per code against ~3.4 for the FMA path above): nibbles become fp16 integers by mask-or into the
+// mantissa of 1024 (0x6400) and one f16x2 subtract (or fma by 1/16 for the high nibble of a byte),
+// exactly; mma.m16n8k16 multiplies them by x (fp16, exact products) with float32 sums; the scale and
+// zero point are applied per group in float32 on the sums, y += s·(Σ x·q − z·Σx), as above: no
+// rounding of dequantised weights to fp16, so the result agrees with the CPU reference to float rounding.
+//
+// Block: 32·CW output columns, a thread's 16-byte loads CW per step (a step = 4 qweight rows = 32
+// inputs, never straddling a group), its warps splitting the block's steps into contiguous runs; each
+// warp keeps U steps of loads in flight (a ring of U shared-memory slots filled by cp.async, refilled
+// as they are used); the warps' sums are added in shared memory in warp order (deterministic) and
+// written once to y (or added to it: accumulate = 1, for a residual stream), or, with K split over
+// KS blocks, added into y atomically. x, the tile's scales and zero words and every step's Σx are
+// staged in shared memory while the first U steps' weights are in flight; x is put in the
+// B-fragment order as it is read.
+//
+// mma.m16n8k16 fragments (PTX ISA), lane = 4·g + t: A row g ← column 4g+2p, row g+8 ← column
+// 4g+2p+1 (p = 0, 1: two products per code half); A's k slots 2t, 2t+1 | 2t+8, 2t+9 ← codes (0, 4)
+// | (1, 5) (a = 0) or (2, 6) | (3, 7) (a = 1) of qweight row 4·step + t; B column n ← the same x
+// for every n (so C's columns repeat: c0 is column 4g+2p, c2 column 4g+2p+1). The order of the k
+// slots is free since the sum runs over all of them, as long as A and B agree, which the byte
+// permute of x guarantees: x[8r..8r+7] is read as the halves (0,4),(1,5),(2,6),(3,7).
+
+__device__ __forceinline__ unsigned int hsub2(unsigned int a, unsigned int b) {
+    unsigned int r;
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+__device__ __forceinline__ unsigned int hfma2(unsigned int a, unsigned int b, unsigned int c) {
+    unsigned int r;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+__device__ __forceinline__ void mma16816(float* c, unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3,
+                                         unsigned int b0, unsigned int b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+#define H1024 0x64006400u   // fp16 pair (1024, 1024)
+#define HSIXTEENTH 0x2C002C00u  // (1/16, 1/16)
+#define HM64 0xD400D400u    // (-64, -64)
+
+// acc0 += codes of columns 0,1 of q (one qweight row per t) · x; acc1 the same for columns 2,3.
+__device__ __forceinline__ void tc_step(float* acc0, float* acc1, int4 q, uint4 xv) {
+    const unsigned int w[4] = {(unsigned int) q.x, (unsigned int) q.y, (unsigned int) q.z, (unsigned int) q.w};
+    unsigned int c04[4], c15[4], c26[4], c37[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const unsigned int a = w[j], b = w[j] >> 8;
+        c04[j] = hsub2((a & 0x000F000Fu) | H1024, H1024);                 // codes 0, 4
+        c15[j] = hfma2((a & 0x00F000F0u) | H1024, HSIXTEENTH, HM64);      // (1024 + 16q)/16 − 64: codes 1, 5
+        c26[j] = hsub2((b & 0x000F000Fu) | H1024, H1024);                 // codes 2, 6
+        c37[j] = hfma2((b & 0x00F000F0u) | H1024, HSIXTEENTH, HM64);      // codes 3, 7
+    }
+    mma16816(acc0, c04[0], c04[1], c15[0], c15[1], xv.x, xv.y);
+    mma16816(acc0, c26[0], c26[1], c37[0], c37[1], xv.z, xv.w);
+    mma16816(acc1, c04[2], c04[3], c15[2], c15[3], xv.x, xv.y);
+    mma16816(acc1, c26[2], c26[3], c37[2], c37[3], xv.z, xv.w);
+}
+
+// Shared-memory address of a generic pointer into shared memory (for cp.async).
+__device__ __forceinline__ unsigned int smem_addr(const void* p) {
+    unsigned int a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+// cp.async of 16 bytes global → shared, bypassing L1 (weights are read once); zero-filled when !in.
+__device__ __forceinline__ void cp16(unsigned int dst, const void* src, bool in) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(in ? 16 : 0));
+}
+
+__device__ __forceinline__ void cp4(unsigned int dst, const void* src, bool in) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(in ? 4 : 0));
+}
+
+__device__ __forceinline__ void cp_commit() {
+    asm volatile("cp.async.commit_group;");
+}
+
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+// Grid: (ceil(N / (32·CW)), KS) blocks of 32·W threads (W warps): a block takes 32·CW columns
+// (each thread CW int4s per step, 32 columns apart, so that a warp reads CW × 128 contiguous bytes
+// of each of its 4 rows) and slice blockIdx.y of KS of the steps; its warps split the slice.
+// With KS = 1 the block writes y (or adds to it: accumulate); with KS > 1 the slices add their sums
+// into y with atomicAdd (accumulate semantics; the order of the KS additions varies run to run).
+// Dynamic shared memory (bytes): 2·32·(b−a) (x of the slice) + 80·CW·Gs (scales, zero words of the
+// slice's Gs groups) + 4·⌈b−a⌉₄ (Σx per step) + 128·CW·W (the warps' sums) + 512·CW·U·W (each warp's
+// ring of U steps of weights), for a slice of steps [a, b) (W4a16Gemv.tcShared).
+// Loads are cp.async copies into shared memory, one commit group per step, so that a warp keeps
+// exactly U steps in flight and waits for the oldest only (cp.async.wait_group U−1): register
+// prefetch rings were measured to serialise (the loads share the few scoreboards a warp has, so
+// waiting for one waited for the newest too). Group 0 holds x and the tile's scales and zero words,
+// issued before any weight so that they arrive first.
+// MATH = false: the same loads and waits with the arithmetic replaced by an XOR of the words (a
+// bandwidth probe for W4a16Bench: what the access pattern alone achieves); y gets the XOR as a float.
+template <int U, int CW, bool MATH>
+__device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const int* __restrict__ qzeros,
+                                        const unsigned short* __restrict__ scales, const unsigned short* __restrict__ x,
+                                        float* __restrict__ y, int K, int N, int group, int zeroOffset, int accumulate,
+                                        int tiled) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int n0 = blockIdx.x * 32 * CW;
+    const int S = K >> 5, spg = group >> 5;   // steps, steps per group
+    const int KS = gridDim.y;
+    const int a = (int) ((long long) S * blockIdx.y / KS), b = (int) ((long long) S * (blockIdx.y + 1) / KS);
+    const int Sb = b - a;                     // this block's steps
+    const int gA = a / spg, Gs = b > a ? (b - 1) / spg - gA + 1 : 0;   // its groups
+    const int s0 = a + (int) ((long long) Sb * warp / W), s1 = a + (int) ((long long) Sb * (warp + 1) / W);
+    uint4* xs = reinterpret_cast<uint4*>(smraw);                                        // [4·Sb] x of the slice
+    unsigned short* sc = reinterpret_cast<unsigned short*>(smraw + 64 * Sb);          // [Gs][32·CW]
+    unsigned int* zs = reinterpret_cast<unsigned int*>(smraw + 64 * Sb + 64 * CW * Gs);  // [Gs][4·CW]
+    float* ss = reinterpret_cast<float*>(smraw + 64 * Sb + 80 * CW * Gs);             // [Sb]
+    float* red = ss + ((Sb + 3) & ~3);                                                // [W][32·CW]
+    uint4* ring = reinterpret_cast<uint4*>(red + 32 * CW * W) + warp * U * CW * 32 + lane;  // slot j, c: [32 (CW j + c)]
+
+    // group 0: x of the slice, the tile's scales and zero words of its groups
+    const uint4* x16 = reinterpret_cast<const uint4*>(x) + 4 * a;
+    for (int r = threadIdx.x; r < 4 * Sb; r += blockDim.x) cp16(smem_addr(xs + r), x16 + r, true);
+    for (int i = threadIdx.x; i < Gs * 4 * CW; i += blockDim.x) {
+        const int gi = i / (4 * CW), c = i - gi * 4 * CW;      // 8 columns per chunk
+        const bool in = n0 + 8 * c < N;
+        const long long gg = gA + gi;
+        cp16(smem_addr(reinterpret_cast<uint4*>(sc) + i), in ? scales + gg * N + n0 + 8 * c : scales, in);
+        cp4(smem_addr(zs + i), in ? qzeros + gg * (N >> 3) + (n0 >> 3) + c : qzeros, in);
+    }
+    cp_commit();
+    // groups 1..U: this warp's first U steps (thread: qweight row 4·step + t, columns n0 + 32c + 4g ..+3)
+    bool live[CW];
+    const int4* qp[CW];
+#pragma unroll
+    for (int c = 0; c < CW; c++) {
+        const int col = n0 + 32 * c + 4 * g;
+        live[c] = col < N;                    // N % 8 == 0: then all 4 columns of the int4 are < N
+        qp[c] = tiled ? reinterpret_cast<const int4*>(qweight) + (long long) (live[c] ? blockIdx.x * CW + c : 0) * S * 32 + lane
+                      : reinterpret_cast<const int4*>(qweight + (live[c] ? col : 0)) + t * (N >> 2);
+    }
+    // int4s from one step to the next: 4 rows of N/4 int4s, or one 512-byte step of a tile
+    const long long stepStride = tiled ? 32 : (long long) N;
+    const unsigned int ring0 = smem_addr(ring);
+#pragma unroll
+    for (int j = 0; j < U; j++) {
+        if (s0 + j < s1) {
+#pragma unroll
+            for (int c = 0; c < CW; c++) cp16(ring0 + 512 * (CW * j + c), qp[c] + (s0 + j) * stepStride, live[c]);
+        }
+        cp_commit();
+    }
+    cp_wait<U>();
+    __syncthreads();                          // everyone's part of group 0 is in
+    for (int st = s0; st < s1; st++) {        // Σx of this warp's steps (32 inputs each)
+        float v = h2f(reinterpret_cast<const unsigned short*>(xs + 4 * (st - a))[lane]);
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) ss[st - a] = v;
+    }
+    __syncwarp();
+
+    float acc[CW][2][4];
+    float yv[CW][4];
+#pragma unroll
+    for (int c = 0; c < CW; c++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            acc[c][0][i] = 0.f;
+            acc[c][1][i] = 0.f;
+            yv[c][i] = 0.f;
+        }
+    unsigned int probe = 0;
+    float sx = 0.f;
+    int gcur = s0 / spg, next = (gcur + 1) * spg;    // the group being summed, the step that starts the next
+    const int zsh = 16 * (g & 1);                     // a thread's 4 columns' nibbles in their zero word
+    int slot = 0;
+    for (int st = s0; st < s1; st++) {
+        if (MATH && st == next) {             // flush group gcur: y += s·(Σ x·q − z·Σx)
+#pragma unroll
+            for (int c = 0; c < CW; c++) {
+                const unsigned int zw = zs[(gcur - gA) * 4 * CW + 4 * c + (g >> 1)];
+                const unsigned short* s4 = sc + (gcur - gA) * 32 * CW + 32 * c + 4 * g;
+                const float d[4] = {acc[c][0][0], acc[c][0][2], acc[c][1][0], acc[c][1][2]};
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const float z = (float) ((int) ((zw >> (zsh + 4 * i)) & 15u) + zeroOffset);
+                    yv[c][i] += h2f(s4[i]) * (d[i] - z * sx);
+                    acc[c][0][i] = 0.f;
+                    acc[c][1][i] = 0.f;
+                }
+            }
+            sx = 0.f;
+            gcur++;
+            next += spg;
+        }
+        cp_wait<U - 1>();                     // this step's group (the oldest pending) has landed
+        if (MATH) {
+            const uint4 xr = xs[4 * (st - a) + t];   // x[8r..8r+7] → B fragments: halves (0,4),(1,5),(2,6),(3,7)
+            uint4 xv;
+            xv.x = __byte_perm(xr.x, xr.z, 0x5410);
+            xv.y = __byte_perm(xr.x, xr.z, 0x7632);
+            xv.z = __byte_perm(xr.y, xr.w, 0x5410);
+            xv.w = __byte_perm(xr.y, xr.w, 0x7632);
+#pragma unroll
+            for (int c = 0; c < CW; c++) {
+                const int4 q = *reinterpret_cast<const int4*>(ring + 32 * (CW * slot + c));
+                tc_step(acc[c][0], acc[c][1], q, xv);  // consumes q before its slot is refilled below
+            }
+            sx += ss[st - a];
+        } else {
+#pragma unroll
+            for (int c = 0; c < CW; c++) {
+                const int4 q = *reinterpret_cast<const int4*>(ring + 32 * (CW * slot + c));
+                probe ^= (unsigned int) (q.x ^ q.y ^ q.z ^ q.w);
+            }
+        }
+        if (st + U < s1) {
+#pragma unroll
+            for (int c = 0; c < CW; c++) cp16(ring0 + 512 * (CW * slot + c), qp[c] + (st + U) * stepStride, live[c]);
+        }
+        cp_commit();
+        slot = slot + 1 == U ? 0 : slot + 1;
+    }
+    if (MATH && s0 < s1) {
+#pragma unroll
+        for (int c = 0; c < CW; c++) {
+            const unsigned int zw = zs[(gcur - gA) * 4 * CW + 4 * c + (g >> 1)];
+            const unsigned short* s4 = sc + (gcur - gA) * 32 * CW + 32 * c + 4 * g;
+            const float d[4] = {acc[c][0][0], acc[c][0][2], acc[c][1][0], acc[c][1][2]};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float z = (float) ((int) ((zw >> (zsh + 4 * i)) & 15u) + zeroOffset);
+                yv[c][i] += h2f(s4[i]) * (d[i] - z * sx);
+            }
+        }
+    }
+    if (!MATH) yv[0][0] = (float) probe;
+    cp_wait<0>();                             // nothing in flight when the block ends
+    if (t == 0) {
+#pragma unroll
+        for (int c = 0; c < CW; c++)
+            *reinterpret_cast<float4*>(red + warp * 32 * CW + 32 * c + 4 * g) =
+                make_float4(yv[c][0], yv[c][1], yv[c][2], yv[c][3]);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 32 * CW; i += blockDim.x) {
+        const int n = n0 + i;
+        if (n < N) {
+            float v = 0.f;
+            for (int w = 0; w < W; w++) v += red[w * 32 * CW + i];
+            if (KS > 1) atomicAdd(y + n, v);
+            else y[n] = accumulate ? y[n] + v : v;
+        }
+    }
+}
+
+#define TC_KERNEL(NAME, U, CW, MATH)                                                                          \
+    extern "C" __global__ void __launch_bounds__(512)                                                           \
+    NAME(const int* __restrict__ qweight, const int* __restrict__ qzeros, const unsigned short* __restrict__ scales, \
+         const unsigned short* __restrict__ x, float* __restrict__ y, int K, int N, int group, int zeroOffset,     \
+         int accumulate, int tiled) {                                                                          \
+        gemv_tc<U, CW, MATH>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate, tiled);        \
+    }
+
+TC_KERNEL(w4a16_gemv_tc_u8_c1, 8, 1, true)
+TC_KERNEL(w4a16_gemv_tc_u6_c1, 6, 1, true)
+TC_KERNEL(w4a16_gemv_tc_u4_c1, 4, 1, true)
+TC_KERNEL(w4a16_gemv_tc_u4_c2, 4, 2, true)
+TC_KERNEL(w4a16_gemv_tc_u2_c4, 2, 4, true)
+TC_KERNEL(w4a16_gemv_tc_u4_c4, 4, 4, true)
+TC_KERNEL(w4a16_probe_u4_c1, 4, 1, false)
+TC_KERNEL(w4a16_probe_u4_c4, 4, 4, false)
+
+// The tiled weight layout (tiled = 1 above): qweight [K/8, N] rearranged so that each 512-byte step
+// of a 32-column tile (4 rows × 32 columns, lane 4g + t's 16 bytes = row 4·step + t, columns 4g..4g+3)
+// is contiguous, and a tile's steps follow each other: dst[((tile · S) + step) · 32 + lane], S = K/32,
+// ceil(N/32) tiles (columns past N zero). A warp then streams one contiguous run of memory instead of
+// 4 rows × 128 bytes strided N·4 bytes apart, which the DRAM serves faster. The same bytes, moved.
+extern "C" __global__ void w4a16_tile(const int4* __restrict__ src, int4* __restrict__ dst, int K, int N) {
+    const int S = K >> 5;
+    const long long total = (long long) ((N + 31) >> 5) * S * 32;
+    for (long long u = blockIdx.x * (long long) blockDim.x + threadIdx.x; u < total;
+         u += (long long) gridDim.x * blockDim.x) {
+        const long long tile = u / (S * 32);
+        const int rem = (int) (u - tile * S * 32), st = rem >> 5, lane = rem & 31;
+        const int row = 4 * st + (lane & 3), col = (int) tile * 32 + 4 * (lane >> 2);
+        dst[u] = col < N ? src[((long long) row * N + col) >> 2] : make_int4(0, 0, 0, 0);
+    }
+}
+
+// Bandwidth probe: reads n16 int4s from p with a grid-stride loop (4 loads in flight per thread)
+// and XORs them; the XOR lands in sink[0] only if it equals a value random data never gives, so
+// nothing is written in practice but the loads cannot be dropped. What a plain read stream reaches.
+extern "C" __global__ void __launch_bounds__(512) w4a16_probe_stream(const int4* __restrict__ p, long long n16,
+                                                                     int* sink) {
+    unsigned int v = 0;
+    const long long stride = (long long) gridDim.x * blockDim.x;
+    long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n16; i += 4 * stride) {
+        const int4 a0 = __ldcs(p + i), a1 = __ldcs(p + i + stride), a2 = __ldcs(p + i + 2 * stride),
+                   a3 = __ldcs(p + i + 3 * stride);
+        v ^= (unsigned int) (a0.x ^ a0.y ^ a0.z ^ a0.w ^ a1.x ^ a1.y ^ a1.z ^ a1.w);
+        v ^= (unsigned int) (a2.x ^ a2.y ^ a2.z ^ a2.w ^ a3.x ^ a3.y ^ a3.z ^ a3.w);
+    }
+    for (; i < n16; i += stride) {
+        const int4 a0 = __ldcs(p + i);
+        v ^= (unsigned int) (a0.x ^ a0.y ^ a0.z ^ a0.w);
+    }
+    if (v == 0x9E3779B9u) sink[0] = (int) v;
+}

@@ -18,7 +18,9 @@ import org.junit.jupiter.params.provider.CsvSource;
  * {@link W4a16Gemv} against a plain-Java GEMV over the dequantized weights: codes, zero points
  * and scales drawn at random, packed by {@link GptqPacking} (the writer's own packing, FORMATS.md),
  * fp16 scales and input; y must agree per element to 1e-5 of Σ|x·w| (float sums in another order).
- * y is poisoned with NaN first, so an element the kernel skips fails. Skipped without a GPU.
+ * Every kernel and many shapes of the tensor-core one (stages, columns per block, warps, K split
+ * over blocks with atomic adds) run on each case; y is poisoned with NaN first, so an element a kernel skips fails; the accumulating
+ * form must add to what y held. Skipped without a GPU.
  */
 class W4a16GemvTest {
     private static CudaDevice dev;
@@ -51,7 +53,7 @@ class W4a16GemvTest {
 
     @ParameterizedTest(name = "N={0} K={1} group={2} v1={3}")
     @CsvSource({"64, 256, 128, true", "104, 384, 32, false", "40, 512, -1, true", "4096, 1024, 128, true",
-                "8, 96, 32, false"})
+                "8, 96, 32, false", "48, 4224, 128, false", "296, 11008, 128, true", "72, 2048, 64, true"})
     void matchesDequantizedReference(int N, int K, int group, boolean v1) {
         Random r = new Random(N * 7919L + K);
         int gs = group == -1 ? K : group, G = K / gs;
@@ -83,20 +85,80 @@ class W4a16GemvTest {
         }
         try (DeviceBuffer dq = dev.alloc(qweight.length * 4L); DeviceBuffer dz = dev.alloc(qzeros.length * 4L);
              DeviceBuffer ds = dev.alloc(scales.length * 2L); DeviceBuffer dx = dev.alloc(K * 2L);
-             DeviceBuffer dy = dev.alloc(N * 4L)) {
+             DeviceBuffer dy = dev.alloc(N * 4L); DeviceBuffer dt = dev.alloc(W4a16Gemv.tiledBytes(K, N))) {
             dev.upload(MemorySegment.ofArray(qweight), dq, 0);
             dev.upload(MemorySegment.ofArray(qzeros), dz, 0);
             dev.upload(MemorySegment.ofArray(scales), ds, 0);
             dev.upload(MemorySegment.ofArray(x), dx, 0);
-            dev.fill32(dy, 0xFFFFFFFF, N);
-            gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1);
-            float[] y = new float[N];
-            dev.download(dy, 0, MemorySegment.ofArray(y));
+            gemv.tile(dq, dt, K, N);
+            // null: the sliced kernel; (stages, cols, warps, splits) of the tensor-core kernel otherwise
+            java.util.List<W4a16Gemv.Tc> shapes = new java.util.ArrayList<>();
+            shapes.add(null);
+            for (int[] c : W4a16Gemv.compiled()) {
+                for (int w : new int[] {1, 4, 16}) {
+                    shapes.add(new W4a16Gemv.Tc(c[0], c[1], w, 1));
+                }
+            }
+            shapes.add(new W4a16Gemv.Tc(4, 1, 8, 2));
+            shapes.add(new W4a16Gemv.Tc(4, 4, 4, 3));
+            shapes.add(new W4a16Gemv.Tc(2, 4, 8, 2));
+            float[] base = new float[N];
             for (int n = 0; n < N; n++) {
-                double bound = 1e-5 * mag[n] + 1e-6;
-                int col = n;
-                assertTrue(Math.abs(y[n] - ref[n]) <= bound, () -> "y[" + col + "] = " + y[col] + ", reference "
-                        + ref[col] + " (bound " + bound + ")");
+                base[n] = (float) r.nextGaussian();
+            }
+            java.util.List<Object[]> runs = new java.util.ArrayList<>(); // {shape or null, accumulate}
+            for (W4a16Gemv.Tc c : shapes) {
+                if (c == null || c.splits() == 1) {
+                    runs.add(new Object[] {c, false});
+                }
+                if (c != null && c.splits() <= K / 32) {
+                    runs.add(new Object[] {c, true});
+                }
+            }
+            runs.add(new Object[] {"default", false});
+            runs.add(new Object[] {"default", true});
+            runs.add(new Object[] {"tiled", false});
+            runs.add(new Object[] {"tiled", true});
+            runs.add(new Object[] {"tiled u4 c4 w4 k2", true});
+            for (int[] c : W4a16Gemv.compiled()) { // every kernel on the tiled layout (defaultTiledTc picks among them)
+                runs.add(new Object[] {new Object[] {new W4a16Gemv.Tc(c[0], c[1], 16, 1)}, false});
+            }
+            for (Object[] run : runs) {
+                boolean acc = (Boolean) run[1];
+                if (acc) {
+                    dev.upload(MemorySegment.ofArray(base), dy, 0);
+                } else {
+                    dev.fill32(dy, 0xFFFFFFFF, N);
+                }
+                if (run[0] == null) {
+                    gemv.gemvSliced(dq.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N, group,
+                            v1);
+                } else if (run[0] instanceof W4a16Gemv.Tc c) {
+                    gemv.gemv(c, false, false, dq.address(), dz.address(), ds.address(), dx.address(), dy.address(),
+                            K, N, group, v1, acc);
+                } else if (run[0].equals("tiled")) {
+                    gemv.gemvTiled(dt.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N, group,
+                            v1, acc);
+                } else if (run[0] instanceof Object[] tiledShape) {
+                    gemv.gemv((W4a16Gemv.Tc) tiledShape[0], true, false, dt.address(), dz.address(), ds.address(),
+                            dx.address(), dy.address(), K, N, group, v1, acc);
+                } else if (run[0].equals("tiled u4 c4 w4 k2")) {
+                    gemv.gemv(new W4a16Gemv.Tc(4, 4, 4, 2), true, false, dt.address(), dz.address(), ds.address(),
+                            dx.address(), dy.address(), K, N, group, v1, acc);
+                } else {
+                    gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1, acc); // the public form, default shape
+                }
+                String what = (run[0] == null ? "sliced" : run[0] instanceof Object[] o ? "tiled " + o[0]
+                        : run[0].toString()) + (acc ? " accumulating" : "");
+                float[] y = new float[N];
+                dev.download(dy, 0, MemorySegment.ofArray(y));
+                for (int n = 0; n < N; n++) {
+                    double want = ref[n] + (acc ? base[n] : 0);
+                    double bound = 1e-5 * (mag[n] + (acc ? Math.abs(base[n]) : 0)) + 1e-6;
+                    int col = n;
+                    assertTrue(Math.abs(y[n] - want) <= bound, () -> what + ": y[" + col + "] = " + y[col]
+                            + ", reference " + want + " (bound " + bound + ")");
+                }
             }
         }
     }
