@@ -59,7 +59,7 @@ class DeviceDecoderParityTest {
         try {
             check(fixture, cpu, ops, prompt, "device-resident fp16 cuBLAS GEMV");
             check(rtn, cpu, ops, prompt, "device-resident W4A16 GEMV (GPTQ; 24 of 24 fused linears W4A16)");
-            check(act, cpu, ops, prompt, "device-resident fp16 cuBLAS GEMV (packed linears dequantized: ");
+            check(act, cpu, ops, prompt, "device-resident fp16 cuBLAS GEMV (24 packed fused linears dequantized to fp16, the first: ");
             for (Path p : new Path[] {fixture, rtn}) {
                 try (DeviceModel dm = DeviceModel.load(p, ops.device(), PROMPT + 128)) {
                     SpeedResult r = Speed.measure(dm, prompt, 128, 5, ops.name());

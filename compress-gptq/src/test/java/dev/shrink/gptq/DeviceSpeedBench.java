@@ -40,22 +40,28 @@ public final class DeviceSpeedBench {
             System.err.println("DeviceSpeedBench: name a model folder");
             System.exit(2);
         }
-        if (rtnOut != null) {
-            long t0 = System.nanoTime();
-            GptqStage.compress(folders.get(0), rtnOut, new GptqStage.Config("rtn", QuantScheme.of(4, 128, false), false,
-                    false, true, 0.01, 128, 1), new int[][] {{1, 2, 3, 4}}, new LinkedHashMap<>(), "shrink:bench",
-                    Backends.select("cpu", 0), true, true);
-            System.out.printf(Locale.ROOT, "RTN w4 g128 of %s -> %s in %.1f s%n", folders.get(0), rtnOut,
-                    (System.nanoTime() - t0) / 1e9);
-            folders.add(rtnOut);
-        }
         int[] ids = new int[prompt];
         ids[0] = 1;
         for (int i = 1; i < prompt; i++) {
             ids[i] = 3 + (int) ((i * 2654435761L) % 8000);
         }
         try (CudaOps ops = (CudaOps) Backends.select("cuda", 0)) {
-            for (Path f : folders) {
+            measure(ops, folders, ids, prompt, decode, repeats);
+            if (rtnOut != null) {
+                long t0 = System.nanoTime();
+                GptqStage.compress(folders.get(0), rtnOut, new GptqStage.Config("rtn", QuantScheme.of(4, 128, false), false,
+                        false, true, 0.01, 128, 1), new int[][] {{1, 2, 3, 4}}, new LinkedHashMap<>(), "shrink:bench",
+                        Backends.select("cpu", 0), true, true);
+                System.out.printf(Locale.ROOT, "RTN w4 g128 of %s -> %s in %.1f s%n", folders.get(0), rtnOut,
+                        (System.nanoTime() - t0) / 1e9);
+                measure(ops, List.of(rtnOut), ids, prompt, decode, repeats);
+            }
+        }
+    }
+
+    private static void measure(CudaOps ops, List<Path> folders, int[] ids, int prompt, int decode, int repeats) {
+        for (Path f : folders) {
+            {
                 long t0 = System.nanoTime();
                 try (DeviceModel dm = DeviceModel.load(f, ops.device(), prompt + decode)) {
                     double load = (System.nanoTime() - t0) / 1e9;

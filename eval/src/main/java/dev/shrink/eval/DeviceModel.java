@@ -18,10 +18,8 @@ import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
 import java.util.stream.IntStream;
 
 /**
@@ -95,7 +93,7 @@ public final class DeviceModel implements AutoCloseable {
                 throw new Unsupported("the weights have no '" + spec.lmHead() + "' and embeddings are not tied");
             }
             dec.finalNorm(src.floats(spec.finalNorm()));
-            Set<String> fallbacks = new LinkedHashSet<>();
+            List<String> fallbacks = new ArrayList<>();
             String packed = null;
             for (int l = 0; l < cfg.layers(); l++) {
                 dec.norms(l, src.floats(spec.layer(l, spec.inputNorm())), src.floats(spec.layer(l, spec.postAttentionNorm())));
@@ -132,13 +130,14 @@ public final class DeviceModel implements AutoCloseable {
                 }
             }
             int[] n = dec.counts();
+            String fb = fallbacks.isEmpty() ? "" : fallbacks.size() + " packed fused linears dequantized to fp16, the first: "
+                    + fallbacks.get(0);
             String p;
             if (n[0] == 0) {
-                p = "device-resident fp16 cuBLAS GEMV" + (fallbacks.isEmpty() ? ""
-                        : " (packed linears dequantized: " + String.join("; ", fallbacks) + ")");
+                p = "device-resident fp16 cuBLAS GEMV" + (fallbacks.isEmpty() ? "" : " (" + fb + ")");
             } else {
                 p = String.format(Locale.ROOT, "device-resident W4A16 GEMV (%s; %d of %d fused linears W4A16%s)", packed,
-                        n[0], n[0] + n[1], fallbacks.isEmpty() ? "" : ", the rest fp16: " + String.join("; ", fallbacks));
+                        n[0], n[0] + n[1], fallbacks.isEmpty() ? "" : "; " + fb);
             }
             return new DeviceModel(dec, p);
         } catch (RuntimeException e) {
