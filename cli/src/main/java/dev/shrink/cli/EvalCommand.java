@@ -6,6 +6,10 @@ import dev.shrink.core.ops.Ops;
 import dev.shrink.eval.LoadedModel;
 import dev.shrink.eval.Perplexity;
 import dev.shrink.eval.PplResult;
+import dev.shrink.eval.Speed;
+import dev.shrink.eval.SpeedResult;
+import java.util.Arrays;
+import java.util.Locale;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -26,7 +30,8 @@ import picocli.CommandLine.Model.CommandSpec;
             "compare perplexities only when those match."},
         footer = {"", "Examples:",
             "  shrink eval --model ../shared/models/stories260K-hf --dataset tinystories",
-            "  shrink eval --model MODEL --dataset heldout --dataset wikitext2 --max-windows 40 --json"})
+            "  shrink eval --model MODEL --dataset heldout --dataset wikitext2 --max-windows 40 --json",
+            "  shrink eval --model GPTQ_DIR --device cuda --speed-only --speed-prompt 128 --speed-decode 128"})
 final class EvalCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
@@ -55,13 +60,36 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = {"-o", "--output"}, paramLabel = "FILE", description = "Also write the JSON results to FILE.")
     Path output;
 
+    @Option(names = "--speed", description = "Also measure prefill and decode tokens/s at batch 1 (greedy, KV cache); "
+            + "with --device cuda through the device-resident decoder (W4A16 GEMV for 4-bit GPTQ/AWQ folders).")
+    boolean speed;
+
+    @Option(names = "--speed-only", description = "Measure the speed (as --speed) and no perplexity.")
+    boolean speedOnly;
+
+    @Option(names = "--speed-prompt", paramLabel = "N", defaultValue = "128",
+            description = "Prompt tokens of the speed run (from the first --dataset). Default: ${DEFAULT-VALUE}.")
+    int speedPrompt;
+
+    @Option(names = "--speed-decode", paramLabel = "N", defaultValue = "32",
+            description = "Greedy decode steps of the speed run. Default: ${DEFAULT-VALUE}.")
+    int speedDecode;
+
+    @Option(names = "--speed-repeats", paramLabel = "N", defaultValue = "3",
+            description = "Timed speed runs (median reported) after one warm-up. Default: ${DEFAULT-VALUE}.")
+    int speedRepeats;
+
     @Override
     public Integer call() {
         if (maxWindows < 0) {
             throw new ShrinkException("--max-windows must be ≥ 0, got " + maxWindows);
         }
+        if ((speed || speedOnly) && (speedPrompt < 1 || speedDecode < 1 || speedRepeats < 1)) {
+            throw new ShrinkException("--speed-prompt, --speed-decode and --speed-repeats must be ≥ 1");
+        }
         Ops ops = common.ops();
         List<PplResult> results = new ArrayList<>();
+        SpeedResult speedResult = null;
         try (LoadedModel m = LoadedModel.open(model, ops)) {
             int T = seqlen != null ? seqlen : Math.min(m.dir().config().maxPositions(), 2048);
             if (T < 2) {
@@ -71,7 +99,29 @@ final class EvalCommand implements Callable<Integer> {
                 System.err.println("shrink: warning: --seqlen " + T + " exceeds max_position_embeddings "
                         + m.dir().config().maxPositions());
             }
-            for (String d : datasets) {
+            if (speed || speedOnly) {
+                int max = m.dir().config().maxPositions();
+                if (speedPrompt + speedDecode > max) {
+                    throw new ShrinkException("--speed-prompt + --speed-decode = " + (speedPrompt + speedDecode)
+                            + " exceeds the model's max_position_embeddings " + max);
+                }
+                EvalText text = EvalText.load(datasets.get(0).strip());
+                int[] ids = m.tokenStream(text.text());
+                if (ids.length < speedPrompt) {
+                    throw new ShrinkException(text.name() + ": " + ids.length + " tokens, fewer than --speed-prompt "
+                            + speedPrompt);
+                }
+                speedResult = Speed.measure(model, ops, m.lm(), Arrays.copyOf(ids, speedPrompt), speedDecode,
+                        speedRepeats);
+                if (!json) {
+                    spec.commandLine().getOut().println(String.format(Locale.ROOT,
+                            "speed  prefill %.1f tok/s, decode %.1f tok/s (batch 1, prompt %d, %d decode steps, median of %d;"
+                                    + " decode %.1f..%.1f; %s; %s)", speedResult.prefillTokensPerSecond(),
+                            speedResult.decodeTokensPerSecond(), speedPrompt, speedDecode, speedRepeats,
+                            speedResult.decodeMin(), speedResult.decodeMax(), speedResult.backend(), speedResult.path()));
+                }
+            }
+            for (String d : speedOnly ? List.<String>of() : datasets) {
                 EvalText text = EvalText.load(d.strip());
                 int[] ids = m.tokenStream(text.text());
                 PplResult r = Perplexity.evaluate(m.lm(), text.name(), ids, T, maxWindows, common.quiet || json);
@@ -85,6 +135,9 @@ final class EvalCommand implements Callable<Integer> {
         doc.put("model", model.toAbsolutePath().normalize().toString());
         doc.put("backend", ops.name());
         doc.put("results", results);
+        if (speedResult != null) {
+            doc.put("speed", speedResult);
+        }
         if (json) {
             spec.commandLine().getOut().println(Json.write(doc));
         }

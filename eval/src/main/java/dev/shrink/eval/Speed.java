@@ -3,6 +3,9 @@ package dev.shrink.eval;
 import dev.shrink.core.forward.CausalLM;
 import dev.shrink.core.forward.KvCache;
 import dev.shrink.core.forward.Taps;
+import dev.shrink.core.ops.Ops;
+import dev.shrink.kernels.cuda.CudaOps;
+import java.nio.file.Path;
 import java.util.Arrays;
 
 /**
@@ -11,6 +14,13 @@ import java.util.Arrays;
  * decode = generated tokens / the time of the greedy steps that follow (one token per forward, KV
  * cache, logits and argmax included). One untimed warm-up run first (JIT), then {@code repeats}
  * timed runs; the median and the spread are reported.
+ *
+ * <p>On the cuda backend ({@link #measure(Path, Ops, CausalLM, int[], int, int)}) the model folder is
+ * loaded a second time into a {@link DeviceModel} (weights, KV cache and every per-token op on the GPU;
+ * packed 4-bit linears kept 4-bit for the W4A16 GEMV) and that runs the measurement; there the prompt
+ * is fed one token at a time through the same decoder (so "prefill" is the decoder's per-token rate
+ * over the prompt, not a batched prefill), the logits of each step are copied back and the argmax is
+ * taken on the host. The result's {@link SpeedResult#path()} says which path ran.
  */
 public final class Speed {
     private Speed() {
@@ -35,6 +45,83 @@ public final class Speed {
         }
         return new SpeedResult(prompt.length, decodeTokens, repeats, median(prefill), min(prefill), max(prefill),
                 median(decode), min(decode), max(decode), lm.decoder().ops().name());
+    }
+
+    /**
+     * The speed of the model folder {@code model}: on the cuda backend through a {@link DeviceModel}
+     * when the folder allows one (else on {@code lm}, the path saying why), elsewhere on {@code lm}.
+     */
+    public static SpeedResult measure(Path model, Ops ops, CausalLM lm, int[] prompt, int decodeTokens, int repeats) {
+        if (ops instanceof CudaOps cuda) {
+            String why;
+            try (DeviceModel dm = DeviceModel.load(model, cuda.device(), prompt.length + decodeTokens)) {
+                return measure(dm, prompt, decodeTokens, repeats, ops.name());
+            } catch (DeviceModel.Unsupported e) {
+                why = e.getMessage();
+            }
+            SpeedResult r = measure(lm, prompt, decodeTokens, repeats);
+            return withPath(r, SpeedResult.HOST + " (device decoder refused: " + why + ")");
+        }
+        return measure(lm, prompt, decodeTokens, repeats);
+    }
+
+    private static SpeedResult withPath(SpeedResult r, String path) {
+        return new SpeedResult(r.promptTokens(), r.decodeTokens(), r.repeats(), r.prefillTokensPerSecond(),
+                r.prefillMin(), r.prefillMax(), r.decodeTokensPerSecond(), r.decodeMin(), r.decodeMax(), r.backend(), path);
+    }
+
+    /**
+     * The speed of a device-resident model: the prompt fed token by token, then {@code decodeTokens}
+     * greedy steps (logits copied back, argmax on the host), one warm-up run first.
+     */
+    public static SpeedResult measure(DeviceModel m, int[] prompt, int decodeTokens, int repeats, String backend) {
+        if (prompt.length == 0 || decodeTokens < 1 || repeats < 1) {
+            throw new IllegalArgumentException("need a prompt, decode tokens ≥ 1 and repeats ≥ 1");
+        }
+        double[] prefill = new double[repeats], decode = new double[repeats];
+        double[] t = new double[2];
+        once(m, prompt, decodeTokens, t); // warm-up (and the CUDA graph's capture)
+        for (int r = 0; r < repeats; r++) {
+            once(m, prompt, decodeTokens, t);
+            prefill[r] = prompt.length / t[0];
+            decode[r] = decodeTokens / t[1];
+        }
+        return new SpeedResult(prompt.length, decodeTokens, repeats, median(prefill), min(prefill), max(prefill),
+                median(decode), min(decode), max(decode), backend, m.path());
+    }
+
+    /** Greedy tokens after {@code prompt} on a device-resident model (for checks). */
+    public static int[] greedy(DeviceModel m, int[] prompt, int steps) {
+        m.reset();
+        float[] logits = null;
+        for (int tok : prompt) {
+            logits = m.step(tok);
+        }
+        int[] out = new int[steps];
+        for (int s = 0; s < steps; s++) {
+            out[s] = Generator.argmax(logits, m.vocab());
+            if (s + 1 < steps) {
+                logits = m.step(out[s]);
+            }
+        }
+        return out;
+    }
+
+    private static void once(DeviceModel m, int[] prompt, int decodeTokens, double[] seconds) {
+        int V = m.vocab();
+        m.reset();
+        long t0 = System.nanoTime();
+        float[] logits = null;
+        for (int tok : prompt) {
+            logits = m.step(tok);
+        }
+        long t1 = System.nanoTime();
+        for (int step = 0; step < decodeTokens; step++) {
+            logits = m.step(Generator.argmax(logits, V));
+        }
+        long t2 = System.nanoTime();
+        seconds[0] = (t1 - t0) / 1e9;
+        seconds[1] = (t2 - t1) / 1e9;
     }
 
     /** One run: seconds[0] the prefill, seconds[1] the decode steps. */

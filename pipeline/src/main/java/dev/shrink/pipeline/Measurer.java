@@ -122,8 +122,8 @@ final class Measurer {
                 reference = KlDivergence.reference(m.lm(), names.get(eval.kl().dataset()), streams.get(eval.kl().dataset()),
                         seqlen, eval.kl().windows());
             }
-            Speed.measure(m.lm(), Arrays.copyOf(first, eval.speed().prefillTokens()), eval.speed().decodeTokens(),
-                    eval.speed().repeats());
+            Speed.measure(baseline, ops, m.lm(), Arrays.copyOf(first, eval.speed().prefillTokens()),
+                    eval.speed().decodeTokens(), eval.speed().repeats());
         }
     }
 
@@ -154,7 +154,8 @@ final class Measurer {
         try (LoadedModel m = LoadedModel.open(model, ops)) {
             long modelHeap = liveHeap() - heapBefore;
             int[] prompt = Arrays.copyOf(streams.get(eval.datasets().get(0)), eval.speed().prefillTokens());
-            speed = Speed.measure(m.lm(), prompt, eval.speed().decodeTokens(), eval.speed().repeats());
+            // on the cuda backend: the device-resident decoder (W4A16 GEMV for packed 4-bit folders)
+            speed = Speed.measure(model, ops, m.lm(), prompt, eval.speed().decodeTokens(), eval.speed().repeats());
             for (int i = 0; i < prompts.size(); i++) {
                 int[] ids = prompts.get(i);
                 int[] all = Generator.generate(m.lm(), ids, eval.maxNewTokens(), 0, 0, eos, t -> { });

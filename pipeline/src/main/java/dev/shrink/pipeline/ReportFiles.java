@@ -61,6 +61,9 @@ public final class ReportFiles {
         }
         sb.append(String.format(Locale.ROOT, "; prefill %.0f tok/s, decode %.1f tok/s", m.speed().prefillTokensPerSecond(),
                 m.speed().decodeTokensPerSecond()));
+        if (m.speed().path() != null && !m.speed().path().equals(dev.shrink.eval.SpeedResult.HOST)) {
+            sb.append(" (").append(m.speed().path()).append(")");
+        }
         sb.append("; model heap ").append(mib(m.memory().modelHeapBytes()));
         return sb.toString();
     }
@@ -160,7 +163,7 @@ public final class ReportFiles {
             }
             var sp = row.measures().speed();
             lines.add(String.format(Locale.ROOT, "speed: batch 1, prompt of %d tokens, %d decode steps, median of %d repeats "
-                    + "after one warm-up", sp.promptTokens(), sp.decodeTokens(), sp.repeats()));
+                    + "after one warm-up; %s", sp.promptTokens(), sp.decodeTokens(), sp.repeats(), sp.path()));
             break;
         }
         var m = r.machine();

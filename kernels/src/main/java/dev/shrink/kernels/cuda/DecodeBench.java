@@ -34,22 +34,7 @@ public final class DecodeBench {
     private DecodeBench() {
     }
 
-    /** One linear: fp16 weight [N, K], or W4A16 (qweight, qzeros, scales). */
-    private record Linear(int N, int K, DeviceBuffer w, DeviceBuffer qw, DeviceBuffer qz, DeviceBuffer sc) {
-        long bytes() {
-            return w != null ? w.bytes() : qw.bytes() + qz.bytes() + sc.bytes();
-        }
-
-        void close() {
-            for (DeviceBuffer b : new DeviceBuffer[] {w, qw, qz, sc}) {
-                if (b != null) {
-                    b.close();
-                }
-            }
-        }
-    }
-
-    private record Layer(Linear qkv, Linear o, Linear gu, Linear down, DeviceBuffer n1, DeviceBuffer n2,
+    private record Layer(DecodeLinear qkv, DecodeLinear o, DecodeLinear gu, DecodeLinear down, DeviceBuffer n1, DeviceBuffer n2,
                          DeviceBuffer kc, DeviceBuffer vc) {
     }
 
@@ -83,7 +68,7 @@ public final class DecodeBench {
     /** Builds the model in one weight format, decodes; returns ms/token {graph, eager}. */
     private static double[] run(CudaDevice dev, CudaModule mod, CublasHandle blas, W4a16Gemv gemv, boolean w4,
                                 int L, int T) {
-        Kernels k = new Kernels(mod);
+        DecodeKernels k = new DecodeKernels(mod);
         List<Layer> layers = new ArrayList<>();
         List<DeviceBuffer> misc = new ArrayList<>();
         int seed = w4 ? 100_000 : 0;
@@ -100,12 +85,11 @@ public final class DecodeBench {
             float a = (float) Math.sqrt(3.0 / C);
             k.fillH(lm, (long) V * C, seed + 7002, -a, a);
             DeviceBuffer nf = keep(misc, ones(dev, k, C));
-            DeviceBuffer x = keep(misc, dev.alloc(C * 4L)), xh = keep(misc, dev.alloc(F * 2L)),
-                    qkv = keep(misc, dev.alloc(3L * C * 4)), att = keep(misc, dev.alloc(C * 2L)),
-                    gu = keep(misc, dev.alloc(2L * F * 4)), hh = keep(misc, dev.alloc(F * 2L)),
-                    logits = keep(misc, dev.alloc(V * 4L)), pos = keep(misc, dev.alloc(4)),
-                    toks = keep(misc, dev.alloc(T * 4L)), cos = keep(misc, dev.alloc((long) T * D / 2 * 4)),
-                    sin = keep(misc, dev.alloc((long) T * D / 2 * 4));
+            DecodeKernels.Buffers bufs = DecodeKernels.Buffers.alloc(dev, C, F, H, HKV, D, V, T);
+            DeviceBuffer x = bufs.x(), xh = bufs.xh(), qkv = bufs.qkv(), att = bufs.att(), gu = bufs.gu(),
+                    hh = bufs.hh(), logits = bufs.logits(), pos = bufs.pos(), toks = bufs.toks(), cos = bufs.cos(),
+                    sin = bufs.sin();
+            misc.addAll(bufs.all());
             SplittableRandom r = new SplittableRandom(42);
             int[] ids = new int[T];
             for (int t = 0; t < T; t++) {
@@ -129,22 +113,12 @@ public final class DecodeBench {
             for (Layer ly : layers) {
                 weightBytes += ly.qkv().bytes() + ly.o().bytes() + ly.gu().bytes() + ly.down().bytes() + 2L * C * 4;
             }
-            float scale = (float) (1.0 / Math.sqrt(D));
-            int attShared = (((T + 3) & ~3) + 8 * D) * 4;
             W4a16Gemv.Tc[] shapes = new W4a16Gemv.Tc[4]; // per linear (qkv, o, gate|up, down); null: the default
             Runnable token = () -> {
                 k.embed.launch(C / 256, 1, 256, 0, emb, toks, pos, x, C);
                 for (Layer ly : layers) {
-                    k.norm.launch(1, 1, 1024, 0, x, ly.n1(), xh, C, EPS);
-                    apply(blas, gemv, ly.qkv(), shapes[0], xh, qkv, false);
-                    k.rope.launch(((H + HKV) * D / 2 + HKV * D + 255) / 256, 1, 256, 0, qkv, ly.kc(), ly.vc(), cos,
-                            sin, pos, H, HKV, D);
-                    k.attention.launch(H, 1, 256, attShared, qkv, ly.kc(), ly.vc(), att, pos, H, HKV, D, scale, T);
-                    apply(blas, gemv, ly.o(), shapes[1], att, x, true);
-                    k.norm.launch(1, 1, 1024, 0, x, ly.n2(), xh, C, EPS);
-                    apply(blas, gemv, ly.gu(), shapes[2], xh, gu, false);
-                    k.swiglu.launch((F + 255) / 256, 1, 256, 0, gu, hh, F);
-                    apply(blas, gemv, ly.down(), shapes[3], hh, x, true);
+                    k.layer(blas, gemv, ly.qkv(), ly.o(), ly.gu(), ly.down(), ly.n1(), ly.n2(), ly.kc(), ly.vc(), shapes,
+                            bufs, C, F, H, HKV, D, T, EPS);
                 }
                 k.norm.launch(1, 1, 1024, 0, x, nf, xh, C, EPS);
                 blas.gemmRowMajorF16(false, true, 1, V, C, 1f, xh.address(), C, lm.address(), C, 0f,
@@ -162,13 +136,13 @@ public final class DecodeBench {
                 for (int li = 0; li < 4; li++) {
                     int rr = li;
                     boolean acc = li == 1 || li == 3;
-                    Linear first = lin(layers.get(0), li);
+                    DecodeLinear first = lin(layers.get(0), li);
                     W4a16Gemv.Tc def = gemv.defaultTiledTc(first.N(), first.K());
                     W4a16Gemv.Tc best = null;
                     double bestUs = Double.MAX_VALUE, defUs = Double.NaN;
                     for (W4a16Gemv.Tc c : candidates(def, acc)) {
                         double us = W4a16Bench.median(W4a16Bench.graphTime(dev, layers.size(), i ->
-                                apply(blas, gemv, lin(layers.get(i), rr), c, io[rr][0], io[rr][1], acc)));
+                                lin(layers.get(i), rr).apply(blas, gemv, c, io[rr][0], io[rr][1], acc)));
                         if (c.equals(def)) {
                             defUs = us;
                         }
@@ -257,7 +231,8 @@ public final class DecodeBench {
     /** The decode position buffer of the model being run (set by run). */
     private static final ThreadLocal<DeviceBuffer> POS = new ThreadLocal<>();
 
-    private static Linear lin(Layer ly, int r) {
+
+    private static DecodeLinear lin(Layer ly, int r) {
         return switch (r) {
             case 0 -> ly.qkv();
             case 1 -> ly.o();
@@ -297,24 +272,12 @@ public final class DecodeBench {
         }
     }
 
-    private static void apply(CublasHandle blas, W4a16Gemv gemv, Linear lin, W4a16Gemv.Tc shape, DeviceBuffer in,
-                              DeviceBuffer out, boolean accumulate) {
-        if (lin.w() != null) {
-            blas.gemmRowMajorF16(false, true, 1, lin.N(), lin.K(), 1f, in.address(), lin.K(), lin.w().address(),
-                    lin.K(), accumulate ? 1f : 0f, out.address(), lin.N());
-        } else {
-            gemv.gemv(shape != null ? shape : gemv.defaultTiledTc(lin.N(), lin.K()), true, false, lin.qw().address(),
-                    lin.qz().address(), lin.sc().address(), in.address(), out.address(), lin.K(), lin.N(), GROUP, true,
-                    accumulate);
-        }
-    }
-
-    private static Linear linear(CudaDevice dev, Kernels k, W4a16Gemv gemv, boolean w4, int N, int K, int seed) {
+    private static DecodeLinear linear(CudaDevice dev, DecodeKernels k, W4a16Gemv gemv, boolean w4, int N, int K, int seed) {
         if (!w4) {
             DeviceBuffer w = dev.alloc((long) N * K * 2);
             float a = (float) Math.sqrt(3.0 / K); // std 1/sqrt(K)
             k.fillH(w, (long) N * K, seed, -a, a);
-            return new Linear(N, K, w, null, null, null);
+            return DecodeLinear.dense(N, K, w);
         }
         int G = K / GROUP;
         DeviceBuffer qz = dev.alloc((long) G * N / 8 * 4), sc = dev.alloc((long) G * N * 2);
@@ -329,10 +292,10 @@ public final class DecodeBench {
         // (q − z) has std ~6.5 for uniform codes and zeros: scales near 1/(6.5·sqrt(K)) keep std(w) ~ 1/sqrt(K)
         float s = (float) (1.0 / (6.5 * Math.sqrt(K)));
         k.fillH(sc, (long) G * N, seed + 2, 0.5f * s, 1.5f * s);
-        return new Linear(N, K, null, qw, qz, sc);
+        return new DecodeLinear(N, K, GROUP, true, null, qw, qz, sc);
     }
 
-    private static DeviceBuffer ones(CudaDevice dev, Kernels k, int n) {
+    private static DeviceBuffer ones(CudaDevice dev, DecodeKernels k, int n) {
         DeviceBuffer b = dev.alloc(n * 4L);
         k.fillF.launch(W4a16Bench.blocks(n), 1, 256, 0, b, (long) n, 1f);
         return b;
@@ -341,30 +304,5 @@ public final class DecodeBench {
     private static DeviceBuffer keep(List<DeviceBuffer> list, DeviceBuffer b) {
         list.add(b);
         return b;
-    }
-
-    /** decode.cu's kernels. */
-    private static final class Kernels {
-        final CudaKernel fillU32, fillF16, fillF, embed, norm, rope, attention, swiglu, advance;
-
-        Kernels(CudaModule m) {
-            fillU32 = m.kernel("fill_u32");
-            fillF16 = m.kernel("fill_f16");
-            fillF = m.kernel("fill_f32");
-            embed = m.kernel("embed_token");
-            norm = m.kernel("rms_norm_h");
-            rope = m.kernel("rope_append");
-            attention = m.kernel("attention_decode");
-            swiglu = m.kernel("swiglu_h");
-            advance = m.kernel("advance");
-        }
-
-        void fillU(DeviceBuffer b, long words, int seed) {
-            fillU32.launch(W4a16Bench.blocks(words), 1, 256, 0, b, words, seed);
-        }
-
-        void fillH(DeviceBuffer b, long n, int seed, float lo, float hi) {
-            fillF16.launch(W4a16Bench.blocks(n), 1, 256, 0, b, n, seed, lo, hi);
-        }
     }
 }
