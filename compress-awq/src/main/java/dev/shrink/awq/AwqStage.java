@@ -270,21 +270,7 @@ public final class AwqStage {
                 }
                 tQuant += (System.nanoTime() - tq) / 1e9;
 
-                // The float tensors the scaling changed and that are not written as quantized linears.
-                for (String prev : modifiedNames) {
-                    if ((prev + ".weight").equals(spec.inputNorm())) {
-                        modified.put(spec.layer(layer, spec.inputNorm()), w.inputNorm());
-                    } else if ((prev + ".weight").equals(spec.postAttentionNorm())) {
-                        modified.put(spec.layer(layer, spec.postAttentionNorm()), w.postAttentionNorm());
-                    } else {
-                        if (!fit.contains(prev)) {
-                            modified.put(spec.layer(layer, prev) + ".weight", w.weight(prev));
-                        }
-                        if (w.bias(prev) != null) {
-                            modified.put(spec.layer(layer, prev) + ".bias", w.bias(prev));
-                        }
-                    }
-                }
+                keepModified(spec, layer, w, modifiedNames, fit, modified);
                 mappingReports.addAll(skippedMappings);
                 for (ScalePlan p : plans) {
                     mappingReports.add(new MappingReport(layer, spec.layer(layer, p.previous()), full(spec, layer, p.consumers()),
@@ -517,6 +503,29 @@ public final class AwqStage {
             b.putLinear(lin, all, biases, R * N, K);
         }
         return b;
+    }
+
+    /**
+     * Puts into {@code modified} the float tensors of block {@code layer} that the scaling changed and that are
+     * not written as quantized linears: the norms that precede scaled linears, the weights of preceding linears
+     * that are not quantized, and their biases. Shared by the host loop and {@link DeviceAwq}.
+     */
+    static void keepModified(ArchitectureSpec spec, int layer, BlockWeights w, Set<String> modifiedNames, Set<String> fit,
+                             Map<String, float[]> modified) {
+        for (String prev : modifiedNames) {
+            if ((prev + ".weight").equals(spec.inputNorm())) {
+                modified.put(spec.layer(layer, spec.inputNorm()), w.inputNorm());
+            } else if ((prev + ".weight").equals(spec.postAttentionNorm())) {
+                modified.put(spec.layer(layer, spec.postAttentionNorm()), w.postAttentionNorm());
+            } else {
+                if (!fit.contains(prev)) {
+                    modified.put(spec.layer(layer, prev) + ".weight", w.weight(prev));
+                }
+                if (w.bias(prev) != null) {
+                    modified.put(spec.layer(layer, prev) + ".bias", w.bias(prev));
+                }
+            }
+        }
     }
 
     /** Why a mapping is not searched in this block, or null when it is. */

@@ -586,21 +586,7 @@ final class DeviceAwq {
                 }
                 tQuant += (System.nanoTime() - tq) / 1e9;
 
-                // The float tensors the scaling changed and that are not written as quantized linears.
-                for (String prev : modifiedNames) {
-                    if ((prev + ".weight").equals(spec.inputNorm())) {
-                        modified.put(spec.layer(layer, spec.inputNorm()), w.inputNorm());
-                    } else if ((prev + ".weight").equals(spec.postAttentionNorm())) {
-                        modified.put(spec.layer(layer, spec.postAttentionNorm()), w.postAttentionNorm());
-                    } else {
-                        if (!fit.contains(prev)) {
-                            modified.put(spec.layer(layer, prev) + ".weight", w.weight(prev));
-                        }
-                        if (w.bias(prev) != null) {
-                            modified.put(spec.layer(layer, prev) + ".bias", w.bias(prev));
-                        }
-                    }
-                }
+                AwqStage.keepModified(spec, layer, w, modifiedNames, fit, modified);
                 mappingReports.addAll(skippedMappings);
                 for (ScalePlan p : plans) {
                     mappingReports.add(new MappingReport(layer, spec.layer(layer, p.previous()),
