@@ -53,6 +53,25 @@ public final class CudaDevice implements AutoCloseable {
         return "sm_" + ccMajor + ccMinor;
     }
 
+    /**
+     * Why programmatic dependent launch (a kernel starting while the previous one on the stream
+     * drains) cannot be used here, or null when it can: it needs compute capability 9.0+ and a
+     * driver with cuLaunchKernelEx that keeps programmatic edges in stream capture (CUDA 12.3+).
+     */
+    public String programmaticLaunchUnsupported() {
+        if (ccMajor < 9) {
+            return name + " is " + arch() + " (programmatic dependent launch needs sm_90+)";
+        }
+        if (!cuda.driver.hasLaunchEx()) {
+            return "the CUDA driver lacks cuLaunchKernelEx";
+        }
+        int v = cuda.driver.driverVersion();
+        if (v < 12030) {
+            return "CUDA driver " + v / 1000 + "." + v % 1000 / 10 + " (programmatic launch in graphs needs 12.3+)";
+        }
+        return null;
+    }
+
     /** "NVIDIA H200, sm_90". */
     public String describe() {
         return name + ", " + arch();

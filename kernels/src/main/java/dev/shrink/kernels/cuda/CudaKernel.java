@@ -34,6 +34,16 @@ public final class CudaKernel {
      * shared memory (above 48 KiB the kernel is opted in to it first, up to the GPU's limit).
      */
     public void launch(int gx, int gy, int threads, int sharedBytes, Object... args) {
+        launch(false, gx, gy, threads, sharedBytes, args);
+    }
+
+    /**
+     * {@link #launch(int, int, int, int, Object...)}; {@code programmatic}: launched with
+     * programmatic stream serialization (cuLaunchKernelEx), so that its blocks may start while the
+     * previous kernel on the stream drains. Only for kernels that wait (griddepcontrol.wait) before
+     * they touch what earlier work writes or reads; check {@link CudaDevice#programmaticLaunchUnsupported}.
+     */
+    public void launch(boolean programmatic, int gx, int gy, int threads, int sharedBytes, Object... args) {
         if (gx <= 0 || gy <= 0 || threads <= 0) {
             throw new IllegalArgumentException(name + ": empty launch grid " + gx + "x" + gy + " of " + threads);
         }
@@ -60,7 +70,12 @@ public final class CudaKernel {
                 };
                 params.setAtIndex(ADDRESS, i, v);
             }
-            device.cuda.driver.launch(function, name, gx, gy, 1, threads, 1, 1, sharedBytes, device.stream, params);
+            if (programmatic) {
+                device.cuda.driver.launchProgrammatic(function, name, gx, gy, 1, threads, 1, 1, sharedBytes,
+                        device.stream, params);
+            } else {
+                device.cuda.driver.launch(function, name, gx, gy, 1, threads, 1, 1, sharedBytes, device.stream, params);
+            }
         }
     }
 }

@@ -25,7 +25,12 @@ import java.util.SplittableRandom;
  * tries the compiled shapes over the model's own weights (a graph of its 32 launches each) and
  * keeps the fastest ("W4A16*": tuned once at load, as inference engines do), and decodes again.
  *
- * <pre>java -cp 'lib/*' dev.shrink.kernels.cuda.DecodeBench [--tokens 128] [--layers 32]</pre>
+ * With {@code --pdl} the W4A16 model also decodes with its GEMVs launched programmatically
+ * ({@link W4a16Gemv.Pdl}: each may start while the kernel before it drains), default shapes, and the
+ * final logits must equal the plain launches' exactly (same kernels, same order of sums).
+ * {@code --w4-only} leaves the fp16 model out, {@code --no-tune} the per-linear shape search.
+ *
+ * <pre>java -cp 'lib/*' dev.shrink.kernels.cuda.DecodeBench [--tokens 128] [--layers 32] [--pdl] [--w4-only] [--no-tune]</pre>
  */
 public final class DecodeBench {
     private static final int C = 4096, F = 11008, H = 32, HKV = 32, D = 128, V = 32000, GROUP = 128;
@@ -40,12 +45,17 @@ public final class DecodeBench {
 
     public static void main(String[] args) {
         int tokens = 128, layers = 32;
+        boolean pdl = false, fp16Too = true, tune = true;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--tokens" -> tokens = Integer.parseInt(args[++i]);
                 case "--layers" -> layers = Integer.parseInt(args[++i]);
+                case "--pdl" -> pdl = true;
+                case "--w4-only" -> fp16Too = false;
+                case "--no-tune" -> tune = false;
                 default -> {
-                    System.err.println("DecodeBench: unknown option " + args[i] + " (--tokens N, --layers L)");
+                    System.err.println("DecodeBench: unknown option " + args[i]
+                            + " (--tokens N, --layers L, --pdl, --w4-only, --no-tune)");
                     System.exit(2);
                 }
             }
@@ -58,16 +68,18 @@ public final class DecodeBench {
                     dev.describe(), layers, C, F, H, D, V, tokens);
             System.out.printf(Locale.ROOT, "%-8s %-6s %10s %10s %14s %10s %12s%n", "weights", "launch", "tok/s",
                     "ms/token", "GB read/token", "GB/s", "host ms/tok");
-            double[] fp16 = run(dev, mod, blas, gemv, false, layers, tokens);
-            double[] w4 = run(dev, mod, blas, gemv, true, layers, tokens);
-            System.out.printf(Locale.ROOT, "W4A16 / fp16 decode speed: %.2fx (graph), %.2fx (eager)%s%n",
-                    fp16[0] / w4[0], fp16[1] / w4[1], " (W4A16: the faster of default and tuned shapes)");
+            double[] fp16 = fp16Too ? run(dev, mod, blas, gemv, false, layers, tokens, false, false) : null;
+            double[] w4 = run(dev, mod, blas, gemv, true, layers, tokens, tune, pdl);
+            if (fp16 != null) {
+                System.out.printf(Locale.ROOT, "W4A16 / fp16 decode speed: %.2fx (graph), %.2fx (eager)%s%n",
+                        fp16[0] / w4[0], fp16[1] / w4[1], " (W4A16: the faster of default and tuned shapes)");
+            }
         }
     }
 
     /** Builds the model in one weight format, decodes; returns ms/token {graph, eager}. */
     private static double[] run(CudaDevice dev, CudaModule mod, CublasHandle blas, W4a16Gemv gemv, boolean w4,
-                                int L, int T) {
+                                int L, int T, boolean tune, boolean pdl) {
         DecodeKernels k = new DecodeKernels(mod);
         List<Layer> layers = new ArrayList<>();
         List<DeviceBuffer> misc = new ArrayList<>();
@@ -125,8 +137,36 @@ public final class DecodeBench {
                         logits.address(), V);
                 k.advance.launch(1, 1, 1, 0, pos);
             };
-            double[] result = decode(dev, T, token, logits, weightBytes, w4 ? "W4A16" : "fp16");
-            if (w4) {
+            float[] plainLogits = new float[V];
+            double[] result = decode(dev, T, token, logits, weightBytes, w4 ? "W4A16" : "fp16", plainLogits);
+            if (w4 && pdl) {
+                String why = gemv.pdlUnsupported();
+                if (why != null) {
+                    System.out.println("W4A16 pdl: programmatic dependent launch unavailable (" + why + "); not run");
+                }
+                for (W4a16Gemv.Pdl m : new W4a16Gemv.Pdl[] {W4a16Gemv.Pdl.AFTER_LOADS, W4a16Gemv.Pdl.AT_START}) {
+                    if (why != null) {
+                        break;
+                    }
+                    gemv.pdl(m);
+                    float[] pdlLogits = new float[V];
+                    double[] t;
+                    try {
+                        t = decode(dev, T, token, logits, weightBytes,
+                                m == W4a16Gemv.Pdl.AT_START ? "W4A16 pdl@start" : "W4A16 pdl", pdlLogits);
+                    } finally {
+                        gemv.pdl(W4a16Gemv.Pdl.OFF);
+                    }
+                    int differ = 0;
+                    for (int i = 0; i < V; i++) {
+                        differ += Float.floatToRawIntBits(pdlLogits[i]) != Float.floatToRawIntBits(plainLogits[i]) ? 1 : 0;
+                    }
+                    System.out.printf(Locale.ROOT, "%s: final logits equal to the plain launches' bit for bit: %s (%d of %d"
+                            + " differ); graph %.3f vs %.3f ms/token (%.1f vs %.1f tok/s)%n", m, differ == 0, differ, V,
+                            t[0], result[0], 1000 / t[0], 1000 / result[0]);
+                }
+            }
+            if (w4 && tune) {
                 // per linear: time each candidate shape over the L layers' own weights (a graph of L launches,
                 // distinct weights: DRAM, as in decoding), keep the fastest, then decode again with them
                 DeviceBuffer[][] io = {{xh, qkv}, {att, x}, {xh, gu}, {hh, x}};
@@ -159,7 +199,7 @@ public final class DecodeBench {
                     System.out.printf(Locale.ROOT, "RESULT|linear|%s|%d x %d|%s|%.2f|%.0f|%s|%.2f|%.0f%n", role[li],
                             first.N(), first.K(), def, defUs, bytes / defUs / 1e3, best, bestUs, bytes / bestUs / 1e3);
                 }
-                double[] tuned = decode(dev, T, token, logits, weightBytes, "W4A16*");
+                double[] tuned = decode(dev, T, token, logits, weightBytes, "W4A16*", new float[V]);
                 if (tuned[0] < result[0]) {
                     result = tuned;
                 }
@@ -185,10 +225,10 @@ public final class DecodeBench {
 
     /**
      * Decodes T tokens from position 0 eagerly (launches from Java) and as replays of the token's
-     * graph; prints both; returns ms/token {graph, eager}.
+     * graph; prints both; returns ms/token {graph, eager}; the graph run's final logits go to graphLogits.
      */
     private static double[] decode(CudaDevice dev, int T, Runnable token, DeviceBuffer logits, long weightBytes,
-                                   String label) {
+                                   String label, float[] graphLogits) {
         DeviceBuffer pos = POS.get();
         dev.fill32(pos, 0, 1);
         token.run(); // warm-up (cuBLAS picks its kernels, lazy workspaces), then from position 0 again
@@ -198,7 +238,6 @@ public final class DecodeBench {
         float[] eagerLogits = new float[V];
         dev.download(logits, 0, MemorySegment.ofArray(eagerLogits));
         double[] graphMs;
-        float[] graphLogits = new float[V];
         try (CudaGraph graph = CudaGraph.capture(dev, token)) {
             dev.fill32(pos, 0, 1);
             graph.launch();

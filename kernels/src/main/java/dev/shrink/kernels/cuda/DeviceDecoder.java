@@ -307,6 +307,16 @@ public final class DeviceDecoder implements AutoCloseable {
         return d;
     }
 
+    /**
+     * How the W4A16 GEMVs launch ({@link W4a16Gemv#pdl}: plain, or programmatic dependent launch so
+     * that each may start while the kernel before it drains); the token's graph is captured again.
+     * Returns false where PDL is unavailable (the launches stay plain).
+     */
+    public boolean pdl(W4a16Gemv.Pdl mode) {
+        closeGraph();
+        return gemv.pdl(mode);
+    }
+
     private void closeGraph() {
         if (graph != null) {
             graph.close();

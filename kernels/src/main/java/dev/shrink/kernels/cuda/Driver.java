@@ -8,7 +8,9 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
 import java.lang.invoke.MethodHandle;
 
 /**
@@ -41,6 +43,8 @@ final class Driver {
     private final MethodHandle cuLaunchKernel, cuGetErrorName, cuGetErrorString;
     private final MethodHandle cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate, cuGraphLaunch;
     private final MethodHandle cuGraphExecDestroy, cuGraphDestroy;
+    /** cuLaunchKernelEx (CUDA 12.0+), null when the driver lacks it. */
+    private final MethodHandle cuLaunchKernelEx;
 
     /** @throws CudaException "CUDA not available: libcuda.so.1 not found" without a driver */
     Driver() {
@@ -108,6 +112,9 @@ final class Driver {
         cuGraphLaunch = lib.function("cuGraphLaunch", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         cuGraphExecDestroy = lib.function("cuGraphExecDestroy", iP);
         cuGraphDestroy = lib.function("cuGraphDestroy", iP);
+        // cuLaunchKernelEx(const CUlaunchConfig*, CUfunction, void** kernelParams, void** extra): optional
+        cuLaunchKernelEx = lib.optionalFunction("cuLaunchKernelEx",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS)).orElse(null);
         cuGetErrorName = lib.function("cuGetErrorName", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
         cuGetErrorString = lib.function("cuGetErrorString", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
     }
@@ -396,6 +403,70 @@ final class Driver {
             throw e;
         } catch (Throwable t) {
             throw unexpected("cuLaunchKernel", t);
+        }
+    }
+
+    /** CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (cuda.h, CUlaunchAttributeID). */
+    static final int LAUNCH_ATTR_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+
+    /**
+     * cuda.h's CUlaunchAttribute: {@code CUlaunchAttributeID id; char pad[8 - sizeof(id)];
+     * CUlaunchAttributeValue value;} where the value is a union padded to 64 bytes whose
+     * {@code int programmaticStreamSerializationAllowed} sits at its start: 72 bytes, 8-aligned.
+     */
+    static final StructLayout LAUNCH_ATTRIBUTE = MemoryLayout.structLayout(JAVA_INT.withName("id"),
+            MemoryLayout.paddingLayout(4), MemoryLayout.sequenceLayout(16, JAVA_INT).withName("value"))
+            .withByteAlignment(8);
+
+    /**
+     * cuda.h's CUlaunchConfig: {@code unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
+     * blockDimZ, sharedMemBytes; CUstream hStream; CUlaunchAttribute* attrs; unsigned numAttrs;}
+     * (hStream at 32 after 4 bytes of padding, attrs at 40, numAttrs at 48, 56 bytes in all).
+     */
+    static final StructLayout LAUNCH_CONFIG = MemoryLayout.structLayout(JAVA_INT.withName("gridDimX"),
+            JAVA_INT.withName("gridDimY"), JAVA_INT.withName("gridDimZ"), JAVA_INT.withName("blockDimX"),
+            JAVA_INT.withName("blockDimY"), JAVA_INT.withName("blockDimZ"), JAVA_INT.withName("sharedMemBytes"),
+            MemoryLayout.paddingLayout(4), ADDRESS.withName("hStream"), ADDRESS.withName("attrs"),
+            JAVA_INT.withName("numAttrs"), MemoryLayout.paddingLayout(4));
+
+    /** Whether the driver has cuLaunchKernelEx (what programmatic dependent launch needs). */
+    boolean hasLaunchEx() {
+        return cuLaunchKernelEx != null;
+    }
+
+    /**
+     * cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1: the kernel may
+     * start while the previous kernel on the stream drains (programmatic dependent launch, sm_90+);
+     * it must order its reads of the previous kernel's output itself (griddepcontrol.wait).
+     */
+    void launchProgrammatic(MemorySegment fn, String name, int gx, int gy, int gz, int bx, int by, int bz,
+                            int sharedBytes, MemorySegment stream, MemorySegment params) {
+        if (cuLaunchKernelEx == null) {
+            throw new CudaException("cuLaunchKernelEx(" + name + "): the driver lacks it (CUDA 12.0+ needed)");
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment attr = a.allocate(LAUNCH_ATTRIBUTE);
+            attr.set(JAVA_INT, LAUNCH_ATTRIBUTE.byteOffset(MemoryLayout.PathElement.groupElement("id")),
+                    LAUNCH_ATTR_PROGRAMMATIC_STREAM_SERIALIZATION);
+            attr.set(JAVA_INT, LAUNCH_ATTRIBUTE.byteOffset(MemoryLayout.PathElement.groupElement("value")), 1);
+            MemorySegment cfg = a.allocate(LAUNCH_CONFIG);
+            int[] dims = {gx, gy, gz, bx, by, bz, sharedBytes};
+            for (int i = 0; i < dims.length; i++) {
+                cfg.set(JAVA_INT, 4L * i, dims[i]);
+            }
+            cfg.set(ADDRESS, LAUNCH_CONFIG.byteOffset(MemoryLayout.PathElement.groupElement("hStream")), stream);
+            cfg.set(ADDRESS, LAUNCH_CONFIG.byteOffset(MemoryLayout.PathElement.groupElement("attrs")), attr);
+            cfg.set(JAVA_INT, LAUNCH_CONFIG.byteOffset(MemoryLayout.PathElement.groupElement("numAttrs")), 1);
+            int r = (int) cuLaunchKernelEx.invokeExact(cfg, fn, params, MemorySegment.NULL);
+            if (r != 0) {
+                throw new CudaException("cuLaunchKernelEx(" + name + ", programmatic, grid " + gx + "x" + gy + "x" + gz
+                        + ", block " + bx + "x" + by + "x" + bz + ", " + sharedBytes + " B shared) failed: "
+                        + errorText(r));
+            }
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected("cuLaunchKernelEx", t);
         }
     }
 

@@ -27,7 +27,13 @@ import java.util.Locale;
  * kernel's loads without its arithmetic, "read stream" a plain linear read of the same bytes. Prints a table and {@code RESULT|w4a16 ...} lines for
  * scripts/device-bench.sh. A benchmark, not a test.
  *
- * <pre>java -cp 'lib/*' dev.shrink.kernels.cuda.W4a16Bench</pre>
+ * <p>Programmatic dependent launch ({@link W4a16Gemv.Pdl}): the default tiled shape of every shape is
+ * also timed with the GEMVs launched programmatically (each may start while the one before drains),
+ * trigger after the loads ("pdl") and at the start ("pdl@start"): the three graphs are replayed in
+ * turn in one loop (plain, pdl, pdl@start, plain, ...), so that drift hits all three alike, and a
+ * table puts them side by side. {@code --pdl} times only that (with the copy and the read stream).
+ *
+ * <pre>java -cp 'lib/*' dev.shrink.kernels.cuda.W4a16Bench [--pdl]</pre>
  */
 public final class W4a16Bench {
     private static final int TRIALS = 9;
@@ -54,6 +60,16 @@ public final class W4a16Bench {
     }
 
     public static void main(String[] args) {
+        boolean pdlOnly = false;
+        for (String a : args) {
+            if (a.equals("--pdl")) {
+                pdlOnly = true;
+            } else {
+                System.err.println("W4a16Bench: unknown option " + a + " (--pdl: only the default tiled shape, with and"
+                        + " without programmatic dependent launch)");
+                System.exit(2);
+            }
+        }
         int[][] shapes = {{4096, 4096}, {12288, 4096}, {11008, 4096}, {22016, 4096}, {4096, 11008}}; // N, K
         try (CudaOps ops = CudaOps.open(0); W4a16Gemv g = new W4a16Gemv(ops.device());
              CudaModule fills = ops.device().module("decode.cu")) {
@@ -63,13 +79,25 @@ public final class W4a16Bench {
                     dev.multiprocessors(), GROUP, TRIALS);
             System.out.printf(Locale.ROOT, "%-14s %-16s %6s %24s %8s %10s %7s %9s %9s%n", "shape N x K", "kernel", "MB",
                     "us per launch", "GB/s", "copy GB/s", "of copy", "1 launch", "L2-hot");
-            for (int[] s : shapes) {
-                run(ops.deviceOps(), g, fills, s[0], s[1]);
+            String why = g.pdlUnsupported();
+            if (why != null) {
+                System.out.println("programmatic dependent launch unavailable (" + why + "): the pdl rows are plain launches");
             }
+            List<String> pdlRows = new ArrayList<>();
+            for (int[] s : shapes) {
+                run(ops.deviceOps(), g, fills, s[0], s[1], pdlOnly, pdlRows);
+            }
+            System.out.println();
+            System.out.println("W4A16 GEMV, default tiled shape, plain launch vs programmatic dependent launch"
+                    + " (graph replays interleaved; us per launch median [min-max], GB/s, % of the d2d copy's GB/s)");
+            System.out.printf(Locale.ROOT, "%-14s %-16s %-34s %-34s %-34s%n", "shape N x K", "kernel", "plain",
+                    "pdl (trigger after loads)", "pdl@start (trigger at start)");
+            pdlRows.forEach(System.out::println);
         }
     }
 
-    private static void run(DeviceOps ops, W4a16Gemv g, CudaModule fills, int N, int K) {
+    private static void run(DeviceOps ops, W4a16Gemv g, CudaModule fills, int N, int K, boolean pdlOnly,
+                            List<String> pdlRows) {
         CudaDevice dev = ops.device();
         int G = K / GROUP;
         long qw = (long) K / 8 * N * 4, qz = (long) G * N / 8 * 4, sc = (long) G * N * 2, xb = K * 2L;
@@ -131,6 +159,9 @@ public final class W4a16Bench {
             }
             variants.add(new Variant("default " + def, def, false, false));
             variants.add(new Variant("default " + defT + " T", defT, false, true));
+            if (pdlOnly) {
+                variants.clear();
+            }
             for (Variant v : variants) {
                 boolean acc = v.tc() != null && v.tc().splits() > 1;
                 Step gemv = i -> {
@@ -148,6 +179,33 @@ public final class W4a16Bench {
                 double[] hot = graphTime(dev, 64, i -> gemv.run(0));
                 report(shape, v.label(), bytes, us, copyGBs, one, median(hot));
             }
+            // the default tiled shape, plain vs programmatic launches: three graphs replayed in turn
+            W4a16Gemv.Pdl[] modes = W4a16Gemv.Pdl.values();
+            List<Step> steps = new ArrayList<>();
+            for (W4a16Gemv.Pdl m : modes) {
+                steps.add(i -> {
+                    WSet s = ws.get(i % sets);
+                    long b = s.buf().address();
+                    W4a16Gemv.Pdl old = g.pdl();
+                    g.pdl(m);
+                    try {
+                        g.gemv(defT, true, false, s.tiled().address(), b + qwA, b + qwA + qzA, x.address(), y.address(),
+                                K, N, GROUP, true, false);
+                    } finally {
+                        g.pdl(old);
+                    }
+                });
+            }
+            double[][] us = graphTimeInterleaved(dev, reps, steps);
+            StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%-14s %-16s", shape, defT + " T"));
+            for (int m = 0; m < modes.length; m++) {
+                String label = "default " + defT + " T" + (m == 0 ? " plain" : m == 1 ? " pdl" : " pdl@start");
+                double gbs = bytes / median(us[m]) / 1e3;
+                report(shape, label, bytes, us[m], copyGBs, Double.NaN, Double.NaN);
+                row.append(String.format(Locale.ROOT, " %-34s", spread(us[m]) + String.format(Locale.ROOT, " %4.0f %3.0f%%",
+                        gbs, 100 * gbs / copyGBs)));
+            }
+            pdlRows.add(row.toString());
         } finally {
             for (WSet s : ws) {
                 s.buf().close();
@@ -184,6 +242,43 @@ public final class W4a16Bench {
                 us[t] = b.millisSince(a) * 1e3 / reps;
             }
             return us;
+        }
+    }
+
+    /**
+     * {@link #graphTime} for several steps at once: each captured into its own graph, then the graphs
+     * replayed in turn ({@link #TRIALS} rounds after a warm-up round), each replay timed; [step][round].
+     */
+    static double[][] graphTimeInterleaved(CudaDevice dev, int reps, List<Step> steps) {
+        List<CudaGraph> graphs = new ArrayList<>();
+        try (CudaEvent a = dev.event(); CudaEvent b = dev.event()) {
+            for (Step step : steps) {
+                step.run(0);
+                dev.synchronize();
+                graphs.add(CudaGraph.capture(dev, () -> {
+                    for (int i = 0; i < reps; i++) {
+                        step.run(i);
+                    }
+                }));
+            }
+            for (CudaGraph gr : graphs) {
+                gr.launch();
+            }
+            dev.synchronize();
+            double[][] us = new double[steps.size()][TRIALS];
+            for (int t = 0; t < TRIALS; t++) {
+                for (int k = 0; k < graphs.size(); k++) {
+                    a.record();
+                    graphs.get(k).launch();
+                    b.record();
+                    us[k][t] = b.millisSince(a) * 1e3 / reps;
+                }
+            }
+            return us;
+        } finally {
+            for (CudaGraph gr : graphs) {
+                gr.close();
+            }
         }
     }
 

@@ -37,6 +37,20 @@ public final class W4a16Gemv implements AutoCloseable {
         }
     }
 
+    /**
+     * How the tensor-core kernel is launched. {@code OFF}: a plain launch (cuLaunchKernel), after the
+     * previous kernel on the stream has finished. {@code AFTER_LOADS} and {@code AT_START}: programmatic
+     * dependent launch (cuLaunchKernelEx with programmatic stream serialization, Hopper): the kernel's
+     * blocks may start while the previous kernel drains, issue their weight loads (which no kernel
+     * writes) and wait (griddepcontrol.wait) before reading x or touching y; each block lets the next
+     * GEMV start (griddepcontrol.launch_dependents) once it has issued its last weight loads
+     * ({@code AFTER_LOADS}) or right after its first ones ({@code AT_START}). The kernel is the same in
+     * all three modes. Kernels launched after it without PDL wait for it to finish, as always.
+     */
+    public enum Pdl {
+        OFF, AFTER_LOADS, AT_START
+    }
+
     /** The tensor-core kernels compiled in w4a16.cu, by (stages, cols). */
     private static final int[][] COMPILED = {{8, 1}, {6, 1}, {4, 1}, {4, 2}, {2, 4}, {4, 4}};
     private static final int COLS = 256, RUNS = 4;
@@ -46,6 +60,9 @@ public final class W4a16Gemv implements AutoCloseable {
     private final Map<String, CudaKernel> tc = new HashMap<>();
     /** Slices' partial sums [slices, N] and the per-column-block tickets (zero between calls), for the sliced kernel. */
     private DeviceBuffer partial, tickets;
+    /** How the tensor-core launches go (see {@link #pdl(Pdl)}); why PDL is unavailable here, or null. */
+    private Pdl pdl = Pdl.OFF;
+    private final String pdlUnsupported;
 
     public W4a16Gemv(CudaDevice device) {
         this.device = device;
@@ -58,6 +75,28 @@ public final class W4a16Gemv implements AutoCloseable {
         }
         tc.put("w4a16_probe_u4_c1", module.kernel("w4a16_probe_u4_c1"));
         tc.put("w4a16_probe_u4_c4", module.kernel("w4a16_probe_u4_c4"));
+        pdlUnsupported = device.programmaticLaunchUnsupported();
+    }
+
+    /**
+     * Sets how every later tensor-core launch of this object goes ({@link #gemv}, {@link #gemvTiled}
+     * and the shaped form). Where programmatic dependent launch is unavailable (before sm_90, a driver
+     * without cuLaunchKernelEx or older than CUDA 12.3) the launches stay plain, and this returns
+     * false; {@link #pdlUnsupported} says why.
+     */
+    public boolean pdl(Pdl mode) {
+        pdl = mode == Pdl.OFF || pdlUnsupported == null ? mode : Pdl.OFF;
+        return pdl == mode;
+    }
+
+    /** The launch mode in use. */
+    public Pdl pdl() {
+        return pdl;
+    }
+
+    /** Why programmatic dependent launch is unavailable on this device, or null when it is available. */
+    public String pdlUnsupported() {
+        return pdlUnsupported;
     }
 
     /** The (stages, cols) pairs compiled. */
@@ -177,9 +216,9 @@ public final class W4a16Gemv implements AutoCloseable {
             throw new IllegalArgumentException("W4A16 GEMV shape " + c + (probe ? " (probe)" : "") + " is not compiled");
         }
         device.makeCurrent();
-        k.launch((N + 32 * c.cols() - 1) / (32 * c.cols()), c.splits(), 32 * c.warps(),
+        k.launch(pdl != Pdl.OFF, (N + 32 * c.cols() - 1) / (32 * c.cols()), c.splits(), 32 * c.warps(),
                 tcShared(K, gs, c), qweight, qzeros, scales, x, y, K, N, gs, v1 ? 1 : 0, accumulate ? 1 : 0,
-                tiled ? 1 : 0);
+                tiled ? 1 : 0, pdl == Pdl.AT_START ? 1 : 0);
     }
 
     /**

@@ -272,6 +272,34 @@ __device__ __forceinline__ void cp4(unsigned int dst, const void* src, bool in) 
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(in ? 4 : 0));
 }
 
+// 16 bytes from global memory through L2 (x: just written by the previous kernel), as asm volatile with a
+// memory clobber so that the compiler keeps it after griddep_wait (a plain or __ldg load of restrict const
+// data could be hoisted above it).
+__device__ __forceinline__ uint4 ld_cg16(const uint4* p) {
+    uint4 v;
+    asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p)
+                 : "memory");
+    return v;
+}
+
+// Programmatic dependent launch (PTX ISA 7.8, sm_90): griddep_wait blocks until the grids this one depends
+// on have completed and their memory is visible (at once when it was not launched programmatically);
+// griddep_launch_dependents lets the next grid, launched with programmatic stream serialization, start
+// once every block of this one has executed it or exited. Both are no-ops before sm_90 (no PDL there).
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ void cp_commit() {
     asm volatile("cp.async.commit_group;");
 }
@@ -292,15 +320,18 @@ __device__ __forceinline__ void cp_wait() {
 // Loads are cp.async copies into shared memory, one commit group per step, so that a warp keeps
 // exactly U steps in flight and waits for the oldest only (cp.async.wait_group U−1): register
 // prefetch rings were measured to serialise (the loads share the few scoreboards a warp has, so
-// waiting for one waited for the newest too). Group 0 holds x and the tile's scales and zero words,
-// issued before any weight so that they arrive first.
+// waiting for one waited for the newest too). Group 0 holds the tile's scales and zero words, issued
+// before any weight so that they arrive first; x is read with plain loads after griddep_wait.
+// Programmatic dependent launch (W4a16Gemv.Pdl; early = 1: the trigger right after the prologue, 0: after
+// the block's last loads): everything before griddep_wait reads only weights (scales, zeros, the first U
+// steps), so with PDL those loads overlap the previous kernel's tail; x is read and y written after it.
 // MATH = false: the same loads and waits with the arithmetic replaced by an XOR of the words (a
 // bandwidth probe for W4a16Bench: what the access pattern alone achieves); y gets the XOR as a float.
 template <int U, int CW, bool MATH>
 __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const int* __restrict__ qzeros,
                                         const unsigned short* __restrict__ scales, const unsigned short* __restrict__ x,
                                         float* __restrict__ y, int K, int N, int group, int zeroOffset, int accumulate,
-                                        int tiled) {
+                                        int tiled, int early) {
     extern __shared__ __align__(16) unsigned char smraw[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -318,9 +349,7 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
     float* red = ss + ((Sb + 3) & ~3);                                                // [W][32·CW]
     uint4* ring = reinterpret_cast<uint4*>(red + 32 * CW * W) + warp * U * CW * 32 + lane;  // slot j, c: [32 (CW j + c)]
 
-    // group 0: x of the slice, the tile's scales and zero words of its groups
-    const uint4* x16 = reinterpret_cast<const uint4*>(x) + 4 * a;
-    for (int r = threadIdx.x; r < 4 * Sb; r += blockDim.x) cp16(smem_addr(xs + r), x16 + r, true);
+    // group 0: the tile's scales and zero words of its groups (weights: never written by earlier kernels)
     for (int i = threadIdx.x; i < Gs * 4 * CW; i += blockDim.x) {
         const int gi = i / (4 * CW), c = i - gi * 4 * CW;      // 8 columns per chunk
         const bool in = n0 + 8 * c < N;
@@ -350,8 +379,28 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
         }
         cp_commit();
     }
-    cp_wait<U>();
-    __syncthreads();                          // everyone's part of group 0 is in
+    if (early) griddep_launch_dependents();
+    // Everything above only reads weights. x (and y, below) belong to the previous kernel on the stream:
+    // under programmatic dependent launch this block may be running before that kernel has finished, so
+    // wait for it (its completion and its memory) here; without PDL the wait returns at once.
+    griddep_wait();
+    // x of the slice: plain 16-byte loads (ordered after the wait), up to 4 in flight per thread
+    const uint4* x16 = reinterpret_cast<const uint4*>(x) + 4 * a;
+    for (int r0 = threadIdx.x; r0 < 4 * Sb; r0 += 4 * blockDim.x) {
+        uint4 v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int r = r0 + u * blockDim.x;
+            v[u] = r < 4 * Sb ? ld_cg16(x16 + r) : make_uint4(0u, 0u, 0u, 0u);
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int r = r0 + u * blockDim.x;
+            if (r < 4 * Sb) xs[r] = v[u];
+        }
+    }
+    cp_wait<U>();                             // this thread's part of group 0 is in
+    __syncthreads();                          // everyone's x and group 0 are in
     for (int st = s0; st < s1; st++) {        // Σx of this warp's steps (32 inputs each)
         float v = h2f(reinterpret_cast<const unsigned short*>(xs + 4 * (st - a))[lane]);
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -421,6 +470,7 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
         cp_commit();
         slot = slot + 1 == U ? 0 : slot + 1;
     }
+    if (!early) griddep_launch_dependents();   // every load of this block issued: the next kernel may start
     if (MATH && s0 < s1) {
 #pragma unroll
         for (int c = 0; c < CW; c++) {
@@ -458,8 +508,8 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
     extern "C" __global__ void __launch_bounds__(512)                                                           \
     NAME(const int* __restrict__ qweight, const int* __restrict__ qzeros, const unsigned short* __restrict__ scales, \
          const unsigned short* __restrict__ x, float* __restrict__ y, int K, int N, int group, int zeroOffset,     \
-         int accumulate, int tiled) {                                                                          \
-        gemv_tc<U, CW, MATH>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate, tiled);        \
+         int accumulate, int tiled, int early) {                                                               \
+        gemv_tc<U, CW, MATH>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate, tiled, early); \
     }
 
 TC_KERNEL(w4a16_gemv_tc_u8_c1, 8, 1, true)

@@ -13,6 +13,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * {@link W4a16Gemv} against a plain-Java GEMV over the dequantized weights: codes, zero points
@@ -20,7 +21,9 @@ import org.junit.jupiter.params.provider.CsvSource;
  * fp16 scales and input; y must agree per element to 1e-5 of Σ|x·w| (float sums in another order).
  * Every kernel and many shapes of the tensor-core one (stages, columns per block, warps, K split
  * over blocks with atomic adds) run on each case; y is poisoned with NaN first, so an element a kernel skips fails; the accumulating
- * form must add to what y held. Skipped without a GPU.
+ * form must add to what y held. The programmatic launches ({@link W4a16Gemv.Pdl}) run on every case
+ * too, and on chains where each kernel reads what the one before wrote (x made by a kernel, y
+ * accumulated launch after launch), eagerly and in a CUDA graph. Skipped without a GPU.
  */
 class W4a16GemvTest {
     private static CudaDevice dev;
@@ -123,8 +126,19 @@ class W4a16GemvTest {
             for (int[] c : W4a16Gemv.compiled()) { // every kernel on the tiled layout (defaultTiledTc picks among them)
                 runs.add(new Object[] {new Object[] {new W4a16Gemv.Tc(c[0], c[1], 16, 1)}, false});
             }
+            for (W4a16Gemv.Pdl m : new W4a16Gemv.Pdl[] {W4a16Gemv.Pdl.AFTER_LOADS, W4a16Gemv.Pdl.AT_START}) {
+                runs.add(new Object[] {"tiled", false, m});
+                runs.add(new Object[] {"tiled", true, m});
+                runs.add(new Object[] {"default", true, m});
+                runs.add(new Object[] {"tiled u4 c4 w4 k2", true, m});
+            }
             for (Object[] run : runs) {
                 boolean acc = (Boolean) run[1];
+                W4a16Gemv.Pdl mode = run.length > 2 ? (W4a16Gemv.Pdl) run[2] : W4a16Gemv.Pdl.OFF;
+                if (mode != W4a16Gemv.Pdl.OFF && gemv.pdlUnsupported() != null) {
+                    continue; // the chain test below reports the skip
+                }
+                assertTrue(gemv.pdl(mode), "PDL mode " + mode);
                 if (acc) {
                     dev.upload(MemorySegment.ofArray(base), dy, 0);
                 } else {
@@ -148,8 +162,9 @@ class W4a16GemvTest {
                 } else {
                     gemv.gemv(dq, dz, ds, dx, dy, K, N, group, v1, acc); // the public form, default shape
                 }
+                gemv.pdl(W4a16Gemv.Pdl.OFF);
                 String what = (run[0] == null ? "sliced" : run[0] instanceof Object[] o ? "tiled " + o[0]
-                        : run[0].toString()) + (acc ? " accumulating" : "");
+                        : run[0].toString()) + (acc ? " accumulating" : "") + (mode != W4a16Gemv.Pdl.OFF ? " " + mode : "");
                 float[] y = new float[N];
                 dev.download(dy, 0, MemorySegment.ofArray(y));
                 for (int n = 0; n < N; n++) {
@@ -160,6 +175,93 @@ class W4a16GemvTest {
                             + ", reference " + want + " (bound " + bound + ")");
                 }
             }
+        }
+    }
+
+    /**
+     * Programmatic launches in a chain where each kernel needs the previous one's output: x poisoned
+     * (NaN), then written by a plain kernel (fill_f16), y set by a plain kernel (fill_f32), then R
+     * accumulating GEMVs launched programmatically (default tiled shape, one K slice: y = base + R·x·Wᵀ,
+     * each launch reading the y the one before wrote). A GEMV reading x or y before its predecessor had
+     * finished would miss values or see NaN. Eagerly, then as a CUDA graph (stream capture keeps the
+     * programmatic edges), replayed twice.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(value = W4a16Gemv.Pdl.class, names = {"AFTER_LOADS", "AT_START"})
+    void programmaticLaunchesWaitForThePreviousKernel(W4a16Gemv.Pdl mode) {
+        assumeTrue(gemv.pdlUnsupported() == null, "programmatic dependent launch unavailable: " + gemv.pdlUnsupported());
+        int N = 4096, K = 2048, group = 128, G = K / group, R = 6;
+        float base = 0.5f;
+        Random r = new Random(77);
+        int[] codes = new int[N * K];
+        for (int i = 0; i < codes.length; i++) {
+            codes[i] = r.nextInt(16);
+        }
+        int[] zeros = new int[G * N];
+        short[] scales = new short[G * N];
+        for (int i = 0; i < zeros.length; i++) {
+            zeros[i] = 1 + r.nextInt(16);
+            scales[i] = Float.floatToFloat16(0.001f + 0.02f * r.nextFloat());
+        }
+        int[] qweight = GptqPacking.packQweight(codes, N, K, 4);
+        int[] qzeros = GptqPacking.packQzeros(zeros, G, N, 4, true);
+        try (CudaModule fills = dev.module("decode.cu"); DeviceBuffer dq = dev.alloc(qweight.length * 4L);
+             DeviceBuffer dz = dev.alloc(qzeros.length * 4L); DeviceBuffer ds = dev.alloc(scales.length * 2L);
+             DeviceBuffer dx = dev.alloc(K * 2L); DeviceBuffer dy = dev.alloc(N * 4L);
+             DeviceBuffer dt = dev.alloc(W4a16Gemv.tiledBytes(K, N))) {
+            dev.upload(MemorySegment.ofArray(qweight), dq, 0);
+            dev.upload(MemorySegment.ofArray(qzeros), dz, 0);
+            dev.upload(MemorySegment.ofArray(scales), ds, 0);
+            gemv.tile(dq, dt, K, N);
+            CudaKernel fillH = fills.kernel("fill_f16"), fillF = fills.kernel("fill_f32");
+            int[] seed = {11};
+            Runnable chain = () -> {
+                dev.fill32(dx, 0xFFFFFFFF, K / 2);                              // NaN poison
+                fillH.launch(4, 1, 256, 0, dx, (long) K, seed[0], -1f, 1f);     // x, by a kernel
+                fillF.launch(4, 1, 256, 0, dy, (long) N, base);                // y = base, by a kernel
+                for (int i = 0; i < R; i++) {
+                    gemv.gemvTiled(dt.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N, group,
+                            true, true);
+                }
+            };
+            assertTrue(gemv.pdl(mode));
+            try {
+                chain.run();
+                check(mode + " eager", dx, dy, codes, zeros, scales, N, K, group, R, base);
+                seed[0] = 12;
+                try (CudaGraph graph = CudaGraph.capture(dev, chain)) {
+                    for (int rep = 0; rep < 2; rep++) {
+                        dev.fill32(dy, 0, N);
+                        graph.launch();
+                        check(mode + " graph replay " + rep, dx, dy, codes, zeros, scales, N, K, group, R, base);
+                    }
+                }
+            } finally {
+                gemv.pdl(W4a16Gemv.Pdl.OFF);
+            }
+        }
+    }
+
+    /** y must be base + R · x · dequant(W)ᵀ for the x now on the device. */
+    private static void check(String what, DeviceBuffer dx, DeviceBuffer dy, int[] codes, int[] zeros, short[] scales,
+                              int N, int K, int group, int R, float base) {
+        short[] x = new short[K];
+        float[] y = new float[N];
+        dev.download(dx, 0, MemorySegment.ofArray(x));
+        dev.download(dy, 0, MemorySegment.ofArray(y));
+        for (int n = 0; n < N; n++) {
+            double ref = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                int g = k / group;
+                double t = Float.float16ToFloat(x[k]) * Float.float16ToFloat(scales[g * N + n])
+                        * (double) (codes[n * K + k] - zeros[g * N + n]);
+                ref += t;
+                mag += Math.abs(t);
+            }
+            double want = base + R * ref, bound = 1e-5 * (R * mag + base) * R + 1e-6;
+            int col = n;
+            assertTrue(Math.abs(y[n] - want) <= bound, () -> what + ": y[" + col + "] = " + y[col] + ", want " + want
+                    + " (bound " + bound + ")");
         }
     }
 
