@@ -320,18 +320,22 @@ __device__ __forceinline__ void cp_wait() {
 // Loads are cp.async copies into shared memory, one commit group per step, so that a warp keeps
 // exactly U steps in flight and waits for the oldest only (cp.async.wait_group U−1): register
 // prefetch rings were measured to serialise (the loads share the few scoreboards a warp has, so
-// waiting for one waited for the newest too). Group 0 holds the tile's scales and zero words, issued
-// before any weight so that they arrive first; x is read with plain loads after griddep_wait.
-// Programmatic dependent launch (W4a16Gemv.Pdl; early = 1: the trigger right after the prologue, 0: after
-// the block's last loads): everything before griddep_wait reads only weights (scales, zeros, the first U
-// steps), so with PDL those loads overlap the previous kernel's tail; x is read and y written after it.
+// waiting for one waited for the newest too). Group 0 holds x and the tile's scales and zero words,
+// issued before any weight so that they arrive first.
+// pdl (W4a16Gemv.Pdl): 0 for a plain launch (as above); 1 or 2 for a programmatic dependent launch, where
+// the block may start before the previous kernel has finished: group 0 then holds only the scales and zero
+// words, and x is read with plain loads after griddep_wait, once the block's first U steps of weights
+// (which no kernel writes) are in flight; y is written after it too. The block lets the next kernel start
+// after its last weight loads (1) or right after its first ones (2). Measured on an H100 (W4a16Bench
+// --pdl, README): with 2, 12288/11008/22016 x 4096 run 1-7% faster than plain launches did, 4096 x 11008
+// a third slower; with 1, 4096 x 11008 ~7% faster; 4096 x 4096 slower with both.
 // MATH = false: the same loads and waits with the arithmetic replaced by an XOR of the words (a
 // bandwidth probe for W4a16Bench: what the access pattern alone achieves); y gets the XOR as a float.
 template <int U, int CW, bool MATH>
 __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const int* __restrict__ qzeros,
                                         const unsigned short* __restrict__ scales, const unsigned short* __restrict__ x,
                                         float* __restrict__ y, int K, int N, int group, int zeroOffset, int accumulate,
-                                        int tiled, int early) {
+                                        int tiled, int pdl) {
     extern __shared__ __align__(16) unsigned char smraw[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -349,7 +353,12 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
     float* red = ss + ((Sb + 3) & ~3);                                                // [W][32·CW]
     uint4* ring = reinterpret_cast<uint4*>(red + 32 * CW * W) + warp * U * CW * 32 + lane;  // slot j, c: [32 (CW j + c)]
 
-    // group 0: the tile's scales and zero words of its groups (weights: never written by earlier kernels)
+    // group 0: x of the slice (plain launches: x first, so that it arrives first), the tile's scales and zero
+    // words of its groups (weights: never written by earlier kernels)
+    const uint4* x16 = reinterpret_cast<const uint4*>(x) + 4 * a;
+    if (!pdl) {
+        for (int r = threadIdx.x; r < 4 * Sb; r += blockDim.x) cp16(smem_addr(xs + r), x16 + r, true);
+    }
     for (int i = threadIdx.x; i < Gs * 4 * CW; i += blockDim.x) {
         const int gi = i / (4 * CW), c = i - gi * 4 * CW;      // 8 columns per chunk
         const bool in = n0 + 8 * c < N;
@@ -379,24 +388,24 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
         }
         cp_commit();
     }
-    if (early) griddep_launch_dependents();
-    // Everything above only reads weights. x (and y, below) belong to the previous kernel on the stream:
-    // under programmatic dependent launch this block may be running before that kernel has finished, so
-    // wait for it (its completion and its memory) here; without PDL the wait returns at once.
-    griddep_wait();
-    // x of the slice: plain 16-byte loads (ordered after the wait), up to 4 in flight per thread
-    const uint4* x16 = reinterpret_cast<const uint4*>(x) + 4 * a;
-    for (int r0 = threadIdx.x; r0 < 4 * Sb; r0 += 4 * blockDim.x) {
-        uint4 v[4];
+    if (pdl) {
+        if (pdl == 2) griddep_launch_dependents();
+        // Everything above read only weights. x (and y, below) belong to the previous kernel on the stream:
+        // launched programmatically, this block may be running before that kernel has finished, so wait for
+        // it (its completion and its memory) here, then read x with plain loads, up to 4 in flight per thread.
+        griddep_wait();
+        for (int r0 = threadIdx.x; r0 < 4 * Sb; r0 += 4 * blockDim.x) {
+            uint4 v[4];
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int r = r0 + u * blockDim.x;
-            v[u] = r < 4 * Sb ? ld_cg16(x16 + r) : make_uint4(0u, 0u, 0u, 0u);
-        }
+            for (int u = 0; u < 4; u++) {
+                const int r = r0 + u * blockDim.x;
+                v[u] = r < 4 * Sb ? ld_cg16(x16 + r) : make_uint4(0u, 0u, 0u, 0u);
+            }
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int r = r0 + u * blockDim.x;
-            if (r < 4 * Sb) xs[r] = v[u];
+            for (int u = 0; u < 4; u++) {
+                const int r = r0 + u * blockDim.x;
+                if (r < 4 * Sb) xs[r] = v[u];
+            }
         }
     }
     cp_wait<U>();                             // this thread's part of group 0 is in
@@ -470,7 +479,7 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
         cp_commit();
         slot = slot + 1 == U ? 0 : slot + 1;
     }
-    if (!early) griddep_launch_dependents();   // every load of this block issued: the next kernel may start
+    if (pdl == 1) griddep_launch_dependents();   // every load of this block issued: the next kernel may start
     if (MATH && s0 < s1) {
 #pragma unroll
         for (int c = 0; c < CW; c++) {
@@ -508,8 +517,8 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
     extern "C" __global__ void __launch_bounds__(512)                                                           \
     NAME(const int* __restrict__ qweight, const int* __restrict__ qzeros, const unsigned short* __restrict__ scales, \
          const unsigned short* __restrict__ x, float* __restrict__ y, int K, int N, int group, int zeroOffset,     \
-         int accumulate, int tiled, int early) {                                                               \
-        gemv_tc<U, CW, MATH>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate, tiled, early); \
+         int accumulate, int tiled, int pdl) {                                                                 \
+        gemv_tc<U, CW, MATH>(qweight, qzeros, scales, x, y, K, N, group, zeroOffset, accumulate, tiled, pdl);   \
     }
 
 TC_KERNEL(w4a16_gemv_tc_u8_c1, 8, 1, true)
