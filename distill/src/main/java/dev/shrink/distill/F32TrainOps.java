@@ -1,6 +1,7 @@
 package dev.shrink.distill;
 
 import dev.shrink.core.ops.Ops;
+import dev.shrink.kernels.cpu.WorkerPool;
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 
@@ -8,7 +9,7 @@ import jdk.incubator.vector.FloatVector;
  * {@link TrainOps} in float32 on the CPU: what training runs. Every matrix product, of the forward
  * and of the backward, is {@link Ops#gemm} (the Vector-API SGEMM on the "cpu" backend); the rest
  * (norms, RoPE, softmax, SwiGLU, losses, AdamW) are loops over rows, heads or elements spread over
- * the threads of a {@link Parallel}. Sums that decide a result (norms, log-sum-exp, losses, the
+ * the threads of a {@link WorkerPool}. Sums that decide a result (norms, log-sum-exp, losses, the
  * gradient norm) are accumulated in double. Results do not depend on the thread count: work items
  * write disjoint outputs, and reductions use fixed chunks summed in order.
  *
@@ -27,7 +28,7 @@ public final class F32TrainOps implements TrainOps<float[]> {
     private static final int ROW_CHUNK = 64;
 
     private final Ops ops;
-    private final Parallel par;
+    private final WorkerPool par;
 
     /**
      * @param ops     the backend whose {@link Ops#gemm} does the matrix products; it may be called
@@ -36,7 +37,7 @@ public final class F32TrainOps implements TrainOps<float[]> {
      */
     public F32TrainOps(Ops ops, int threads) {
         this.ops = ops;
-        this.par = new Parallel(threads);
+        this.par = new WorkerPool(threads, "shrink-train-");
     }
 
     /** The backend doing the GEMMs. */

@@ -9,28 +9,35 @@ import java.util.function.IntConsumer;
  * The threads of one {@link VectorOps}: a dedicated {@link ForkJoinPool} of daemon threads (never
  * the common pool, so a backend's thread count is what it says and other users of the common
  * pool do not slow it down). With one thread there is no pool at all and work runs on the caller.
- * Idle workers time out, so an unused backend holds no threads.
+ * Idle workers time out, so an unused backend holds no threads. Also the threads of distillation's
+ * {@code F32TrainOps}, which needs {@link #sum}'s thread-count-independent reductions.
  */
-final class WorkerPool {
+public final class WorkerPool {
     private final int threads;
     private final ForkJoinPool pool; // null when threads == 1
 
-    WorkerPool(int threads) {
+    /** A pool of {@code threads} workers named shrink-cpu-N. */
+    public WorkerPool(int threads) {
+        this(threads, "shrink-cpu-");
+    }
+
+    /** A pool of {@code threads} workers named {@code name} + index. */
+    public WorkerPool(int threads, String name) {
         if (threads < 1) {
             throw new IllegalArgumentException("threads = " + threads + " < 1");
         }
         this.threads = threads;
-        this.pool = threads == 1 ? null : new ForkJoinPool(threads, WorkerPool::newWorker, null, false);
+        this.pool = threads == 1 ? null : new ForkJoinPool(threads, p -> newWorker(p, name), null, false);
     }
 
-    private static ForkJoinWorkerThread newWorker(ForkJoinPool pool) {
+    private static ForkJoinWorkerThread newWorker(ForkJoinPool pool, String name) {
         ForkJoinWorkerThread t = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(pool);
         t.setDaemon(true); // never keeps the JVM alive
-        t.setName("shrink-cpu-" + t.getPoolIndex());
+        t.setName(name + t.getPoolIndex());
         return t;
     }
 
-    int threads() {
+    public int threads() {
         return threads;
     }
 
@@ -39,7 +46,7 @@ final class WorkerPool {
      * all are done. Items are scheduled by work stealing, so giving more items than threads
      * balances load on a busy machine. An exception in any item is rethrown here.
      */
-    void forEach(int n, IntConsumer body) {
+    public void forEach(int n, IntConsumer body) {
         if (n <= 0) {
             return;
         }
@@ -56,7 +63,7 @@ final class WorkerPool {
      * Splits [0, n) into at most {@code 4 · threads} contiguous chunks of at least {@code grain}
      * items and runs body(from, to) on each (in parallel when there are several threads).
      */
-    void forRange(int n, int grain, RangeBody body) {
+    public void forRange(int n, int grain, RangeBody body) {
         if (n <= 0) {
             return;
         }
@@ -68,10 +75,32 @@ final class WorkerPool {
         forEach(chunks, c -> body.run((int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks)));
     }
 
+    /**
+     * Σ over [0, n) of partial(from, to), the range cut into chunks of exactly {@code chunk} items
+     * (the last shorter) whatever the thread count, the partial sums added in chunk order: the
+     * result does not depend on the number of threads.
+     */
+    public double sum(int n, int chunk, RangeSum partial) {
+        int chunks = (n + chunk - 1) / chunk;
+        double[] parts = new double[chunks];
+        forEach(chunks, c -> parts[c] = partial.sum(c * chunk, Math.min(n, (c + 1) * chunk)));
+        double s = 0;
+        for (double p : parts) {
+            s += p;
+        }
+        return s;
+    }
+
     /** A body over a half-open range of items. */
     @FunctionalInterface
-    interface RangeBody {
+    public interface RangeBody {
         void run(int from, int to);
+    }
+
+    /** A partial sum over a half-open range of items. */
+    @FunctionalInterface
+    public interface RangeSum {
+        double sum(int from, int to);
     }
 
     /** Halves [lo, hi) until one item is left, then runs it. */
