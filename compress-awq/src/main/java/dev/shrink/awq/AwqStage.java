@@ -167,19 +167,7 @@ public final class AwqStage {
             // Which linears AWQ can pack.
             Set<String> fit = new LinkedHashSet<>();
             Map<String, String> unfit = new LinkedHashMap<>();
-            for (ArchitectureSpec.Linear l : spec.linears()) {
-                int[] nk = w.shape(l.name());
-                String why = AwqQuantizer.unfitReason(nk[0], nk[1], gs);
-                if (why == null) {
-                    Calibration.requireFiniteWeight(w.weight(l.name()), spec.layer(layer, l.name()) + ".weight");
-                    fit.add(l.name());
-                } else if (cfg.skipUnfit()) {
-                    unfit.put(l.name(), why);
-                } else {
-                    throw new ShrinkException(spec.layer(layer, l.name()) + ": " + why
-                            + "; AWQ cannot pack it (--skip-unfit leaves such layers unquantized)");
-                }
-            }
+            sortLinears(spec, w, layer, gs, cfg.skipUnfit(), fit, unfit);
             List<Resolved> active = new ArrayList<>();
             List<MappingReport> skippedMappings = new ArrayList<>();
             for (AwqMapping m : spec.awqMappings()) {
@@ -503,6 +491,28 @@ public final class AwqStage {
             b.putLinear(lin, all, biases, R * N, K);
         }
         return b;
+    }
+
+    /**
+     * Sorts block {@code layer}'s linears into those AWQ can pack ({@code fit}, their weights checked
+     * finite) and, with {@code skipUnfit}, those it cannot, with the reason ({@code unfit}); without it a
+     * linear that cannot be packed is an error. Shared by the host loop and {@link DeviceAwq}.
+     */
+    static void sortLinears(ArchitectureSpec spec, BlockWeights w, int layer, int gs, boolean skipUnfit, Set<String> fit,
+                            Map<String, String> unfit) {
+        for (ArchitectureSpec.Linear l : spec.linears()) {
+            int[] nk = w.shape(l.name());
+            String why = AwqQuantizer.unfitReason(nk[0], nk[1], gs);
+            if (why == null) {
+                Calibration.requireFiniteWeight(w.weight(l.name()), spec.layer(layer, l.name()) + ".weight");
+                fit.add(l.name());
+            } else if (skipUnfit) {
+                unfit.put(l.name(), why);
+            } else {
+                throw new ShrinkException(spec.layer(layer, l.name()) + ": " + why
+                        + "; AWQ cannot pack it (--skip-unfit leaves such layers unquantized)");
+            }
+        }
     }
 
     /**

@@ -7,7 +7,6 @@ import dev.shrink.awq.AwqStage.Module;
 import dev.shrink.awq.AwqStage.Resolved;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.BlockWeights;
-import dev.shrink.core.forward.Calibration;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ArchitectureSpec.AwqMapping;
@@ -449,22 +448,10 @@ final class DeviceAwq {
 
         void block(BlockWeights w, Sink sink) {
             int layer = w.layer(), gs = cfg.groupSize();
-            // Which linears AWQ can pack (as AwqStage.run).
+            // Which linears AWQ can pack.
             Set<String> fit = new LinkedHashSet<>();
             Map<String, String> unfit = new LinkedHashMap<>();
-            for (ArchitectureSpec.Linear l : spec.linears()) {
-                int[] nk = w.shape(l.name());
-                String why = AwqQuantizer.unfitReason(nk[0], nk[1], gs);
-                if (why == null) {
-                    Calibration.requireFiniteWeight(w.weight(l.name()), spec.layer(layer, l.name()) + ".weight");
-                    fit.add(l.name());
-                } else if (cfg.skipUnfit()) {
-                    unfit.put(l.name(), why);
-                } else {
-                    throw new ShrinkException(spec.layer(layer, l.name()) + ": " + why
-                            + "; AWQ cannot pack it (--skip-unfit leaves such layers unquantized)");
-                }
-            }
+            AwqStage.sortLinears(spec, w, layer, gs, cfg.skipUnfit(), fit, unfit);
             List<Resolved> active = new ArrayList<>();
             List<MappingReport> skippedMappings = new ArrayList<>();
             for (AwqMapping m : spec.awqMappings()) {
