@@ -29,7 +29,6 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -169,7 +168,7 @@ final class DeviceAwq {
                 dev.synchronize();
             }
             for (int layer = 0; layer < mc.layers(); layer++) {
-                BlockWeights w = get(next);
+                BlockWeights w = BlockWeights.await(next);
                 if (layer + 1 < mc.layers()) {
                     int nextLayer = layer + 1;
                     next = loader.submit(() -> BlockWeights.load(src, mc, spec, nextLayer));
@@ -182,20 +181,6 @@ final class DeviceAwq {
                     loop.tQuant), (System.nanoTime() - t0) / 1e9);
         } finally {
             loader.shutdownNow();
-        }
-    }
-
-    private static BlockWeights get(Future<BlockWeights> f) {
-        try {
-            return f.get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new ShrinkException("interrupted while reading weights", e);
-        } catch (ExecutionException e) {
-            if (e.getCause() instanceof RuntimeException r) {
-                throw r;
-            }
-            throw new ShrinkException("reading weights: " + e.getCause(), e.getCause());
         }
     }
 

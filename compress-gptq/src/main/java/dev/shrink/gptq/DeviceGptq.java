@@ -19,7 +19,6 @@ import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -205,7 +204,7 @@ final class DeviceGptq {
             time.add(Phase.FORWARD);
 
             for (int layer = 0; layer < mc.layers(); layer++) {
-                BlockWeights w = get(next);
+                BlockWeights w = BlockWeights.await(next);
                 if (layer + 1 < mc.layers()) {
                     int nextLayer = layer + 1;
                     next = loader.submit(() -> BlockWeights.load(src, mc, spec, nextLayer));
@@ -346,20 +345,6 @@ final class DeviceGptq {
     private static DeviceBuffer own(List<DeviceBuffer> owned, DeviceBuffer b) {
         owned.add(b);
         return b;
-    }
-
-    private static BlockWeights get(Future<BlockWeights> f) {
-        try {
-            return f.get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new ShrinkException("interrupted while reading weights", e);
-        } catch (ExecutionException e) {
-            if (e.getCause() instanceof RuntimeException r) {
-                throw r;
-            }
-            throw new ShrinkException("reading weights: " + e.getCause(), e.getCause());
-        }
     }
 
     /** One block on the device: its linears by role, which of them to quantize, the reports. */

@@ -6,6 +6,8 @@ import dev.shrink.core.model.ModelConfig;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
 
 /**
  * One decoder block's weights in float32, keyed by the spec's linear names (e.g.
@@ -24,6 +26,24 @@ public final class BlockWeights {
         this.layer = layer;
         this.inputNorm = inputNorm;
         this.postAttentionNorm = postAttentionNorm;
+    }
+
+    /**
+     * The block a background {@link #load} produced (the GPU block loops read the next block while
+     * the current one runs): its exception rethrown as it was, an interruption as a ShrinkException.
+     */
+    public static BlockWeights await(Future<BlockWeights> loading) {
+        try {
+            return loading.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ShrinkException("interrupted while reading weights", e);
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof RuntimeException r) {
+                throw r;
+            }
+            throw new ShrinkException("reading weights: " + e.getCause(), e.getCause());
+        }
     }
 
     /** Reads block {@code layer}, checking every shape against the config. */
