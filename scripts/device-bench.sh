@@ -13,9 +13,10 @@
 #      (weights rotated over >= 1 GiB, back-to-back launches in a CUDA graph, event-timed; every kernel variant)
 #   6. decode tok/s at batch 1 of a Llama-2-7B-shaped decoder, fp16 weights (cuBLAS) vs W4A16 (DecodeBench)
 #   bash .device/cuda/device-bench.sh [--fp32-7b] [--layers N] [--awq-layers N] [--no-7b] [--no-awq-7b]
-#                                     [--in-memory-7b] [--no-fixture]
+#                                     [--in-memory-7b] [--no-fixture] [--no-decode]
 # --fp32-7b adds the 7B GPTQ in float32 GEMMs too (slower); --layers N / --awq-layers N run the first N blocks
-# of the 7B GPTQ / AWQ jobs (default 32 / 4); --no-fixture leaves out the fixture jobs and the GEMV;
+# of the 7B GPTQ / AWQ jobs (default 32 / 4; --layers 0 leaves the 7B GPTQ out); --no-decode leaves out the
+# decode benchmark (6), so that --no-fixture --layers 0 --awq-layers 32 is the whole 7B AWQ alone; --no-fixture leaves out the fixture jobs and the GEMV;
 # --no-7b leaves the 7B jobs (and the synth) out, --no-awq-7b the 7B AWQ; --in-memory-7b makes the 7B GPTQ's
 # weights in memory per block as before (no synth folder).
 # Logs go to $OUT (the device tool's folder) when set, else /tmp/shrink-device.
@@ -32,6 +33,7 @@ SEVEN=1
 AWQ_SEVEN=1
 IN_MEMORY=0
 FIXTURE=1
+DECODE=1
 SYNTH_DIR="${SYNTH_DIR:-/tmp/shrink-synth-7b}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
     --no-awq-7b) AWQ_SEVEN=0 ;;
     --in-memory-7b) IN_MEMORY=1 ;;
     --no-fixture) FIXTURE=0 ;;
+    --no-decode) DECODE=0 ;;
     *) echo "device-bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -81,10 +84,10 @@ if [ "$SEVEN" = 1 ] && [ "$IN_MEMORY" = 0 ]; then
 else
   SEVEN_MODEL=()
 fi
-if [ "$SEVEN" = 1 ]; then
+if [ "$SEVEN" = 1 ] && [ "$LAYERS" -gt 0 ]; then
   run "GPTQ 7B shapes, tf32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${SEVEN_MODEL[@]}" --layers "$LAYERS" --math tf32
 fi
-if [ "$SEVEN" = 1 ] && [ "$FP32_7B" = 1 ]; then
+if [ "$SEVEN" = 1 ] && [ "$LAYERS" -gt 0 ] && [ "$FP32_7B" = 1 ]; then
   run "GPTQ 7B shapes, fp32" "${JAVA[@]}" dev.shrink.gptq.GptqDeviceBench "${SEVEN_MODEL[@]}" --layers "$LAYERS" --math fp32
 fi
 if [ "$SEVEN" = 1 ] && [ "$AWQ_SEVEN" = 1 ] && [ "$IN_MEMORY" = 0 ]; then
@@ -93,7 +96,7 @@ fi
 if [ "$FIXTURE" = 1 ]; then
   run "W4A16 GEMV" "${JAVA[@]}" dev.shrink.kernels.cuda.W4a16Bench
 fi
-if [ "$SEVEN" = 1 ]; then
+if [ "$SEVEN" = 1 ] && [ "$DECODE" = 1 ]; then
   run "decode 7B shapes, fp16 vs W4A16" "${JAVA[@]}" dev.shrink.kernels.cuda.DecodeBench
 fi
 
