@@ -120,6 +120,12 @@ final class DeviceAwq {
      * Runs AWQ over every decoder block with the calibration windows [n][T] on {@code cuda}'s GPU.
      * With a {@code sink}, quantized linears go there and the result's map is empty.
      */
+    /**
+     * -Dshrink.trace.memory=true: a line per block on stderr, the device memory the loop holds and the
+     * GPU's in use (how a leak outside the loop's own buffers showed: cuBLAS handles, one per call).
+     */
+    private static final boolean TRACE_MEMORY = Boolean.getBoolean("shrink.trace.memory");
+
     static AwqStage.Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows,
                                AwqStage.Config cfg, CudaOps cuda, boolean quiet, Sink sink) {
         long t0 = System.nanoTime();
@@ -175,6 +181,11 @@ final class DeviceAwq {
                 }
                 loop.block(w, sink);
                 progress.step(1);
+                if (TRACE_MEMORY) {
+                    System.err.printf(java.util.Locale.ROOT, "awq block %d: %.2f GiB allocated by the loop (peak %.2f),"
+                            + " %.2f GiB in use on the device%n", layer, dev.allocatedBytes() / 1073741824.0,
+                            dev.peakAllocatedBytes() / 1073741824.0, dev.usedMemory() / 1073741824.0);
+                }
             }
             return new AwqStage.Result(loop.quantized, loop.modified, loop.scalePlans, loop.clipPlans, loop.mappingReports,
                     loop.clipReports, loop.layerReports, new AwqStage.Phases(loop.tStats, loop.tSearch, loop.tClip,
@@ -205,10 +216,10 @@ final class DeviceAwq {
             for (int g0 = 0; g0 < G; g0 += Gc) {
                 int gc = Math.min(Gc, G - g0);
                 // per group g: org_g [Ts, N] = X_g·W_gᵀ, cur_g [Ts, S·N] = X_g·Ŵ_gᵀ (all steps)
-                dev.cublas().gemmStridedBatchedRowMajor(d.math(), false, true, Ts, N, len, 1f,
+                d.gemmStridedBatched(false, true, Ts, N, len, 1f,
                         Xs.floatAt((long) g0 * len), K, len, Wd.floatAt((long) g0 * len), K, len, 0f,
                         org.address(), N, (long) Ts * N, gc);
-                dev.cublas().gemmStridedBatchedRowMajor(d.math(), false, true, Ts, S * N, len, 1f,
+                d.gemmStridedBatched(false, true, Ts, S * N, len, 1f,
                         Xs.floatAt((long) g0 * len), K, len, Qs.floatAt((long) g0 * len), K, len, 0f,
                         cur.address(), S * N, (long) Ts * S * N, gc);
                 awq.clipBest(cur.address(), org.address(), orgMax.address(), Ts, S, N, G, g0, gc, grid,

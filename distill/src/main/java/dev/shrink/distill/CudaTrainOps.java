@@ -97,7 +97,7 @@ public final class CudaTrainOps implements TrainOps<CudaTrainOps.Array>, AutoClo
         this.device = device;
         this.math = java.util.Objects.requireNonNull(math);
         this.ownsDevice = ownsDevice;
-        this.blas = device.cublas();
+        this.blas = device.openCublas();
         this.module = device.module("train.cu");
         add = module.kernel("t_add");
         scale = module.kernel("t_scale");

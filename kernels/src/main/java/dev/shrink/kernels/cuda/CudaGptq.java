@@ -110,7 +110,7 @@ public final class CudaGptq implements AutoCloseable {
         CudaModule m = device.module("gptq.cu");
         CusolverHandle s;
         try {
-            s = device.cusolver();
+            s = device.openCusolver();
         } catch (RuntimeException e) {
             m.close();
             throw e;

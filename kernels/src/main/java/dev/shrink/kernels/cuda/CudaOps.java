@@ -41,7 +41,7 @@ public final class CudaOps implements Ops, AutoCloseable {
         CublasHandle b = null;
         CudaModule m = null;
         try {
-            b = device.cublas();
+            b = device.openCublas();
             m = device.module(SOURCE);
             rmsNorm = m.kernel("rms_norm");
             rope = m.kernel("rope");

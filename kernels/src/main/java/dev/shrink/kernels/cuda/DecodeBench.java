@@ -61,7 +61,7 @@ public final class DecodeBench {
             }
         }
         try (CudaOps ops = CudaOps.open(0); W4a16Gemv gemv = new W4a16Gemv(ops.device());
-             CudaModule mod = ops.device().module("decode.cu"); CublasHandle blas = ops.device().cublas()) {
+             CudaModule mod = ops.device().module("decode.cu"); CublasHandle blas = ops.device().openCublas()) {
             CudaDevice dev = ops.device();
             System.out.printf(Locale.ROOT, "decode at batch 1 on %s: %d layers, hidden %d, mlp %d, %d heads x %d,"
                     + " vocab %d, %d tokens from position 0; q|k|v and gate|up fused; LM head fp16%n",

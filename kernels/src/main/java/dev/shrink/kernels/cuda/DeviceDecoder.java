@@ -79,7 +79,7 @@ public final class DeviceDecoder implements AutoCloseable {
             throw new IllegalArgumentException("device decoder: " + invFreq.length + " RoPE frequencies, expected " + D / 2);
         }
         dev.makeCurrent();
-        blas = dev.cublas();
+        blas = dev.openCublas();
         gemv = new W4a16Gemv(dev);
         mod = dev.module("decode.cu");
         k = new DecodeKernels(mod);

@@ -93,6 +93,18 @@ public final class DeviceOps implements AutoCloseable {
         }
     }
 
+    /**
+     * {@code batch} GEMMs C_i = alpha · op(A_i) · op(B_i) + beta · C_i on row-major device matrices
+     * {@code stride} elements apart, in {@link #math()}, on this object's cuBLAS handle; see
+     * {@link CublasHandle#gemmStridedBatchedRowMajor}.
+     */
+    public void gemmStridedBatched(boolean transA, boolean transB, int M, int N, int K, float alpha, long A, int lda,
+                                   long strideA, long B, int ldb, long strideB, float beta, long C, int ldc, long strideC,
+                                   int batch) {
+        blas.gemmStridedBatchedRowMajor(math(), transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C,
+                ldc, strideC, batch);
+    }
+
     /** A linear layer: y[M, N] = x[M, K] · Wᵀ + beta · y, W: [N, K] (beta 1 adds into a residual stream). */
     public void linear(long x, int M, int K, long W, int N, long y, float beta) {
         gemm(false, true, M, N, K, 1f, x, K, W, K, beta, y, N);
