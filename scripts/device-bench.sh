@@ -7,8 +7,8 @@
 #      12.6 GiB written to $SYNTH_DIR (default /tmp/shrink-synth-7b; kept, and reused when it is there)
 #   3. GPTQ of that folder, 128 x 2048 random calibration tokens, TF32 GEMMs
 #      (the reference takes ~309 s on an H200: shared/golden/ref-gptq-speed-llama2-7b-shapes-h200.json)
-#   4. AWQ of that folder, the same tokens, TF32 GEMMs: the first 4 blocks by default (14.3 s per block on
-#      an H100, so the 32 take ~8 minutes: --awq-layers 32 --no-fixture in a call of their own)
+#   4. AWQ of that folder, the same tokens, TF32 GEMMs: the first 4 blocks by default (all 32 took 431.6 s
+#      on an H100, 13.5 s per block: --no-fixture --layers 0 --no-decode --awq-layers 32 in a call of their own)
 #   5. W4A16 GEMV bandwidth on the 7B linears' shapes against a device-to-device copy of the same bytes
 #      (weights rotated over >= 1 GiB, back-to-back launches in a CUDA graph, event-timed; every kernel variant)
 #   6. decode tok/s at batch 1 of a Llama-2-7B-shaped decoder, fp16 weights (cuBLAS) vs W4A16 (DecodeBench)

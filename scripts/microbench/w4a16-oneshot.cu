@@ -1,0 +1,489 @@
+// W4A16 GEMV for the small-N shapes (N <= 32 x SMs: 4096 x 4096, 4096 x 11008), one-wave designs
+// against the product's tensor-core kernel (w4a16.cu, included as is), a device-to-device copy and a
+// plain read stream: an exploration, not product code (nvcc, not NVRTC; nothing in the build uses it).
+// Same protocol as W4a16Bench: weights rotated over >= 1 GiB, a CUDA graph of back-to-back launches,
+// 9 replays, median [min-max]; "hot": the same weights every launch (L2-resident).
+//
+// Variants (all with the zero point folded into the fp16 conversion, (q|1024) - (1024+z), so no Σx):
+//   reg  pP kKS: a block per 32-column tile (× KS K slices reduced through cluster shared memory),
+//        each warp loading all its <= P steps into registers at once (ld.global.nc), then computing
+//   bulk pP kKS: the same with one cp.async.bulk per warp into shared memory (one mbarrier)
+//   bp   pP T|I: one block per tile, every step a bulk copy with its own mbarrier, so that a warp
+//        computes each step as it lands; T: the product's tile-major layout, I: step-major
+//   probe-*: the same loads with the arithmetic replaced by an XOR (what the access pattern allows)
+// Measured on one H100 80GB HBM3 (2026-11-21, us per launch, % of the copy's GB/s; copy 7.38 us / 17.53 us):
+//   4096 x 4096:  read stream 4.29 (86%); product u4 c1 w16 8.16 (45%, hot 7.02); reg p8 k1 w16 7.54
+//                 (49%, hot 6.35); its probe 5.73 (65%); bp p8 9.62 (38%) with either layout; probe-bp
+//                 p8 6.23 (59%); K split over clusters (k2..k8) 8.9-12.5 (2 or more waves of blocks)
+//   4096 x 11008: read stream 9.14 (96%); product 15.19 (58%); bp p22 w16 21.7 (40%); probe-bp 12.64 (69%)
+// What it says: at these sizes (8.7 MB, ~3 us of DRAM) one wave of 128 blocks cannot both keep enough
+// loads in flight and hide the per-SM arithmetic: even the load-only probes stay under 70% of the copy
+// (5.73 us against the 5.26 us that 70% needs), and the arithmetic adds 2-3.5 us when it can only start
+// as the data lands; the layout does not matter (I = T), so DRAM partition camping is not the cause.
+//   nvcc -O3 -arch=sm_90a -std=c++17 w4a16-oneshot.cu -o gb && ./gb [shapes, default 5]
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include <cstring>
+#include <algorithm>
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include "../../kernels/src/main/resources/dev/shrink/kernels/cuda/w4a16.cu"
+
+#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e)); exit(1);} } while (0)
+
+__device__ __forceinline__ int4 ld_stream16(const int4* p) {
+    int4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+__device__ __forceinline__ uint4 ld_x16(const uint4* p) {
+    uint4 v;
+    asm volatile("ld.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+// codes of 4 columns (words) minus their zero points, as fp16 pairs, into 2 mma per column pair
+__device__ __forceinline__ void tc_step_z(float* acc0, float* acc1, int4 q, uint4 xv, const unsigned* hz, const unsigned* hm) {
+    const unsigned int w[4] = {(unsigned int) q.x, (unsigned int) q.y, (unsigned int) q.z, (unsigned int) q.w};
+    unsigned int c04[4], c15[4], c26[4], c37[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const unsigned int a = w[j], b = w[j] >> 8;
+        c04[j] = hsub2((a & 0x000F000Fu) | H1024, hz[j]);
+        c15[j] = hfma2((a & 0x00F000F0u) | H1024, HSIXTEENTH, hm[j]);
+        c26[j] = hsub2((b & 0x000F000Fu) | H1024, hz[j]);
+        c37[j] = hfma2((b & 0x00F000F0u) | H1024, HSIXTEENTH, hm[j]);
+    }
+    mma16816(acc0, c04[0], c04[1], c15[0], c15[1], xv.x, xv.y);
+    mma16816(acc0, c26[0], c26[1], c37[0], c37[1], xv.z, xv.w);
+    mma16816(acc1, c04[2], c04[3], c15[2], c15[3], xv.x, xv.y);
+    mma16816(acc1, c26[2], c26[3], c37[2], c37[3], xv.z, xv.w);
+}
+
+__device__ __forceinline__ uint4 xfrag(uint4 xr) {
+    uint4 xv;
+    xv.x = __byte_perm(xr.x, xr.z, 0x5410);
+    xv.y = __byte_perm(xr.x, xr.z, 0x7632);
+    xv.z = __byte_perm(xr.y, xr.w, 0x5410);
+    xv.w = __byte_perm(xr.y, xr.w, 0x7632);
+    return xv;
+}
+
+__device__ __forceinline__ void setgroup(unsigned zw, uint2 sw, int zsh, int zeroOffset, unsigned* hz, unsigned* hm, float* s) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const unsigned z = ((zw >> (zsh + 4 * j)) & 15u) + zeroOffset;
+        hz[j] = (0x6400u + z) * 0x10001u;
+        hm[j] = (0xD400u + 16u * z) * 0x10001u;
+    }
+    s[0] = h2f((unsigned short) sw.x); s[1] = h2f((unsigned short) (sw.x >> 16));
+    s[2] = h2f((unsigned short) sw.y); s[3] = h2f((unsigned short) (sw.y >> 16));
+}
+
+__device__ __forceinline__ unsigned cluster_rank() {
+    unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned; barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+__device__ __forceinline__ float ld_dsmem(const float* p, unsigned rank) {
+    unsigned a = smem_addr(p), r; float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(r) : "memory");
+    return v;
+}
+
+// MODE 0: weights into registers, all P steps issued at once. MODE 1: one bulk async copy per warp into smem.
+template <int P, int KS, int MODE, bool MATH = true>
+__device__ __forceinline__ void gemv_z(const int4* __restrict__ qt, const unsigned* __restrict__ qzeros,
+                                       const unsigned short* __restrict__ scales, const uint4* __restrict__ x16,
+                                       float* __restrict__ y, int K, int N, int group, int zeroOffset, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    __shared__ float red[16][32];
+    __shared__ float part[32];
+    __shared__ __align__(8) unsigned long long mbar[16];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int tile = blockIdx.x, n0 = tile * 32;
+    const int S = K >> 5, spg = group >> 5;
+    const int ks = KS > 1 ? (int) blockIdx.y : 0;
+    const int a = S * ks / KS, b = S * (ks + 1) / KS, Sb = b - a;
+    const int s0 = a + Sb * warp / W, s1 = a + Sb * (warp + 1) / W, ns = s1 - s0;
+    const int col = n0 + 4 * g;
+    const bool live = col < N;
+    const int4* qp = qt + (long long) tile * S * 32;
+    int4 q[P];
+    uint4 xr[P];
+    uint2 sw[P];
+    unsigned zw[P];
+    unsigned char* wsm = smraw + warp * (P * 512 + P * 64);
+    if (MODE == 1) {
+        const unsigned mb = smem_addr(&mbar[warp]);
+        if (lane == 0) {
+            asm volatile("mbarrier.init.shared.b64 [%0], 1;" ::"r"(mb));
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            if (ns > 0) {
+                const unsigned bytes = ns * 576;
+                asm volatile("mbarrier.arrive.expect_tx.shared.b64 _, [%0], %1;" ::"r"(mb), "r"(bytes) : "memory");
+                asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                             ::"r"(smem_addr(wsm)), "l"(qp + (long long) s0 * 32), "r"(ns * 512), "r"(mb) : "memory");
+                asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                             ::"r"(smem_addr(wsm + P * 512)), "l"(x16 + 4 * s0), "r"(ns * 64), "r"(mb) : "memory");
+            }
+        }
+        __syncwarp();
+    }
+#pragma unroll
+    for (int i = 0; i < P; i++) {
+        const int st = s0 + i;
+        if (st < s1) {
+            if (MODE == 0) {
+                q[i] = ld_stream16(qp + (long long) st * 32 + lane);
+                xr[i] = ld_x16(x16 + 4 * st + t);
+            }
+            const long long gg = st / spg;
+            sw[i] = live ? __ldg(reinterpret_cast<const uint2*>(scales + gg * N + col)) : make_uint2(0u, 0u);
+            zw[i] = live ? __ldg(qzeros + gg * (N >> 3) + (col >> 3)) : 0u;
+        }
+    }
+    if (MODE == 1 && ns > 0) {
+        const unsigned mb = smem_addr(&mbar[warp]);
+        unsigned done = 0;
+        while (!done) {
+            asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
+                         : "=r"(done) : "r"(mb) : "memory");
+        }
+#pragma unroll
+        for (int i = 0; i < P; i++) {
+            if (i < ns) {
+                q[i] = *reinterpret_cast<const int4*>(wsm + i * 512 + lane * 16);
+                xr[i] = *reinterpret_cast<const uint4*>(wsm + P * 512 + i * 64 + t * 16);
+            }
+        }
+    }
+    const int zsh = 16 * (g & 1);
+    float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f}, yv[4] = {0.f, 0.f, 0.f, 0.f};
+    unsigned hz[4], hm[4];
+    float s[4];
+    int cur = -1;
+#pragma unroll
+    for (int i = 0; i < P; i++) {
+        const int st = s0 + i;
+        if (st < s1) {
+            const int gg = st / spg;
+            if (gg != cur) {
+                if (cur >= 0) {
+                    yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+#pragma unroll
+                    for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
+                }
+                setgroup(zw[i], sw[i], zsh, zeroOffset, hz, hm, s);
+                cur = gg;
+            }
+            if (MATH) tc_step_z(acc0, acc1, q[i], xfrag(xr[i]), hz, hm);
+            else acc0[0] += __int_as_float((q[i].x ^ q[i].y ^ q[i].z ^ q[i].w ^ (int) xr[i].x) & 0x3FFFFFFF);
+        }
+    }
+    if (cur >= 0) {
+        yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+    }
+    if (t == 0) *reinterpret_cast<float4*>(&red[warp][4 * g]) = make_float4(yv[0], yv[1], yv[2], yv[3]);
+    __syncthreads();
+    float v = 0.f;
+    if (threadIdx.x < 32) {
+        for (int w = 0; w < W; w++) v += red[w][threadIdx.x];
+    }
+    const int n = n0 + threadIdx.x;
+    if (KS == 1) {
+        if (threadIdx.x < 32 && n < N) y[n] = accumulate ? y[n] + v : v;
+        return;
+    }
+    if (threadIdx.x < 32) part[threadIdx.x] = v;
+    cluster_sync();
+    if (cluster_rank() == 0 && threadIdx.x < 32) {
+        float sum = 0.f;
+        for (int r = 0; r < KS; r++) sum += ld_dsmem(&part[threadIdx.x], r);
+        if (n < N) y[n] = accumulate ? y[n] + sum : sum;
+    }
+    cluster_sync();
+}
+
+#define CLUSTER_1
+#define CLUSTER_2 __cluster_dims__(1, 2, 1)
+#define CLUSTER_4 __cluster_dims__(1, 4, 1)
+#define CLUSTER_8 __cluster_dims__(1, 8, 1)
+#define ZK(P, KS, MODE, LB)                                                                                                    \
+    extern "C" __global__ void CLUSTER_##KS __launch_bounds__(LB)                                                \
+    gz_p##P##_k##KS##_m##MODE(const int4* qt, const unsigned* qz, const unsigned short* sc, const uint4* x, float* y, int K, int N, \
+                              int group, int zo, int acc) {                                                                    \
+        gemv_z<P, KS, MODE>(qt, qz, sc, x, y, K, N, group, zo, acc);                                                          \
+    }
+ZK(4, 1, 0, 512) ZK(4, 2, 0, 512) ZK(4, 4, 0, 512) ZK(4, 8, 0, 512)
+ZK(8, 1, 0, 512) ZK(8, 2, 0, 512) ZK(8, 4, 0, 512) ZK(8, 8, 0, 512)
+ZK(4, 1, 1, 512) ZK(4, 2, 1, 512) ZK(4, 4, 1, 512) ZK(4, 8, 1, 512)
+ZK(8, 1, 1, 512) ZK(8, 2, 1, 512) ZK(8, 4, 1, 512) ZK(8, 8, 1, 512)
+ZK(16, 1, 1, 256) ZK(16, 2, 1, 256) ZK(16, 4, 1, 256)
+
+extern "C" __global__ void __launch_bounds__(512) gz_p8_k1_m0_probe(const int4* qt, const unsigned* qz, const unsigned short* sc, const uint4* x, float* y, int K, int N, int group, int zo, int acc) {
+    gemv_z<8, 1, 0, false>(qt, qz, sc, x, y, K, N, group, zo, acc);
+}
+extern "C" __global__ void __launch_bounds__(512) empty_k(const int4* qt, const unsigned* qz, const unsigned short* sc, const uint4* x, float* y, int K, int N, int group, int zo, int acc) {
+    if (threadIdx.x == 0 && K < 0) y[blockIdx.x] = 1.f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// bp: one block per 32-column tile, W warps splitting its steps; every step's weights (512 B) and x
+// (64 B) requested at once by lane 0 of each warp as bulk async copies into shared memory, one
+// mbarrier per step, so that the warp computes each step as it lands. The tile's scales and zero
+// words staged by cp.async first. LAYOUT 0: tile-major (existing tiled layout); 1: step-major.
+template <int P, int LAYOUT, bool MATH>
+__device__ __forceinline__ void gemv_bp(const int4* __restrict__ qt, const unsigned* __restrict__ qzeros,
+                                        const unsigned short* __restrict__ scales, const uint4* __restrict__ x16,
+                                        float* __restrict__ y, int K, int N, int group, int zeroOffset, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    __shared__ float red[16][32];
+    __shared__ __align__(8) unsigned long long mbar[16 * P];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int tile = blockIdx.x, tiles = gridDim.x, n0 = tile * 32;
+    const int S = K >> 5, spg = group >> 5, G = S / spg;
+    const int s0 = S * warp / W, s1 = S * (warp + 1) / W, ns = s1 - s0;
+    unsigned char* wsm = smraw + warp * (P * 576);
+    unsigned short* scs = reinterpret_cast<unsigned short*>(smraw + W * P * 576);   // [G][32]
+    unsigned* zs = reinterpret_cast<unsigned*>(scs + G * 32);                            // [G][4]
+    if (lane == 0) {
+        for (int i = 0; i < ns; i++) {
+            const unsigned mb = smem_addr(&mbar[warp * P + i]);
+            asm volatile("mbarrier.init.shared.b64 [%0], 1;" ::"r"(mb));
+        }
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        for (int i = 0; i < ns; i++) {
+            const int st = s0 + i;
+            const unsigned mb = smem_addr(&mbar[warp * P + i]);
+            const int4* src = LAYOUT == 0 ? qt + ((long long) tile * S + st) * 32 : qt + ((long long) st * tiles + tile) * 32;
+            asm volatile("mbarrier.arrive.expect_tx.shared.b64 _, [%0], %1;" ::"r"(mb), "r"(576) : "memory");
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 512, [%2];"
+                         ::"r"(smem_addr(wsm + i * 512)), "l"(src), "r"(mb) : "memory");
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 64, [%2];"
+                         ::"r"(smem_addr(wsm + P * 512 + i * 64)), "l"(x16 + 4 * st), "r"(mb) : "memory");
+        }
+    }
+    for (int i = threadIdx.x; i < G * 4; i += blockDim.x) {     // the tile's scales (4 × 16 B) and zero words per group
+        const int gi = i >> 2, c = i & 3;
+        const bool in = n0 + 8 * c < N;
+        cp16(smem_addr(scs + gi * 32 + 8 * c), in ? scales + (long long) gi * N + n0 + 8 * c : scales, in);
+        cp4(smem_addr(zs + gi * 4 + c), in ? qzeros + (long long) gi * (N >> 3) + (n0 >> 3) + c : qzeros, in);
+    }
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    const int zsh = 16 * (g & 1);
+    float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f}, yv[4] = {0.f, 0.f, 0.f, 0.f};
+    unsigned hz[4], hm[4];
+    float s[4];
+    int cur = -1;
+    unsigned probe = 0;
+    for (int i = 0; i < ns; i++) {
+        const int st = s0 + i;
+        const int gg = st / spg;
+        if (MATH && gg != cur) {
+            if (cur >= 0) {
+                yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+#pragma unroll
+                for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
+            }
+            const uint2 sw = *reinterpret_cast<const uint2*>(scs + gg * 32 + 4 * g);
+            setgroup(zs[gg * 4 + (g >> 1)], sw, zsh, zeroOffset, hz, hm, s);
+            cur = gg;
+        }
+        const unsigned mb = smem_addr(&mbar[warp * P + i]);
+        unsigned done = 0;
+        while (!done) {
+            asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
+                         : "=r"(done) : "r"(mb) : "memory");
+        }
+        const int4 q = *reinterpret_cast<const int4*>(wsm + i * 512 + lane * 16);
+        const uint4 xr = *reinterpret_cast<const uint4*>(wsm + P * 512 + i * 64 + t * 16);
+        if (MATH) tc_step_z(acc0, acc1, q, xfrag(xr), hz, hm);
+        else probe ^= (unsigned) (q.x ^ q.y ^ q.z ^ q.w) ^ xr.x;
+    }
+    if (MATH && cur >= 0) {
+        yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+    }
+    if (!MATH) yv[0] = (float) (probe & 0xFFFF);
+    if (t == 0) *reinterpret_cast<float4*>(&red[warp][4 * g]) = make_float4(yv[0], yv[1], yv[2], yv[3]);
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = 0.f;
+        for (int w = 0; w < W; w++) v += red[w][threadIdx.x];
+        const int n = n0 + threadIdx.x;
+        if (n < N) y[n] = accumulate ? y[n] + v : v;
+    }
+}
+#define BP(P, L, M, LB) \
+    extern "C" __global__ void __launch_bounds__(LB) bp_p##P##_l##L##_m##M(const int4* qt, const unsigned* qz, const unsigned short* sc, \
+        const uint4* x, float* y, int K, int N, int group, int zo, int acc) { gemv_bp<P, L, M>(qt, qz, sc, x, y, K, N, group, zo, acc); }
+BP(8, 0, 1, 512) BP(8, 1, 1, 512) BP(8, 0, 0, 512) BP(8, 1, 0, 512)
+BP(22, 0, 1, 512) BP(22, 1, 1, 512) BP(22, 0, 0, 512) BP(22, 1, 0, 512)
+
+// step-major re-layout of a tile-major buffer (for the microbench: codes are random anyway, but the
+// comparison against the production kernel's y needs the same weights)
+__global__ void relayout(const int4* __restrict__ src, int4* __restrict__ dst, int S, int tiles) {
+    const long long total = (long long) tiles * S * 32;
+    for (long long u = blockIdx.x * (long long) blockDim.x + threadIdx.x; u < total; u += (long long) gridDim.x * blockDim.x) {
+        const long long tile = u / (S * 32);
+        const int rem = (int) (u - tile * S * 32), st = rem >> 5, lane = rem & 31;
+        dst[((long long) st * tiles + tile) * 32 + lane] = src[u];
+    }
+}
+
+typedef void (*ZFn)(const int4*, const unsigned*, const unsigned short*, const uint4*, float*, int, int, int, int, int);
+
+__global__ void fill_u32(unsigned* p, long long n, unsigned seed) {
+    for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n; i += (long long) gridDim.x * blockDim.x) {
+        unsigned h = (unsigned) i * 2654435761u ^ seed * 40503u;
+        h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
+        p[i] = h;
+    }
+}
+__global__ void fill_f16(unsigned short* p, long long n, unsigned seed, float lo, float hi) {
+    for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n; i += (long long) gridDim.x * blockDim.x) {
+        unsigned h = (unsigned) i * 2654435761u ^ seed * 40503u;
+        h ^= h >> 15; h *= 2246822519u; h ^= h >> 13;
+        float f = lo + (hi - lo) * (h & 0xFFFFFF) / 16777216.f;
+        p[i] = __half_as_ushort(__float2half(f));
+    }
+}
+
+struct Set { char* buf; char* dst; };
+
+template <class F>
+static std::vector<float> gtime(int reps, F f) {
+    cudaStream_t st; CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    f(st, 0); CK(cudaStreamSynchronize(st));
+    cudaGraph_t gr; cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+    for (int i = 0; i < reps; i++) f(st, i);
+    CK(cudaStreamEndCapture(st, &gr));
+    CK(cudaGraphInstantiate(&ge, gr, 0));
+    cudaEvent_t a, b; CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
+    CK(cudaGraphLaunch(ge, st)); CK(cudaStreamSynchronize(st));
+    std::vector<float> us;
+    for (int t = 0; t < 9; t++) {
+        CK(cudaEventRecord(a, st)); CK(cudaGraphLaunch(ge, st)); CK(cudaEventRecord(b, st)); CK(cudaEventSynchronize(b));
+        float ms; CK(cudaEventElapsedTime(&ms, a, b)); us.push_back(ms * 1000.f / reps);
+    }
+    CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(gr)); CK(cudaStreamDestroy(st));
+    std::sort(us.begin(), us.end());
+    return us;
+}
+
+int main(int argc, char** argv) {
+    int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {12288, 4096}, {22016, 4096}};
+    int nshapes = argc > 1 ? atoi(argv[1]) : 5;
+    const int GROUP = 128;
+    cudaDeviceProp pr; CK(cudaGetDeviceProperties(&pr, 0));
+    printf("%s, %d SMs\n", pr.name, pr.multiProcessorCount);
+    struct ZV { const char* name; ZFn f; int P, KS, mode; };
+    ZV zv[] = {
+        {"reg p8 k1", gz_p8_k1_m0, 8, 1, 0}, {"probe-reg p8 k1", gz_p8_k1_m0_probe, 8, 1, 0},
+        {"bp p8 T", bp_p8_l0_m1, 8, 1, 10}, {"bp p8 I", bp_p8_l1_m1, 8, 1, 11},
+        {"probe-bp p8 T", bp_p8_l0_m0, 8, 1, 10}, {"probe-bp p8 I", bp_p8_l1_m0, 8, 1, 11},
+        {"bp p22 T", bp_p22_l0_m1, 22, 1, 10}, {"bp p22 I", bp_p22_l1_m1, 22, 1, 11},
+        {"probe-bp p22 T", bp_p22_l0_m0, 22, 1, 10}, {"probe-bp p22 I", bp_p22_l1_m0, 22, 1, 11},
+    };
+    for (auto& v : zv) CK(cudaFuncSetAttribute(v.f, cudaFuncAttributeMaxDynamicSharedMemorySize, 220 * 1024));
+    CK(cudaFuncSetAttribute(w4a16_gemv_tc_u4_c1, cudaFuncAttributeMaxDynamicSharedMemorySize, 220 * 1024));
+    CK(cudaFuncSetAttribute(w4a16_gemv_tc_u2_c4, cudaFuncAttributeMaxDynamicSharedMemorySize, 220 * 1024));
+    CK(cudaFuncSetAttribute(w4a16_gemv_tc_u4_c2, cudaFuncAttributeMaxDynamicSharedMemorySize, 220 * 1024));
+    for (int si = 0; si < nshapes; si++) {
+        const int N = shapes[si][0], K = shapes[si][1], G = K / GROUP, S = K / 32;
+        const long long qw = (long long) K / 8 * N * 4, qz = (long long) G * N / 8 * 4, sc = (long long) G * N * 2;
+        const long long qwA = (qw + 255) & ~255LL, qzA = (qz + 255) & ~255LL, setBytes = qwA + qzA + sc;
+        const long long bytes = qw + qz + sc + 2LL * K;
+        int sets = (int) std::max(4LL, (1LL << 30) / setBytes + 1);
+        std::vector<Set> ws(sets);
+        unsigned short* x; float* y; float* yref;
+        CK(cudaMalloc(&x, 2 * K)); CK(cudaMalloc(&y, 4 * N)); CK(cudaMalloc(&yref, 4 * N));
+        fill_f16<<<64, 256>>>(x, K, 7, -1.f, 1.f);
+        for (int i = 0; i < sets; i++) {
+            CK(cudaMalloc(&ws[i].buf, setBytes)); CK(cudaMalloc(&ws[i].dst, setBytes));
+            fill_u32<<<1024, 256>>>((unsigned*) ws[i].buf, qw / 4, 1000 + i);        // tiled codes directly (random)
+            fill_u32<<<256, 256>>>((unsigned*) (ws[i].buf + qwA), qz / 4, 5000 + i);
+            fill_f16<<<256, 256>>>((unsigned short*) (ws[i].buf + qwA + qzA), sc / 2, 9000 + i, 0.005f, 0.02f);
+        }
+        CK(cudaDeviceSynchronize());
+        int reps = std::min(512, std::max(64, 2 * sets));
+        auto show = [&](const char* name, std::vector<float> us, double b, double copyGBs) {
+            double gbs = b / us[4] / 1e3;
+            printf("%5d x %-5d %-18s %7.2f [%5.2f-%5.2f] us %6.0f GB/s %5.0f%% of copy\n", N, K, name, us[4], us[0], us[8], gbs,
+                   copyGBs > 0 ? 100 * gbs / copyGBs : 100.0);
+            printf("RESULT|%d x %d|%s|%.2f|%.0f|%.1f\n", N, K, name, us[4], gbs, copyGBs > 0 ? 100 * gbs / copyGBs : 100.0);
+        };
+        auto cu = gtime(reps, [&](cudaStream_t st, int i) {
+            CK(cudaMemcpyAsync(ws[(i + 1) % sets].dst, ws[i % sets].buf, setBytes, cudaMemcpyDeviceToDevice, st));
+        });
+        double copyGBs = 2.0 * setBytes / cu[4] / 1e3;
+        show("d2d copy", cu, 2.0 * setBytes, 0);
+        auto rs = gtime(reps, [&](cudaStream_t st, int i) {
+            w4a16_probe_stream<<<4 * pr.multiProcessorCount, 512, 0, st>>>((const int4*) ws[i % sets].buf, setBytes / 16, (int*) y);
+        });
+        show("read stream", rs, setBytes, copyGBs);
+        // production tiled kernel u4 c1 w16 k1 (the default for N <= 32 SMs) and u2 c4 w16 (<= 4x)
+        auto prod = [&](int U, int CW, int W) {
+            auto fn = U == 4 && CW == 1 ? w4a16_gemv_tc_u4_c1 : U == 2 ? w4a16_gemv_tc_u2_c4 : w4a16_gemv_tc_u4_c2;
+            int spg = GROUP / 32, Gs = (S - 1) / spg + 1;
+            int shm = 64 * S + 80 * CW * Gs + 4 * ((S + 3) & ~3) + 128 * CW * W + 512 * U * CW * W;
+            return [=, &ws](cudaStream_t st, int i) {
+                char* bb = ws[i % sets].buf;
+                fn<<<(N + 32 * CW - 1) / (32 * CW), 32 * W, shm, st>>>((const int*) bb, (const int*) (bb + qwA),
+                    (const unsigned short*) (bb + qwA + qzA), x, y, K, N, GROUP, 1, 0, 1, 0);
+            };
+        };
+        {
+            auto f = prod(4, 1, 16);
+            f(0, 0); CK(cudaDeviceSynchronize()); CK(cudaMemcpy(yref, y, 4 * N, cudaMemcpyDeviceToDevice));
+            show("prod u4 c1 w16 T", gtime(reps, f), bytes, copyGBs);
+            show("prod u4 c1 w16 hot", gtime(64, [&](cudaStream_t st, int) { f(st, 0); }), bytes, copyGBs);
+            if (N > 4096) show("prod u2 c4 w16 T", gtime(reps, prod(2, 4, 16)), bytes, copyGBs);
+            if (N > 4096) show("prod u4 c2 w8 T", gtime(reps, prod(4, 2, 8)), bytes, copyGBs);
+        }
+        for (int i = 0; i < sets; i++) relayout<<<1024, 256>>>((const int4*) ws[i].buf, (int4*) ws[i].dst, S, (N + 31) / 32);
+        CK(cudaDeviceSynchronize());
+        std::vector<float> h(N), r(N);
+        CK(cudaMemcpy(r.data(), yref, 4 * N, cudaMemcpyDeviceToHost));
+        for (auto& v : zv) {
+            const int per = (S + v.KS - 1) / v.KS;
+            const int W = (per + v.P - 1) / v.P;
+            if (W > 16 || W < 1) continue;
+            const int tiles = (N + 31) / 32;
+            if ((long long) tiles * v.KS > 40LL * pr.multiProcessorCount) continue;
+            const int shm = v.mode == 1 ? W * (v.P * 576) : v.mode >= 10 ? W * v.P * 576 + G * 80 : 0;
+            auto f = [&, W, shm](cudaStream_t st, int i) {
+                char* bb = ws[i % sets].buf;
+                const char* qb = v.mode == 11 ? ws[i % sets].dst : bb;
+                v.f<<<dim3(tiles, v.KS), 32 * W, shm, st>>>((const int4*) qb, (const unsigned*) (bb + qwA),
+                    (const unsigned short*) (bb + qwA + qzA), (const uint4*) x, y, K, N, GROUP, 1, 0);
+            };
+            CK(cudaMemset(y, 0xFF, 4 * N));
+            f(0, 0);
+            CK(cudaGetLastError());
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemcpy(h.data(), y, 4 * N, cudaMemcpyDeviceToHost));
+            double md = 0, mr = 0;
+            for (int n = 0; n < N; n++) { md = std::max(md, (double) std::abs(h[n] - r[n])); mr = std::max(mr, (double) std::abs(r[n])); }
+            char name[64];
+            snprintf(name, sizeof name, "%s w%d", v.name, W);
+            if (!(md <= 1e-4 * mr) && strncmp(v.name, "probe", 5) != 0) printf("MISMATCH %s: max diff %.3g of max %.3g\n", name, md, mr);
+            show(name, gtime(reps, f), bytes, copyGBs);
+            if (v.KS == 1 || (v.mode == 1 && v.KS >= 2)) {
+                snprintf(name, sizeof name, "%s w%d hot", v.name, W);
+                show(name, gtime(64, [&](cudaStream_t st, int) { f(st, 0); }), bytes, copyGBs);
+            }
+        }
+        for (auto& s : ws) { cudaFree(s.buf); cudaFree(s.dst); }
+        cudaFree(x); cudaFree(y); cudaFree(yref);
+    }
+    return 0;
+}
