@@ -2,6 +2,7 @@ package dev.shrink.calib;
 
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.Tokenizer;
+import dev.shrink.core.safetensors.TokenWindows;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;

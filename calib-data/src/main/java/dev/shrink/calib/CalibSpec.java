@@ -1,6 +1,7 @@
 package dev.shrink.calib;
 
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.safetensors.TokenWindows;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;

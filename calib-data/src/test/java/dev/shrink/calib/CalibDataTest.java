@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.Tokenizer;
+import dev.shrink.core.safetensors.TokenWindows;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.Tokenizer;
+import dev.shrink.core.safetensors.TokenWindows;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,7 +1,7 @@
 package dev.shrink.cli;
 
 import dev.shrink.calib.CalibSpec;
-import dev.shrink.calib.TokenWindows;
+import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.ops.Ops;
 import java.nio.file.Path;

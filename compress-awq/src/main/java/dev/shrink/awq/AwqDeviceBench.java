@@ -4,14 +4,13 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
-import dev.shrink.core.safetensors.SafetensorsFile;
+import dev.shrink.core.safetensors.TokenWindows;
+import dev.shrink.core.synth.SyntheticModel;
 import dev.shrink.kernels.cuda.CudaDevice;
 import dev.shrink.kernels.cuda.CudaOps;
 import dev.shrink.kernels.cuda.GemmMath;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.Locale;
-import java.util.SplittableRandom;
 
 /**
  * Times AWQ's GPU block loop ({@link DeviceAwq}) on a model folder, with a calibration token file
@@ -72,15 +71,9 @@ public final class AwqDeviceBench {
             }
             int[][] windows;
             if (calib != null) {
-                windows = readWindows(calib);
+                windows = TokenWindows.read(calib);
             } else {
-                windows = new int[samples][seqlen];
-                SplittableRandom r = new SplittableRandom(seed + 1);
-                for (int[] w : windows) {
-                    for (int t = 0; t < seqlen; t++) {
-                        w[t] = r.nextInt(mc.vocab());
-                    }
-                }
+                windows = SyntheticModel.randomTokens(samples, seqlen, mc.vocab(), seed);
             }
             String job = model.getFileName() + (layers > 0 ? " (" + mc.layers() + " layers)" : "");
             String what = String.format(Locale.ROOT, "%s; %d x %d %s tokens; w4 g%d%s%s; %s", job, windows.length,
@@ -126,19 +119,5 @@ public final class AwqDeviceBench {
             }
         }
         return (long) q.N() * q.K();
-    }
-
-    static int[][] readWindows(Path file) {
-        try (SafetensorsFile f = SafetensorsFile.open(file)) {
-            long[] shape = f.info("input_ids").orElseThrow(() -> new IllegalArgumentException(file + ": no input_ids"))
-                    .shape();
-            int[] flat = f.readInts("input_ids");
-            int n = (int) shape[0], T = (int) shape[1];
-            int[][] w = new int[n][];
-            for (int i = 0; i < n; i++) {
-                w[i] = Arrays.copyOfRange(flat, i * T, (i + 1) * T);
-            }
-            return w;
-        }
     }
 }

@@ -6,13 +6,13 @@ import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
-import dev.shrink.core.safetensors.SafetensorsFile;
+import dev.shrink.core.safetensors.TokenWindows;
+import dev.shrink.core.synth.SyntheticModel;
 import dev.shrink.kernels.cuda.CudaDevice;
 import dev.shrink.kernels.cuda.CudaGptq;
 import dev.shrink.kernels.cuda.CudaOps;
 import dev.shrink.kernels.cuda.GemmMath;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.Locale;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
@@ -93,16 +93,16 @@ public final class GptqDeviceBench {
                 spec = dir.spec();
                 src = WeightSource.of(dir.weights());
                 if (calib != null) {
-                    windows = readWindows(calib);
+                    windows = TokenWindows.read(calib);
                 } else { // random tokens, as for the in-memory model (a `shrink synth` folder)
-                    windows = randomWindows(samples, seqlen, mc.vocab(), seed);
+                    windows = SyntheticModel.randomTokens(samples, seqlen, mc.vocab(), seed);
                 }
                 job = model.getFileName().toString() + (layersGiven ? " (" + mc.layers() + " layers)" : "");
             } else {
                 mc = config(layers, hidden, inter, heads, kvHeads, vocab);
                 spec = ArchitectureSpec.LLAMA;
                 src = new RandomWeights(mc, spec, seed);
-                windows = randomWindows(samples, seqlen, vocab, seed);
+                windows = SyntheticModel.randomTokens(samples, seqlen, vocab, seed);
                 job = String.format("random %d layers %d/%d, %d heads", layers, hidden, inter, heads);
             }
             String what = String.format("%s; %d x %d tokens; w%d g%d sym%s; %s", job, windows.length, windows[0].length,
@@ -157,31 +157,6 @@ public final class GptqDeviceBench {
     }
 
     /** n windows of T token ids uniform over the vocabulary (seeded). */
-    static int[][] randomWindows(int n, int T, int vocab, long seed) {
-        int[][] windows = new int[n][T];
-        SplittableRandom r = new SplittableRandom(seed + 1);
-        for (int[] w : windows) {
-            for (int t = 0; t < T; t++) {
-                w[t] = r.nextInt(vocab);
-            }
-        }
-        return windows;
-    }
-
-    private static int[][] readWindows(Path file) {
-        try (SafetensorsFile f = SafetensorsFile.open(file)) {
-            long[] shape = f.info("input_ids").orElseThrow(() -> new IllegalArgumentException(file + ": no input_ids"))
-                    .shape();
-            int[] flat = f.readInts("input_ids");
-            int n = (int) shape[0], T = (int) shape[1];
-            int[][] w = new int[n][];
-            for (int i = 0; i < n; i++) {
-                w[i] = Arrays.copyOfRange(flat, i * T, (i + 1) * T);
-            }
-            return w;
-        }
-    }
-
     static ModelConfig config(int layers, int hidden, int inter, int heads, int kvHeads, int vocab) {
         ObjectNode c = new ObjectMapper().createObjectNode();
         c.putArray("architectures").add("LlamaForCausalLM");

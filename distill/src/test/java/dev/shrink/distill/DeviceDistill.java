@@ -1,6 +1,6 @@
 package dev.shrink.distill;
 
-import dev.shrink.calib.TokenWindows;
+import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.forward.CausalLM;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelConfig;

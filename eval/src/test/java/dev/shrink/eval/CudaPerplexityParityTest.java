@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.shrink.calib.EvalText;
-import dev.shrink.calib.TokenWindows;
+import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.forward.CausalLM;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.ops.Backends;

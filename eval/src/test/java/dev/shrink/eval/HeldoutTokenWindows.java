@@ -1,7 +1,7 @@
 package dev.shrink.eval;
 
 import dev.shrink.calib.EvalText;
-import dev.shrink.calib.TokenWindows;
+import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.ops.Backends;
 import java.nio.file.Path;
 import java.util.Arrays;

@@ -3,7 +3,7 @@ package dev.shrink.pipeline;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.shrink.calib.CalibData;
 import dev.shrink.calib.CalibSpec;
-import dev.shrink.calib.TokenWindows;
+import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.Version;
 import dev.shrink.core.model.ModelDir;

@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.shrink.calib.EvalText;
-import dev.shrink.calib.TokenWindows;
+import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.ops.Backends;

@@ -44,6 +44,22 @@ public final class SyntheticModel {
     private SyntheticModel() {
     }
 
+    /**
+     * {@code n} windows of {@code T} token ids drawn uniformly from [0, vocab) (SplittableRandom of
+     * {@code seed + 1}): calibration input for timing runs on a synthetic model, whose weights make
+     * any text as good as any other.
+     */
+    public static int[][] randomTokens(int n, int T, int vocab, long seed) {
+        int[][] windows = new int[n][T];
+        SplittableRandom r = new SplittableRandom(seed + 1);
+        for (int[] w : windows) {
+            for (int t = 0; t < T; t++) {
+                w[t] = r.nextInt(vocab);
+            }
+        }
+        return windows;
+    }
+
     /** A LLaMA model's shapes. */
     public record Shape(int hidden, int intermediate, int layers, int heads, int kvHeads, int vocab, int maxPositions) {
         public Shape {

@@ -1,4 +1,4 @@
-package dev.shrink.calib;
+package dev.shrink.core.safetensors;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -7,8 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.shrink.core.ShrinkException;
-import dev.shrink.core.safetensors.SafetensorsWriter;
-import dev.shrink.core.safetensors.TensorData;
 import dev.shrink.core.tensor.DType;
 import java.io.IOException;
 import java.nio.ByteBuffer;

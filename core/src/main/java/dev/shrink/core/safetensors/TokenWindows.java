@@ -1,10 +1,6 @@
-package dev.shrink.calib;
+package dev.shrink.core.safetensors;
 
 import dev.shrink.core.ShrinkException;
-import dev.shrink.core.safetensors.SafetensorsFile;
-import dev.shrink.core.safetensors.SafetensorsWriter;
-import dev.shrink.core.safetensors.TensorData;
-import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.tensor.DType;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
