@@ -11,17 +11,27 @@
 //   bp   pP T|I: one block per tile, every step a bulk copy with its own mbarrier, so that a warp
 //        computes each step as it lands; T: the product's tile-major layout, I: step-major
 //   probe-*: the same loads with the arithmetic replaced by an XOR (what the access pattern allows)
-// Measured on one H100 80GB HBM3 (2026-11-21, three calls as the variant list grew; us per launch, % of the
-// copy's GB/s; copy 7.38-7.43 us / 17.51-17.53 us):
-//   4096 x 4096:  read stream 4.29 (86%); product u4 c1 w16 8.16 (45%, hot 7.02); reg p8 k1 w16 7.54
+//   sx pP wW: split warps: a block of W warps on W neighbouring tiles and one K slice of P steps, each warp
+//        loading its P steps at once into registers and adding its sums into y with red.global.add.v4.f32
+//        (no cluster, no ticket: many small independent warps); TIMELINE: per-warp %globaltimer stamps
+//   split pP wW: the product's w4a16_gemv_split (w4a16.cu), the sx layout with ~4x fewer instructions;
+//        "+=" adds into y, "= (memset)" zeroes y with a memset node first
+// Measured on one H100 80GB HBM3 (2026-11-21; us per launch, % of the copy's GB/s; copy 7.38-7.50 us /
+// 17.48-17.56 us):
+//   4096 x 4096:  read stream 4.29 (86%); tensor-core product u4 c1 w16 8.16 (45%, hot 7.02); reg p8 k1 w16 7.54
 //                 (49%, hot 6.35); its probe 5.73 (65%); bp p8 9.62 (38%) with either layout; probe-bp
-//                 p8 6.23 (59%); K split over clusters (k2..k8) 8.9-12.5 (not profiled; more blocks than fit at once, probably)
-//   4096 x 11008: read stream 9.14 (96%); product 15.19 (58%); bp p22 w16 21.7 (40%); probe-bp 12.64 (69%)
-// What it says: at these sizes (8.7 MB, ~3 us of DRAM) one wave of 128 blocks cannot both keep enough
-// loads in flight and hide the per-SM arithmetic: even the load-only probes stay under 70% of the copy
-// (5.73 us against the 5.26 us that 70% needs), and the arithmetic adds 2-3.5 us when it can only start
-// as the data lands; the layout does not matter (I = T), so DRAM partition camping is not the cause.
-//   nvcc -O3 -arch=sm_90a -std=c++17 w4a16-oneshot.cu -o gb && ./gb [shapes, default 5]
+//                 p8 6.23 (59%); K split over clusters (k2..k8) 8.9-12.5; sx p8 w4 7.87 (47%) while
+//                 probe-sx p8 w4 reads at 4.30 (87%); split p4 w4 += 5.15 (73%), = 6.70 (56%)
+//   4096 x 11008: read stream 9.14 (96%); tensor-core product 15.19 (58%); bp p22 w16 21.7 (40%); probe-bp
+//                 12.64 (69%); probe-sx p8 w4 8.85 (99%); split p4 w4 += 10.46 (84%), = 11.77 (74%)
+// What it says: the loads were never the limit (the sx probe reads 8.7 MB as fast as a plain stream):
+// the arithmetic was. The TIMELINE of sx showed each warp's math taking 3-5 us after its data landed, and
+// Nsight Compute counted ~187 warp instructions per 1024 weights in the tensor-core product (issue rate
+// 0.55 per cycle per scheduler): with the instruction count cut to ~45 (w4a16.cu, w4a16_gemv_split: group
+// size as a template parameter, no per-step branch, zero point folded into the conversion, x staged in
+// fragment order) the same layout runs at 73-92% of the copy on the 7B shapes.
+//   nvcc -O3 -arch=sm_90a -std=c++17 w4a16-oneshot.cu -o gb && ./gb [shapes, default 5] [filter: reg/bulk/bp names]
+//        [filter: sx/split names]   e.g. ./gb 5 none split: the copy, the stream, the product kernels only
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -33,53 +43,10 @@
 
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e)); exit(1);} } while (0)
 
-__device__ __forceinline__ int4 ld_stream16(const int4* p) {
-    int4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
-}
 __device__ __forceinline__ uint4 ld_x16(const uint4* p) {
     uint4 v;
     asm volatile("ld.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
     return v;
-}
-
-// codes of 4 columns (words) minus their zero points, as fp16 pairs, into 2 mma per column pair
-__device__ __forceinline__ void tc_step_z(float* acc0, float* acc1, int4 q, uint4 xv, const unsigned* hz, const unsigned* hm) {
-    const unsigned int w[4] = {(unsigned int) q.x, (unsigned int) q.y, (unsigned int) q.z, (unsigned int) q.w};
-    unsigned int c04[4], c15[4], c26[4], c37[4];
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const unsigned int a = w[j], b = w[j] >> 8;
-        c04[j] = hsub2((a & 0x000F000Fu) | H1024, hz[j]);
-        c15[j] = hfma2((a & 0x00F000F0u) | H1024, HSIXTEENTH, hm[j]);
-        c26[j] = hsub2((b & 0x000F000Fu) | H1024, hz[j]);
-        c37[j] = hfma2((b & 0x00F000F0u) | H1024, HSIXTEENTH, hm[j]);
-    }
-    mma16816(acc0, c04[0], c04[1], c15[0], c15[1], xv.x, xv.y);
-    mma16816(acc0, c26[0], c26[1], c37[0], c37[1], xv.z, xv.w);
-    mma16816(acc1, c04[2], c04[3], c15[2], c15[3], xv.x, xv.y);
-    mma16816(acc1, c26[2], c26[3], c37[2], c37[3], xv.z, xv.w);
-}
-
-__device__ __forceinline__ uint4 xfrag(uint4 xr) {
-    uint4 xv;
-    xv.x = __byte_perm(xr.x, xr.z, 0x5410);
-    xv.y = __byte_perm(xr.x, xr.z, 0x7632);
-    xv.z = __byte_perm(xr.y, xr.w, 0x5410);
-    xv.w = __byte_perm(xr.y, xr.w, 0x7632);
-    return xv;
-}
-
-__device__ __forceinline__ void setgroup(unsigned zw, uint2 sw, int zsh, int zeroOffset, unsigned* hz, unsigned* hm, float* s) {
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const unsigned z = ((zw >> (zsh + 4 * j)) & 15u) + zeroOffset;
-        hz[j] = (0x6400u + z) * 0x10001u;
-        hm[j] = (0xD400u + 16u * z) * 0x10001u;
-    }
-    s[0] = h2f((unsigned short) sw.x); s[1] = h2f((unsigned short) (sw.x >> 16));
-    s[2] = h2f((unsigned short) sw.y); s[3] = h2f((unsigned short) (sw.y >> 16));
 }
 
 __device__ __forceinline__ unsigned cluster_rank() {
@@ -179,7 +146,7 @@ __device__ __forceinline__ void gemv_z(const int4* __restrict__ qt, const unsign
 #pragma unroll
                     for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
                 }
-                setgroup(zw[i], sw[i], zsh, zeroOffset, hz, hm, s);
+                zgroup(zw[i], sw[i], zsh, zeroOffset, hz, hm, s);
                 cur = gg;
             }
             if (MATH) tc_step_z(acc0, acc1, q[i], xfrag(xr[i]), hz, hm);
@@ -295,7 +262,7 @@ __device__ __forceinline__ void gemv_bp(const int4* __restrict__ qt, const unsig
                 for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
             }
             const uint2 sw = *reinterpret_cast<const uint2*>(scs + gg * 32 + 4 * g);
-            setgroup(zs[gg * 4 + (g >> 1)], sw, zsh, zeroOffset, hz, hm, s);
+            zgroup(zs[gg * 4 + (g >> 1)], sw, zsh, zeroOffset, hz, hm, s);
             cur = gg;
         }
         const unsigned mb = smem_addr(&mbar[warp * P + i]);
@@ -338,6 +305,106 @@ __global__ void relayout(const int4* __restrict__ src, int4* __restrict__ dst, i
         dst[((long long) st * tiles + tile) * 32 + lane] = src[u];
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// sx: split warps. Block = WPB warps on WPB neighbouring 32-column tiles and one K slice of P steps
+// (grid (tiles/WPB, ceil(S/P))); every warp issues all P of its weight loads (registers) at once, the
+// block stages the slice's x, scales and zero words in shared memory meanwhile, then each warp adds
+// its partial dot products into y with vector reductions (red.global.add.v4.f32: accumulate only,
+// the order of the slices' additions varies). No cluster, no ticket, many small blocks in one wave.
+// TL: lane 0 of each warp writes %globaltimer at start, once its loads landed, after its math.
+__device__ __forceinline__ unsigned long long gtimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+template <int P, int WPB, bool MATH, bool TL>
+__device__ __forceinline__ void gemv_sx(const int4* __restrict__ qt, const unsigned* __restrict__ qzeros,
+                                        const unsigned short* __restrict__ scales, const uint4* __restrict__ x16,
+                                        float* __restrict__ y, int K, int N, int group, int zeroOffset,
+                                        unsigned long long* tl) {
+    __shared__ uint4 xs[4 * P];
+    __shared__ __align__(16) unsigned short scs[(P + 1) * WPB * 32];   // [gi][32·WPB]
+    __shared__ unsigned zsm[(P + 1) * WPB * 4];                          // [gi][4·WPB]
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int tiles = (N + 31) >> 5, tile = blockIdx.x * WPB + warp;
+    const int S = K >> 5, spg = group >> 5;
+    const int s0 = blockIdx.y * P, s1 = min(S, s0 + P), ns = s1 - s0;
+    const int gA = s0 / spg, Gs = (s1 - 1) / spg - gA + 1;
+    const int nb = blockIdx.x * WPB * 32;
+    unsigned long long t0 = TL ? gtimer() : 0ull;
+    const bool live = tile < tiles;
+    const int4* qp = qt + ((long long) (live ? tile : 0) * S + s0) * 32 + lane;
+    int4 q[P];
+#pragma unroll
+    for (int i = 0; i < P; i++) q[i] = i < ns && live ? ld_stream16(qp + i * 32) : make_int4(0, 0, 0, 0);
+    for (int i = threadIdx.x; i < 4 * ns; i += 32 * WPB) xs[i] = ld_x16(x16 + 4 * s0 + i);
+    for (int i = threadIdx.x; i < Gs * WPB * 4; i += 32 * WPB) {      // 8 columns per chunk: 8 fp16 scales, 1 zero word
+        const int gi = i / (WPB * 4), c = i - gi * WPB * 4, col = nb + 8 * c;
+        reinterpret_cast<uint4*>(scs)[i] = col < N ? __ldg(reinterpret_cast<const uint4*>(scales + (long long) (gA + gi) * N + col)) : make_uint4(0u, 0u, 0u, 0u);
+        zsm[gi * WPB * 4 + c] = col < N ? __ldg(qzeros + (long long) (gA + gi) * (N >> 3) + (col >> 3)) : 0u;
+    }
+    __syncthreads();
+    const int zsh = 16 * (g & 1);
+    float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f}, yv[4] = {0.f, 0.f, 0.f, 0.f};
+    unsigned hz[4], hm[4];
+    float s[4];
+    int cur = -1;
+    unsigned probe = 0;
+    unsigned long long t1 = 0;
+    if (TL) {
+        unsigned d = 0;
+#pragma unroll
+        for (int i = 0; i < P; i++) d ^= (unsigned) q[i].x;
+        if (d != 0x9E3779B9u) t1 = gtimer();
+    }
+#pragma unroll
+    for (int i = 0; i < P; i++) {
+        if (i < ns) {
+            const int gg = (s0 + i) / spg;
+            if (MATH) {
+                if (gg != cur) {
+                    if (cur >= 0) {
+                        yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+#pragma unroll
+                        for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
+                    }
+                    const int gi = gg - gA;
+                    const uint2 sw = *reinterpret_cast<const uint2*>(scs + gi * WPB * 32 + warp * 32 + 4 * g);
+                    zgroup(zsm[gi * WPB * 4 + warp * 4 + (g >> 1)], sw, zsh, zeroOffset, hz, hm, s);
+                    cur = gg;
+                }
+                tc_step_z(acc0, acc1, q[i], xfrag(xs[4 * i + t]), hz, hm);
+            } else {
+                probe ^= (unsigned) (q[i].x ^ q[i].y ^ q[i].z ^ q[i].w) ^ xs[4 * i + t].x;
+            }
+        }
+    }
+    if (MATH && cur >= 0) {
+        yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+    }
+    if (!MATH) yv[0] = (float) (probe & 0xFFFF);
+    unsigned long long t2 = TL ? gtimer() : 0ull;
+    const int col = tile * 32 + 4 * g;
+    if (t == 0 && live && col < N && (MATH || probe == 0x9E3779B9u)) {
+        asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(y + col), "f"(yv[0]), "f"(yv[1]), "f"(yv[2]), "f"(yv[3]) : "memory");
+    }
+    if (TL && lane == 0) {
+        const long long w = ((long long) blockIdx.y * gridDim.x + blockIdx.x) * WPB + warp;
+        tl[3 * w] = t0; tl[3 * w + 1] = t1; tl[3 * w + 2] = t2;
+    }
+}
+#define SX(P, WPB, M, TLF) \
+    extern "C" __global__ void __launch_bounds__(32 * WPB) sx_p##P##_w##WPB##_m##M##_t##TLF(const int4* qt, const unsigned* qz, \
+        const unsigned short* sc, const uint4* x, float* y, int K, int N, int group, int zo, unsigned long long* tl) { \
+        gemv_sx<P, WPB, M, TLF>(qt, qz, sc, x, y, K, N, group, zo, tl); }
+SX(4, 4, 1, 0) SX(8, 4, 1, 0) SX(16, 4, 1, 0) SX(24, 4, 1, 0) SX(32, 4, 1, 0)
+SX(8, 2, 1, 0) SX(8, 8, 1, 0) SX(16, 2, 1, 0) SX(16, 8, 1, 0)
+SX(8, 4, 0, 0) SX(16, 4, 0, 0) SX(24, 4, 0, 0)
+SX(8, 4, 1, 1) SX(16, 4, 1, 1) SX(8, 4, 0, 1)
+typedef void (*SXFn)(const int4*, const unsigned*, const unsigned short*, const uint4*, float*, int, int, int, int, unsigned long long*);
+
 
 typedef void (*ZFn)(const int4*, const unsigned*, const unsigned short*, const uint4*, float*, int, int, int, int, int);
 
@@ -462,6 +529,7 @@ int main(int argc, char** argv) {
         std::vector<float> h(N), r(N);
         CK(cudaMemcpy(r.data(), yref, 4 * N, cudaMemcpyDeviceToHost));
         for (auto& v : zv) {
+            if (argc > 2 && !strstr(v.name, argv[2])) continue;
             const int per = (S + v.KS - 1) / v.KS;
             const int W = (per + v.P - 1) / v.P;
             if (W > 16 || W < 1) continue;
@@ -490,6 +558,97 @@ int main(int argc, char** argv) {
                 show(name, gtime(64, [&](cudaStream_t st, int) { f(st, 0); }), bytes, copyGBs);
             }
         }
+
+        // sx: split warps, vector reductions into y (y zeroed for the check; accumulates while timed)
+        struct SV { const char* name; SXFn f; int P, WPB; };
+        SV sv[] = {{"sx p4 w4", sx_p4_w4_m1_t0, 4, 4}, {"sx p8 w4", sx_p8_w4_m1_t0, 8, 4}, {"sx p16 w4", sx_p16_w4_m1_t0, 16, 4},
+                   {"sx p24 w4", sx_p24_w4_m1_t0, 24, 4}, {"sx p32 w4", sx_p32_w4_m1_t0, 32, 4},
+                   {"sx p8 w2", sx_p8_w2_m1_t0, 8, 2}, {"sx p8 w8", sx_p8_w8_m1_t0, 8, 8}, {"sx p16 w2", sx_p16_w2_m1_t0, 16, 2},
+                   {"sx p16 w8", sx_p16_w8_m1_t0, 16, 8},
+                   {"probe-sx p8 w4", sx_p8_w4_m0_t0, 8, 4}, {"probe-sx p16 w4", sx_p16_w4_m0_t0, 16, 4},
+                   {"probe-sx p24 w4", sx_p24_w4_m0_t0, 24, 4}};
+        const int tiles = (N + 31) / 32;
+        for (auto& v : sv) {
+            if (argc > 3 && !strstr(v.name, argv[3])) continue;
+            dim3 grid((tiles + v.WPB - 1) / v.WPB, (S + v.P - 1) / v.P);
+            auto f = [&, grid](cudaStream_t st, int i) {
+                char* bb = ws[i % sets].buf;
+                v.f<<<grid, 32 * v.WPB, 0, st>>>((const int4*) bb, (const unsigned*) (bb + qwA), (const unsigned short*) (bb + qwA + qzA),
+                                                  (const uint4*) x, y, K, N, GROUP, 1, nullptr);
+            };
+            CK(cudaMemset(y, 0, 4 * N));
+            f(0, 0);
+            CK(cudaGetLastError());
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemcpy(h.data(), y, 4 * N, cudaMemcpyDeviceToHost));
+            double md = 0, mr = 0;
+            for (int n = 0; n < N; n++) { md = std::max(md, (double) std::abs(h[n] - r[n])); mr = std::max(mr, (double) std::abs(r[n])); }
+            if (!(md <= 1e-4 * mr) && strncmp(v.name, "probe", 5) != 0) printf("MISMATCH %s: max diff %.3g of max %.3g\n", v.name, md, mr);
+            char name[64];
+            snprintf(name, sizeof name, "%s (%dx%d)", v.name, grid.x, grid.y);
+            show(name, gtime(reps, f), bytes, copyGBs);
+            snprintf(name, sizeof name, "%s hot", v.name);
+            show(name, gtime(64, [&](cudaStream_t st, int) { f(st, 0); }), bytes, copyGBs);
+        }
+        // the product's split kernel (w4a16_gemv_split, the sx layout with ~4x fewer instructions), y += and y = (memset first)
+        struct PV { const char* name; decltype(&w4a16_gemv_split_p4_g4) f; int P, W; };
+        PV pv[] = {{"split p4 w4", w4a16_gemv_split_p4_g4, 4, 4}, {"split p8 w2", w4a16_gemv_split_p8_g4, 8, 2},
+                   {"split p8 w4", w4a16_gemv_split_p8_g4, 8, 4}, {"split p4 w2", w4a16_gemv_split_p4_g4, 4, 2}};
+        for (auto& v : pv) {
+            if (argc > 3 && !strstr(v.name, argv[3])) continue;
+            dim3 grid((tiles + v.W - 1) / v.W, (S + v.P - 1) / v.P);
+            auto f = [&, grid](cudaStream_t st, int i) {
+                char* bb = ws[i % sets].buf;
+                v.f<<<grid, 32 * v.W, 0, st>>>((const int4*) bb, (const unsigned*) (bb + qwA), (const unsigned short*) (bb + qwA + qzA),
+                                                (const uint4*) x, y, K, N, GROUP / 32, 1);
+            };
+            CK(cudaMemset(y, 0, 4 * N));
+            f(0, 0);
+            CK(cudaGetLastError());
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemcpy(h.data(), y, 4 * N, cudaMemcpyDeviceToHost));
+            double md = 0, mr = 0;
+            for (int n = 0; n < N; n++) { md = std::max(md, (double) std::abs(h[n] - r[n])); mr = std::max(mr, (double) std::abs(r[n])); }
+            if (!(md <= 1e-4 * mr)) printf("MISMATCH %s: max diff %.3g of max %.3g\n", v.name, md, mr);
+            char name[64];
+            snprintf(name, sizeof name, "%s += (%dx%d)", v.name, grid.x, grid.y);
+            show(name, gtime(reps, f), bytes, copyGBs);
+            snprintf(name, sizeof name, "%s += hot", v.name);
+            show(name, gtime(64, [&](cudaStream_t st, int) { f(st, 0); }), bytes, copyGBs);
+            snprintf(name, sizeof name, "%s = (memset)", v.name);
+            show(name, gtime(reps, [&](cudaStream_t st, int i) { CK(cudaMemsetAsync(y, 0, 4 * N, st)); f(st, i); }), bytes, copyGBs);
+        }
+        // timelines of one cold launch (L2 evicted by a 256 MB memset first): per warp, start / loads landed / math done
+        struct TV { const char* name; SXFn f; int P; };
+        TV tv[] = {{"sx p8 w4", sx_p8_w4_m1_t1, 8}, {"sx p16 w4", sx_p16_w4_m1_t1, 16}, {"probe-sx p8 w4", sx_p8_w4_m0_t1, 8}};
+        char* scratch; CK(cudaMalloc(&scratch, 256 << 20));
+        unsigned long long* tl; CK(cudaMalloc(&tl, 8LL * 3 * 200000));
+        for (auto& v : tv) {
+            dim3 grid((tiles + 3) / 4, (S + v.P - 1) / v.P);
+            const int warps = grid.x * grid.y * 4;
+            CK(cudaMemset(scratch, 1, 256 << 20));
+            cudaEvent_t e0, e1; CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
+            char* bb = ws[sets / 2].buf;
+            CK(cudaEventRecord(e0));
+            v.f<<<grid, 128>>>((const int4*) bb, (const unsigned*) (bb + qwA), (const unsigned short*) (bb + qwA + qzA), (const uint4*) x, y, K, N, GROUP, 1, tl);
+            CK(cudaEventRecord(e1));
+            CK(cudaDeviceSynchronize());
+            float ms; CK(cudaEventElapsedTime(&ms, e0, e1));
+            std::vector<unsigned long long> hv(3LL * warps);
+            CK(cudaMemcpy(hv.data(), tl, 8LL * 3 * warps, cudaMemcpyDeviceToHost));
+            unsigned long long m = ~0ull;
+            for (int w = 0; w < warps; w++) m = std::min(m, hv[3 * w]);
+            printf("TIMELINE %d x %d %s: %d warps, event %.2f us; ns after the first warp's start:", N, K, v.name, warps, ms * 1e3);
+            const char* what[3] = {"start", "landed", "math done"};
+            for (int c = 0; c < 3; c++) {
+                std::vector<double> d;
+                for (int w = 0; w < warps; w++) d.push_back((double) (hv[3 * w + c] - m));
+                std::sort(d.begin(), d.end());
+                printf(" %s p0 %.0f p10 %.0f p50 %.0f p90 %.0f max %.0f;", what[c], d[0], d[d.size() / 10], d[d.size() / 2], d[d.size() * 9 / 10], d.back());
+            }
+            printf("\n");
+        }
+        cudaFree(scratch); cudaFree(tl);
         for (auto& s : ws) { cudaFree(s.buf); cudaFree(s.dst); }
         cudaFree(x); cudaFree(y); cudaFree(yref);
     }

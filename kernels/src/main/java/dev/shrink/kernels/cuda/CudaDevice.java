@@ -205,6 +205,14 @@ public final class CudaDevice implements AutoCloseable {
         }
     }
 
+    /** Sets {@code words} 32-bit words at device address {@code dst} to {@code bits}, on the stream (unchecked). */
+    public void fill32(long dst, int bits, long words) {
+        if (words > 0) {
+            makeCurrent();
+            cuda.driver.memsetD32(dst, bits, words, stream);
+        }
+    }
+
     /** Waits until everything queued on this device's stream has finished. */
     public void synchronize() {
         makeCurrent();

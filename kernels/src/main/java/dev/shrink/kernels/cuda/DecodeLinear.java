@@ -2,7 +2,8 @@ package dev.shrink.kernels.cuda;
 
 /**
  * One linear of a device-resident decoder at batch 1: fp16 weight [N, K] (cuBLAS GEMV), or W4A16
- * (qweight in {@link W4a16Gemv#tile}'s layout, qzeros, fp16 scales; {@link W4a16Gemv}'s tensor-core GEMV).
+ * (qweight in {@link W4a16Gemv#tile}'s layout, qzeros, fp16 scales; {@link W4a16Gemv#gemvTiled}, or a
+ * tensor-core kernel shape where one is given).
  *
  * @param group input columns per group (W4A16)
  * @param v1    zero points stored as z − 1 (the "gptq" v1 checkpoint format)
@@ -35,9 +36,12 @@ record DecodeLinear(int N, int K, int group, boolean v1, DeviceBuffer w, DeviceB
         if (w != null) {
             blas.gemmRowMajorF16(false, true, 1, N, K, 1f, in.address(), K, w.address(), K, accumulate ? 1f : 0f,
                     out.address(), N);
+        } else if (shape != null) {
+            gemv.gemv(shape, true, false, qw.address(), qz.address(), sc.address(), in.address(), out.address(), K, N,
+                    group, v1, accumulate);
         } else {
-            gemv.gemv(shape != null ? shape : gemv.defaultTiledTc(N, K), true, false, qw.address(), qz.address(),
-                    sc.address(), in.address(), out.address(), K, N, group, v1, accumulate);
+            gemv.gemvTiled(qw.address(), qz.address(), sc.address(), in.address(), out.address(), K, N, group, v1,
+                    accumulate);
         }
     }
 }

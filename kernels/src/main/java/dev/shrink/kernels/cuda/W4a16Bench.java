@@ -21,8 +21,9 @@ import java.util.Locale;
  * and written (2 × the same bytes) / time, the DRAM traffic of a copy. Two more columns explain
  * the rest: "1 launch" (one GEMV alone between two events: what a lone launch costs end to end)
  * and "L2-hot" (the same weights every launch: what the GPU does when L2 holds them). Every kernel
- * variant is timed (the first, FMA kernel with its K-sliced ticket reduction, and the tensor-core
- * kernel at several warps per block). Shapes include the fused q|k|v (12288 × 4096) and gate|up
+ * variant is timed (the first, FMA kernel with its K-sliced ticket reduction, the tensor-core
+ * kernel at several warps per block, and the split kernel, "+=" adding into y and "=" writing it after
+ * a zeroing of y). Shapes include the fused q|k|v (12288 × 4096) and gate|up
  * (22016 × 4096) products; "T" marks the tiled weight layout ({@link W4a16Gemv#tile}), "probe" the
  * kernel's loads without its arithmetic, "read stream" a plain linear read of the same bytes. Prints a table and {@code RESULT|w4a16 ...} lines for
  * scripts/device-bench.sh. A benchmark, not a test.
@@ -46,8 +47,15 @@ public final class W4a16Bench {
     private record WSet(DeviceBuffer buf, DeviceBuffer dst, DeviceBuffer tiled) {
     }
 
-    /** tc null: the sliced kernel. */
-    private record Variant(String label, W4a16Gemv.Tc tc, boolean probe, boolean tiled) {
+    /**
+     * tc and split null: the sliced kernel; split: the split kernel (tiled), adding into y ({@code acc})
+     * or writing it (a zeroing first); tc: the tensor-core kernel (adding into y where it splits K).
+     */
+    private record Variant(String label, W4a16Gemv.Tc tc, W4a16Gemv.Split split, boolean acc, boolean probe,
+                           boolean tiled) {
+        Variant(String label, W4a16Gemv.Tc tc, boolean probe, boolean tiled) {
+            this(label, tc, null, tc != null && tc.splits() > 1, probe, tiled);
+        }
     }
 
     private static void report(String shape, String label, long bytes, double[] us, double copyGBs, double one,
@@ -158,16 +166,29 @@ public final class W4a16Bench {
                 variants.add(new Variant(c + " T", c, false, true));
             }
             variants.add(new Variant("default " + def, def, false, false));
-            variants.add(new Variant("default " + defT + " T", defT, false, true));
+            variants.add(new Variant("tc default " + defT + " T", defT, false, true));
+            for (W4a16Gemv.Split sp : new W4a16Gemv.Split[] {new W4a16Gemv.Split(4, 4), new W4a16Gemv.Split(8, 2),
+                    new W4a16Gemv.Split(8, 4), new W4a16Gemv.Split(4, 2)}) {
+                variants.add(new Variant(sp + " T +=", null, sp, true, false, true));
+                variants.add(new Variant(sp + " T =", null, sp, false, false, true));
+            }
+            variants.add(new Variant("default " + g.describeTiled(N, K, GROUP) + " T +=", null, null, true, false, true));
+            variants.add(new Variant("default " + g.describeTiled(N, K, GROUP) + " T =", null, null, false, false, true));
             if (pdlOnly) {
                 variants.clear();
             }
             for (Variant v : variants) {
-                boolean acc = v.tc() != null && v.tc().splits() > 1;
+                boolean acc = v.acc();
                 Step gemv = i -> {
                     WSet s = ws.get(i % sets);
                     long b = s.buf().address();
-                    if (v.tc() == null) {
+                    if (v.split() != null) {
+                        g.gemvSplit(v.split(), s.tiled().address(), b + qwA, b + qwA + qzA, x.address(), y.address(), K, N,
+                                GROUP, true, acc);
+                    } else if (v.tc() == null && v.tiled()) {
+                        g.gemvTiled(s.tiled().address(), b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP,
+                                true, acc);
+                    } else if (v.tc() == null) {
                         g.gemvSliced(b, b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP, true);
                     } else {
                         g.gemv(v.tc(), v.tiled(), v.probe(), v.tiled() ? s.tiled().address() : b, b + qwA,
@@ -188,18 +209,19 @@ public final class W4a16Bench {
                     long b = s.buf().address();
                     W4a16Gemv.Pdl old = g.pdl();
                     g.pdl(m);
-                    try {
-                        g.gemv(defT, true, false, s.tiled().address(), b + qwA, b + qwA + qzA, x.address(), y.address(),
-                                K, N, GROUP, true, false);
+                    try {   // y += (a residual stream: no zeroing between the GEMVs)
+                        g.gemvTiled(s.tiled().address(), b + qwA, b + qwA + qzA, x.address(), y.address(), K, N, GROUP,
+                                true, true);
                     } finally {
                         g.pdl(old);
                     }
                 });
             }
             double[][] us = graphTimeInterleaved(dev, reps, steps);
-            StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%-14s %-16s", shape, defT + " T"));
+            String defName = g.describeTiled(N, K, GROUP);
+            StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%-14s %-16s", shape, defName + " T +="));
             for (int m = 0; m < modes.length; m++) {
-                String label = "default " + defT + " T" + (m == 0 ? " plain" : m == 1 ? " pdl" : " pdl@start");
+                String label = "default " + defName + " T +=" + (m == 0 ? " plain" : m == 1 ? " pdl" : " pdl@start");
                 double gbs = bytes / median(us[m]) / 1e3;
                 report(shape, label, bytes, us[m], copyGBs, Double.NaN, Double.NaN);
                 row.append(String.format(Locale.ROOT, " %-34s", spread(us[m]) + String.format(Locale.ROOT, " %4.0f %3.0f%%",

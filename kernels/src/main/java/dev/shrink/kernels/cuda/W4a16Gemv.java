@@ -10,16 +10,18 @@ import java.util.Map;
  * (g = k / group); N a multiple of 8, K of the group.
  *
  * <p>The weights may stay in GPTQ's layout ({@link #gemv}) or be rearranged once into a tiled layout
- * ({@link #tile}, then {@link #gemvTiled}) in which each warp streams one contiguous run of memory:
- * on an H100 that reads the 7B shapes at 60–77% of a device-to-device copy's rate (GPTQ layout:
- * 42–53%), W4a16Bench measuring both.
+ * ({@link #tile}, then {@link #gemvTiled}) in which each warp streams one contiguous run of memory.
  *
- * <p>Two kernels of w4a16.cu, where the layout is spelled out: the tensor-core kernel (the default):
- * codes turned into fp16 integers exactly and multiplied by x on the tensor cores with float32 sums,
- * weights streamed through a cp.async ring per warp, shaped by a {@link Tc} (stages in flight,
- * columns per block, warps, K splits); and the first, "sliced" kernel (float FMAs, K sliced over
- * blocks with a ticket reduction), kept for comparison in {@link W4a16Bench}. Both sum Σ x·q per
- * group in float32 and apply s·(Σ x·q − z·Σx) in float32: no fp16 rounding of the weights.
+ * <p>Three kernels of w4a16.cu, where the layout is spelled out. The split kernel ({@link Split}, the
+ * default of {@link #gemvTiled}): each warp loads one 32-column tile's slice of 4 or 8 steps (128 or
+ * 256 inputs) at once, converts codes to q − z exactly and multiplies them by x on the tensor cores,
+ * and adds its sums into y with atomic vector adds (so y = ... first zeroes y, and the order of the
+ * additions varies run to run); on an H100 it reads the 7B shapes at 73–92% of a device-to-device
+ * copy's rate when y accumulates, 56–85% when y is written (the zeroing is a launch of its own). The tensor-core kernel ({@link Tc}: stages in flight,
+ * columns per block, warps, K splits), one K slice by default (deterministic), for the GPTQ layout and
+ * for groups the split kernel does not take; and the first, "sliced" kernel (float FMAs, K sliced over
+ * blocks with a ticket reduction), kept for comparison in {@link W4a16Bench}. All sum Σ x·q per group
+ * in float32 and apply the scale and zero point in float32: no fp16 rounding of the weights.
  */
 public final class W4a16Gemv implements AutoCloseable {
     /**
@@ -34,6 +36,19 @@ public final class W4a16Gemv implements AutoCloseable {
         @Override
         public String toString() {
             return "u" + stages + " c" + cols + " w" + warps + (splits > 1 ? " k" + splits : "");
+        }
+    }
+
+    /**
+     * A shape of the split kernel (tiled layout only).
+     *
+     * @param steps steps (32 inputs each) a warp loads at once: 4 or 8
+     * @param warps warps per block (1 to 4), on neighbouring tiles of the same K slice
+     */
+    public record Split(int steps, int warps) {
+        @Override
+        public String toString() {
+            return "split p" + steps + " w" + warps;
         }
     }
 
@@ -63,6 +78,8 @@ public final class W4a16Gemv implements AutoCloseable {
     private final CudaModule module;
     private final CudaKernel sliced, stream, tile;
     private final Map<String, CudaKernel> tc = new HashMap<>();
+    /** The split kernels by name: w4a16_gemv_split_p{4,8}_g{1,2,4,0}. */
+    private final Map<String, CudaKernel> split = new HashMap<>();
     /** Slices' partial sums [slices, N] and the per-column-block tickets (zero between calls), for the sliced kernel. */
     private DeviceBuffer partial, tickets;
     /** How the tensor-core launches go (see {@link #pdl(Pdl)}); why PDL is unavailable here, or null. */
@@ -77,6 +94,12 @@ public final class W4a16Gemv implements AutoCloseable {
         tile = module.kernel("w4a16_tile");
         for (int[] c : COMPILED) {
             tc.put("w4a16_gemv_tc_u" + c[0] + "_c" + c[1], module.kernel("w4a16_gemv_tc_u" + c[0] + "_c" + c[1]));
+        }
+        for (int p : new int[] {4, 8}) {
+            for (int spg : new int[] {1, 2, 4, 0}) {
+                String name = "w4a16_gemv_split_p" + p + "_g" + spg;
+                split.put(name, module.kernel(name));
+            }
         }
         tc.put("w4a16_probe_u4_c1", module.kernel("w4a16_probe_u4_c1"));
         tc.put("w4a16_probe_u4_c4", module.kernel("w4a16_probe_u4_c4"));
@@ -171,13 +194,79 @@ public final class W4a16Gemv implements AutoCloseable {
     }
 
     /**
-     * {@link #gemv} on a qweight in the tiled layout ({@link #tile}), with {@link #defaultTiledTc}'s
-     * shape (one K slice: deterministic); device addresses. The fastest form for a model loaded once.
+     * {@link #gemv} on a qweight in the tiled layout ({@link #tile}); device addresses. The fastest form
+     * for a model loaded once: the split kernel in {@link #defaultSplit}'s shape where it takes the group
+     * ({@link #splitTakes}), else the tensor-core kernel in {@link #defaultTiledTc}'s (one K slice).
      */
     public void gemvTiled(long qweightTiled, long qzeros, long scales, long x, long y, int K, int N, int group,
                           boolean v1, boolean accumulate) {
-        launchTc(defaultTiledTc(N, K), true, false, qweightTiled, qzeros, scales, x, y, K, N, shapeCheck(K, N, group), v1,
-                accumulate);
+        int gs = shapeCheck(K, N, group);
+        Split s = defaultSplit(N, K);
+        if (splitTakes(s, gs)) {
+            launchSplit(s, qweightTiled, qzeros, scales, x, y, K, N, gs, v1, accumulate);
+        } else {
+            launchTc(defaultTiledTc(N, K), true, false, qweightTiled, qzeros, scales, x, y, K, N, gs, v1, accumulate);
+        }
+    }
+
+    /** What {@link #gemvTiled} runs for this shape and group: "split p4 w4" or "u4 c1 w16" (the tensor-core kernel). */
+    public String describeTiled(int N, int K, int group) {
+        int gs = shapeCheck(K, N, group);
+        Split s = defaultSplit(N, K);
+        return splitTakes(s, gs) ? s.toString() : defaultTiledTc(N, K).toString();
+    }
+
+    /**
+     * The split kernel in shape {@code s} on a qweight in the tiled layout; device addresses. y = ... is
+     * a zeroing of y (cuMemsetD32Async) then y += ...
+     *
+     * @throws IllegalArgumentException where the kernel does not take the group ({@link #splitTakes})
+     */
+    public void gemvSplit(Split s, long qweightTiled, long qzeros, long scales, long x, long y, int K, int N, int group,
+                          boolean v1, boolean accumulate) {
+        int gs = shapeCheck(K, N, group);
+        if (!splitTakes(s, gs)) {
+            throw new IllegalArgumentException("W4A16 GEMV " + s + ": groups of " + gs + " inputs are neither 32, 64 or 128"
+                    + " nor a multiple of " + 32 * s.steps());
+        }
+        launchSplit(s, qweightTiled, qzeros, scales, x, y, K, N, gs, v1, accumulate);
+    }
+
+    /**
+     * Whether the split kernel in shape {@code s} takes groups of {@code group} inputs (a multiple of 32;
+     * K for one group over K): a warp's steps must hold whole groups (32, 64, 128 inputs) or lie within
+     * one (groups a multiple of 32·steps inputs).
+     */
+    public static boolean splitTakes(Split s, int group) {
+        int spg = group / 32;
+        return (s.steps() == 4 || s.steps() == 8) && (spg == 1 || spg == 2 || spg == 4 || spg % s.steps() == 0);
+    }
+
+    /**
+     * The split kernel's shape for {@link #gemvTiled}: 4 steps per warp, 4 warps per block, the best or
+     * within 1% of the best of the shapes tried on every 7B shape in the microbenchmark on an H100
+     * (scripts/microbench, weights rotated over 1 GiB, y +=): 4096 × 4096 5.15 us (73% of a copy's
+     * rate), 4096 × 11008 84%, 11008 × 4096 83%, 12288 × 4096 85%, 22016 × 4096 92%. (8 steps per warp
+     * measured 62–87% with the same code; the arguments are kept for other GPUs.)
+     */
+    public Split defaultSplit(int N, int K) {
+        return new Split(4, 4);
+    }
+
+    private void launchSplit(Split s, long qweight, long qzeros, long scales, long x, long y, int K, int N, int gs,
+                             boolean v1, boolean accumulate) {
+        if (s.warps() < 1 || s.warps() > 4) {
+            throw new IllegalArgumentException("W4A16 GEMV " + s + ": 1 to 4 warps");
+        }
+        int spg = gs / 32, kspg = spg <= 4 && s.steps() % spg == 0 ? spg : 0;
+        CudaKernel k = split.get("w4a16_gemv_split_p" + s.steps() + "_g" + kspg);
+        device.makeCurrent();
+        if (!accumulate) {
+            device.fill32(y, 0, N);
+        }
+        int tiles = (N + 31) / 32;
+        k.launch(pdl != Pdl.OFF, (tiles + s.warps() - 1) / s.warps(), (K / 32 + s.steps() - 1) / s.steps(),
+                32 * s.warps(), 0, qweight, qzeros, scales, x, y, K, N, spg, v1 ? 1 : 0);
     }
 
     /** The first kernel (float FMAs, K slices with a ticket reduction); it writes y. */

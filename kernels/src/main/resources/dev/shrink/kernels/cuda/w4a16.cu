@@ -530,6 +530,180 @@ TC_KERNEL(w4a16_gemv_tc_u4_c4, 4, 4, true)
 TC_KERNEL(w4a16_probe_u4_c1, 4, 1, false)
 TC_KERNEL(w4a16_probe_u4_c4, 4, 4, false)
 
+// ------------------------------------------------------------------------------------------------
+// w4a16_gemv_split: the default for the tiled layout when y accumulates (y += x · dequant(W)ᵀ; for
+// y = ..., W4a16Gemv zeroes y first). What limited the kernels above was not DRAM but instruction
+// issue: Nsight Compute on an H100 counted ~187 warp instructions per 1024 weights for
+// w4a16_gemv_tc_u4_c1 at 4096 x 4096 (3.06 M in all, issue rate 0.55 per cycle per scheduler), while
+// the same loads without the arithmetic ran at 87% of a copy's rate. This kernel spends ~45 per 1024:
+//   - a warp owns one 32-column tile and one slice of P steps (P·32 inputs) and issues all its P weight
+//     loads (16 bytes per lane per step, one contiguous P·512-byte run of the tiled layout) and its
+//     groups' scales and zero words at once, into registers: no ring, no waits but one;
+//   - the zero point is folded into the conversion: a nibble q becomes (q | 0x6400) − (0x6400 + z) or
+//     fma((16q | 0x6400), 1/16, −(64 + z)) in f16x2, q − z exactly (an integer in [−16, 15]), so each
+//     group needs only y += s · Σ x·(q − z), with no Σx;
+//   - x is staged once per block in shared memory already permuted into the mma B fragments (one
+//     LDS.128 per step), and the block's warps take neighbouring tiles of the same slice;
+//   - the group size is a template parameter (SPG steps of 32 inputs; 0: one group spans each whole
+//     slice), so that no index needs a division;
+//   - the slices add their sums into y with red.global.add.v4.f32: many small independent warps in
+//     flight and no reduction step, at the price of an order of additions that varies run to run.
+// Products x·(q − z) are exact in the mma (fp16 × fp16 into float32), sums float32, as above.
+// Grid (ceil(tiles / warps), ceil(S / P)), warps·32 threads (≤ 128: launch bounds of 256 cost 5% at 4096 x 4096).
+// Programmatic launches: the weight, scale and zero loads are issued before griddepcontrol.wait, x is read and
+// y touched after it.
+__device__ __forceinline__ int4 ld_stream16(const int4* p) {
+    int4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+// The scales and zero words, as volatile asm so that they are issued with the weights (as __ldg, the compiler
+// sank the scales' load below __syncthreads, next to its use; the time measured the same either way)
+__device__ __forceinline__ uint2 ld_nc8(const void* p) {
+    uint2 v;
+    asm volatile("ld.global.nc.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ unsigned ld_nc4(const void* p) {
+    unsigned v;
+    asm volatile("ld.global.nc.u32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+}
+
+// x[8r..8r+7] (one uint4) → the B fragments of a step: halves (0,4), (1,5), (2,6), (3,7)
+__device__ __forceinline__ uint4 xfrag(uint4 xr) {
+    uint4 xv;
+    xv.x = __byte_perm(xr.x, xr.z, 0x5410);
+    xv.y = __byte_perm(xr.x, xr.z, 0x7632);
+    xv.z = __byte_perm(xr.y, xr.w, 0x5410);
+    xv.w = __byte_perm(xr.y, xr.w, 0x7632);
+    return xv;
+}
+
+// A group's constants for a thread's 4 columns: hz = (1024 + z) and hm = −(64 + z) as f16x2 pairs,
+// s the scales as float (zero word zw, the thread's nibbles from bit zsh; scales sw, 4 fp16).
+__device__ __forceinline__ void zgroup(unsigned zw, uint2 sw, int zsh, int zeroOffset, unsigned* hz, unsigned* hm,
+                                       float* s) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const unsigned z = ((zw >> (zsh + 4 * j)) & 15u) + zeroOffset;
+        hz[j] = (0x6400u + z) * 0x10001u;
+        hm[j] = (0xD400u + 16u * z) * 0x10001u;
+    }
+    s[0] = h2f((unsigned short) sw.x);
+    s[1] = h2f((unsigned short) (sw.x >> 16));
+    s[2] = h2f((unsigned short) sw.y);
+    s[3] = h2f((unsigned short) (sw.y >> 16));
+}
+
+// tc_step with the zero point folded in: acc0 += (q − z) · x for columns 0, 1 of the int4, acc1 for 2, 3.
+__device__ __forceinline__ void tc_step_z(float* acc0, float* acc1, int4 q, uint4 xv, const unsigned* hz,
+                                          const unsigned* hm) {
+    const unsigned int w[4] = {(unsigned int) q.x, (unsigned int) q.y, (unsigned int) q.z, (unsigned int) q.w};
+    unsigned int c04[4], c15[4], c26[4], c37[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const unsigned int a = w[j], b = w[j] >> 8;
+        c04[j] = hsub2((a & 0x000F000Fu) | H1024, hz[j]);
+        c15[j] = hfma2((a & 0x00F000F0u) | H1024, HSIXTEENTH, hm[j]);
+        c26[j] = hsub2((b & 0x000F000Fu) | H1024, hz[j]);
+        c37[j] = hfma2((b & 0x00F000F0u) | H1024, HSIXTEENTH, hm[j]);
+    }
+    mma16816(acc0, c04[0], c04[1], c15[0], c15[1], xv.x, xv.y);
+    mma16816(acc0, c26[0], c26[1], c37[0], c37[1], xv.z, xv.w);
+    mma16816(acc1, c04[2], c04[3], c15[2], c15[3], xv.x, xv.y);
+    mma16816(acc1, c26[2], c26[3], c37[2], c37[3], xv.z, xv.w);
+}
+
+template <int P, int SPG>
+__device__ __forceinline__ void gemv_split(const int4* __restrict__ qt, const unsigned* __restrict__ qzeros,
+                                           const unsigned short* __restrict__ scales, const uint4* __restrict__ x16,
+                                           float* __restrict__ y, int K, int N, int spg, int zeroOffset) {
+    constexpr int GP = SPG > 0 ? P / SPG : 1;    // groups per slice
+    __shared__ uint4 xs[4 * P];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int tiles = (N + 31) >> 5, mine = blockIdx.x * (blockDim.x >> 5) + warp, tile = min(mine, tiles - 1);
+    const int S = K >> 5;
+    const int s0 = blockIdx.y * P, ns = min(P, S - s0), g0 = SPG > 0 ? s0 / SPG : s0 / spg;
+    const int4* qp = qt + ((long long) tile * S + s0) * 32 + lane;
+    int4 q[P];
+#pragma unroll
+    for (int i = 0; i < P; i++) q[i] = i < ns ? ld_stream16(qp + i * 32) : make_int4(0, 0, 0, 0);
+    const int col = tile * 32 + 4 * g;
+    const bool live = mine < tiles && col < N;   // N % 8 == 0: then all 4 columns are < N
+    // the scales and zero words of a column past N (last tile) are read from column N − 4 and never used:
+    // an unguarded load (a guard on these loads cost 7% at 4096 x 11008)
+    const int colL = min(col, N - 4);
+    uint2 sw[GP];
+    unsigned zw[GP];
+    const unsigned short* sp = scales + (long long) g0 * N + colL;
+    const unsigned* zp = qzeros + (long long) g0 * (N >> 3) + (colL >> 3);
+#pragma unroll
+    for (int j = 0; j < GP; j++) {
+        const bool in = j * SPG < ns;
+        sw[j] = in ? ld_nc8(sp + (long long) j * N) : make_uint2(0u, 0u);
+        zw[j] = in ? ld_nc4(zp + (long long) j * (N >> 3)) : 0u;
+    }
+    // Launched programmatically, the block may run before the previous kernel has finished: it lets the next
+    // kernel start (every weight load is issued), then waits for the previous one (x and y are its). Launched
+    // plainly, both are no-ops; kept there too, since the kernel measured 2-3% faster with them than without
+    // (H100, 4096 x 4096 and 4096 x 11008; not understood).
+    griddep_launch_dependents();
+    griddep_wait();
+    // a short last slice: x of its missing steps is zero, so that their (0 − z)·x add nothing and the
+    // steps below need no branch (a branch per step kept the compiler from interleaving them: +12-35%)
+    if (threadIdx.x < 4 * P) {
+        xs[threadIdx.x] = threadIdx.x < 4 * ns ? xfrag(ld_cg16(x16 + 4 * s0 + threadIdx.x)) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    __syncthreads();
+    const int zsh = 16 * (g & 1);
+    float yv[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < GP; j++) {
+        unsigned hz[4], hm[4];
+        float s[4];
+        zgroup(zw[j], sw[j], zsh, zeroOffset, hz, hm, s);
+        float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int i = j * (P / GP); i < (j + 1) * (P / GP); i++) tc_step_z(acc0, acc1, q[i], xs[4 * i + t], hz, hm);
+        yv[0] += s[0] * acc0[0];
+        yv[1] += s[1] * acc0[2];
+        yv[2] += s[2] * acc1[0];
+        yv[3] += s[3] * acc1[2];
+    }
+    if (t == 0 && live) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(y + col), "f"(yv[0]), "f"(yv[1]),
+                     "f"(yv[2]), "f"(yv[3])
+                     : "memory");
+#else
+#pragma unroll
+        for (int c = 0; c < 4; c++) atomicAdd(y + col + c, yv[c]);
+#endif
+    }
+}
+
+#define SPLIT_KERNEL(P, SPG)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(128) w4a16_gemv_split_p##P##_g##SPG(                           \
+        const int4* __restrict__ qt, const unsigned* __restrict__ qzeros, const unsigned short* __restrict__ scales, \
+        const uint4* __restrict__ x, float* __restrict__ y, int K, int N, int spg, int zeroOffset) {              \
+        gemv_split<P, SPG>(qt, qzeros, scales, x, y, K, N, spg, zeroOffset);                                   \
+    }
+
+SPLIT_KERNEL(4, 1)
+SPLIT_KERNEL(4, 2)
+SPLIT_KERNEL(4, 4)
+SPLIT_KERNEL(4, 0)
+SPLIT_KERNEL(8, 1)
+SPLIT_KERNEL(8, 2)
+SPLIT_KERNEL(8, 4)
+SPLIT_KERNEL(8, 0)
+
 // The tiled weight layout (tiled = 1 above): qweight [K/8, N] rearranged so that each 512-byte step
 // of a 32-column tile (4 rows × 32 columns, lane 4g + t's 16 bytes = row 4·step + t, columns 4g..4g+3)
 // is contiguous, and a tile's steps follow each other: dst[((tile · S) + step) · 32 + lane], S = K/32,

@@ -20,7 +20,9 @@ import org.junit.jupiter.params.provider.EnumSource;
  * and scales drawn at random, packed by {@link GptqPacking} (the writer's own packing, FORMATS.md),
  * fp16 scales and input; y must agree per element to 1e-5 of Σ|x·w| (float sums in another order).
  * Every kernel and many shapes of the tensor-core one (stages, columns per block, warps, K split
- * over blocks with atomic adds) run on each case; y is poisoned with NaN first, so an element a kernel skips fails; the accumulating
+ * over blocks with atomic adds) and of the split one (steps per warp, warps per block; groups of 32,
+ * 64, 128 inputs, groups spanning slices, a group it must refuse, a last slice shorter than the rest)
+ * run on each case; y is poisoned with NaN first, so an element a kernel skips fails; the accumulating
  * form must add to what y held. The programmatic launches ({@link W4a16Gemv.Pdl}) run on every case
  * too, and on chains where each kernel reads what the one before wrote (x made by a kernel, y
  * accumulated launch after launch), eagerly and in a CUDA graph. Skipped without a GPU.
@@ -56,7 +58,8 @@ class W4a16GemvTest {
 
     @ParameterizedTest(name = "N={0} K={1} group={2} v1={3}")
     @CsvSource({"64, 256, 128, true", "104, 384, 32, false", "40, 512, -1, true", "4096, 1024, 128, true",
-                "8, 96, 32, false", "48, 4224, 128, false", "296, 11008, 128, true", "72, 2048, 64, true"})
+                "8, 96, 32, false", "48, 4224, 128, false", "296, 11008, 128, true", "72, 2048, 64, true",
+                "256, 2048, 256, false", "64, 384, 96, true"})
     void matchesDequantizedReference(int N, int K, int group, boolean v1) {
         Random r = new Random(N * 7919L + K);
         int gs = group == -1 ? K : group, G = K / gs;
@@ -126,7 +129,23 @@ class W4a16GemvTest {
             for (int[] c : W4a16Gemv.compiled()) { // every kernel on the tiled layout (defaultTiledTc picks among them)
                 runs.add(new Object[] {new Object[] {new W4a16Gemv.Tc(c[0], c[1], 16, 1)}, false});
             }
+            // the split kernel in every shape that takes the group (gemvTiled's default where one does)
+            W4a16Gemv.Split[] splits = {new W4a16Gemv.Split(4, 4), new W4a16Gemv.Split(8, 2), new W4a16Gemv.Split(4, 1),
+                new W4a16Gemv.Split(8, 4)};
+            for (W4a16Gemv.Split sp : splits) {
+                if (W4a16Gemv.splitTakes(sp, gs)) {
+                    runs.add(new Object[] {sp, false});
+                    runs.add(new Object[] {sp, true});
+                } else {
+                    assertThrows(IllegalArgumentException.class, () -> gemv.gemvSplit(sp, dt.address(), dz.address(),
+                            ds.address(), dx.address(), dy.address(), K, N, group, v1, true), sp + " refuses group " + gs);
+                }
+            }
             for (W4a16Gemv.Pdl m : new W4a16Gemv.Pdl[] {W4a16Gemv.Pdl.AFTER_LOADS, W4a16Gemv.Pdl.AT_START}) {
+                if (W4a16Gemv.splitTakes(splits[1], gs)) {
+                    runs.add(new Object[] {splits[1], true, m});
+                    runs.add(new Object[] {splits[1], false, m});
+                }
                 runs.add(new Object[] {"tiled", false, m});
                 runs.add(new Object[] {"tiled", true, m});
                 runs.add(new Object[] {"default", true, m});
@@ -147,6 +166,9 @@ class W4a16GemvTest {
                 if (run[0] == null) {
                     gemv.gemvSliced(dq.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N, group,
                             v1);
+                } else if (run[0] instanceof W4a16Gemv.Split sp) {
+                    gemv.gemvSplit(sp, dt.address(), dz.address(), ds.address(), dx.address(), dy.address(), K, N,
+                            group, v1, acc);
                 } else if (run[0] instanceof W4a16Gemv.Tc c) {
                     gemv.gemv(c, false, false, dq.address(), dz.address(), ds.address(), dx.address(), dy.address(),
                             K, N, group, v1, acc);
