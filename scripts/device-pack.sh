@@ -8,6 +8,7 @@
 #   OUT/heldout-8x512.safetensors  the fixture's first 8 heldout windows, tokenized here (and 64: heldout-64x512)
 #   OUT/device-test.sh   the parity suite that runs there (a copy of scripts/device-test.sh)
 #   OUT/device-bench.sh  the benchmarks that run there (a copy of scripts/device-bench.sh)
+#   OUT/device-evalspeed.sh  decode tok/s of a 7B-shaped folder and its RTN w4 through eval's device path
 # Usage, from the repository root:  scripts/device-pack.sh [OUT=.device/cuda]
 # Then, with the device tool:  run(command="bash .device/cuda/device-test.sh", carry=[".device/cuda"])
 # (a folder of its own under .device, so that other things kept in .device need not travel too)
@@ -47,7 +48,9 @@ mkdir -p "$OUT/lib" "$OUT/shared/models" "$OUT/shared/golden"
 
 # Our jars, and the test classes as jars
 for m in core kernels calib-data eval compress-gptq compress-awq prune; do
-  cp "$m"/target/shrink-"$m"-*.jar "$OUT/lib/"
+  for f in "$m"/target/shrink-"$m"-*.jar; do   # the main jar (eval's Maven test-jar is packed below with the rest)
+    case "$f" in *-tests.jar) ;; *) cp "$f" "$OUT/lib/" ;; esac
+  done
   "$JAVA_HOME/bin/jar" cf "$OUT/lib/shrink-$m-tests.jar" -C "$m/target/test-classes" .
 done
 # Third-party jars the GPU path and the tests use: Jackson (config.json, golden JSON) and JUnit
@@ -78,6 +81,7 @@ cp "$SHARED/golden/goldens-fixture-llama-14m.json" "$SHARED/golden/fixture-llama
 
 cp scripts/device-test.sh "$OUT/device-test.sh"
 cp scripts/device-bench.sh "$OUT/device-bench.sh"
+cp scripts/device-evalspeed.sh "$OUT/device-evalspeed.sh"
 
 size=$(du -sm "$OUT" | cut -f1)
 echo "device-pack: $OUT holds $size MiB ($(ls "$OUT/lib" | wc -l) jars):" >&2

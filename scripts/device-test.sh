@@ -26,7 +26,7 @@ echo "== parity suite"
 "${JAVA[@]}" "${PROPS[@]}" dev.shrink.kernels.cuda.DeviceSuite \
     dev.shrink.kernels.cuda.CudaConformanceTest dev.shrink.kernels.cuda.DeviceOpsConformanceTest \
     dev.shrink.kernels.cuda.W4a16GemvTest dev.shrink.kernels.cuda.DecodeKernelsTest dev.shrink.eval.CudaPerplexityParityTest \
-    dev.shrink.gptq.CudaGptqParityTest dev.shrink.gptq.DeviceDecoderParityTest dev.shrink.awq.CudaAwqParityTest dev.shrink.prune.CudaMasksParityTest \
+    dev.shrink.gptq.CudaGptqParityTest dev.shrink.gptq.DeviceDecoderParityTest dev.shrink.awq.CudaAwqParityTest dev.shrink.awq.AwqDeviceDecoderParityTest dev.shrink.prune.CudaMasksParityTest \
     dev.shrink.kernels.cpu.ProvidersTest 2>&1 | tee "$LOGS/suite.log"
 rc=${PIPESTATUS[0]}
 # the fixture's GPTQ folders made on the GPU, one archive each (to evaluate on the whole heldout set elsewhere)
