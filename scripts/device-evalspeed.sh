@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# Pack first: scripts/device-pack.sh .device/evalgpu (then copy this file there as run.sh); run with carry [".device/evalgpu"].
-# evalgpu: DeviceDecoder parity on the fixture + fixture speed, DecodeBench smoke (refactor), 7B-shaped 4-layer fp16 vs RTN W4A16.
+# Runs ON the GPU machine, after scripts/device-pack.sh: decode tok/s through eval's device path (what
+# `shrink eval --speed --device cuda` measures: DeviceModel + Speed.measure) on a Llama-2-7B-shaped folder
+# with random fp16 weights (`shrink synth`'s SyntheticModel), then on its GPTQ w4 g128 RTN quantization
+# (GptqStage on the CPU of that machine), via dev.shrink.gptq.DeviceSpeedBench.
+#   bash .device/cuda/device-evalspeed.sh [--layers N]   (default 32: the whole 7B shape, 12.6 GiB written to /tmp)
 set -uo pipefail
-P="$(pwd)/.device/evalgpu"
-LOGS="${OUT:-/tmp/evalgpu}"; mkdir -p "$LOGS"
-JRE=/tmp/shrink-jre
-[ -x "$JRE/jre/bin/java" ] || { mkdir -p "$JRE" && tar xzf "$P/jre.tgz" -C "$JRE"; }
+HERE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
+if [ -s "$HERE/jre.tgz" ]; then PACK="$HERE"; else PACK="$(pwd)/.device/cuda"; fi
+[ -s "$PACK/jre.tgz" ] || { echo "device-evalspeed: no $PACK/jre.tgz; run scripts/device-pack.sh first" >&2; exit 2; }
+LAYERS=32
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --layers) LAYERS="$2"; shift ;;
+    *) echo "device-evalspeed: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+LOGS="${OUT:-/tmp/shrink-device}"; mkdir -p "$LOGS"
+JRE="${SHRINK_JRE_DIR:-/tmp/shrink-jre}"
+[ -x "$JRE/jre/bin/java" ] || { mkdir -p "$JRE" && tar xzf "$PACK/jre.tgz" -C "$JRE"; } || exit 2
 JAVA=("$JRE/jre/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED
-      --sun-misc-unsafe-memory-access=allow -Xmx64g -cp "$P/lib/*" -Dshrink.shared="$P/shared" -Dshrink.cubin.cache=/tmp/shrink-cubin)
+      --sun-misc-unsafe-memory-access=allow -Xmx96g -cp "$PACK/lib/*"
+      -Dshrink.cubin.cache="${SHRINK_CUBIN_CACHE:-/tmp/shrink-cubin}")
+DIR=/tmp/shrink-evalspeed-7b-$LAYERS
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 s=$SECONDS
-echo "== parity (DeviceDecoderParityTest, DecodeKernelsTest)"
-timeout 90 "${JAVA[@]}" dev.shrink.kernels.cuda.DeviceSuite dev.shrink.gptq.DeviceDecoderParityTest \
-  dev.shrink.kernels.cuda.DecodeKernelsTest 2>&1 | grep -v -e SLF4J -e incubator | tee "$LOGS/parity.log"
-echo "parity rc=${PIPESTATUS[0]} at $((SECONDS-s)) s"
-echo "== DecodeBench smoke (2 layers, 32 tokens)"
-timeout 25 "${JAVA[@]}" dev.shrink.kernels.cuda.DecodeBench --layers 2 --tokens 32 2>&1 | grep -v -e incubator -e "RESULT|linear" | tee "$LOGS/decodebench.log"
-echo "decodebench rc=${PIPESTATUS[0]} at $((SECONDS-s)) s"
-echo "== 7B-shaped, 4 layers, fp16 synth"
-timeout 30 "${JAVA[@]}" dev.shrink.core.synth.SyntheticModel /tmp/s7b4 --hidden 4096 --intermediate 11008 --layers 4 \
-  --heads 32 --vocab 32000 --dtype fp16 --seed 0 --overwrite 2>&1 | grep -v incubator | tail -3
-echo "synth at $((SECONDS-s)) s"
-timeout 75 "${JAVA[@]}" dev.shrink.gptq.DeviceSpeedBench /tmp/s7b4 --rtn /tmp/s7b4-rtn --prompt 32 --decode 128 --repeats 3 \
-  2>&1 | grep -v -e SLF4J -e incubator | tee "$LOGS/bench7b.log"
-echo "bench rc=${PIPESTATUS[0]} at $((SECONDS-s)) s"
-grep -h "RESULT|evalspeed\|RESULT|decode" "$LOGS"/*.log
+"${JAVA[@]}" dev.shrink.core.synth.SyntheticModel "$DIR" --hidden 4096 --intermediate 11008 --layers "$LAYERS" \
+  --heads 32 --vocab 32000 --dtype fp16 --seed 0 --overwrite 2>&1 | grep -v incubator | tail -2
+echo "synth ($LAYERS layers, fp16) in $((SECONDS - s)) s"
+"${JAVA[@]}" dev.shrink.gptq.DeviceSpeedBench "$DIR" --rtn "$DIR-rtn" --prompt 32 --decode 128 --repeats 3 2>&1 \
+  | grep -v -e SLF4J -e incubator | tee "$LOGS/evalspeed.log"
+rc=${PIPESTATUS[0]}
+echo "evalspeed rc=$rc at $((SECONDS - s)) s"
+exit $rc
