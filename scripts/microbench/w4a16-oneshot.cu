@@ -49,6 +49,13 @@ __device__ __forceinline__ uint4 ld_x16(const uint4* p) {
     return v;
 }
 
+// y of a thread's 4 columns += scale · the group's sums (c0, c2 of each accumulator), which restart at zero
+__device__ __forceinline__ void addgroup(float* yv, const float* s, float* acc0, float* acc1) {
+    yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+#pragma unroll
+    for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
+}
+
 __device__ __forceinline__ unsigned cluster_rank() {
     unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r;
 }
@@ -141,11 +148,7 @@ __device__ __forceinline__ void gemv_z(const int4* __restrict__ qt, const unsign
         if (st < s1) {
             const int gg = st / spg;
             if (gg != cur) {
-                if (cur >= 0) {
-                    yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
-#pragma unroll
-                    for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
-                }
+                if (cur >= 0) addgroup(yv, s, acc0, acc1);
                 zgroup(zw[i], sw[i], zsh, zeroOffset, hz, hm, s);
                 cur = gg;
             }
@@ -154,7 +157,7 @@ __device__ __forceinline__ void gemv_z(const int4* __restrict__ qt, const unsign
         }
     }
     if (cur >= 0) {
-        yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+        addgroup(yv, s, acc0, acc1);
     }
     if (t == 0) *reinterpret_cast<float4*>(&red[warp][4 * g]) = make_float4(yv[0], yv[1], yv[2], yv[3]);
     __syncthreads();
@@ -256,11 +259,7 @@ __device__ __forceinline__ void gemv_bp(const int4* __restrict__ qt, const unsig
         const int st = s0 + i;
         const int gg = st / spg;
         if (MATH && gg != cur) {
-            if (cur >= 0) {
-                yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
-#pragma unroll
-                for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
-            }
+            if (cur >= 0) addgroup(yv, s, acc0, acc1);
             const uint2 sw = *reinterpret_cast<const uint2*>(scs + gg * 32 + 4 * g);
             zgroup(zs[gg * 4 + (g >> 1)], sw, zsh, zeroOffset, hz, hm, s);
             cur = gg;
@@ -277,7 +276,7 @@ __device__ __forceinline__ void gemv_bp(const int4* __restrict__ qt, const unsig
         else probe ^= (unsigned) (q.x ^ q.y ^ q.z ^ q.w) ^ xr.x;
     }
     if (MATH && cur >= 0) {
-        yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+        addgroup(yv, s, acc0, acc1);
     }
     if (!MATH) yv[0] = (float) (probe & 0xFFFF);
     if (t == 0) *reinterpret_cast<float4*>(&red[warp][4 * g]) = make_float4(yv[0], yv[1], yv[2], yv[3]);
@@ -365,11 +364,7 @@ __device__ __forceinline__ void gemv_sx(const int4* __restrict__ qt, const unsig
             const int gg = (s0 + i) / spg;
             if (MATH) {
                 if (gg != cur) {
-                    if (cur >= 0) {
-                        yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
-#pragma unroll
-                        for (int k = 0; k < 4; k++) { acc0[k] = 0.f; acc1[k] = 0.f; }
-                    }
+                    if (cur >= 0) addgroup(yv, s, acc0, acc1);
                     const int gi = gg - gA;
                     const uint2 sw = *reinterpret_cast<const uint2*>(scs + gi * WPB * 32 + warp * 32 + 4 * g);
                     zgroup(zsm[gi * WPB * 4 + warp * 4 + (g >> 1)], sw, zsh, zeroOffset, hz, hm, s);
@@ -382,7 +377,7 @@ __device__ __forceinline__ void gemv_sx(const int4* __restrict__ qt, const unsig
         }
     }
     if (MATH && cur >= 0) {
-        yv[0] += s[0] * acc0[0]; yv[1] += s[1] * acc0[2]; yv[2] += s[2] * acc1[0]; yv[3] += s[3] * acc1[2];
+        addgroup(yv, s, acc0, acc1);
     }
     if (!MATH) yv[0] = (float) (probe & 0xFFFF);
     unsigned long long t2 = TL ? gtimer() : 0ull;
