@@ -198,7 +198,8 @@ public final class DecodeBench {
                     System.out.printf(Locale.ROOT, "  %-8s %5d x %-5d default %-12s %7.2f us %5.0f GB/s   best %-14s"
                             + " %7.2f us %5.0f GB/s%n", role[li], first.N(), first.K(), def, defUs, bytes / defUs / 1e3,
                             bestName, bestUs, bytes / bestUs / 1e3);
-                    System.out.printf(Locale.ROOT, "RESULT|linear|%s|%d x %d|%s|%.2f|%.0f|%s|%.2f|%.0f%n", role[li],
+                    System.out.printf(Locale.ROOT, "RESULT|linear|%s|%d x %d|%s|%.2f|%.0f|%s|%.2f|%.0f%n",
+                            role[li].replace('|', '/'), // the RESULT line's fields are |-separated
                             first.N(), first.K(), def, defUs, bytes / defUs / 1e3, bestName, bestUs, bytes / bestUs / 1e3);
                 }
                 double[] tuned = decode(dev, T, token, logits, weightBytes, "W4A16*", new float[V]);

@@ -16,8 +16,8 @@ import java.util.Map;
  * default of {@link #gemvTiled}): each warp loads one 32-column tile's slice of 4 or 8 steps (128 or
  * 256 inputs) at once, converts codes to q − z exactly and multiplies them by x on the tensor cores,
  * and adds its sums into y with atomic vector adds (so y = ... first zeroes y, and the order of the
- * additions varies run to run); on an H100 it reads the 7B shapes at 73–92% of a device-to-device
- * copy's rate when y accumulates, 56–85% when y is written (the zeroing is a launch of its own). The tensor-core kernel ({@link Tc}: stages in flight,
+ * additions varies run to run); on an H100 it reads the 7B shapes at 74–92% of a device-to-device
+ * copy's rate when y accumulates, 62–87% when y is written (the zeroing is a launch of its own). The tensor-core kernel ({@link Tc}: stages in flight,
  * columns per block, warps, K splits), one K slice by default (deterministic), for the GPTQ layout and
  * for groups the split kernel does not take; and the first, "sliced" kernel (float FMAs, K sliced over
  * blocks with a ticket reduction), kept for comparison in {@link W4a16Bench}. All sum Σ x·q per group
