@@ -45,7 +45,9 @@ fi
 [ -s "$OUT/jre.tgz" ] || { echo "device-distill-pack: $SHARED/device/make-jre.sh did not write $OUT/jre.tgz" >&2; exit 2; }
 
 for m in ${MODULES//,/ }; do
-  cp "$m"/target/shrink-"$m"-*.jar "$OUT/lib/"
+  for f in "$m"/target/shrink-"$m"-*.jar; do   # the main jar, not a Maven test-jar (eval builds one)
+    case "$f" in *-tests.jar) ;; *) cp "$f" "$OUT/lib/" ;; esac
+  done
 done
 for m in kernels distill; do
   "$JAVA_HOME/bin/jar" cf "$OUT/lib/shrink-$m-tests.jar" -C "$m/target/test-classes" .

@@ -201,8 +201,8 @@ public final class W4a16Gemv implements AutoCloseable {
     public void gemvTiled(long qweightTiled, long qzeros, long scales, long x, long y, int K, int N, int group,
                           boolean v1, boolean accumulate) {
         int gs = shapeCheck(K, N, group);
-        Split s = defaultSplit(N, K);
-        if (splitTakes(s, gs)) {
+        Split s = tiledSplit(N, K, gs);
+        if (s != null) {
             launchSplit(s, qweightTiled, qzeros, scales, x, y, K, N, gs, v1, accumulate);
         } else {
             launchTc(defaultTiledTc(N, K), true, false, qweightTiled, qzeros, scales, x, y, K, N, gs, v1, accumulate);
@@ -211,9 +211,14 @@ public final class W4a16Gemv implements AutoCloseable {
 
     /** What {@link #gemvTiled} runs for this shape and group: "split p4 w4" or "u4 c1 w16" (the tensor-core kernel). */
     public String describeTiled(int N, int K, int group) {
-        int gs = shapeCheck(K, N, group);
+        Split s = tiledSplit(N, K, shapeCheck(K, N, group));
+        return s != null ? s.toString() : defaultTiledTc(N, K).toString();
+    }
+
+    /** {@link #gemvTiled}'s choice: the split kernel's default shape where it takes the group, else null. */
+    private Split tiledSplit(int N, int K, int gs) {
         Split s = defaultSplit(N, K);
-        return splitTakes(s, gs) ? s.toString() : defaultTiledTc(N, K).toString();
+        return splitTakes(s, gs) ? s : null;
     }
 
     /**

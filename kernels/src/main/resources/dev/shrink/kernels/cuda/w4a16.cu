@@ -238,6 +238,16 @@ __device__ __forceinline__ void mma16816(float* c, unsigned int a0, unsigned int
 #define HSIXTEENTH 0x2C002C00u  // (1/16, 1/16)
 #define HM64 0xD400D400u    // (-64, -64)
 
+// x[8r..8r+7] (one uint4) → the B fragments of a step: halves (0,4), (1,5), (2,6), (3,7)
+__device__ __forceinline__ uint4 xfrag(uint4 xr) {
+    uint4 xv;
+    xv.x = __byte_perm(xr.x, xr.z, 0x5410);
+    xv.y = __byte_perm(xr.x, xr.z, 0x7632);
+    xv.z = __byte_perm(xr.y, xr.w, 0x5410);
+    xv.w = __byte_perm(xr.y, xr.w, 0x7632);
+    return xv;
+}
+
 // acc0 += codes of columns 0,1 of q (one qweight row per t) · x; acc1 the same for columns 2,3.
 __device__ __forceinline__ void tc_step(float* acc0, float* acc1, int4 q, uint4 xv) {
     const unsigned int w[4] = {(unsigned int) q.x, (unsigned int) q.y, (unsigned int) q.z, (unsigned int) q.w};
@@ -453,12 +463,7 @@ __device__ __forceinline__ void gemv_tc(const int* __restrict__ qweight, const i
         }
         cp_wait<U - 1>();                     // this step's group (the oldest pending) has landed
         if (MATH) {
-            const uint4 xr = xs[4 * (st - a) + t];   // x[8r..8r+7] → B fragments: halves (0,4),(1,5),(2,6),(3,7)
-            uint4 xv;
-            xv.x = __byte_perm(xr.x, xr.z, 0x5410);
-            xv.y = __byte_perm(xr.x, xr.z, 0x7632);
-            xv.z = __byte_perm(xr.y, xr.w, 0x5410);
-            xv.w = __byte_perm(xr.y, xr.w, 0x7632);
+            const uint4 xv = xfrag(xs[4 * (st - a) + t]);
 #pragma unroll
             for (int c = 0; c < CW; c++) {
                 const int4 q = *reinterpret_cast<const int4*>(ring + 32 * (CW * slot + c));
@@ -572,16 +577,6 @@ __device__ __forceinline__ unsigned ld_nc4(const void* p) {
     unsigned v;
     asm volatile("ld.global.nc.u32 %0, [%1];" : "=r"(v) : "l"(p));
     return v;
-}
-
-// x[8r..8r+7] (one uint4) → the B fragments of a step: halves (0,4), (1,5), (2,6), (3,7)
-__device__ __forceinline__ uint4 xfrag(uint4 xr) {
-    uint4 xv;
-    xv.x = __byte_perm(xr.x, xr.z, 0x5410);
-    xv.y = __byte_perm(xr.x, xr.z, 0x7632);
-    xv.z = __byte_perm(xr.y, xr.w, 0x5410);
-    xv.w = __byte_perm(xr.y, xr.w, 0x7632);
-    return xv;
 }
 
 // A group's constants for a thread's 4 columns: hz = (1024 + z) and hm = −(64 + z) as f16x2 pairs,
