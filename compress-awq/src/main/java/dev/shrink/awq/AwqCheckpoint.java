@@ -220,16 +220,6 @@ public final class AwqCheckpoint {
 
     /** The decoder linears left unquantized (full prefixes), in model order. */
     private static List<String> notConverted(ModelDir source, Map<String, QuantizedLinear> quantized) {
-        ArchitectureSpec spec = source.spec();
-        List<String> out = new ArrayList<>();
-        for (int i = 0; i < source.config().layers(); i++) {
-            for (ArchitectureSpec.Linear l : spec.linears()) {
-                String x = spec.layer(i, l.name());
-                if (!quantized.containsKey(x)) {
-                    out.add(x);
-                }
-            }
-        }
-        return out;
+        return source.spec().notConverted(source.config().layers(), quantized::containsKey);
     }
 }

@@ -124,8 +124,11 @@ class AwqCheckpointTest {
             AwqCheckpoint.write(m, out, r.quantized(), r.modified(), 128, AwqCheckpoint.Export.GEMM, null, false);
             JsonNode qc = new ObjectMapper().readTree(out.resolve("config.json").toFile()).get("quantization_config");
             JsonNode skip = qc.get("modules_to_not_convert");
-            assertEquals(2 * 6, skip.size(), skip.toString());
+            // six linears of each of the two layers, then the fused q|k|v and gate|up that vLLM looks up
+            assertEquals(2 * (6 + 2), skip.size(), skip.toString());
             assertEquals("model.layers.0.self_attn.q_proj", skip.get(0).asText());
+            assertEquals("model.layers.0.self_attn.qkv_proj", skip.get(6).asText());
+            assertEquals("model.layers.0.mlp.gate_up_proj", skip.get(7).asText());
             try (ModelDir q = ModelDir.open(out)) {
                 // the unquantized but scaled up_proj is written as floats; down_proj is packed
                 assertTrue(q.weights().has("model.layers.0.mlp.up_proj.weight"));

@@ -113,7 +113,8 @@ public final class GptqCheckpoint {
         boolean lmHead = quantized.containsKey(QuantizedLinear.prefixOf(source.spec().lmHead()));
         ModelFolderWriter.write(source.dir(), outDir, overwrite, "the GPTQ model", tmp -> {
             SafetensorsWriter.writeModel(tmp, tensors(source.weights(), quantized, v1), maxShardBytes, null);
-            ObjectNode qc = quantizationConfig(format, v1, lmHead);
+            ObjectNode qc = quantizationConfig(format, v1, lmHead,
+                    source.spec().notConverted(source.config().layers(), quantized::containsKey));
             ObjectNode config = config(source, qc);
             ModelFolderWriter.writeJson(tmp.resolve("config.json"), sparsity == null ? config : sparsity.writeInto(config));
             ModelFolderWriter.writeJson(tmp.resolve(QUANTIZE_CONFIG), qc);
@@ -194,8 +195,14 @@ public final class GptqCheckpoint {
         return out;
     }
 
-    /** The quantization_config object, keys in the order AutoGPTQ / GPTQModel write them. */
-    private static ObjectNode quantizationConfig(GptqFormat f, boolean v1, boolean lmHead) {
+    /**
+     * The quantization_config object, keys in the order AutoGPTQ / GPTQModel write them. Decoder
+     * linears left in float are listed twice, as GPTQModel does: under {@code dynamic} as negative
+     * rules ({@code "-:^NAME$": {}}, regular expressions matched from the start of a module's name;
+     * vLLM and GPTQModel then build those modules unquantized), and under
+     * {@code modules_to_not_convert} (transformers' loaders).
+     */
+    static ObjectNode quantizationConfig(GptqFormat f, boolean v1, boolean lmHead, List<String> notConverted) {
         ObjectNode qc = JsonNodeFactory.instance.objectNode();
         qc.put("quant_method", "gptq");
         qc.put("bits", f.bits());
@@ -209,6 +216,12 @@ public final class GptqCheckpoint {
         qc.put("lm_head", lmHead);
         qc.put("pack_dtype", "int32");
         qc.putObject("meta").putArray("quantizer").add(f.quantizer());
+        if (!notConverted.isEmpty()) {
+            ObjectNode dynamic = qc.putObject("dynamic");
+            notConverted.forEach(x -> dynamic.putObject("-:^" + x.replace(".", "\\.") + "$"));
+            var list = qc.putArray("modules_to_not_convert");
+            notConverted.forEach(list::add);
+        }
         return qc;
     }
 

@@ -193,6 +193,62 @@ class GptqCheckpointTest {
         assertArrayEquals(shape, t.shape(), t.name());
     }
 
+    /**
+     * Linears kept in float are named the way GPTQModel writes them, so that vLLM and GPTQModel build
+     * them unquantized (negative {@code dynamic} rules, regular expressions matched from the start of a
+     * module name, as Python's re.match does) and transformers skips them (modules_to_not_convert).
+     */
+    @Test
+    void linearsKeptInFloatAreExcludedForLoaders() throws IOException {
+        Path out = tmp.resolve("partial");
+        try (ModelDir src = ModelDir.open(fixture())) {
+            Map<String, QuantizedLinear> q = new java.util.LinkedHashMap<>(quantizeAll(src, 4, 128, true, false, 7));
+            Set<String> kept = Set.of("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+                    "model.layers.0.self_attn.v_proj", "model.layers.1.mlp.down_proj", "model.layers.2.mlp.up_proj");
+            kept.forEach(q::remove);
+            GptqCheckpoint.write(src, out, q, format(4, true, false), null);
+
+            JsonNode qc = json(out.resolve("config.json")).get("quantization_config");
+            assertEquals(qc, json(out.resolve("quantize_config.json")));
+            List<String> listed = new java.util.ArrayList<>();
+            qc.get("modules_to_not_convert").forEach(n -> listed.add(n.asText()));
+            // in model order, the fused q|k|v of layer 0 named after its parts (all three kept);
+            // gate|up of layer 2 is not: only up is kept
+            assertEquals(List.of("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+                    "model.layers.0.self_attn.v_proj", "model.layers.0.self_attn.qkv_proj",
+                    "model.layers.1.mlp.down_proj", "model.layers.2.mlp.up_proj"), listed);
+
+            List<java.util.regex.Pattern> rules = new java.util.ArrayList<>();
+            for (var e : qc.get("dynamic").properties()) {
+                assertTrue(e.getKey().startsWith("-:"), e.getKey());
+                assertEquals(0, e.getValue().size(), "a negative rule carries no overrides");
+                rules.add(java.util.regex.Pattern.compile(e.getKey().substring(2)));
+            }
+            java.util.function.Predicate<String> excluded = name -> rules.stream().anyMatch(r -> r.matcher(name).lookingAt());
+            try (ModelDir written = ModelDir.open(out)) {
+                for (String x : src.spec().decoderLinears(src.config().layers())) {
+                    assertEquals(kept.contains(x), excluded.test(x), x);
+                    assertEquals(kept.contains(x), written.weights().has(x + ".weight"), "float weight of " + x);
+                    assertEquals(!kept.contains(x), written.weights().has(x + ".qweight"), "qweight of " + x);
+                }
+            }
+            assertTrue(excluded.test("model.layers.0.self_attn.qkv_proj"));
+            assertFalse(excluded.test("model.layers.2.mlp.gate_up_proj"));
+            assertFalse(excluded.test("model.layers.10.mlp.down_proj"), "layer 1's rule does not match layer 10");
+        }
+    }
+
+    @Test
+    void aFullyQuantizedFolderHasNoExclusions() throws IOException {
+        Path out = tmp.resolve("full");
+        try (ModelDir src = ModelDir.open(fixture())) {
+            GptqCheckpoint.write(src, out, quantizeAll(src, 4, 128, true, false, 7), format(4, true, false), null);
+            JsonNode qc = json(out.resolve("config.json")).get("quantization_config");
+            assertFalse(qc.has("dynamic"));
+            assertFalse(qc.has("modules_to_not_convert"));
+        }
+    }
+
     @Test
     void shardsWithAnIndexUnderASmallLimit() throws IOException {
         Path out = tmp.resolve("sharded");

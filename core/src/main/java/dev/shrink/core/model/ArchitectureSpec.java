@@ -56,6 +56,53 @@ public record ArchitectureSpec(
         return layerPrefix.formatted(i) + name;
     }
 
+    /** Every decoder linear's full prefix (e.g. "model.layers.3.mlp.down_proj"), layer by layer in forward order. */
+    public List<String> decoderLinears(int layers) {
+        List<String> out = new java.util.ArrayList<>();
+        for (int i = 0; i < layers; i++) {
+            for (Linear l : linears) {
+                out.add(layer(i, l.name()));
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The fused linears that serving engines (vLLM) build from several of a block's linears, by the
+     * fused name under the layer prefix: q|k|v as "self_attn.qkv_proj", gate|up as "mlp.gate_up_proj".
+     * A quantized folder's exclusion list names a fused linear too when all of its parts are excluded.
+     */
+    public java.util.SequencedMap<String, List<String>> fusedLinears() {
+        java.util.SequencedMap<String, List<String>> fused = new java.util.LinkedHashMap<>();
+        fused.put("self_attn.qkv_proj", List.of(linear(Role.Q).name(), linear(Role.K).name(), linear(Role.V).name()));
+        fused.put("mlp.gate_up_proj", List.of(linear(Role.GATE).name(), linear(Role.UP).name()));
+        return fused;
+    }
+
+    /**
+     * The decoder linears left unquantized, for a quantized folder's exclusion lists
+     * ({@code modules_to_not_convert}, GPTQModel's {@code dynamic}): each one's full prefix in model
+     * order, followed at the end of its layer by the fused names (q|k|v, then gate|up) a serving engine
+     * uses when all of a fused linear's parts are left out (vLLM looks exclusions up under "self_attn.qkv_proj", transformers under "q_proj").
+     */
+    public List<String> notConverted(int layers, java.util.function.Predicate<String> isQuantized) {
+        List<String> out = new java.util.ArrayList<>();
+        for (int i = 0; i < layers; i++) {
+            for (Linear l : linears) {
+                if (!isQuantized.test(layer(i, l.name()))) {
+                    out.add(layer(i, l.name()));
+                }
+            }
+            for (var f : fusedLinears().entrySet()) {
+                final int layer = i;
+                if (f.getValue().stream().noneMatch(part -> isQuantized.test(layer(layer, part)))) {
+                    out.add(layer(i, f.getKey()));
+                }
+            }
+        }
+        return out;
+    }
+
     public Linear linear(Role role) {
         for (Linear l : linears) {
             if (l.role == role) {
