@@ -50,6 +50,7 @@ public final class Main implements Runnable {
         cl.setOut(out);
         cl.setErr(err);
         cl.setCaseInsensitiveEnumValuesAllowed(true);
+        HelpText.install(cl);
         cl.setParameterExceptionHandler((ex, a) -> {
             err.println("shrink: " + ex.getMessage());
             CommandLine.UnmatchedArgumentException.printSuggestions(ex, err);
