@@ -94,19 +94,11 @@ public final class HubModel {
     /**
      * The one place a model argument becomes a folder: {@code local} when it exists (a folder, or a
      * file for commands that take one), else, when {@code arg} looks like a Hugging Face id
-     * ({@code org/name}), its snapshot from the cache or the Hub (settings from the environment),
-     * else {@code local} unchanged for the caller to report. {@code revision} null means main; one
-     * given with a local folder is an error (it would be silently ignored).
+     * ({@code org/name}), its snapshot at {@code revision} (null: main) from the cache or the Hub,
+     * with the settings of the environment; else {@code local} unchanged, for the caller to report.
      */
     public static Path resolveArgument(Path local, String arg, String revision, boolean quiet) {
-        if (Files.exists(local)) {
-            if (revision != null) {
-                throw ShrinkException.at(local, "is a local folder; --revision " + revision
-                        + " applies to Hugging Face ids (org/name) only");
-            }
-            return local;
-        }
-        if (!isRepoId(arg)) {
+        if (Files.exists(local) || !isRepoId(arg)) {
             return local;
         }
         try {
