@@ -108,13 +108,14 @@ class HubModelArgumentTest {
                 "--method", "rtn");
         assertEquals(2, r.code());
         assertEquals("shrink: error: HF_HUB_OFFLINE=1 and test-org/stories@nope is not in the cache at "
-                + cache.resolve("models--test-org--stories") + "\n", r.err());
+                + cache.resolve("models--test-org--stories") + " (and there is no local folder test-org/stories)\n", r.err());
         assertFalse(Files.exists(out));
 
         BadInputTest.Run missing = BadInputTest.shrink("eval", "--model", "test-org/missing", "-q");
         assertEquals(2, missing.code());
         assertEquals("shrink: error: HF_HUB_OFFLINE=1 and test-org/missing@main is not in the cache at "
-                + cache.resolve("models--test-org--missing") + "\n", missing.err());
+                + cache.resolve("models--test-org--missing") + " (and there is no local folder test-org/missing)\n",
+                missing.err());
     }
 
     @Test

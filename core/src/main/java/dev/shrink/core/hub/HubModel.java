@@ -104,8 +104,8 @@ public final class HubModel {
         try {
             return new HubModel(HubSettings.fromEnvironment(), quiet).resolve(arg,
                     revision != null ? revision : DEFAULT_REVISION);
-        } catch (NotFound e) {
-            throw new ShrinkException(e.getMessage() + ", and there is no local folder " + arg, e);
+        } catch (NotHere e) { // perhaps a mistyped path rather than an id: say that too
+            throw new ShrinkException(e.getMessage() + " (and there is no local folder " + arg + ")", e);
         }
     }
 
@@ -141,12 +141,11 @@ public final class HubModel {
                 return snap;
             }
             if (settings.offline()) {
-                throw new ShrinkException("HF_HUB_OFFLINE=1 and " + repo + "@" + revision + " is not in the cache at "
+                throw new NotHere("HF_HUB_OFFLINE=1 and " + repo + "@" + revision + " is not in the cache at "
                         + repoDir + " (its snapshot " + commit + " lacks " + String.join(", ", missing) + ")");
             }
         } else if (settings.offline()) {
-            throw new ShrinkException("HF_HUB_OFFLINE=1 and " + repo + "@" + revision + " is not in the cache at "
-                    + repoDir);
+            throw new NotHere("HF_HUB_OFFLINE=1 and " + repo + "@" + revision + " is not in the cache at " + repoDir);
         }
         return download(repo, revision, repoDir);
     }
@@ -472,7 +471,7 @@ public final class HubModel {
             try {
                 r = http.send(b.build(), handler);
             } catch (IOException e) {
-                throw new ShrinkException("cannot reach " + origin(uri) + " for " + repo + " (" + e.getClass().getSimpleName()
+                throw new NotHere("cannot reach " + origin(uri) + " for " + repo + " (" + e.getClass().getSimpleName()
                         + (e.getMessage() != null ? ": " + e.getMessage() : "")
                         + "); check the network and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only the cache", e);
             } catch (InterruptedException e) {
@@ -503,7 +502,7 @@ public final class HubModel {
         String page = settings.endpoint() + "/" + repo;
         String access = "set HF_TOKEN to a token with access to " + repo + " (accept its terms at " + page + ")";
         if (code.equals("RepoNotFound") || (s == 404 && file == null && code.isEmpty())) {
-            return new NotFound("no model " + repo + " on " + settings.endpoint()
+            return new NotHere("no model " + repo + " on " + settings.endpoint()
                     + (s == 401 && settings.token() == null ? " (if it is private, " + access + ")" : "")
                     + (revision != null && !revision.equals(DEFAULT_REVISION) && code.isEmpty()
                             ? " (or it has no revision " + revision + ")" : ""));
@@ -679,10 +678,14 @@ public final class HubModel {
         }
     }
 
-    /** No such model on the endpoint: the CLI adds that no local folder has that name either. */
-    static final class NotFound extends ShrinkException {
-        NotFound(String message) {
+    /** No such model on the endpoint, offline and not cached, or no network: a mistyped path reads the same. */
+    static final class NotHere extends ShrinkException {
+        NotHere(String message) {
             super(message);
+        }
+
+        NotHere(String message, Throwable cause) {
+            super(message, cause);
         }
     }
 }
