@@ -43,6 +43,9 @@ final class AwqCommand implements Callable<Integer> {
     @Mixin
     CommonOptions common;
 
+    @Mixin
+    HubOptions hub;
+
     @Parameters(index = "0", paramLabel = "MODEL", description = "Hugging Face model folder to quantize.")
     Path model;
 
@@ -83,6 +86,7 @@ final class AwqCommand implements Callable<Integer> {
     public Integer call() {
         validate();
         GptqCommand.checkWorkDir(workDir, overwrite);
+        model = hub.resolve(model, common.quiet);
         AwqCheckpoint.Export exportKind = AwqCheckpoint.Export.valueOf(export.toUpperCase(Locale.ROOT));
         Ops ops = common.ops();
         PrintWriter out = spec.commandLine().getOut();

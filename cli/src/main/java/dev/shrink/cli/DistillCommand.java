@@ -59,6 +59,9 @@ final class DistillCommand implements Callable<Integer> {
     @Mixin
     CommonOptions common;
 
+    @Mixin
+    HubOptions hub;
+
     @Option(names = "--teacher", required = true, paramLabel = "DIR", description = "The teacher model folder (may be GPTQ/AWQ-quantized).")
     Path teacher;
 
@@ -151,6 +154,9 @@ final class DistillCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        teacher = hub.resolveAny(teacher, common.quiet);
+        student = hub.resolveAny(student, common.quiet);
+        hub.checkRevisionUsed(teacher);
         Losses.Kind kind = Losses.Kind.parse(loss);
         if (kind == null) {
             throw new ShrinkException("--loss must be kl or reverse-kl, got '" + loss + "'");

@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -38,6 +39,9 @@ final class EstimateCommand implements Callable<Integer> {
     @Parameters(index = "0", arity = "0..1", paramLabel = "MODEL_DIR|config.json",
             description = "A model folder or a config.json; or give --layers and --hidden instead.")
     Path model;
+
+    @Mixin
+    HubOptions hub;
 
     @Option(names = "--layers", paramLabel = "L", description = "Decoder layers.")
     Integer layers;
@@ -103,6 +107,7 @@ final class EstimateCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
+        model = hub.resolve(model, false);
         MemoryEstimate e = estimate();
         if (json) {
             out.println(Json.write(e));

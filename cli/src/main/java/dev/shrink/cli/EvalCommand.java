@@ -39,6 +39,9 @@ final class EvalCommand implements Callable<Integer> {
     @Mixin
     CommonOptions common;
 
+    @Mixin
+    HubOptions hub;
+
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face model folder.")
     Path model;
 
@@ -81,6 +84,7 @@ final class EvalCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        model = hub.resolve(model, common.quiet);
         if (maxWindows < 0) {
             throw new ShrinkException("--max-windows must be ≥ 0, got " + maxWindows);
         }

@@ -25,6 +25,9 @@ final class GenerateCommand implements Callable<Integer> {
     @Mixin
     CommonOptions common;
 
+    @Mixin
+    HubOptions hub;
+
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face model folder.")
     Path model;
 
@@ -45,6 +48,7 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        model = hub.resolve(model, common.quiet);
         if (maxNewTokens < 1) {
             throw new ShrinkException("--max-new-tokens must be ≥ 1, got " + maxNewTokens);
         }

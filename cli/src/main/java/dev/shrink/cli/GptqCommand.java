@@ -44,6 +44,9 @@ final class GptqCommand implements Callable<Integer> {
     @Mixin
     CommonOptions common;
 
+    @Mixin
+    HubOptions hub;
+
     @Parameters(index = "0", paramLabel = "MODEL", description = "Hugging Face model folder to quantize.")
     Path model;
 
@@ -101,6 +104,7 @@ final class GptqCommand implements Callable<Integer> {
     public Integer call() {
         validate();
         checkWorkDir(workDir, overwrite);
+        model = hub.resolve(model, common.quiet);
         Ops ops = common.ops();
         PrintWriter out = spec.commandLine().getOut();
         boolean sym = symmetry == null || !symmetry.asym;

@@ -30,6 +30,9 @@ final class InspectCommand implements Callable<Integer> {
     @Mixin
     CommonOptions common;
 
+    @Mixin
+    HubOptions hub;
+
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face model folder.")
     Path model;
 
@@ -42,6 +45,7 @@ final class InspectCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        model = hub.resolve(model, common.quiet);
         PrintWriter out = spec.commandLine().getOut();
         try (ModelDir dir = ModelDir.open(model)) {
             ModelConfig c = dir.config();

@@ -73,6 +73,9 @@ final class PruneCommand implements Callable<Integer> {
     @Mixin
     CommonOptions common;
 
+    @Mixin
+    HubOptions hub;
+
     @Parameters(index = "0", paramLabel = "MODEL", description = "Hugging Face model folder to prune.")
     Path model;
 
@@ -123,6 +126,7 @@ final class PruneCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        model = hub.resolve(model, common.quiet);
         if (method.equals("sparsegpt")) {
             return sparseGpt();
         }

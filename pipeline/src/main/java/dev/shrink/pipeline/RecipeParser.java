@@ -9,6 +9,7 @@ import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import dev.shrink.calib.CalibSource;
 import dev.shrink.calib.EvalText;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.hub.HubModel;
 import dev.shrink.pipeline.Recipe.CalibSettings;
 import dev.shrink.pipeline.Recipe.Evaluation;
 import dev.shrink.pipeline.Recipe.Kl;
@@ -33,13 +34,15 @@ import java.util.regex.Pattern;
  * packed. Every error is one {@link ShrinkException} line starting with the recipe file.
  *
  * <p>Relative paths (the model, a tokens file, a dataset that is not a preset) are resolved against
- * the recipe file's folder.
+ * the recipe file's folder. A model or distill teacher that is no folder there but looks like a Hugging
+ * Face id ({@code org/name}, at the top-level {@code revision}, default main) is found in the Hub cache
+ * or downloaded into it while the recipe is read.
  */
 public final class RecipeParser {
     private RecipeParser() {
     }
 
-    static final List<String> TOP = List.of("model", "calibration", "evaluation", "baseline", "pipelines");
+    static final List<String> TOP = List.of("model", "revision", "calibration", "evaluation", "baseline", "pipelines");
     static final List<String> CALIBRATION = List.of("dataset", "field", "samples", "seqlen", "seed", "tokens", "sampling");
     static final List<String> EVALUATION = List.of("datasets", "seqlen", "max_windows", "kl", "prompts", "max_new_tokens",
             "speed", "device", "threads");
@@ -91,7 +94,12 @@ public final class RecipeParser {
         }
         Path dir = file.toAbsolutePath().normalize().getParent();
         Section top = Section.of(root, "the recipe", "at the top level", TOP, file);
-        Path model = dir.resolve(top.requiredString("model")).normalize();
+        String revision = top.string("revision", null);
+        Path model = model(dir, top.requiredString("model"), revision);
+        if (revision != null && Files.exists(model) && model.equals(dir.resolve(top.requiredString("model")).normalize())) {
+            throw ShrinkException.at(file, "'revision' applies to a model given as a Hugging Face id (org/name); "
+                    + model + " is a local folder");
+        }
         CalibSettings calib = calibration(top.section("calibration", "in calibration", CALIBRATION),
                 new CalibSettings("c4", null, 128, 512, 0, null, null), dir);
         Evaluation eval = evaluation(top.section("evaluation", "in evaluation", EVALUATION), dir);
@@ -116,6 +124,11 @@ public final class RecipeParser {
             pipelines.add(p);
         }
         return new Recipe(file, model, calib, eval, baseline, pipelines);
+    }
+
+    /** A model the recipe names: a folder relative to it, else a Hugging Face id (org/name) from the cache or the Hub. */
+    private static Path model(Path dir, String value, String revision) {
+        return HubModel.resolveArgument(dir.resolve(value).normalize(), value, revision, false);
     }
 
     private static CalibSettings calibration(Section s, CalibSettings base, Path dir) {
@@ -310,7 +323,7 @@ public final class RecipeParser {
      * unless given (relative to the recipe), data presets kept as named and files made absolute.
      */
     private static StageSpec distill(Section s, Path model, Path dir) {
-        Path teacher = s.has("teacher") ? dir.resolve(s.string("teacher", null)).normalize() : model;
+        Path teacher = s.has("teacher") ? model(dir, s.string("teacher", null), null) : model;
         int steps = s.integer("steps", 400);
         s.check(steps >= 1, "steps", "must be at least 1", steps);
         int batch = batch(s);

@@ -68,7 +68,7 @@ class RecipeParserTest {
     void unknownKeysAreNamedWithTheAllowedOnesAtEveryLevel() {
         String[][] cases = {
             {"model: m\nmodle: x\npipelines: [{name: x, stages: [{gptq: {}}]}]", "unknown key 'modle' at the top level",
-                "model, calibration, evaluation, baseline, pipelines"},
+                "model, revision, calibration, evaluation, baseline, pipelines"},
             {"model: m\ncalibration: {sample: 3}\npipelines: [{name: x, stages: [{gptq: {}}]}]",
                 "unknown key 'sample' in calibration", "dataset, field, samples, seqlen, seed, tokens, sampling"},
             {"model: m\nevaluation: {dataset: [heldout]}\npipelines: [{name: x, stages: [{gptq: {}}]}]",

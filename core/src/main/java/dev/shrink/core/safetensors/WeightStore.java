@@ -129,6 +129,11 @@ public final class WeightStore implements AutoCloseable {
         }
     }
 
+    /** The shard files an index names (sorted, each a plain file name), as {@link #open} reads them. */
+    public static Set<String> shardNames(Path index) {
+        return new TreeSet<>(readIndex(index).values());
+    }
+
     /** Reads and checks the index: returns its weight_map (tensor → shard file name). */
     private static Map<String, String> readIndex(Path index) {
         JsonNode root;
@@ -163,7 +168,7 @@ public final class WeightStore implements AutoCloseable {
     }
 
     /** A bare file name: no separators, not "." or "..", not absolute, no NUL. */
-    static boolean isPlainFileName(String name) {
+    public static boolean isPlainFileName(String name) {
         if (name.isEmpty() || name.equals(".") || name.equals("..")
                 || name.indexOf('/') >= 0 || name.indexOf('\\') >= 0 || name.indexOf('\0') >= 0
                 || name.indexOf(':') >= 0) {
