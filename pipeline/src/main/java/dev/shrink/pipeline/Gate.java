@@ -17,6 +17,14 @@ import java.util.Map;
  * worse). A result missing from either report, or a perplexity measured with another protocol, is
  * noted and not failed. Both reports are read as JSON trees, so an old report of another version
  * works as long as it has these fields.
+ *
+ * <p>Perplexity is judged against its noise too (pipeline/COMPARE.md, "Reports and gate"): a set
+ * fails only when its perplexity exceeds the limit AND the rise in mean NLL, log(new / old), exceeds
+ * 1.96 × the standard error of that difference. Where both reports hold the same windows' NLLs
+ * ({@code window_nll}, same count and text), the se is the paired one (the standard error of the
+ * per-window differences); otherwise the two results' {@code nll_se} are combined as independent,
+ * √(se_new² + se_old²). A rise over the limit but within the noise passes with a note; where either
+ * report has no se (an older report), the limit alone decides and the line says so.
  */
 public final class Gate {
     private Gate() {
@@ -45,6 +53,11 @@ public final class Gate {
         double bound(double old, boolean down) {
             double d = relative ? Math.abs(old) * value / 100 : value;
             return down ? old - d : old + d;
+        }
+
+        /** "1%" or "0.5": the limit without its sign. */
+        String amount() {
+            return text(false).substring(1);
         }
 
         String text(boolean down) {
@@ -112,9 +125,19 @@ public final class Gate {
                     }
                     compared++;
                     double nv = p.path("ppl").asDouble(), ov = q.path("ppl").asDouble();
-                    if (nv > limits.perplexity().bound(ov, false)) {
-                        failures.add(String.format(Locale.ROOT, "%s %s perplexity %.2f > %.2f %s (old)", name, set, nv, ov,
-                                limits.perplexity().text(false)));
+                    Limit lim = limits.perplexity();
+                    if (nv > lim.bound(ov, false)) {
+                        String line = String.format(Locale.ROOT, "%s %s perplexity %.2f > %.2f %s (old)", name, set, nv, ov,
+                                lim.text(false));
+                        Noise noise = noise(p, q);
+                        if (noise == null) {
+                            failures.add(line + ": exceeds the " + lim.amount() + " threshold (threshold alone: "
+                                    + (q.path("nll_se").isNumber() ? "this" : "the old") + " report has no standard error)");
+                        } else if (Math.log(nv / ov) > Z * noise.se()) {
+                            failures.add(line + ": exceeds the " + lim.amount() + " threshold and the noise (" + noise.text() + ")");
+                        } else {
+                            notes.add(line + " but within noise (" + noise.text() + "), not failed");
+                        }
                     }
                 }
             }
@@ -152,6 +175,42 @@ public final class Gate {
             notes.add(gone + ": in the old report only (not run now), not compared");
         }
         return new Outcome(failures, notes, compared);
+    }
+
+    /** z of the two-sided 95% level: a rise beyond Z standard errors is taken as real. */
+    static final double Z = dev.shrink.eval.PplResult.Z95;
+
+    /**
+     * The standard error of log(new ppl / old ppl), and how it was found.
+     *
+     * @param se     nats per prediction
+     * @param paired whether from per-window differences (else independent se's combined)
+     */
+    record Noise(double se, boolean paired, int windows) {
+        /** "±0.40%, paired over 20 windows": the 95% band relative to the old perplexity. */
+        String text() {
+            return String.format(Locale.ROOT, "±%.2f%%, %s", 100 * Math.expm1(Z * se),
+                    paired ? "paired over " + windows + " windows" : "independent se's combined");
+        }
+    }
+
+    /** The noise of the difference of two perplexity entries, or null when either lacks a standard error. */
+    static Noise noise(JsonNode now, JsonNode old) {
+        JsonNode a = now.path("window_nll"), b = old.path("window_nll");
+        int n = a.size();
+        if (a.isArray() && b.isArray() && n >= 2 && b.size() == n && n == now.path("windows").asInt()
+                && now.path("tokens").asLong() == old.path("tokens").asLong()) {
+            double[] d = new double[n];
+            for (int i = 0; i < n; i++) {
+                d[i] = a.get(i).asDouble() - b.get(i).asDouble();
+            }
+            return new Noise(dev.shrink.eval.PplResult.standardError(d), true, n);
+        }
+        JsonNode sa = now.path("nll_se"), sb = old.path("nll_se");
+        if (sa.isNumber() && sb.isNumber()) {
+            return new Noise(Math.hypot(sa.asDouble(), sb.asDouble()), false, n);
+        }
+        return null;
     }
 
     private static boolean has(JsonNode measures, String a, String b) {
