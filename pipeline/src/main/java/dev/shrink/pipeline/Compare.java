@@ -284,8 +284,12 @@ public final class Compare {
             if (p == null) {
                 continue;
             }
-            size.add(new Pareto.Point(r.name(), r.measures().size().weightBytes(), p.ppl()));
-            speed.add(new Pareto.Point(r.name(), -r.measures().speed().decodeTokensPerSecond(), p.ppl()));
+            // perplexity with its 95% interval (exact where unknown); decode speed with its min-max spread
+            double lo = p.pplLow() != null ? p.pplLow() : p.ppl(), hi = p.pplHigh() != null ? p.pplHigh() : p.ppl();
+            var sp = r.measures().speed();
+            size.add(Pareto.Point.withYInterval(r.name(), r.measures().size().weightBytes(), p.ppl(), lo, hi));
+            speed.add(new Pareto.Point(r.name(), -sp.decodeTokensPerSecond(), -Math.max(sp.decodeMax(), sp.decodeTokensPerSecond()),
+                    -Math.min(sp.decodeMin(), sp.decodeTokensPerSecond()), p.ppl(), lo, hi));
         }
         return new CompareReport.Fronts(dataset, Pareto.front(size), Pareto.front(speed));
     }
