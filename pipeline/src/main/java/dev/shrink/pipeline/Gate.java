@@ -71,6 +71,24 @@ public final class Gate {
         public boolean any() {
             return perplexity != null || size != null || speed != null || kl != null;
         }
+
+        /** "perplexity +1%", "size +5%", "decode speed -20%", "KL +0.001": the limits checked. */
+        public List<String> describe() {
+            List<String> l = new ArrayList<>();
+            if (perplexity != null) {
+                l.add("perplexity " + perplexity.text(false));
+            }
+            if (size != null) {
+                l.add("size " + size.text(false));
+            }
+            if (speed != null) {
+                l.add("decode speed " + speed.text(true));
+            }
+            if (kl != null) {
+                l.add("KL " + kl.text(false));
+            }
+            return l;
+        }
     }
 
     /**
@@ -81,6 +99,11 @@ public final class Gate {
     public record Outcome(List<String> failures, List<String> notes, int compared) {
         public boolean passed() {
             return failures.isEmpty();
+        }
+
+        /** The verdict as the reports hold it. */
+        public CompareReport.GateVerdict verdict(String baseline, Limits limits) {
+            return new CompareReport.GateVerdict(baseline, limits.describe(), passed(), compared, failures, notes);
         }
     }
 
