@@ -123,7 +123,7 @@ final class CompareCommand implements Callable<Integer> {
         var old = baseline != null ? ReportJson.readTree(baseline) : null; // read before hours of work
         Recipe r = RecipeParser.read(recipe);
         Path work = workDir != null ? workDir : defaultWorkDir(recipe);
-        List<String> typed = new ArrayList<>(List.of("shrink", "compare"));
+        List<String> typed = new ArrayList<>(List.of("shrink")); // the arguments as typed, "compare" included
         typed.addAll(spec.commandLine().getParseResult().originalArgs());
         Compare.GateRequest gate = old != null ? new Compare.GateRequest(baseline.toString(), old, limits) : null;
         CompareReport report = Compare.run(r, new Compare.Options(work, only, device, threads, quiet,
