@@ -156,15 +156,6 @@ public final class ReportFiles {
         return sp.repeats() < 2 ? med : med + String.format(Locale.ROOT, " [%.1f–%.1f]", sp.decodeMin(), sp.decodeMax());
     }
 
-    /** How to get this report again: the command, and where to run it. */
-    static String reproduce(CompareReport r) {
-        if (r.command() == null) {
-            return null;
-        }
-        return r.command() + (r.commandDir() == null || r.commandDir().equals(".") ? "" : "   (in " + r.commandDir()
-                + ", relative to the report's folder)");
-    }
-
     /** The gate's lines: the verdict, then each failure and note; empty when no gate ran. */
     static List<String> gateLines(CompareReport r) {
         List<String> l = new ArrayList<>();
@@ -209,7 +200,7 @@ public final class ReportFiles {
         StringBuilder sb = new StringBuilder();
         sb.append("# shrink compare: ").append(Path.of(r.recipe()).getFileName()).append("\n\n");
         sb.append("Model `").append(r.model()).append("`, ").append(r.created()).append(".\n\n");
-        if (reproduce(r) != null) {
+        if (r.command() != null) { // how to get this report again, and where to run it
             sb.append("Reproduce: `").append(r.command().replace("`", "'")).append("`")
                     .append(r.commandDir() == null || r.commandDir().equals(".") ? ""
                             : " (run in `" + r.commandDir() + "`, relative to this report's folder)")

@@ -244,4 +244,11 @@ class ReportFilesTest {
                 "%.1f");
         assertTrue(svg.contains(">0.0</text>"), "the size axis starts at 0: " + svg);
     }
+
+    @Test
+    void stageDescriptionsLeaveDefaultedOptionsOut() {
+        StageSpec prune = new StageSpec.Prune("magnitude", "2:4", 0.5, null, List.of(), List.of(), 0, null);
+        assertEquals("prune(method=magnitude, pattern=2:4, sparsity=0.5, targets=[], ignore=[], batch=0)", prune.describe());
+        assertTrue(prune.options().containsKey("scope") && prune.options().get("scope") == null, "the cache key still holds it");
+    }
 }
