@@ -123,11 +123,15 @@ final class CompareCommand implements Callable<Integer> {
         var old = baseline != null ? ReportJson.readTree(baseline) : null; // read before hours of work
         Recipe r = RecipeParser.read(recipe);
         Path work = workDir != null ? workDir : defaultWorkDir(recipe);
-        CompareReport report = Compare.run(r, new Compare.Options(work, only, device, threads, quiet), out);
+        List<String> typed = new ArrayList<>(List.of("shrink")); // the arguments as typed, "compare" included
+        typed.addAll(spec.commandLine().getParseResult().originalArgs());
+        Compare.GateRequest gate = old != null ? new Compare.GateRequest(baseline.toString(), old, limits) : null;
+        CompareReport report = Compare.run(r, new Compare.Options(work, only, device, threads, quiet,
+                Compare.shellLine(typed), gate), out);
         List<CompareReport.Row> failed = report.results().stream().filter(x -> !x.ok()).toList();
         int code = 0;
-        if (old != null) {
-            Gate.Outcome g = Gate.check(ReportJson.tree(report), old, limits);
+        if (report.gate() != null) { // the verdict the reports hold
+            CompareReport.GateVerdict g = report.gate();
             g.notes().forEach(n -> out.println("gate: note: " + n));
             g.failures().forEach(f -> out.println("gate: FAIL: " + f));
             if (g.passed()) {

@@ -49,9 +49,18 @@ class CommandsTest {
         assertEquals("tinystories", t.get("dataset").asText());
         assertEquals(512, t.get("seqlen").asInt());
         assertEquals(2, t.get("windows").asInt());
-        assertEquals(767, t.get("windowsAvailable").asInt());
+        assertEquals(767, t.get("windows_available").asInt());
         assertEquals(2 * 511, t.get("predictions").asInt());
         assertEquals(393019, t.get("tokens").asInt());
+        // its uncertainty: the two windows' mean NLLs, their standard error and the 95% interval around ppl
+        assertEquals(2, t.get("window_nll").size());
+        double w0 = t.at("/window_nll/0").asDouble(), w1 = t.at("/window_nll/1").asDouble();
+        assertEquals(Math.abs(w0 - w1) / 2, t.get("nll_se").asDouble(), 1e-12, "se of two values: |a − b| / 2");
+        assertTrue(t.get("ppl_low").asDouble() < t.get("ppl").asDouble() && t.get("ppl").asDouble() < t.get("ppl_high").asDouble());
+        // one key convention: snake_case, as report.json
+        java.util.List<String> bad = new java.util.ArrayList<>();
+        snakeCaseKeys(doc, "", bad);
+        assertEquals(java.util.List.of(), bad, r.out());
         assertEquals(doc, new ObjectMapper().readTree(out.toFile()), "-o writes the same document");
     }
 
@@ -69,5 +78,20 @@ class CommandsTest {
         BadInputTest.Run r = BadInputTest.shrink("eval", "--help");
         assertEquals(0, r.code());
         assertTrue(r.out().contains("--max-windows") && r.out().contains("Examples"), r.out());
+    }
+
+    static void snakeCaseKeys(JsonNode n, String path, java.util.List<String> bad) {
+        if (n.isObject()) {
+            n.fieldNames().forEachRemaining(k -> {
+                if (!k.matches("[a-z][a-z0-9]*(_[a-z0-9]+)*")) {
+                    bad.add(path + "/" + k);
+                }
+                snakeCaseKeys(n.get(k), path + "/" + k, bad);
+            });
+        } else if (n.isArray()) {
+            for (int i = 0; i < n.size(); i++) {
+                snakeCaseKeys(n.get(i), path + "/" + i, bad);
+            }
+        }
     }
 }

@@ -94,8 +94,27 @@ class CompareCommandTest {
         assertEquals(3, gate.code(), gate.out() + gate.err());
         assertTrue(gate.out().contains(String.format(java.util.Locale.ROOT, "gate: FAIL: rtn-w4 heldout perplexity %.2f > %.2f +1%% (old)",
                 pr, pr / 1.05)), gate.out());
+        assertTrue(gate.out().contains("(old): exceeds the 1% threshold and the noise (±0.00%, paired over 3 windows)"),
+                "the same windows' NLLs, all higher by log 1.05: no noise in the difference: " + gate.out());
         assertTrue(gate.out().contains("gate: FAIL: rtn-w4 size "), gate.out());
         assertTrue(gate.out().contains("gate: 2 metrics regressed"), gate.out());
+        String gatedMd = Files.readString(work.resolve("report.md"));
+        assertTrue(gatedMd.contains("**Gate FAILED (2 metrics regressed against " + oldFile + ")**"), gatedMd);
+        assertTrue(gatedMd.contains("Reproduce: `shrink compare " + recipe + " -q --baseline " + oldFile), gatedMd);
+        assertEquals("stages/" + new ObjectMapper().readTree(work.resolve("report.json").toFile()).at("/results/1/model_key").asText(),
+                new ObjectMapper().readTree(work.resolve("report.json").toFile()).at("/results/1/model_dir").asText());
+
+        // an old report 2% better but with a wide standard error and no per-window NLLs: over the limit, within the noise
+        oldSize.put("weight_bytes", rtn.at("/size/weight_bytes").asLong());
+        oldPpl.put("ppl", pr / 1.02);
+        oldPpl.put("nll_se", 0.5);
+        oldPpl.remove("window_nll");
+        new ObjectMapper().writeValue(oldFile.toFile(), old);
+        BadInputTest.Run noisy = BadInputTest.shrink("compare", recipe.toString(), "-q", "--baseline", oldFile.toString());
+        assertEquals(0, noisy.code(), noisy.out() + noisy.err());
+        assertTrue(noisy.out().contains("gate: note: rtn-w4 heldout perplexity") && noisy.out().contains("but within noise (±")
+                && noisy.out().contains("independent se's combined), not failed"), noisy.out());
+        assertTrue(noisy.out().contains("gate: passed"), noisy.out());
     }
 
     @Test

@@ -38,13 +38,13 @@ class EstimateCommandTest {
         Run j = BadInputTest.shrink(jsonArgs);
         assertEquals(0, j.code(), j.err());
         JsonNode doc = new ObjectMapper().readTree(j.out());
-        assertEquals(2L * 48 * 6144 * 2 * 16 * 544, doc.at("/kvCache/bytes").asLong());
+        assertEquals(2L * 48 * 6144 * 2 * 16 * 544, doc.at("/kv_cache/bytes").asLong());
         assertEquals(40_000_000_000L, doc.at("/weights/bytes").asLong());
         assertEquals("a100-80g", doc.at("/gpu/id").asText());
         assertEquals(2.039e12, doc.at("/gpu/bandwidth").asDouble());
         assertTrue(doc.at("/fits").asBoolean());
         double step = (40e9 + 2.0 * 48 * 6144 * 2 * 16 * 544) / 2.039e12;
-        assertEquals(16 / step, doc.at("/decode/tokensPerSecond").asDouble(), 1e-6);
+        assertEquals(16 / step, doc.at("/decode/tokens_per_second").asDouble(), 1e-6);
     }
 
     /** The seeds' command as typed, without a way to size the weights: the KV cache still, the rest marked unknown. */
@@ -58,7 +58,7 @@ class EstimateCommandTest {
         assertTrue(r.out().contains("fit and decode floor: unknown without the weights"), r.out());
         Run j = BadInputTest.shrink("estimate", "--layers", "48", "--hidden", "6144", "--json");
         JsonNode doc = new ObjectMapper().readTree(j.out());
-        assertTrue(doc.get("weights").isNull() && doc.get("totalBytes").isNull(), j.out());
+        assertTrue(doc.get("weights").isNull() && doc.get("total_bytes").isNull(), j.out());
     }
 
     @Test
@@ -68,7 +68,7 @@ class EstimateCommandTest {
         assertEquals(0, folder.code(), folder.err());
         JsonNode f = new ObjectMapper().readTree(folder.out());
         assertEquals(26_945_280L, f.at("/weights/bytes").asLong()); // 13,472,640 bf16 parameters
-        assertEquals(2, f.at("/dims/kvHeads").asInt());
+        assertEquals(2, f.at("/dims/kv_heads").asInt());
         // the config alone at bf16 (its torch_dtype) gives the same bytes: the fixture has no biases and tied embeddings
         Run cfg = BadInputTest.shrink("estimate", fx.resolve("config.json").toString(), "--json");
         assertEquals(0, cfg.code(), cfg.err());

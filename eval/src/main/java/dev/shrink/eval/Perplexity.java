@@ -8,6 +8,8 @@ import dev.shrink.core.util.Progress;
  * Perplexity by the protocol of shared/golden/README.md: token ids with BOS once, non-overlapping
  * windows of {@code seqlen} (the tail shorter than a window dropped), each window an independent
  * forward, PPL = exp(Σ −log p(t+1 | ≤ t) over positions 0..seqlen−2 of every window / count).
+ * Each window's mean NLL is kept too: the standard error of the mean over windows and the 95%
+ * interval on PPL come from them ({@link PplResult#of}).
  */
 public final class Perplexity {
     private Perplexity() {
@@ -35,6 +37,7 @@ public final class Perplexity {
         int V = model.config().vocab();
         double nllSum = 0;
         long count = 0;
+        double[] windowNll = new double[windows]; // Σ NLL of each window, then its mean
         long start = System.nanoTime();
         int batch = Math.max(1, Math.min(BATCH_ROWS / seqlen, windows));
         int chunk = Math.max(1, Math.min(LOGIT_FLOATS / V, batch * seqlen));
@@ -59,6 +62,7 @@ public final class Perplexity {
                     for (int i = 0; i < n; i++) {
                         if (targets[i] >= 0) {
                             nllSum += nll[i];
+                            windowNll[w0 + (r0 + i) / seqlen] += nll[i];
                             count++;
                         }
                     }
@@ -70,8 +74,11 @@ public final class Perplexity {
         if (count != (long) windows * (seqlen - 1)) {
             throw new IllegalStateException("counted " + count + " predictions");
         }
-        return new PplResult(dataset, seqlen, windows, available, ids.length, count, nllSum,
-                Math.exp(nllSum / count), seconds, model.decoder().ops().name());
+        for (int w = 0; w < windows; w++) {
+            windowNll[w] /= seqlen - 1;
+        }
+        return PplResult.of(dataset, seqlen, windows, available, ids.length, count, nllSum, seconds,
+                model.decoder().ops().name(), windowNll);
     }
 
     /** The last position of each window predicts nothing; give crossEntropy a valid id there (its NLL is ignored). */

@@ -46,10 +46,25 @@ public final class Compare {
      * @param device  the backend (null: the recipe's)
      * @param threads CPU threads (null: the recipe's)
      */
-    public record Options(Path workDir, List<String> only, String device, Integer threads, boolean quiet) {
+    public record Options(Path workDir, List<String> only, String device, Integer threads, boolean quiet, String command,
+                          GateRequest gate) {
         public Options {
             only = List.copyOf(only);
         }
+
+        /** Without a typed command (the reports show one built from these options) and without a gate. */
+        public Options(Path workDir, List<String> only, String device, Integer threads, boolean quiet) {
+            this(workDir, only, device, threads, quiet, null, null);
+        }
+    }
+
+    /**
+     * The gate to run before the reports are written, so that they hold its verdict.
+     *
+     * @param baseline the old report.json as given (for messages and the reports)
+     * @param old      its contents ({@link ReportJson#readTree})
+     */
+    public record GateRequest(String baseline, JsonNode old, Gate.Limits limits) {
     }
 
     /** Runs the recipe with the real stages and writes report.json, report.md and report.html into the work dir. */
@@ -156,11 +171,16 @@ public final class Compare {
         settings.put("calibration", calibMap(recipe.calibration()));
         settings.put("stage_keys", stageKeys);
         CompareReport report = new CompareReport(Version.tool(), Instant.now().truncatedTo(ChronoUnit.SECONDS).toString(),
-                recipe.file().toAbsolutePath().normalize().toString(), base.toString(), baseKey,
+                relative(work, recipe.file()), relative(work, base), baseKey,
                 new CompareReport.Machine(System.getProperty("os.name") + " " + System.getProperty("os.version"),
                         System.getProperty("os.arch"), Runtime.getRuntime().availableProcessors(), Runtime.version().toString(),
                         ops.name(), nThreads, Runtime.getRuntime().maxMemory()),
-                settings, rows, fronts(rows), ReportFiles.DEFINITIONS);
+                settings, rows, fronts(rows), ReportFiles.DEFINITIONS, opt.command() != null ? opt.command() : command(recipe, opt),
+                relative(work, Path.of("")), null);
+        if (opt.gate() != null) {
+            Gate.Outcome g = Gate.check(ReportJson.tree(report), opt.gate().old(), opt.gate().limits());
+            report = report.withGate(g.verdict(opt.gate().baseline(), opt.gate().limits()));
+        }
         ReportFiles.writeAll(work, report);
         out.printf(Locale.ROOT, "wrote %s, report.md, report.html%n", work.resolve("report.json"));
         out.flush();
@@ -225,7 +245,13 @@ public final class Compare {
         if (Files.isRegularFile(file)) {
             try {
                 m = ReportJson.read(file, Measures.class);
-                out.printf(Locale.ROOT, "[%s] measures: cached (results/%s.json)%n", name, shortKey(rk));
+                if (m.perplexity().stream().anyMatch(p -> p.windowNll() == null && p.windows() > 1)) {
+                    out.printf(Locale.ROOT, "[%s] measures: cached without perplexity's per-window NLLs (an older Shrink), "
+                            + "measuring again%n", name);
+                    m = null;
+                } else {
+                    out.printf(Locale.ROOT, "[%s] measures: cached (results/%s.json)%n", name, shortKey(rk));
+                }
             } catch (IOException | RuntimeException e) {
                 out.printf(Locale.ROOT, "[%s] measures: cached file unreadable (%s), measuring again%n", name,
                         e.getMessage() == null ? e : e.getMessage().replace('\n', ' '));
@@ -240,7 +266,7 @@ public final class Compare {
         }
         out.printf(Locale.ROOT, "[%s] %s%n", name, ReportFiles.summary(m));
         out.flush();
-        return new Row(name, stages, modelKey, model.toString(), seconds, run, cached, fromCache, m, null);
+        return new Row(name, stages, modelKey, relative(results.getParent(), model), seconds, run, cached, fromCache, m, null);
     }
 
     /** The settings the measurements depend on (part of their cache key), seqlen resolved. */
@@ -284,10 +310,56 @@ public final class Compare {
             if (p == null) {
                 continue;
             }
-            size.add(new Pareto.Point(r.name(), r.measures().size().weightBytes(), p.ppl()));
-            speed.add(new Pareto.Point(r.name(), -r.measures().speed().decodeTokensPerSecond(), p.ppl()));
+            // perplexity with its 95% interval (exact where unknown); decode speed with its min-max spread
+            double lo = p.pplLow() != null ? p.pplLow() : p.ppl(), hi = p.pplHigh() != null ? p.pplHigh() : p.ppl();
+            var sp = r.measures().speed();
+            size.add(Pareto.Point.withYInterval(r.name(), r.measures().size().weightBytes(), p.ppl(), lo, hi));
+            speed.add(new Pareto.Point(r.name(), -sp.decodeTokensPerSecond(), -Math.max(sp.decodeMax(), sp.decodeTokensPerSecond()),
+                    -Math.min(sp.decodeMin(), sp.decodeTokensPerSecond()), p.ppl(), lo, hi));
         }
         return new CompareReport.Fronts(dataset, Pareto.front(size), Pareto.front(speed));
+    }
+
+    /** {@code p} relative to the work dir ("stages/KEY", "../model"); "." for the work dir itself. */
+    static String relative(Path work, Path p) {
+        Path abs = p.toAbsolutePath().normalize();
+        try {
+            String r = work.toAbsolutePath().normalize().relativize(abs).toString();
+            return r.isEmpty() ? "." : r;
+        } catch (IllegalArgumentException e) { // another root: no relative path exists
+            return abs.toString();
+        }
+    }
+
+    /** The command line of these options, for reports of a compare not started from the CLI. */
+    static String command(Recipe recipe, Options opt) {
+        List<String> a = new ArrayList<>(List.of("shrink", "compare", relative(Path.of(""), recipe.file()), "--work-dir",
+                relative(Path.of(""), opt.workDir())));
+        if (!opt.only().isEmpty()) {
+            a.add("--only");
+            a.add(String.join(",", opt.only()));
+        }
+        if (opt.device() != null) {
+            a.add("--device");
+            a.add(opt.device());
+        }
+        if (opt.threads() != null) {
+            a.add("--threads");
+            a.add(String.valueOf(opt.threads()));
+        }
+        return shellLine(a);
+    }
+
+    /** The words as one shell line: each quoted where the shell would split or expand it. */
+    public static String shellLine(List<String> words) {
+        StringBuilder sb = new StringBuilder();
+        for (String w : words) {
+            if (!sb.isEmpty()) {
+                sb.append(' ');
+            }
+            sb.append(!w.isEmpty() && w.matches("[A-Za-z0-9_./:=%,+@-]+") ? w : "'" + w.replace("'", "'\\''") + "'");
+        }
+        return sb.toString();
     }
 
     static String shortKey(String key) {

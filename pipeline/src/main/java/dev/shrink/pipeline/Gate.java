@@ -17,6 +17,14 @@ import java.util.Map;
  * worse). A result missing from either report, or a perplexity measured with another protocol, is
  * noted and not failed. Both reports are read as JSON trees, so an old report of another version
  * works as long as it has these fields.
+ *
+ * <p>Perplexity is judged against its noise too (pipeline/COMPARE.md, "Reports and gate"): a set
+ * fails only when its perplexity exceeds the limit AND the rise in mean NLL, log(new / old), exceeds
+ * 1.96 × the standard error of that difference. Where both reports hold the same windows' NLLs
+ * ({@code window_nll}, same count and text), the se is the paired one (the standard error of the
+ * per-window differences); otherwise the two results' {@code nll_se} are combined as independent,
+ * √(se_new² + se_old²). A rise over the limit but within the noise passes with a note; where either
+ * report has no se (an older report), the limit alone decides and the line says so.
  */
 public final class Gate {
     private Gate() {
@@ -47,6 +55,11 @@ public final class Gate {
             return down ? old - d : old + d;
         }
 
+        /** "1%" or "0.5": the limit without its sign. */
+        String amount() {
+            return text(false).substring(1);
+        }
+
         String text(boolean down) {
             String v = value == Math.rint(value) ? String.format(Locale.ROOT, "%.0f", value) : String.valueOf(value);
             return (down ? "-" : "+") + v + (relative ? "%" : "");
@@ -58,6 +71,24 @@ public final class Gate {
         public boolean any() {
             return perplexity != null || size != null || speed != null || kl != null;
         }
+
+        /** "perplexity +1%", "size +5%", "decode speed -20%", "KL +0.001": the limits checked. */
+        public List<String> describe() {
+            List<String> l = new ArrayList<>();
+            if (perplexity != null) {
+                l.add("perplexity " + perplexity.text(false));
+            }
+            if (size != null) {
+                l.add("size " + size.text(false));
+            }
+            if (speed != null) {
+                l.add("decode speed " + speed.text(true));
+            }
+            if (kl != null) {
+                l.add("KL " + kl.text(false));
+            }
+            return l;
+        }
     }
 
     /**
@@ -68,6 +99,11 @@ public final class Gate {
     public record Outcome(List<String> failures, List<String> notes, int compared) {
         public boolean passed() {
             return failures.isEmpty();
+        }
+
+        /** The verdict as the reports hold it. */
+        public CompareReport.GateVerdict verdict(String baseline, Limits limits) {
+            return new CompareReport.GateVerdict(baseline, limits.describe(), passed(), compared, failures, notes);
         }
     }
 
@@ -112,9 +148,19 @@ public final class Gate {
                     }
                     compared++;
                     double nv = p.path("ppl").asDouble(), ov = q.path("ppl").asDouble();
-                    if (nv > limits.perplexity().bound(ov, false)) {
-                        failures.add(String.format(Locale.ROOT, "%s %s perplexity %.2f > %.2f %s (old)", name, set, nv, ov,
-                                limits.perplexity().text(false)));
+                    Limit lim = limits.perplexity();
+                    if (nv > lim.bound(ov, false)) {
+                        String line = String.format(Locale.ROOT, "%s %s perplexity %.2f > %.2f %s (old)", name, set, nv, ov,
+                                lim.text(false));
+                        Noise noise = noise(p, q);
+                        if (noise == null) {
+                            failures.add(line + ": exceeds the " + lim.amount() + " threshold (threshold alone: "
+                                    + (q.path("nll_se").isNumber() ? "this" : "the old") + " report has no standard error)");
+                        } else if (Math.log(nv / ov) > Z * noise.se()) {
+                            failures.add(line + ": exceeds the " + lim.amount() + " threshold and the noise (" + noise.text() + ")");
+                        } else {
+                            notes.add(line + " but within noise (" + noise.text() + "), not failed");
+                        }
                     }
                 }
             }
@@ -152,6 +198,42 @@ public final class Gate {
             notes.add(gone + ": in the old report only (not run now), not compared");
         }
         return new Outcome(failures, notes, compared);
+    }
+
+    /** z of the two-sided 95% level: a rise beyond Z standard errors is taken as real. */
+    static final double Z = dev.shrink.eval.PplResult.Z95;
+
+    /**
+     * The standard error of log(new ppl / old ppl), and how it was found.
+     *
+     * @param se     nats per prediction
+     * @param paired whether from per-window differences (else independent se's combined)
+     */
+    record Noise(double se, boolean paired, int windows) {
+        /** "±0.40%, paired over 20 windows": the 95% band relative to the old perplexity. */
+        String text() {
+            return String.format(Locale.ROOT, "±%.2f%%, %s", 100 * Math.expm1(Z * se),
+                    paired ? "paired over " + windows + " windows" : "independent se's combined");
+        }
+    }
+
+    /** The noise of the difference of two perplexity entries, or null when either lacks a standard error. */
+    static Noise noise(JsonNode now, JsonNode old) {
+        JsonNode a = now.path("window_nll"), b = old.path("window_nll");
+        int n = a.size();
+        if (a.isArray() && b.isArray() && n >= 2 && b.size() == n && n == now.path("windows").asInt()
+                && now.path("tokens").asLong() == old.path("tokens").asLong()) {
+            double[] d = new double[n];
+            for (int i = 0; i < n; i++) {
+                d[i] = a.get(i).asDouble() - b.get(i).asDouble();
+            }
+            return new Noise(dev.shrink.eval.PplResult.standardError(d), true, n);
+        }
+        JsonNode sa = now.path("nll_se"), sb = old.path("nll_se");
+        if (sa.isNumber() && sb.isNumber()) {
+            return new Noise(Math.hypot(sa.asDouble(), sb.asDouble()), false, n);
+        }
+        return null;
     }
 
     private static boolean has(JsonNode measures, String a, String b) {

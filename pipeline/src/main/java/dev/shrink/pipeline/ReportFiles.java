@@ -28,11 +28,14 @@ public final class ReportFiles {
         d.put("linear bits/weight", "8 x bytes of the decoder linears' tensors (qweight, qzeros, scales, g_idx, bias) "
                 + "/ their parameters in the baseline");
         d.put("perplexity", "exp(mean NLL) by the protocol of shared/golden/README.md (BOS once, non-overlapping windows, "
-                + "tail dropped) on the first max_windows windows; delta % against the baseline");
+                + "tail dropped) on the first max_windows windows; delta % against the baseline. ±: the 95% interval "
+                + "exp(mean NLL ± 1.96 se) as a share of ppl, se = the standard error of the mean NLL over windows "
+                + "(their standard deviation / √windows); the interval's ends are ppl_low and ppl_high in report.json");
         d.put("KL", "mean over held-out positions of KL(baseline || result) of the next-token distributions, nats/token");
         d.put("prefill", "prompt tokens / seconds of one forward of the prompt at batch 1 (median of the repeats; "
                 + "the spread min-max in report.json)");
-        d.put("decode", "greedy tokens / seconds of one-token forwards with the KV cache at batch 1 (median)");
+        d.put("decode", "greedy tokens / seconds of one-token forwards with the KV cache at batch 1 (median; in brackets "
+                + "the slowest and fastest of the repeats)");
         d.put("model heap", "Java heap the loaded model holds (live heap after a full GC with the model loaded, minus "
                 + "before): exact and repeatable. Shrink's CPU backends dequantize packed weights to float32 when loading, "
                 + "so a quantized model takes as much as the baseline here");
@@ -54,7 +57,8 @@ public final class ReportFiles {
         StringBuilder sb = new StringBuilder();
         sb.append(String.format(Locale.ROOT, "%s, %.2f bits/weight", mib(m.size().weightBytes()), m.size().bitsPerWeight()));
         for (PplResult p : m.perplexity()) {
-            sb.append(String.format(Locale.ROOT, "; %s ppl %.4f (%d×%d)", p.dataset(), p.ppl(), p.windows(), p.seqlen()));
+            sb.append(String.format(Locale.ROOT, "; %s ppl %.4f%s (%d×%d)", p.dataset(), p.ppl(),
+                    p.nllSe() == null ? "" : " " + p.noise(), p.windows(), p.seqlen()));
         }
         if (m.kl() != null) {
             sb.append(String.format(Locale.ROOT, "; KL %.5f", m.kl().mean()));
@@ -130,11 +134,12 @@ public final class ReportFiles {
                 }
                 Double b = base == null || base.measures().ppl(s) == null ? null : base.measures().ppl(s).ppl();
                 String d = row == base ? "" : delta(p.ppl(), b);
-                cells.add(String.format(Locale.ROOT, "%.4f", p.ppl()) + (d.isEmpty() ? "" : " (" + d + ")"));
+                cells.add(String.format(Locale.ROOT, "%.4f", p.ppl()) + (p.nllSe() == null ? "" : " " + p.noise())
+                        + (d.isEmpty() ? "" : " (" + d + ")"));
             }
             cells.add(m.kl() == null ? "–" : String.format(Locale.ROOT, "%.5f", m.kl().mean()));
             cells.add(String.format(Locale.ROOT, "%.0f", m.speed().prefillTokensPerSecond()));
-            cells.add(String.format(Locale.ROOT, "%.1f", m.speed().decodeTokensPerSecond()));
+            cells.add(decode(m.speed()));
             cells.add(String.format(Locale.ROOT, "%.1f MiB", m.memory().modelHeapBytes() / 1048576.0));
             cells.add(m.memory().peakRssBytes() == null ? "–"
                     : String.format(Locale.ROOT, "%.0f MiB", m.memory().peakRssBytes() / 1048576.0));
@@ -143,6 +148,25 @@ public final class ReportFiles {
             rows.add(cells);
         }
         return rows;
+    }
+
+    /** Decode tok/s, with the slowest and fastest repeat when there were several: "74.0 [69.0–79.0]". */
+    static String decode(dev.shrink.eval.SpeedResult sp) {
+        String med = String.format(Locale.ROOT, "%.1f", sp.decodeTokensPerSecond());
+        return sp.repeats() < 2 ? med : med + String.format(Locale.ROOT, " [%.1f–%.1f]", sp.decodeMin(), sp.decodeMax());
+    }
+
+    /** The gate's lines: the verdict, then each failure and note; empty when no gate ran. */
+    static List<String> gateLines(CompareReport r) {
+        List<String> l = new ArrayList<>();
+        var g = r.gate();
+        if (g == null) {
+            return l;
+        }
+        l.add("gate " + g.summary() + "; limits: " + String.join(", ", g.limits()));
+        g.failures().forEach(f -> l.add("FAIL: " + f));
+        g.notes().forEach(n -> l.add("note: " + n));
+        return l;
     }
 
     /** The protocol line: seqlen, windows, tokens of each set; KL and speed settings; backend and machine. */
@@ -176,6 +200,21 @@ public final class ReportFiles {
         StringBuilder sb = new StringBuilder();
         sb.append("# shrink compare: ").append(Path.of(r.recipe()).getFileName()).append("\n\n");
         sb.append("Model `").append(r.model()).append("`, ").append(r.created()).append(".\n\n");
+        if (r.command() != null) { // how to get this report again, and where to run it
+            sb.append("Reproduce: `").append(r.command().replace("`", "'")).append("`")
+                    .append(r.commandDir() == null || r.commandDir().equals(".") ? ""
+                            : " (run in `" + r.commandDir() + "`, relative to this report's folder)")
+                    .append("\n\n");
+        }
+        List<String> gate = gateLines(r);
+        if (!gate.isEmpty()) {
+            sb.append("**Gate ").append(mdCell(r.gate().summary())).append("**; limits: ")
+                    .append(mdCell(String.join(", ", r.gate().limits()))).append("\n\n");
+            for (String l : gate.subList(1, gate.size())) {
+                sb.append("- ").append(mdCell(l)).append("\n");
+            }
+            sb.append(gate.size() > 1 ? "\n" : "");
+        }
         List<List<String>> t = table(r);
         int cols = t.get(0).size();
         for (int i = 0; i < t.size(); i++) {
@@ -199,6 +238,7 @@ public final class ReportFiles {
         for (Row row : r.results()) {
             sb.append("- **").append(mdCell(row.name())).append("**: ")
                     .append(row.stages().isEmpty() ? "the input model, uncompressed" : mdCell(String.join(" → ", row.stages())))
+                    .append(row.modelDir() == null ? "" : "; folder `" + row.modelDir() + "`")
                     .append("\n");
         }
         List<String> prompts = prompts(r);

@@ -12,7 +12,9 @@ import java.util.function.ToDoubleFunction;
  * report.html: one self-contained page (inline CSS, inline SVG drawn here; no script, no external
  * resource): perplexity vs size and perplexity vs decode speed with the Pareto front marked and
  * joined, the results table (front members starred), the pipelines, the continuations side by
- * side, the protocol and the definitions.
+ * side, the protocol and the definitions. The plots draw perplexity's 95% interval and decode
+ * speed's min–max as error bars; size and speed axes start at 0, perplexity's at a round tick; labels
+ * are placed where they overlap no marker, bar or other label (with a leader line when moved away).
  */
 final class ReportHtml {
     private ReportHtml() {
@@ -30,16 +32,36 @@ final class ReportHtml {
         sb.append("<p class=\"sub\">model <code>").append(esc(r.model())).append("</code> · ").append(esc(r.created()))
                 .append(" · backend ").append(esc(r.machine().backend())).append(", ").append(r.machine().threads())
                 .append(" threads · ").append(esc(r.tool())).append("</p>\n");
+        if (r.command() != null) {
+            sb.append("<p class=\"sub\">reproduce: <code>").append(esc(r.command())).append("</code>")
+                    .append(r.commandDir() == null || r.commandDir().equals(".") ? ""
+                            : " (run in <code>" + esc(r.commandDir()) + "</code>, relative to this report's folder)")
+                    .append("</p>\n");
+        }
+        if (r.gate() != null) {
+            var g = r.gate();
+            sb.append("<div class=\"gate ").append(g.passed() ? "pass" : "fail").append("\"><b>gate ").append(esc(g.summary()))
+                    .append("</b>; limits: ").append(esc(String.join(", ", g.limits())));
+            if (!g.failures().isEmpty() || !g.notes().isEmpty()) {
+                sb.append("<ul>");
+                g.failures().forEach(f -> sb.append("<li class=\"f\">FAIL: ").append(esc(f)).append("</li>"));
+                g.notes().forEach(n -> sb.append("<li>note: ").append(esc(n)).append("</li>"));
+                sb.append("</ul>");
+            }
+            sb.append("</div>\n");
+        }
         String set = r.pareto().dataset();
         List<Row> ok = r.results().stream().filter(Row::ok).filter(x -> set != null && x.measures().ppl(set) != null).toList();
         if (!ok.isEmpty()) {
             sb.append("<div class=\"plots\">\n");
-            sb.append(figure(plot(ok, set, r.pareto().sizeVsPerplexity(), "size (MiB of weight files)",
-                    x -> x.measures().size().weightBytes() / 1048576.0, "%.1f"),
-                    set + " perplexity vs size; lower left is better"));
+            ToDoubleFunction<Row> size = x -> x.measures().size().weightBytes() / 1048576.0;
+            sb.append(figure(plot(ok, set, r.pareto().sizeVsPerplexity(), "size (MiB of weight files)", size, size, size, "%.1f"),
+                    set + " perplexity (bars: 95% interval) vs size; lower left is better"));
             sb.append(figure(plot(ok, set, r.pareto().speedVsPerplexity(), "decode tokens/s (batch 1)",
-                    x -> x.measures().speed().decodeTokensPerSecond(), "%.0f"),
-                    set + " perplexity vs decode speed; lower right is better"));
+                    x -> x.measures().speed().decodeTokensPerSecond(),
+                    x -> Math.min(x.measures().speed().decodeMin(), x.measures().speed().decodeTokensPerSecond()),
+                    x -> Math.max(x.measures().speed().decodeMax(), x.measures().speed().decodeTokensPerSecond()), "%.0f"),
+                    set + " perplexity vs decode speed (bars: min–max of the repeats); lower right is better"));
             sb.append("</div>\n");
             sb.append("<p class=\"front\"><span class=\"dot\"></span> Pareto front (no other result is better on both axes) · "
                     + "size: <b>").append(esc(String.join(", ", r.pareto().sizeVsPerplexity()))).append("</b> · speed: <b>")
@@ -70,6 +92,7 @@ final class ReportHtml {
             sb.append("<li><b>").append(esc(row.name())).append("</b>: ")
                     .append(row.stages().isEmpty() ? "the input model, uncompressed"
                             : "<code>" + esc(String.join(" → ", row.stages())) + "</code>")
+                    .append(row.modelDir() == null ? "" : "; folder <code>" + esc(row.modelDir()) + "</code>")
                     .append("</li>\n");
         }
         sb.append("</ul>\n");
@@ -109,44 +132,135 @@ final class ReportHtml {
 
     private static final int W = 540, H = 340, ML = 62, MR = 24, MT = 18, MB = 48;
 
-    /** A scatter plot of perplexity (y) against {@code x}, the front's points filled and joined in x order. */
-    static String plot(List<Row> rows, String set, List<String> front, String xLabel, ToDoubleFunction<Row> x, String xFmt) {
-        double[] xs = new double[rows.size()], ys = new double[rows.size()];
-        for (int i = 0; i < rows.size(); i++) {
+    /** An axis-aligned box, for label placement. */
+    record Box(double x0, double y0, double x1, double y1) {
+        boolean overlaps(Box o) {
+            return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1;
+        }
+
+        boolean inside(Box o) {
+            return x0 >= o.x0 && x1 <= o.x1 && y0 >= o.y0 && y1 <= o.y1;
+        }
+    }
+
+    /** Where a label goes: its box, the text's anchor point (start, baseline), and whether a leader line joins it. */
+    record Label(Box box, double tx, double ty, boolean leader) {
+    }
+
+    static final double CHAR_W = 7, LABEL_H = 14, MARK_R = 5.5;
+
+    /**
+     * Places one label per marker so that no label overlaps a marker, an obstacle (error bars) or an
+     * earlier label, inside {@code area}: first beside the marker (right, left, above, below, the
+     * diagonals), then farther away in steps of a line (joined by a leader line). Where nothing
+     * is free (a crowded plot), the last place tried is taken.
+     */
+    static List<Label> placeLabels(double[] px, double[] py, String[] names, List<Box> obstacles, Box area) {
+        List<Box> taken = new ArrayList<>(obstacles);
+        for (int i = 0; i < px.length; i++) {
+            taken.add(new Box(px[i] - MARK_R - 1, py[i] - MARK_R - 1, px[i] + MARK_R + 1, py[i] + MARK_R + 1));
+        }
+        List<Label> out = new ArrayList<>();
+        for (int i = 0; i < px.length; i++) {
+            double w = CHAR_W * names[i].length(), x = px[i], y = py[i];
+            List<Label> tries = new ArrayList<>();
+            double g = MARK_R + 3; // gap from the marker's centre
+            tries.add(at(x + g, y - LABEL_H / 2, w, false));
+            tries.add(at(x - g - w, y - LABEL_H / 2, w, false));
+            tries.add(at(x - w / 2, y - g - LABEL_H, w, false));
+            tries.add(at(x - w / 2, y + g, w, false));
+            tries.add(at(x + g - 2, y - g - LABEL_H + 2, w, false));
+            tries.add(at(x + g - 2, y + g - 2, w, false));
+            tries.add(at(x - g + 2 - w, y - g - LABEL_H + 2, w, false));
+            tries.add(at(x - g + 2 - w, y + g - 2, w, false));
+            for (int k = 1; k <= 12; k++) {
+                double d = k * (LABEL_H + 2);
+                for (double dy : new double[] {-d, d}) {
+                    tries.add(at(x + g + 10, y - LABEL_H / 2 + dy, w, true));
+                    tries.add(at(x - g - 10 - w, y - LABEL_H / 2 + dy, w, true));
+                }
+            }
+            Label chosen = null;
+            for (Label l : tries) {
+                if (l.box().inside(area) && taken.stream().noneMatch(b -> b.overlaps(l.box()))) {
+                    chosen = l;
+                    break;
+                }
+            }
+            if (chosen == null) { // nowhere free: right of the marker, clamped into the plot
+                Label l = tries.get(0);
+                double dx = Math.min(0, area.x1() - l.box().x1()), dy = Math.max(0, area.y0() - l.box().y0());
+                chosen = at(l.box().x0() + dx, l.box().y0() + dy, w, false);
+            }
+            taken.add(chosen.box());
+            out.add(chosen);
+        }
+        return out;
+    }
+
+    private static Label at(double x0, double y0, double w, boolean leader) {
+        return new Label(new Box(x0, y0, x0 + w, y0 + LABEL_H), x0, y0 + LABEL_H - 3, leader);
+    }
+
+    /**
+     * A scatter plot of perplexity (y, with its 95% interval as a vertical bar) against {@code x}
+     * (with [xLo, xHi] as a horizontal bar where they differ), the front's points filled and joined
+     * in x order. The x axis starts at 0; the y axis spans round ticks around the intervals.
+     */
+    static String plot(List<Row> rows, String set, List<String> front, String xLabel, ToDoubleFunction<Row> x,
+                       ToDoubleFunction<Row> xLo, ToDoubleFunction<Row> xHi, String xFmt) {
+        int n = rows.size();
+        double[] xs = new double[n], xl = new double[n], xh = new double[n], ys = new double[n], yl = new double[n], yh = new double[n];
+        for (int i = 0; i < n; i++) {
             xs[i] = x.applyAsDouble(rows.get(i));
+            xl[i] = xLo.applyAsDouble(rows.get(i));
+            xh[i] = xHi.applyAsDouble(rows.get(i));
             PplResult p = rows.get(i).measures().ppl(set);
             ys[i] = p.ppl();
+            yl[i] = p.pplLow() != null ? p.pplLow() : p.ppl();
+            yh[i] = p.pplHigh() != null ? p.pplHigh() : p.ppl();
         }
-        double[] xr = range(xs), yr = range(ys);
+        double[] xr = niceRange(0, range(xh)[1]), yr = niceRange(range(yl)[0], range(yh)[1]);
         double[] xt = ticks(xr[0], xr[1]), yt = ticks(yr[0], yr[1]);
         double x0 = xr[0], x1 = xr[1], y0 = yr[0], y1 = yr[1];
         int pw = W - ML - MR, ph = H - MT - MB;
+        java.util.function.DoubleUnaryOperator sx = v -> ML + (v - x0) / (x1 - x0) * pw;
+        java.util.function.DoubleUnaryOperator sy = v -> MT + ph - (v - y0) / (y1 - y0) * ph;
         StringBuilder s = new StringBuilder();
         s.append(String.format(Locale.ROOT, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                 + "role=\"img\" font-family=\"system-ui, sans-serif\" font-size=\"12\">", W, H, W, H));
         s.append(String.format(Locale.ROOT, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" stroke=\"#ced4da\"/>",
                 ML, MT, pw, ph));
         for (double v : xt) {
-            double px = ML + (v - x0) / (x1 - x0) * pw;
+            double px = sx.applyAsDouble(v);
             s.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#f1f3f5\"/>", px, MT, px, MT + ph));
             s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#495057\">%s</text>",
                     px, MT + ph + 16, esc(String.format(Locale.ROOT, tickFormat(xFmt, xt), v))));
         }
+        String yFmt = tickFormat(yt.length > 1 && Math.abs(yt[1] - yt[0]) >= 1 ? "%.0f" : "%.1f", yt);
         for (double v : yt) {
-            double py = MT + ph - (v - y0) / (y1 - y0) * ph;
+            double py = sy.applyAsDouble(v);
             s.append(String.format(Locale.ROOT, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#f1f3f5\"/>", ML, py, ML + pw, py));
             s.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#495057\">%s</text>",
-                    ML - 6, py + 4, esc(fmt(v))));
+                    ML - 6, py + 4, esc(String.format(Locale.ROOT, yFmt, v))));
         }
         s.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"#212529\">%s</text>",
                 ML + pw / 2, H - 10, esc(xLabel)));
         s.append(String.format(Locale.ROOT, "<text x=\"14\" y=\"%d\" text-anchor=\"middle\" fill=\"#212529\" "
                 + "transform=\"rotate(-90 14 %d)\">%s perplexity</text>", MT + ph / 2, MT + ph / 2, esc(set)));
+        double[] px = new double[n], py = new double[n];
+        String[] names = new String[n];
+        List<Box> bars = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            px[i] = sx.applyAsDouble(xs[i]);
+            py[i] = sy.applyAsDouble(ys[i]);
+            names[i] = rows.get(i).name();
+        }
         // the front, joined in x order
         List<double[]> fp = new ArrayList<>();
-        for (int i = 0; i < rows.size(); i++) {
-            if (front.contains(rows.get(i).name())) {
-                fp.add(new double[] {ML + (xs[i] - x0) / (x1 - x0) * pw, MT + ph - (ys[i] - y0) / (y1 - y0) * ph});
+        for (int i = 0; i < n; i++) {
+            if (front.contains(names[i])) {
+                fp.add(new double[] {px[i], py[i]});
             }
         }
         fp.sort((a, b) -> Double.compare(a[0], b[0]));
@@ -158,29 +272,55 @@ final class ReportHtml {
             s.append("<polyline points=\"").append(pts.toString().strip()).append("\" fill=\"none\" stroke=\"").append(FRONT)
                     .append("\" stroke-width=\"1.5\" stroke-dasharray=\"5 4\"/>");
         }
-        List<double[]> labels = new ArrayList<>();
-        for (int i = 0; i < rows.size(); i++) {
-            double px = ML + (xs[i] - x0) / (x1 - x0) * pw, py = MT + ph - (ys[i] - y0) / (y1 - y0) * ph;
-            boolean on = front.contains(rows.get(i).name());
-            s.append(String.format(Locale.ROOT, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5.5\" fill=\"%s\" stroke=\"%s\" stroke-width=\"2\">"
-                    + "<title>%s: %s perplexity %.4f</title></circle>", px, py, on ? FRONT : "#fff", on ? FRONT : OTHER,
-                    esc(rows.get(i).name()), esc(set), ys[i]));
-            String name = rows.get(i).name();
-            double width = 7 * name.length();
-            boolean left = px + 9 + width > ML + pw;
-            double lx = left ? px - 9 : px + 9, ly = py - 7;
-            for (double[] l : labels) { // move down past labels already placed nearby
-                if (Math.abs(l[0] - lx) < width && Math.abs(l[1] - ly) < 13) {
-                    ly = l[1] + 14;
-                }
+        // error bars: perplexity's interval (vertical), x's spread (horizontal), with caps
+        for (int i = 0; i < n; i++) {
+            String c = front.contains(names[i]) ? FRONT : OTHER;
+            double top = sy.applyAsDouble(yh[i]), bottom = sy.applyAsDouble(yl[i]);
+            if (bottom - top > 1) {
+                s.append(String.format(Locale.ROOT, "<path d=\"M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f %.1fH%.1f\" stroke=\"%s\" "
+                        + "stroke-width=\"1.2\" fill=\"none\" opacity=\"0.8\"/>", px[i], top, bottom, px[i] - 4, top, px[i] + 4,
+                        px[i] - 4, bottom, px[i] + 4, c));
+                bars.add(new Box(px[i] - 4.5, top - 1, px[i] + 4.5, bottom + 1));
             }
-            ly = Math.max(MT + 12, Math.min(MT + ph - 4, ly));
-            labels.add(new double[] {lx, ly});
-            s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" fill=\"%s\"%s>%s</text>", lx, ly,
-                    left ? "end" : "start", on ? FRONT : "#212529", on ? " font-weight=\"600\"" : "", esc(name)));
+            double left = sx.applyAsDouble(xl[i]), right = sx.applyAsDouble(xh[i]);
+            if (right - left > 1) {
+                s.append(String.format(Locale.ROOT, "<path d=\"M%.1f %.1fH%.1fM%.1f %.1fV%.1fM%.1f %.1fV%.1f\" stroke=\"%s\" "
+                        + "stroke-width=\"1.2\" fill=\"none\" opacity=\"0.8\"/>", left, py[i], right, left, py[i] - 4, py[i] + 4,
+                        right, py[i] - 4, py[i] + 4, c));
+                bars.add(new Box(left - 1, py[i] - 4.5, right + 1, py[i] + 4.5));
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            boolean on = front.contains(names[i]);
+            PplResult p = rows.get(i).measures().ppl(set);
+            s.append(String.format(Locale.ROOT, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\" stroke=\"%s\" stroke-width=\"2\">"
+                    + "<title>%s: %s perplexity %.4f%s</title></circle>", px[i], py[i], MARK_R, on ? FRONT : "#fff", on ? FRONT : OTHER,
+                    esc(names[i]), esc(set), ys[i], p.nllSe() == null ? "" : esc(String.format(Locale.ROOT,
+                            " (95%%: %.4f–%.4f)", yl[i], yh[i]))));
+        }
+        List<Label> labels = placeLabels(px, py, names, bars, new Box(ML + 1, MT + 1, ML + pw - 1, MT + ph - 1));
+        for (int i = 0; i < n; i++) {
+            Label l = labels.get(i);
+            boolean on = front.contains(names[i]);
+            if (l.leader()) {
+                double lx = l.box().x0() > px[i] ? l.box().x0() - 2 : l.box().x1() + 2, ly = (l.box().y0() + l.box().y1()) / 2;
+                s.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#adb5bd\" "
+                        + "stroke-width=\"1\"/>", px[i], py[i], lx, ly));
+            }
+            s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%.1f\" fill=\"%s\"%s>%s</text>", l.tx(), l.ty(),
+                    on ? FRONT : "#212529", on ? " font-weight=\"600\"" : "", esc(names[i])));
         }
         s.append("</svg>");
         return s.toString();
+    }
+
+    /** [lo, hi] widened to the round ticks ({@link #ticks}'s step) at or beyond each end. */
+    static double[] niceRange(double lo, double hi) {
+        double raw = (hi - lo) / 5;
+        double mag = Math.pow(10, Math.floor(Math.log10(raw)));
+        double f = raw / mag;
+        double step = (f < Math.sqrt(2) ? 1 : f < Math.sqrt(10) ? 2 : f < Math.sqrt(50) ? 5 : 10) * mag;
+        return new double[] {Math.floor(lo / step + 1e-9) * step, Math.ceil(hi / step - 1e-9) * step};
     }
 
     /**
@@ -229,12 +369,6 @@ final class ReportHtml {
         return out;
     }
 
-    private static String fmt(double v) {
-        double a = Math.abs(v);
-        return a >= 100 ? String.format(Locale.ROOT, "%.0f", v) : a >= 10 ? String.format(Locale.ROOT, "%.1f", v)
-                : String.format(Locale.ROOT, "%.2f", v);
-    }
-
     static String esc(String s) {
         if (s == null) {
             return "";
@@ -266,6 +400,11 @@ final class ReportHtml {
             figure { margin: 0; border: 1px solid #dee2e6; border-radius: 6px; padding: 8px; background: #fff; }
             figcaption { font-size: 12px; color: #6c757d; text-align: center; margin-top: 2px; }
             .front { font-size: 13px; }
+            .gate { font-size: 13px; border-radius: 6px; padding: 6px 10px; margin: 0 0 12px; }
+            .gate ul { margin: 4px 0 0; padding-left: 20px; }
+            .gate.pass { background: #ebfbee; border: 1px solid #b2f2bb; }
+            .gate.fail { background: #fff5f5; border: 1px solid #ffc9c9; }
+            .gate li.f { color: #c92a2a; }
             .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%; background: #d9480f; }
             table { border-collapse: collapse; font-size: 13px; }
             .scroll { overflow-x: auto; }

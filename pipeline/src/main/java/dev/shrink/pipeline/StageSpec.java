@@ -25,11 +25,17 @@ public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSp
     /** Whether the output is a packed (quantized) folder that no later stage can take as input. */
     boolean packedOutput();
 
-    /** "gptq(bits=4, group_size=128, ...)" for messages and reports. */
+    /**
+     * "gptq(bits=4, group_size=128, ...)" for messages and reports. An option left to the method's
+     * default (null, e.g. prune's scope) is left out rather than shown as "scope=null".
+     */
     default String describe() {
         StringBuilder sb = new StringBuilder(kind()).append('(');
         int i = 0;
         for (Map.Entry<String, Object> e : options().entrySet()) {
+            if (e.getValue() == null) {
+                continue;
+            }
             sb.append(i++ == 0 ? "" : ", ").append(e.getKey()).append('=').append(e.getValue());
         }
         return sb.append(')').toString();

@@ -35,4 +35,27 @@ class ParetoTest {
                 new Point("slow-bad", -40, 70));
         assertEquals(List.of("fast-bad", "slow-good"), Pareto.front(pts));
     }
+
+    @Test
+    void noWinnerInsideThePerplexityNoise() {
+        // size (MiB), perplexity with its 95% interval
+        List<Point> pts = List.of(
+                Point.withYInterval("a", 11.2, 47.1, 46.5, 47.7),
+                Point.withYInterval("b", 11.2, 47.3, 46.7, 47.9),  // same size, worse only inside a's interval: kept
+                Point.withYInterval("c", 11.2, 49.0, 48.5, 49.5),  // worse beyond the noise at the same size: dominated
+                Point.withYInterval("e", 12.0, 47.2, 46.6, 47.8),  // larger and no better than a: dominated by size
+                Point.withYInterval("d", 10.0, 47.4, 46.8, 48.0)); // smallest: on the front
+        assertEquals(List.of("d", "a", "b"), Pareto.front(pts));
+        // the same points without intervals: the exact rule picks a over b
+        List<Point> exact = pts.stream().map(p -> new Point(p.name(), p.x(), p.y())).toList();
+        assertEquals(List.of("d", "a"), Pareto.front(exact));
+    }
+
+    @Test
+    void speedSpreadsThatOverlapDecideNothing() {
+        // decode tok/s negated with its min-max spread (also negated), perplexity exact
+        List<Point> pts = List.of(new Point("p", -60, -66, -55, 45, 45, 45), new Point("q", -63, -70, -58, 45, 45, 45),
+                new Point("r", -40, -42, -38, 45, 45, 45));
+        assertEquals(List.of("q", "p"), Pareto.front(pts), "q is not faster than p beyond the spread; both beat r beyond it");
+    }
 }
