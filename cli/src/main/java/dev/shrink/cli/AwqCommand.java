@@ -82,7 +82,7 @@ final class AwqCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         validate();
-        GptqCommand.checkWorkDir(workDir, overwrite);
+        GptqCommand.checkWorkDir(workDir, overwrite, model, calib);
         AwqCheckpoint.Export exportKind = AwqCheckpoint.Export.valueOf(export.toUpperCase(Locale.ROOT));
         Ops ops = common.ops();
         PrintWriter out = spec.commandLine().getOut();
