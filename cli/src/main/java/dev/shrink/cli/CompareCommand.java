@@ -1,7 +1,6 @@
 package dev.shrink.cli;
 
 import dev.shrink.core.ShrinkException;
-import dev.shrink.core.io.SafeFiles;
 import dev.shrink.pipeline.Compare;
 import dev.shrink.pipeline.CompareReport;
 import dev.shrink.pipeline.Gate;
@@ -124,9 +123,6 @@ final class CompareCommand implements Callable<Integer> {
         var old = baseline != null ? ReportJson.readTree(baseline) : null; // read before hours of work
         Recipe r = RecipeParser.read(recipe);
         Path work = workDir != null ? workDir : defaultWorkDir(recipe);
-        if (baseline != null) { // its report.json would be replaced
-            SafeFiles.checkApart(work, List.of(baseline), "the compare work dir");
-        }
         CompareReport report = Compare.run(r, new Compare.Options(work, only, device, threads, quiet), out);
         List<CompareReport.Row> failed = report.results().stream().filter(x -> !x.ok()).toList();
         int code = 0;
