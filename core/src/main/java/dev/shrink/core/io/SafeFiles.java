@@ -473,8 +473,8 @@ public final class SafeFiles {
         return token(ProcessHandle.current().pid());
     }
 
-    /** A token of the given process of this host. */
-    static String token(long pid) {
+    /** The token of temporary names owned by process {@code pid} of this host (tests plant debris with it). */
+    public static String token(long pid) {
         byte[] b = new byte[6];
         RANDOM.nextBytes(b);
         return "p" + pid + "-h" + HOST + "-" + HexFormat.of().formatHex(b);
