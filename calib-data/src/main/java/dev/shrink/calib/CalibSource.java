@@ -68,6 +68,34 @@ public final class CalibSource {
     }
 
     /**
+     * The files and folders that text sources read, for refusing an output that would hold or replace
+     * one: each comma-separated entry of {@code specs} as a path, presets as the shared datasets folder
+     * (when found). Null gives none.
+     */
+    public static List<Path> inputPaths(String specs) {
+        List<Path> out = new ArrayList<>();
+        if (specs == null || specs.isBlank()) {
+            return out;
+        }
+        for (String raw : specs.split(",")) {
+            String spec = raw.strip();
+            if (spec.isEmpty()) {
+                continue;
+            }
+            if (PRESETS.contains(spec.toLowerCase(Locale.ROOT))) {
+                SharedData.root().ifPresent(shared -> out.add(shared.resolve("datasets")));
+            } else {
+                try {
+                    out.add(Path.of(spec));
+                } catch (java.nio.file.InvalidPathException e) {
+                    // not a path: nothing on disk it could name
+                }
+            }
+        }
+        return out;
+    }
+
+    /**
      * The documents of a preset or a path.
      *
      * @param spec  a preset name (case-insensitive, see {@link #PRESETS}) or a file or folder path

@@ -85,8 +85,9 @@ final class AwqCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         validate();
-        GptqCommand.checkWorkDir(workDir, overwrite);
+        GptqCommand.checkWorkDir(workDir, overwrite, model, calib);
         model = hub.resolve(model, common.quiet);
+        GptqCommand.checkWorkDir(workDir, overwrite, model, calib); // the resolved Hub snapshot is an input too
         AwqCheckpoint.Export exportKind = AwqCheckpoint.Export.valueOf(export.toUpperCase(Locale.ROOT));
         Ops ops = common.ops();
         PrintWriter out = spec.commandLine().getOut();

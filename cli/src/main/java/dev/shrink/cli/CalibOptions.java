@@ -1,10 +1,14 @@
 package dev.shrink.cli;
 
+import dev.shrink.calib.CalibSource;
 import dev.shrink.calib.CalibSpec;
 import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.ops.Ops;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import picocli.CommandLine.Option;
@@ -43,6 +47,24 @@ public final class CalibOptions {
 
     CalibSpec spec(String sampling) {
         return new CalibSpec(dataset, field, samples, seqlen, seed, tokens, sampling);
+    }
+
+    /** The files and folders these options read: the token file, else the dataset's. */
+    List<Path> inputs() {
+        return tokens != null ? List.of(tokens) : CalibSource.inputPaths(dataset);
+    }
+
+    /**
+     * Refuses, before any work, a --save-calib-tokens file that exists and is not a regular file, or
+     * that is an input (the token file read) or lies inside one (the model).
+     */
+    void checkSave(Path model) {
+        if (saveTokens != null) {
+            SafeFiles.checkFileTarget(saveTokens);
+            List<Path> inputs = new ArrayList<>(inputs());
+            inputs.add(model);
+            SafeFiles.checkApart(saveTokens, inputs, "the calibration tokens");
+        }
     }
 
     /** Saves the windows when --save-calib-tokens asks for it. */

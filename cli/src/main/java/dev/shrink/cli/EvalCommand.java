@@ -1,7 +1,9 @@
 package dev.shrink.cli;
 
+import dev.shrink.calib.CalibSource;
 import dev.shrink.calib.EvalText;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.eval.LoadedModel;
 import dev.shrink.eval.Perplexity;
@@ -90,6 +92,12 @@ final class EvalCommand implements Callable<Integer> {
         }
         if ((speed || speedOnly) && (speedPrompt < 1 || speedDecode < 1 || speedRepeats < 1)) {
             throw new ShrinkException("--speed-prompt, --speed-decode and --speed-repeats must be ≥ 1");
+        }
+        if (output != null) { // refused before the evaluation: a device, a folder, a link, a file of the model
+            SafeFiles.checkFileTarget(output);
+            List<Path> inputs = new ArrayList<>(List.of(model));
+            datasets.forEach(d -> inputs.addAll(CalibSource.inputPaths(d)));
+            SafeFiles.checkApart(output, inputs, "the results");
         }
         Ops ops = common.ops();
         List<PplResult> results = new ArrayList<>();

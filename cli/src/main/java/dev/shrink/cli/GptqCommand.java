@@ -3,6 +3,7 @@ package dev.shrink.cli;
 import dev.shrink.calib.CalibData;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.Version;
+import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.ops.Ops;
@@ -12,6 +13,8 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -103,8 +106,9 @@ final class GptqCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         validate();
-        checkWorkDir(workDir, overwrite);
+        checkWorkDir(workDir, overwrite, model, calib);
         model = hub.resolve(model, common.quiet);
+        checkWorkDir(workDir, overwrite, model, calib); // the resolved Hub snapshot is an input too
         Ops ops = common.ops();
         PrintWriter out = spec.commandLine().getOut();
         boolean sym = symmetry == null || !symmetry.asym;
@@ -153,8 +157,19 @@ final class GptqCommand implements Callable<Integer> {
         }
     }
 
-    /** Refuse early, before minutes of work, when the output folder holds something. */
-    static void checkWorkDir(Path dir, boolean overwrite) {
+    /**
+     * Refuse early, before minutes of work: an output folder that is, holds or lies inside an input
+     * (the model, calibration files; real paths compared), that holds something (without overwrite),
+     * or a --save-calib-tokens file that cannot be written safely. Repairs first what a killed earlier
+     * run left at the output ({@link SafeFiles#recover}).
+     */
+    static void checkWorkDir(Path dir, boolean overwrite, Path model, CalibOptions calib) {
+        List<Path> inputs = new ArrayList<>();
+        inputs.add(model);
+        inputs.addAll(calib.inputs());
+        SafeFiles.checkApart(dir, inputs, "the output");
+        calib.checkSave(model);
+        SafeFiles.recover(dir);
         if (Files.isRegularFile(dir)) {
             throw ShrinkException.at(dir, "--work-dir is a file");
         }

@@ -131,7 +131,7 @@ final class PruneCommand implements Callable<Integer> {
             return sparseGpt();
         }
         PruneStage.Config cfg = config();
-        GptqCommand.checkWorkDir(workDir, overwrite);
+        GptqCommand.checkWorkDir(workDir, overwrite, model, calib);
         PrintWriter out = spec.commandLine().getOut();
         Ops ops = common.ops();
         try (ModelDir dir = ModelDir.open(model)) {
@@ -193,7 +193,7 @@ final class PruneCommand implements Callable<Integer> {
         }
         calib.validate();
         List<String> t = patterns(targets, "--targets"), i = patterns(ignore, "--ignore");
-        GptqCommand.checkWorkDir(workDir, overwrite);
+        GptqCommand.checkWorkDir(workDir, overwrite, model, calib);
         PrintWriter out = spec.commandLine().getOut();
         Ops ops = common.ops();
         try (ModelDir dir = ModelDir.open(model)) {

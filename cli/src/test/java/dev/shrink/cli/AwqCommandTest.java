@@ -128,7 +128,7 @@ class AwqCommandTest {
      * PTB holds enough text, random windows of the joined text otherwise.
      */
     @Test
-    void lmdeployCalibrationLineWorks() {
+    void lmdeployCalibrationLineWorks() throws java.io.IOException {
         Path fixture = model("fixture-llama-14m");
         StringWriter notes = new StringWriter();
         try (Tokenizer tok = Tokenizer.load(fixture.resolve("tokenizer.json"))) {
@@ -144,8 +144,9 @@ class AwqCommandTest {
             assertTrue(c.sampling().equals("blocks") || notes.toString().contains("random windows"), c.sampling());
         }
         // the options parse as typed (the run stops at a bad --work-dir, before any work)
+        Path file = Files.writeString(tmp.resolve("a-file"), "x");
         BadInputTest.Run r = BadInputTest.shrink("awq", fixture.toString(), "--calib-dataset", "ptb", "--calib-samples", "128",
-                "--calib-seqlen", "1024", "--w-bits", "4", "--w-group-size", "128", "--work-dir", fixture.resolve("config.json").toString());
+                "--calib-seqlen", "1024", "--w-bits", "4", "--w-group-size", "128", "--work-dir", file.toString());
         assertEquals(2, r.code());
         assertTrue(r.err().contains("--work-dir is a file"), r.err());
     }

@@ -1,7 +1,9 @@
 package dev.shrink.distill;
 
+import dev.shrink.calib.CalibSource;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.WeightSource;
+import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
@@ -9,11 +11,8 @@ import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.tensor.DType;
 import java.io.IOException;
-import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -118,8 +117,11 @@ public final class DistillRun {
      */
     public static Outcome run(Request r, TeacherReader teacherReader, Evaluator evaluator, F32TrainOps ops,
                               TrainOps<?> device, DistillStage.Listener listener) {
-        ModelFolderWriter.checkTarget(r.student(), r.out(), r.overwrite(), "the distilled model");
-        ModelFolderWriter.checkTarget(r.teacher(), r.out(), r.overwrite(), "the distilled model");
+        List<Path> inputs = new ArrayList<>(CalibSource.inputPaths(r.data()));
+        inputs.add(r.teacher());
+        inputs.add(r.student());
+        ModelFolderWriter.checkTarget(inputs, r.out(), r.overwrite(), "the distilled model");
+        checkCheckpoints(r.checkpoints(), r.out(), inputs);
         try (ModelDir tdir = ModelDir.open(r.teacher());
              ModelDir sdir = r.student() == null ? null : ModelDir.open(r.student())) {
             Students students = sdir != null ? Students.fromFolder(sdir, ops, r.keepZeros())
@@ -313,26 +315,32 @@ public final class DistillRun {
         return Double.isFinite(v) ? v : null;
     }
 
-    private static void deleteCheckpoint(Path dir) {
-        if (!Files.isDirectory(dir)) {
-            return;
+    /**
+     * The checkpoint folder must not be, hold or lie inside an input or the output: it is written
+     * during training and removed after success.
+     */
+    private static void checkCheckpoints(Path ckpt, Path out, List<Path> inputs) {
+        SafeFiles.checkApart(ckpt, inputs, "the checkpoints");
+        Path c = SafeFiles.realPath(ckpt), o = SafeFiles.realPath(out);
+        if (c.startsWith(o) || o.startsWith(c)) {
+            throw ShrinkException.at(ckpt, "is, holds or lies inside the output folder " + out
+                    + "; choose another --checkpoint-dir");
         }
-        try {
-            Files.walkFileTree(dir, new SimpleFileVisitor<>() {
-                @Override
-                public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                    Files.delete(file);
-                    return FileVisitResult.CONTINUE;
-                }
+    }
 
-                @Override
-                public FileVisitResult postVisitDirectory(Path d, IOException exc) throws IOException {
-                    Files.delete(d);
-                    return FileVisitResult.CONTINUE;
+    /** Removes the checkpoint file, then the folder if nothing else is in it (it may be a folder the user named). */
+    private static void deleteCheckpoint(Path dir) {
+        try {
+            Files.deleteIfExists(DistillCheckpoint.file(dir));
+            if (Files.isDirectory(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                try (var s = Files.list(dir)) {
+                    if (s.findAny().isEmpty()) {
+                        Files.delete(dir);
+                    }
                 }
-            });
+            }
         } catch (IOException e) {
-            throw ShrinkException.at(dir, "the distilled model is written, but its checkpoint folder could not be removed: "
+            throw ShrinkException.at(dir, "the distilled model is written, but its checkpoint could not be removed: "
                     + e.getMessage(), e);
         }
     }

@@ -6,6 +6,7 @@ import dev.shrink.calib.CalibSpec;
 import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.Version;
+import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.ops.Backends;
@@ -79,6 +80,7 @@ public final class Compare {
         int threads = opt.threads() != null ? opt.threads() : recipe.evaluation().threads();
         int nThreads = threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
         Ops ops = Backends.select(device, nThreads);
+        SafeFiles.checkApart(opt.workDir(), recipe.inputs(), "the compare work dir");
         Path work = opt.workDir().toAbsolutePath().normalize();
         Path stages = work.resolve("stages"), results = work.resolve("results");
         try {
@@ -87,6 +89,10 @@ public final class Compare {
         } catch (IOException e) {
             throw ShrinkException.at(work, "cannot create the work dir: " + e.getMessage(), e);
         }
+        // what killed runs left: unfinished stage folders, cache entries, reports (only dead owners')
+        SafeFiles.recoverAll(stages);
+        SafeFiles.recoverAll(results);
+        SafeFiles.recoverAll(work);
         Path base = recipe.model();
         out.printf(Locale.ROOT, "compare %s: %s, %d pipeline%s%s, backend %s (%d threads), work dir %s%n",
                 recipe.file().getFileName(), base, pipelines.size(), pipelines.size() == 1 ? "" : "s",

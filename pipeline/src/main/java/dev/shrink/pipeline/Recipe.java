@@ -1,6 +1,8 @@
 package dev.shrink.pipeline;
 
+import dev.shrink.calib.CalibSource;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -34,6 +36,40 @@ public record Recipe(Path file, Path model, CalibSettings calibration, Evaluatio
 
     /** The name of the uncompressed model's row in reports. */
     public static final String BASELINE = "baseline";
+
+    /**
+     * Everything the recipe reads: the recipe file, the model, distillation teachers and data, every
+     * calibration token file and dataset, the evaluation sets. A work dir must not hold nor lie inside one.
+     */
+    public List<Path> inputs() {
+        List<Path> in = new ArrayList<>();
+        in.add(file);
+        in.add(model);
+        addCalibration(in, calibration);
+        evaluation.datasets().forEach(d -> in.addAll(CalibSource.inputPaths(d)));
+        if (evaluation.kl() != null) {
+            in.addAll(CalibSource.inputPaths(evaluation.kl().dataset()));
+        }
+        for (Pipeline p : pipelines) {
+            for (StageSpec s : p.stages()) {
+                addCalibration(in, s.calibration());
+                if (s instanceof StageSpec.Distill d) {
+                    in.add(d.teacher());
+                    in.addAll(CalibSource.inputPaths(d.data()));
+                }
+            }
+        }
+        return in;
+    }
+
+    private static void addCalibration(List<Path> in, CalibSettings c) {
+        if (c != null) {
+            if (c.tokens() != null) {
+                in.add(c.tokens());
+            }
+            in.addAll(CalibSource.inputPaths(c.dataset()));
+        }
+    }
 
     /**
      * Calibration data of a stage.

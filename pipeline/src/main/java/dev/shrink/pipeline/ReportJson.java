@@ -7,11 +7,10 @@ import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.io.SafeFiles;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 
 /** JSON of reports and cache entries: snake_case keys, indented; files written atomically. */
 public final class ReportJson {
@@ -56,21 +55,17 @@ public final class ReportJson {
         }
     }
 
-    /** Writes text to a sibling temporary file and renames it over {@code file}. */
+    /**
+     * Writes text through {@link SafeFiles#writeString} (a unique temporary file renamed over
+     * {@code file}; a target that is not a regular file is refused), creating missing folders.
+     */
     public static void writeAtomically(Path file, String text) {
         Path abs = file.toAbsolutePath();
-        Path tmp = abs.resolveSibling(abs.getFileName() + ".tmp");
         try {
             Files.createDirectories(abs.getParent());
-            Files.writeString(tmp, text, StandardCharsets.UTF_8);
-            Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } catch (IOException e) {
-            try {
-                Files.deleteIfExists(tmp);
-            } catch (IOException ignored) {
-                // the original error is the one to report
-            }
-            throw ShrinkException.at(file, "cannot write: " + e.getMessage(), e);
+            throw ShrinkException.at(file, "cannot write: " + SafeFiles.describe(e), e);
         }
+        SafeFiles.writeString(file, text);
     }
 }

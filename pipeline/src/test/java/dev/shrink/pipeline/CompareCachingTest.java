@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.shrink.calib.SharedData;
+import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.model.ModelDir;
 import java.io.IOException;
@@ -125,10 +126,21 @@ class CompareCachingTest {
         // remove one pipeline's last stage: only it runs again
         String last = ((List<?>) ((java.util.Map<?, ?>) r.settings().get("stage_keys")).get("awqfake-gptq")).get(1).toString();
         deleteTree(work.resolve("stages").resolve(last));
+        // debris of a killed run (its process is gone) is removed; a live run's is kept
+        Process gone = new ProcessBuilder("true").start();
+        try {
+            gone.waitFor();
+        } catch (InterruptedException e) {
+            throw new AssertionError(e);
+        }
+        Path stale = Files.createDirectories(work.resolve("stages").resolve(last + ".tmp-" + SafeFiles.token(gone.pid())));
+        Path live = Files.createDirectories(work.resolve("stages").resolve(last + ".tmp-" + SafeFiles.token(ProcessHandle.current().pid())));
         Counting third = new Counting();
         compare(recipe, work, third, new StringWriter());
         assertEquals(1, third.runs.size(), third.runs.toString());
         assertTrue(third.runs.get(0).startsWith("gptq"));
+        assertFalse(Files.exists(stale), "a dead run's partial stage folder is cleaned");
+        assertTrue(Files.isDirectory(live), "a live run's is kept");
     }
 
     @Test

@@ -8,37 +8,27 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.ObjectWriter;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.io.SafeFiles;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
-import java.nio.file.FileAlreadyExistsException;
-import java.nio.file.FileSystemException;
-import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.BasicFileAttributes;
-import java.security.SecureRandom;
 import java.util.ArrayList;
-import java.util.HexFormat;
+import java.util.Collection;
 import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
 
 /**
  * Writes a model folder atomically, the way every compression stage's checkpoint writer does
- * (GPTQ, AWQ, ...): the content goes into a sibling {@code <outDir>.tmp-<random>} that is renamed to
- * {@code outDir} only when complete; on any failure it is deleted and a {@link ShrinkException}
- * names the folder and the problem. An existing non-empty {@code outDir} is an error unless
- * {@code overwrite}, and is then replaced only after the new folder is complete (old one renamed
- * aside, new one renamed in, old one deleted).
+ * (GPTQ, AWQ, ...), through {@link SafeFiles#installFolder} (the one home of safe writes): the content
+ * goes into a sibling {@code <outDir>.tmp-<token>} that is renamed to {@code outDir} only when complete;
+ * on any failure it is deleted and a {@link ShrinkException} names the folder and the problem. An
+ * existing non-empty {@code outDir} is an error unless {@code overwrite}, and is then replaced only after
+ * the new folder is complete, recoverably if the run is killed between the renames. A target that is
+ * an input or holds one is refused (real paths compared).
  *
  * <p>Also the helpers those writers share: pretty JSON files, the report, and the copy of a
  * source folder's other files (tokenizer, generation config, ...) without its weights.
@@ -50,8 +40,6 @@ public final class ModelFolderWriter {
 
     /** Files of quantization tools that describe the source's weights and must not be copied: GPTQ's and AutoAWQ's. */
     public static final List<String> QUANT_CONFIG_FILES = List.of("quantize_config.json", "quant_config.json");
-
-    private static final SecureRandom RANDOM = new SecureRandom();
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -71,32 +59,36 @@ public final class ModelFolderWriter {
     }
 
     /**
-     * Refuses, before any work, a target that is the source folder or holds it, a file system
-     * root, a path that exists and is not a folder, or a non-empty folder without {@code overwrite}.
+     * Refuses, before any work, a target that is the source folder, holds it or lies inside it (real
+     * paths compared: a symbolic link cannot disguise it), a file system root, a path that exists and
+     * is not a folder, or a non-empty folder without {@code overwrite}. First repairs what a killed
+     * earlier run left at the target ({@link SafeFiles#recover}).
      *
      * @param source the source model folder (may be null)
      * @param what   what is written, for the message ("the GPTQ model")
      * @return the target, absolute and normalized
      */
     public static Path checkTarget(Path source, Path outDir, boolean overwrite, String what) {
+        return checkTarget(source == null ? List.of() : List.of(source), outDir, overwrite, what);
+    }
+
+    /**
+     * {@link #checkTarget(Path, Path, boolean, String)} against every input of the run (the model, a
+     * teacher, calibration files, datasets, ...; nulls ignored).
+     */
+    public static Path checkTarget(Collection<Path> inputs, Path outDir, boolean overwrite, String what) {
         Objects.requireNonNull(outDir, "outDir");
+        SafeFiles.checkApart(outDir, inputs, what);
         Path target = outDir.toAbsolutePath().normalize();
-        if (source != null) {
-            Path src = source.toAbsolutePath().normalize();
-            if (target.equals(src) || src.startsWith(target)) {
-                throw ShrinkException.at(outDir, "is the source model's folder (or holds it); write " + what + " elsewhere");
-            }
-        }
-        if (target.getParent() == null) {
-            throw ShrinkException.at(outDir, "cannot be a file system root");
-        }
-        checkExisting(target, overwrite);
+        SafeFiles.recover(target);
+        SafeFiles.checkFolderTarget(target, overwrite);
         return target;
     }
 
     /**
      * Writes the folder {@code outDir}: {@code content} fills a temporary sibling folder, which is then
-     * renamed into place (replacing a non-empty outDir only with {@code overwrite}).
+     * installed ({@link SafeFiles#installFolder}: renamed into place, replacing a non-empty outDir only
+     * with {@code overwrite}, recoverably).
      *
      * @param source the source model folder, refused as a target (may be null)
      * @param what   what is written, for messages ("the GPTQ model")
@@ -104,16 +96,8 @@ public final class ModelFolderWriter {
      */
     public static void write(Path source, Path outDir, boolean overwrite, String what, Content content) {
         Path target = checkTarget(source, outDir, overwrite, what);
-        Path parent = target.getParent();
-        Path tmp = parent.resolve(target.getFileName() + ".tmp-" + randomHex());
-        boolean installed = false;
-        Path old;
         try {
-            Files.createDirectories(parent);
-            Files.createDirectory(tmp);
-            content.writeInto(tmp);
-            old = install(tmp, target, overwrite);
-            installed = true;
+            SafeFiles.installFolder(target, overwrite, content::writeInto);
         } catch (ShrinkException e) {
             throw e.getMessage().startsWith(target.toString()) ? e
                     : new ShrinkException(target + ": not written: " + e.getMessage(), e);
@@ -123,78 +107,7 @@ public final class ModelFolderWriter {
             throw ShrinkException.at(target, "not written: " + describe(e), e);
         } catch (RuntimeException e) {
             throw ShrinkException.at(target, "not written: " + oneLine(e), e);
-        } finally {
-            if (!installed) {
-                deleteTreeQuietly(tmp);
-            }
         }
-        if (old != null) {
-            try {
-                deleteTree(old);
-            } catch (IOException e) {
-                throw ShrinkException.at(old, "the new model is in place at " + target
-                        + ", but this replaced old copy could not be deleted: " + describe(e), e);
-            }
-        }
-    }
-
-    /** Exists and is not a folder, or is a non-empty folder without overwrite: refused. */
-    private static void checkExisting(Path target, boolean overwrite) {
-        if (!Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
-            return;
-        }
-        if (!Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
-            throw ShrinkException.at(target, "exists and is not a folder");
-        }
-        if (!overwrite && !isEmptyDir(target)) {
-            throw ShrinkException.at(target, "exists and is not empty; choose another folder or overwrite it");
-        }
-    }
-
-    private static boolean isEmptyDir(Path dir) {
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
-            return !ds.iterator().hasNext();
-        } catch (IOException e) {
-            throw ShrinkException.at(dir, "cannot list the folder: " + describe(e), e);
-        }
-    }
-
-    /**
-     * Renames the complete folder {@code tmp} to {@code target}, replacing an old one only if allowed.
-     * Returns where the replaced folder was moved (for the caller to delete), or null.
-     */
-    private static Path install(Path tmp, Path target, boolean overwrite) throws IOException {
-        Path parent = target.getParent();
-        if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS) && isEmptyDir(target)) {
-            Files.delete(target);
-        }
-        if (!Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
-            try {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            } catch (FileAlreadyExistsException e) {
-                throw ShrinkException.at(target, "appeared while the model was being written; not replaced", e);
-            }
-            syncDirectory(parent);
-            return null;
-        }
-        checkExisting(target, overwrite); // not a folder, or non-empty without overwrite
-        Path old = parent.resolve(target.getFileName() + ".old-" + randomHex());
-        Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-        try {
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException | RuntimeException e) {
-            try {
-                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
-            } catch (IOException restore) {
-                e.addSuppressed(restore);
-                throw ShrinkException.at(target, "could not put the new folder in place ("
-                        + (e instanceof IOException io ? describe(io) : oneLine(e))
-                        + ") nor the old one back; the old folder is at " + old, e);
-            }
-            throw e;
-        }
-        syncDirectory(parent);
-        return old;
     }
 
     /**
@@ -214,12 +127,8 @@ public final class ModelFolderWriter {
         files.sort(null);
         for (Path p : files) {
             Path dst = to.resolve(p.getFileName().toString());
-            try (InputStream in = Files.newInputStream(p);
-                 FileChannel ch = FileChannel.open(dst, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
-                 OutputStream out = java.nio.channels.Channels.newOutputStream(ch)) {
-                in.transferTo(out);
-                out.flush();
-                ch.force(true);
+            try (InputStream in = Files.newInputStream(p)) {
+                SafeFiles.createNew(dst, ch -> in.transferTo(java.nio.channels.Channels.newOutputStream(ch)));
             }
         }
     }
@@ -246,81 +155,18 @@ public final class ModelFolderWriter {
         writeBytes(dir.resolve(REPORT), (PRETTY.writeValueAsString(report) + "\n").getBytes(StandardCharsets.UTF_8));
     }
 
-    /** Writes a new file and forces it to disk. */
+    /** Writes a new file and forces it to disk ({@link SafeFiles#createNew}). */
     public static void writeBytes(Path file, byte[] bytes) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-            ByteBuffer buf = ByteBuffer.wrap(bytes);
-            while (buf.hasRemaining()) {
-                ch.write(buf);
-            }
-            ch.force(true);
-        }
-    }
-
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-            ch.force(true);
-        } catch (IOException | RuntimeException ignored) {
-            // not supported everywhere; the renames themselves are done
-        }
-    }
-
-    private static void deleteTree(Path root) throws IOException {
-        if (!Files.exists(root, LinkOption.NOFOLLOW_LINKS)) {
-            return;
-        }
-        Files.walkFileTree(root, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                Files.delete(file);
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult postVisitDirectory(Path dir, IOException exc) throws IOException {
-                if (exc != null) {
-                    throw exc;
-                }
-                Files.delete(dir);
-                return FileVisitResult.CONTINUE;
-            }
-        });
-    }
-
-    private static void deleteTreeQuietly(Path root) {
-        try {
-            deleteTree(root);
-        } catch (IOException | RuntimeException ignored) {
-            // the original error is what matters
-        }
-    }
-
-    private static String randomHex() {
-        byte[] b = new byte[6];
-        RANDOM.nextBytes(b);
-        return HexFormat.of().formatHex(b);
+        SafeFiles.createNew(file, bytes);
     }
 
     /** An I/O error in one line: the file and the reason when the exception has them. */
     public static String describe(IOException e) {
-        if (e instanceof FileSystemException fse) {
-            String reason = fse.getReason();
-            String what = fse.getFile() != null ? fse.getFile() : "";
-            if (reason != null && !reason.isBlank()) {
-                return (what.isEmpty() ? "" : what + ": ") + reason;
-            }
-            return e.getClass().getSimpleName() + (what.isEmpty() ? "" : " " + what);
-        }
-        return oneLine(e);
+        return SafeFiles.describe(e);
     }
 
     /** The first line of an exception's message, or its class name. */
     public static String oneLine(Throwable e) {
-        String m = e.getMessage();
-        if (m == null || m.isBlank()) {
-            m = e.getClass().getSimpleName();
-        }
-        int nl = m.indexOf('\n');
-        return (nl >= 0 ? m.substring(0, nl) : m).strip();
+        return SafeFiles.oneLine(e);
     }
 }

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.core.util.Separators;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.io.SafeFiles;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -14,18 +15,11 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AccessDeniedException;
-import java.nio.file.FileSystemException;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -37,10 +31,11 @@ import java.util.regex.Pattern;
 /**
  * Writes safetensors files and sharded model folders.
  *
- * <p>Every file is written atomically: to {@code <name>.tmp-<random>} in the target folder,
- * forced to disk, then renamed over the target with {@code ATOMIC_MOVE}. On any failure the
- * temporary file is deleted and the target is left as it was. I/O errors (including a full disk)
- * become a {@link ShrinkException} naming the target file.
+ * <p>Every file is written atomically through {@link SafeFiles#write(Path, SafeFiles.Body)}: to a
+ * unique {@code <name>.tmp-<token>} in the target folder, forced to disk, then renamed over the target.
+ * On any failure the temporary file is deleted and the target is left as it was; a target that is not
+ * a regular file is refused. I/O errors (including a full disk) become a {@link ShrinkException}
+ * naming the target file.
  */
 public final class SafetensorsWriter {
 
@@ -52,8 +47,6 @@ public final class SafetensorsWriter {
 
     /** Bytes copied per write call (data is staged through one direct buffer of this size). */
     private static final int IO_CHUNK = 8 << 20;
-
-    private static final SecureRandom RANDOM = new SecureRandom();
 
     private SafetensorsWriter() {
     }
@@ -261,67 +254,17 @@ public final class SafetensorsWriter {
 
     /** The body of an atomic write: writes the whole content to the channel. */
     @FunctionalInterface
-    interface Body {
-        void writeTo(FileChannel ch) throws IOException;
+    interface Body extends SafeFiles.Body {
     }
 
-    /**
-     * Writes {@code target} atomically: body → {@code <name>.tmp-<random>}, force, ATOMIC_MOVE
-     * rename, then (best effort) force the folder so the rename is durable. The temporary file is
-     * deleted on any failure, including runtime exceptions thrown by the body.
-     */
+    /** Writes {@code target} atomically through {@link SafeFiles#write(Path, SafeFiles.Body)}. */
     static void atomicWrite(Path target, Body body) {
-        Path abs = target.toAbsolutePath();
-        Path dir = abs.getParent();
-        byte[] rnd = new byte[6];
-        RANDOM.nextBytes(rnd);
-        Path tmp = dir.resolve(abs.getFileName() + ".tmp-" + HexFormat.of().formatHex(rnd));
-        boolean done = false;
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-                body.writeTo(ch);
-                ch.force(true);
-            }
-            Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE);
-            done = true;
-            syncDirectory(dir);
-        } catch (IOException e) {
-            throw writeError(target, e);
-        } finally {
-            if (!done) {
-                try {
-                    Files.deleteIfExists(tmp);
-                } catch (IOException ignored) {
-                    // Nothing more we can do; the original error is what matters.
-                }
-            }
-        }
-    }
-
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-            ch.force(true);
-        } catch (IOException | RuntimeException ignored) {
-            // Not supported on every platform; the data itself is already on disk.
-        }
+        SafeFiles.write(target, body);
     }
 
     /** A one-line ShrinkException naming the file that could not be written. */
     static ShrinkException writeError(Path target, IOException e) {
-        String msg = e.getMessage() == null ? "" : e.getMessage();
-        String reason = e instanceof FileSystemException fse && fse.getReason() != null ? fse.getReason() : msg;
-        if (msg.contains("No space left on device") || reason.contains("No space left on device")) {
-            return ShrinkException.at(target, "cannot write: no space left on device", e);
-        }
-        if (e instanceof NoSuchFileException) {
-            Path parent = target.toAbsolutePath().getParent();
-            return ShrinkException.at(target, "cannot write: folder " + parent + " does not exist", e);
-        }
-        if (e instanceof AccessDeniedException) {
-            return ShrinkException.at(target, "cannot write: permission denied", e);
-        }
-        return ShrinkException.at(target, "cannot write: "
-                + (e instanceof FileSystemException && !reason.isBlank() ? reason : SafetensorsFile.oneLine(e)), e);
+        return SafeFiles.writeError(target, e);
     }
 
     private static void writeFully(FileChannel ch, ByteBuffer buf) throws IOException {

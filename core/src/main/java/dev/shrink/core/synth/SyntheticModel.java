@@ -177,7 +177,7 @@ public final class SyntheticModel {
         for (Spec t : specs) {
             total += t.numel() * o.dtype().byteSize();
         }
-        Path target = ModelFolderWriter.checkTarget(null, out, overwrite, "the synthetic model");
+        Path target = ModelFolderWriter.checkTarget(o.tokenizerFrom(), out, overwrite, "the synthetic model");
         checkSpace(target, total);
         if (o.tokenizerFrom() != null) {
             checkTokenizer(o.tokenizerFrom(), s.vocab());
@@ -199,7 +199,7 @@ public final class SyntheticModel {
         shards.add(cur);
         int n = shards.size();
         long bytes = total;
-        ModelFolderWriter.write(null, target, overwrite, "the synthetic model", tmp -> {
+        ModelFolderWriter.write(o.tokenizerFrom(), target, overwrite, "the synthetic model", tmp -> {
             Map<String, String> weightMap = new TreeMap<>();
             for (int i = 0; i < n; i++) {
                 String file = n == 1 ? SafetensorsWriter.SINGLE_FILE : String.format("model-%05d-of-%05d.safetensors", i + 1, n);

@@ -348,9 +348,9 @@ class SafetensorsRoundTripTest {
     }
 
     @Test
-    void failureAtTheFinalRenameDeletesTheCompleteTemporary() throws IOException {
-        // The target is a non-empty folder: the temporary file is written and forced in full,
-        // then the rename over the folder fails. Works whatever the user's privileges.
+    void aFolderAtTheTargetIsRefusedAndKept() throws IOException {
+        // The target is a non-empty folder: refused (not a regular file) before anything is written,
+        // and never renamed over. Works whatever the user's privileges.
         Path target = Files.createDirectory(tmp.resolve("model.safetensors"));
         Files.writeString(target.resolve("keep.txt"), "x");
         assertRejected(target, () -> SafetensorsWriter.write(target,

@@ -2,15 +2,14 @@ package dev.shrink.kernels.cuda;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 
+import dev.shrink.core.io.SafeFiles;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
@@ -106,22 +105,12 @@ final class CubinCache {
         }
     }
 
-    /** Writes the cubin atomically (temporary file, then rename); a read-only home is no error. */
+    /** Writes the cubin atomically ({@link SafeFiles#write(Path, byte[])}); a read-only home is no error. */
     private static void store(Path file, byte[] cubin) {
         try {
             Files.createDirectories(file.getParent());
-            Path tmp = Files.createTempFile(file.getParent(), "cubin", ".tmp");
-            try {
-                Files.write(tmp, cubin);
-                try {
-                    Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-                } catch (AtomicMoveNotSupportedException e) {
-                    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
-                }
-            } finally {
-                Files.deleteIfExists(tmp);
-            }
-        } catch (IOException | SecurityException e) {
+            SafeFiles.write(file, cubin);
+        } catch (IOException | RuntimeException e) {
             // no cache this time: the next run compiles again
         }
     }
