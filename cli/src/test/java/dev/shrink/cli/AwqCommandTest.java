@@ -50,7 +50,8 @@ class AwqCommandTest {
         assertEquals("gemm", qc.get("version").asText());
         assertEquals(32, qc.get("group_size").asInt());
         assertTrue(qc.get("zero_point").asBoolean());
-        assertEquals(5 * 3, qc.get("modules_to_not_convert").size(), "the unquantized linears are named for loaders");
+        // each layer's gate, up and down, and the fused gate|up that vLLM looks up
+        assertEquals(5 * (3 + 1), qc.get("modules_to_not_convert").size(), "the unquantized linears are named for loaders");
         assertEquals("float16", cfg.get("torch_dtype").asText());
         assertTrue(Files.exists(out.resolve("tokenizer.json")));
 
@@ -58,12 +59,15 @@ class AwqCommandTest {
         assertEquals("awq", report.get("stage").asText());
         assertEquals("blocks", report.at("/calibration/sampling").asText());
         assertEquals(TokenWindows.fingerprint(TokenWindows.read(tokens)), report.at("/calibration/fingerprint_sha256").asText());
+        java.util.List<String> camel = new java.util.ArrayList<>();
+        CommandsTest.snakeCaseKeys(report, "", camel);
+        assertEquals(java.util.List.of(), camel, "shrink-report.json keys are snake_case");
         int quantized = 0;
         for (JsonNode l : report.get("layers")) {
             if (l.get("status").asText().equals("quantized")) {
                 quantized++;
                 assertTrue(l.get("name").asText().contains("self_attn"), l.toString());
-                assertTrue(l.get("errorAwq").asDouble() >= 0, l.toString());
+                assertTrue(l.get("error_awq").asDouble() >= 0, l.toString());
             } else {
                 String reason = l.get("reason").asText();
                 assertTrue(reason.contains("out-features 172 not divisible by 8")
@@ -75,7 +79,7 @@ class AwqCommandTest {
         for (JsonNode m : report.get("mappings")) {
             if (m.get("status").asText().equals("searched")) {
                 searched++;
-                assertTrue(m.get("loss").asDouble() <= m.get("lossAtZero").asDouble(), m.toString());
+                assertTrue(m.get("loss").asDouble() <= m.get("loss_at_zero").asDouble(), m.toString());
                 assertEquals(20, m.get("losses").size());
             }
         }

@@ -44,10 +44,22 @@ public final class ModelFolderWriter {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** Two-space indented JSON, "key": value, as transformers writes config.json. */
-    public static final ObjectWriter PRETTY = JSON.writer(new DefaultPrettyPrinter(Separators.createDefaultInstance()
+    private static final DefaultPrettyPrinter PRINTER = new DefaultPrettyPrinter(Separators.createDefaultInstance()
             .withObjectFieldValueSpacing(Separators.Spacing.AFTER))
             .withObjectIndenter(new DefaultIndenter("  ", "\n"))
-            .withArrayIndenter(new DefaultIndenter("  ", "\n")));
+            .withArrayIndenter(new DefaultIndenter("  ", "\n"));
+
+    /** Pretty JSON of trees (config.json, quantize_config.json), keys as they are. */
+    public static final ObjectWriter PRETTY = JSON.writer(PRINTER);
+
+    /**
+     * Reports ({@code shrink-report.json}) in Shrink's one key convention for the JSON it writes:
+     * snake_case, as compare's report.json and every {@code --json} output (a record component
+     * {@code errorAwq} is written {@code error_awq}; map keys are written as they are).
+     */
+    private static final ObjectWriter REPORT_WRITER = com.fasterxml.jackson.databind.json.JsonMapper.builder()
+            .propertyNamingStrategy(com.fasterxml.jackson.databind.PropertyNamingStrategies.SNAKE_CASE).build()
+            .writer(PRINTER);
 
     /** Writes the content of the folder into the (empty, temporary) folder it is given. */
     @FunctionalInterface
@@ -152,7 +164,7 @@ public final class ModelFolderWriter {
 
     /** Serializes {@code report} (records, maps, lists) with Jackson into {@code dir/shrink-report.json}. */
     public static void writeReport(Path dir, Object report) throws IOException {
-        writeBytes(dir.resolve(REPORT), (PRETTY.writeValueAsString(report) + "\n").getBytes(StandardCharsets.UTF_8));
+        writeBytes(dir.resolve(REPORT), (REPORT_WRITER.writeValueAsString(report) + "\n").getBytes(StandardCharsets.UTF_8));
     }
 
     /** Writes a new file and forces it to disk ({@link SafeFiles#createNew}). */
