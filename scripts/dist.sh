@@ -149,8 +149,9 @@ for jar in $(tr ':' ' ' < "$CLASSPATH_FILE"); do
 done
 
 echo "dist: jlink ($MODULES)..." >&2
+# zip-0: the tarball's gzip compresses the modules file better than jlink's zip-9 does (20.6 vs 24.1 MB)
 "$JAVA_HOME/bin/jlink" --add-modules "$MODULES" --strip-debug --no-man-pages --no-header-files \
-  --compress=zip-9 --output "$D/runtime"
+  --compress=zip-0 --output "$D/runtime" 2>&1 | { grep -v 'incubator modules' || true; } >&2
 
 "$JAVA_HOME/bin/java" "$ROOT/scripts/dist/Notices.java" "$D" "${bundled[@]}"
 cat > "$D/README.txt" <<EOF
@@ -175,7 +176,7 @@ exclude="$(git rev-parse --git-common-dir 2>/dev/null)/info/exclude"
 tar czf "$TARBALL.tmp" -C "$STAGE" "$NAME"
 mv "$TARBALL.tmp" "$TARBALL"
 
-mb() { echo "scale=1; $1 / 1048576" | bc; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 gz() { tar czf - -C "$STAGE" "$@" | wc -c; }
 size=$(stat -c %s "$TARBALL")
 echo "dist: $TARBALL: $(mb "$size") MB compressed, $(du -sm "$D" | cut -f1) MB unpacked" >&2

@@ -27,10 +27,13 @@ shrink_launch() {
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do opts+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   [ -n "${SHRINK_HEAP:-}" ] && opts+=("-Xmx$SHRINK_HEAP")
-  local rc=0
+  local rc=0 fd filter
   # Not exec: the launcher waits for the filter, so that all of stderr is written when it exits
   # (a caller reading a file it redirected stderr to sees every line); the exit code is Java's.
-  "$java" "${opts[@]}" -cp "$cp" dev.shrink.cli.Main "$@" 2> >(shrink_drop_incubator_warning >&2) || rc=$?
-  wait $! 2>/dev/null || true
+  exec {fd}> >(shrink_drop_incubator_warning >&2)
+  filter=$!
+  "$java" "${opts[@]}" -cp "$cp" dev.shrink.cli.Main "$@" 2>&"$fd" || rc=$?
+  exec {fd}>&-
+  wait "$filter" 2>/dev/null || true
   return "$rc"
 }
