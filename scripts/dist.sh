@@ -61,8 +61,14 @@ check() {
   echo "dist --check: $(basename "$tarball") in $tmp ($net, env -i, HOME=$tmp/home)"
   expect "--version" 0 "" --version
   sed 's/^/  /' "$tmp/out"
-  expect "eval (tokenizer, cpu)" 0 "" eval --model "$shared/models/stories260K-hf" --dataset tinystories --max-windows 2
+  local cuda=
+  grep -q '^backend cuda: available' "$tmp/out" && cuda=1
+  expect "eval (tokenizer, cpu)" 0 "" eval --model "$shared/models/stories260K-hf" --dataset tinystories --max-windows 2 --device cpu
   sed 's/^/  /' "$tmp/out"
+  if [ -n "$cuda" ]; then   # where DJL sees CUDA, it must still take the bundled CPU tokenizer library
+    expect "eval --device cuda" 0 "" eval --model "$shared/models/stories260K-hf" --dataset tinystories --max-windows 2 --device cuda
+    sed 's/^/  /' "$tmp/out"
+  fi
   expect "generate" 0 "" generate --model "$shared/models/stories260K-hf" --prompt "Once upon a time" --max-new-tokens 8
   expect "bad input: one line, exit 2" 2 "^shrink: error: .*nope.*" inspect --model "$tmp/nope"
   [ "$(wc -l <"$tmp/err")" = 1 ] || { echo "dist --check: FAIL bad input printed $(wc -l <"$tmp/err") lines"; fails=$((fails + 1)); }
