@@ -175,10 +175,7 @@ The CUDA backend needs an NVIDIA driver (libcuda.so.1) and the CUDA 12/13 NVRTC 
 Third-party software and its licenses: THIRD-PARTY-NOTICES.txt, licenses/, runtime/legal/.
 EOF
 
-mkdir -p dist
-# the dist folder must never be committed: ignore it in this checkout (worktrees share one exclude file)
-exclude="$(git rev-parse --git-common-dir 2>/dev/null)/info/exclude"
-[ -f "$exclude" ] && { grep -qxF "/dist/" "$exclude" || echo "/dist/" >> "$exclude"; }
+mkdir -p dist   # ignored (.gitignore)
 tar czf "$TARBALL.tmp" -C "$STAGE" "$NAME"
 mv "$TARBALL.tmp" "$TARBALL"
 
