@@ -27,8 +27,11 @@ fi
 
 MODULES=core,kernels,calib-data,eval,prune,distill
 echo "device-distill-pack: building..." >&2
+# One reactor build, nothing installed into ~/.m2: the jars and each module's test classpath
+# (target/test.classpath, sibling modules as their target/ jars).
 log=$(mktemp)
-if ! mvn -B -q -o -Dstyle.color=never -DskipTests install -pl "$MODULES" -am >"$log" 2>&1; then
+if ! mvn -B -q -o -Dstyle.color=never -DskipTests -Dmdep.outputFile=target/test.classpath \
+     -pl "$MODULES" -am package dependency:build-classpath >"$log" 2>&1; then
   cat "$log" >&2
   echo "device-distill-pack: the build failed" >&2
   exit 2
@@ -52,13 +55,9 @@ done
 for m in kernels distill; do
   "$JAVA_HOME/bin/jar" cf "$OUT/lib/shrink-$m-tests.jar" -C "$m/target/test-classes" .
 done
-classpath() { # the test classpath of module $1
-  local f
-  f=$(mktemp)
-  mvn -B -q -o -Dstyle.color=never dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$f" \
-    -pl "$1" >/dev/null 2>&1 || { echo "device-distill-pack: no classpath for $1" >&2; exit 2; }
-  cat "$f"
-  rm -f "$f"
+classpath() { # the test classpath of module $1 (written by the build above)
+  [ -s "$1/target/test.classpath" ] || { echo "device-distill-pack: no classpath for $1" >&2; exit 2; }
+  cat "$1/target/test.classpath"
 }
 CP="$(classpath distill)"
 { echo "$CP"; echo ":"; classpath kernels; } | tr ':' '\n' | sort -u | grep -E '/(jackson-(core|databind|annotations)|junit-[a-z-]+|opentest4j|apiguardian-api)-[0-9][^/]*\.jar$' \

@@ -30,8 +30,11 @@ if [ "${OUT#/}" = "$OUT" ]; then
 fi
 
 echo "device-pack: building..." >&2
+# One reactor build (with the parent, -am), nothing installed into ~/.m2: the modules' jars and each
+# module's test classpath (target/test.classpath, sibling modules as their target/ jars).
 log=$(mktemp)
-if ! mvn -B -q -o -Dstyle.color=never -DskipTests install -pl core,kernels,calib-data,eval,compress-gptq,compress-awq,prune >"$log" 2>&1; then
+if ! mvn -B -q -o -Dstyle.color=never -DskipTests -Dmdep.outputFile=target/test.classpath \
+     -pl core,kernels,calib-data,eval,compress-gptq,compress-awq,prune -am package dependency:build-classpath >"$log" 2>&1; then
   cat "$log" >&2
   echo "device-pack: the build failed" >&2
   exit 2
@@ -54,13 +57,9 @@ for m in core kernels calib-data eval compress-gptq compress-awq prune; do
   "$JAVA_HOME/bin/jar" cf "$OUT/lib/shrink-$m-tests.jar" -C "$m/target/test-classes" .
 done
 # Third-party jars the GPU path and the tests use: Jackson (config.json, golden JSON) and JUnit
-classpath() { # the test classpath of module $1
-  local f
-  f=$(mktemp)
-  mvn -B -q -o -Dstyle.color=never dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$f" \
-    -pl "$1" >/dev/null 2>&1 || { echo "device-pack: no classpath for $1" >&2; exit 2; }
-  cat "$f"
-  rm -f "$f"
+classpath() { # the test classpath of module $1 (written by the build above)
+  [ -s "$1/target/test.classpath" ] || { echo "device-pack: no classpath for $1" >&2; exit 2; }
+  cat "$1/target/test.classpath"
 }
 { classpath kernels; echo ":"; classpath eval; } | tr ':' '\n' | sort -u | grep -E '/(jackson-(core|databind|annotations)|junit-[a-z-]+|opentest4j|apiguardian-api)-[0-9][^/]*\.jar$' \
   | while read -r jar; do cp "$jar" "$OUT/lib/"; done

@@ -185,11 +185,34 @@ public final class CalibSource {
             return ArrowSource.read(path, field);
         }
         if (name.endsWith(".parquet")) {
+            if (!Files.isReadable(path)) {
+                throw ShrinkException.at(path, Files.exists(path) ? "permission denied" : "not found");
+            }
+            String missing = parquetReaderMissing(CalibSource.class.getClassLoader());
+            if (missing != null) {
+                throw ShrinkException.at(path, missing);
+            }
             // The only reference to the Parquet reader: its classes (and the native library behind
             // them) load when a .parquet source is actually read.
             return ParquetSource.read(path, field);
         }
         throw ShrinkException.at(path, "unsupported calibration source (supported: " + SUPPORTED + ")");
+    }
+
+    /**
+     * Null when Arrow's Parquet reader (arrow-dataset, 76 MB of native code) can be loaded, else
+     * what to do: the tarball leaves it out unless built with {@code scripts/dist.sh --with-parquet}
+     * (README, "Install").
+     */
+    static String parquetReaderMissing(ClassLoader loader) {
+        try {
+            Class.forName("org.apache.arrow.dataset.file.FileSystemDatasetFactory", false, loader);
+            return null;
+        } catch (ClassNotFoundException | LinkageError e) {
+            return "reading Parquet needs Shrink's optional Parquet part (Arrow's dataset reader, 76 MB), which this "
+                    + "install leaves out: use a tarball built with scripts/dist.sh --with-parquet, or convert the file "
+                    + "to .jsonl or .arrow";
+        }
     }
 
     private static List<String> loadFolder(Path dir, String field) {

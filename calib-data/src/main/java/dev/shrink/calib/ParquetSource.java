@@ -1,7 +1,6 @@
 package dev.shrink.calib;
 
 import dev.shrink.core.ShrinkException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;
@@ -28,10 +27,8 @@ final class ParquetSource {
     private ParquetSource() {
     }
 
+    /** {@code file} is readable (the caller, {@link CalibSource}, has checked it and that the reader is there). */
     static List<String> read(Path file, String field) {
-        if (!Files.isReadable(file)) {
-            throw ShrinkException.at(file, Files.exists(file) ? "permission denied" : "not found");
-        }
         String uri = file.toAbsolutePath().normalize().toUri().toString();
         try (BufferAllocator alloc = new RootAllocator()) {
             FileSystemDatasetFactory factory;

@@ -169,6 +169,22 @@ class CalibSourceTest {
                 junk.toString());
     }
 
+    @Test
+    void parquetReaderProbeSaysWhatToInstallWhereArrowDatasetIsAbsent() throws IOException {
+        // here (Maven's classpath) the reader is present; a loader that sees only the JDK lacks it,
+        // as the tarball built without --with-parquet does
+        assertEquals(null, CalibSource.parquetReaderMissing(CalibSource.class.getClassLoader()));
+        try (var bare = new java.net.URLClassLoader(new java.net.URL[0], ClassLoader.getPlatformClassLoader())) {
+            String why = CalibSource.parquetReaderMissing(bare);
+            assertTrue(why != null && why.contains("scripts/dist.sh --with-parquet") && !why.contains("\n"), why);
+        }
+        // a missing file is reported as missing, before any question of the reader
+        Path missing = dir.resolve("absent.parquet");
+        ShrinkException e = assertThrows(ShrinkException.class, () -> CalibSource.load(missing.toString(), "text"));
+        assertMessage(e, missing.toString(), "existing file");
+        assertTrue(!e.getMessage().contains("with-parquet"), e.getMessage());
+    }
+
     // ---- folders, paths, presets ----
 
     @Test

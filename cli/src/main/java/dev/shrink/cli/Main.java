@@ -1,8 +1,15 @@
 package dev.shrink.cli;
 
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.ops.Backends;
+import dev.shrink.core.ops.OpsProvider;
+import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintWriter;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
+import java.util.Properties;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -81,11 +88,44 @@ public final class Main implements Runnable {
         return s == null ? "" : s.replace('\n', ' ').replace('\r', ' ');
     }
 
-    /** Reports the version. */
+    /**
+     * Reports the version, the source revision the CLI was built from, the Java runtime, and each
+     * backend: what it runs on here, or the one-line reason it cannot run.
+     */
     public static final class Version implements CommandLine.IVersionProvider {
         @Override
         public String[] getVersion() {
-            return new String[] {"shrink " + VERSION + " (Java " + Runtime.version() + ")"};
+            List<String> lines = new ArrayList<>();
+            lines.add("shrink " + VERSION + " (revision " + revision() + ")");
+            lines.add("Java " + Runtime.version() + " (" + System.getProperty("java.vendor") + ", "
+                    + System.getProperty("java.home") + ")");
+            for (OpsProvider p : Backends.providers()) {
+                String what;
+                try {
+                    what = p.available()
+                            ? "available" + (p.describe().isEmpty() ? "" : ": " + p.describe())
+                            : "unavailable: " + p.unavailableReason();
+                } catch (RuntimeException | LinkageError e) {
+                    what = "unavailable: " + e;
+                }
+                lines.add("backend " + p.device() + ": " + oneLine(what));
+            }
+            // picocli formats each line with String.format
+            return lines.stream().map(s -> s.replace("%", "%%")).toArray(String[]::new);
+        }
+
+        /** The revision baked in at build time (cli/pom.xml filters build.properties), or "unknown". */
+        static String revision() {
+            Properties p = new Properties();
+            try (InputStream in = Main.class.getResourceAsStream("build.properties")) {
+                if (in != null) {
+                    p.load(in);
+                }
+            } catch (IOException e) {
+                return "unknown";
+            }
+            String r = p.getProperty("revision", "").strip();
+            return r.isEmpty() || r.startsWith("${") ? "unknown" : r;
         }
     }
 }

@@ -19,5 +19,10 @@ public interface OpsProvider {
         return "";
     }
 
+    /** What runs here when {@link #available()} (a GPU's name, the CPU's cores), for {@code shrink --version}; may be "". */
+    default String describe() {
+        return "";
+    }
+
     Ops create(int threads);
 }

@@ -21,6 +21,12 @@ public final class CpuOpsProvider implements OpsProvider {
     }
 
     @Override
+    public String describe() {
+        return Runtime.getRuntime().availableProcessors() + " cores, "
+                + jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.vectorBitSize() + "-bit vectors";
+    }
+
+    @Override
     public Ops create(int threads) {
         return new VectorOps(threads);
     }

@@ -24,6 +24,11 @@ public final class ReferenceOpsProvider implements OpsProvider {
     }
 
     @Override
+    public String describe() {
+        return "plain Java loops, one thread";
+    }
+
+    @Override
     public Ops create(int threads) {
         return new ReferenceOps();
     }

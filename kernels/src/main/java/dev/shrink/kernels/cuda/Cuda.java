@@ -95,6 +95,12 @@ public final class Cuda {
         return cusolver;
     }
 
+    /** "NVIDIA H100 80GB HBM3, driver CUDA 13.0": GPU 0 (and how many more there are) and the driver. */
+    public String describe() {
+        String more = deviceCount > 1 ? " and " + (deviceCount - 1) + " more" : "";
+        return driver.deviceName(driver.device(0)) + more + ", driver CUDA " + driverVersion();
+    }
+
     public int deviceCount() {
         return deviceCount;
     }

@@ -29,6 +29,11 @@ public final class CudaOpsProvider implements OpsProvider {
         return Cuda.availability().reason();
     }
 
+    @Override
+    public String describe() {
+        return Cuda.get().describe();
+    }
+
     /** The thread count is for CPU backends; the GPU ignores it. */
     @Override
     public Ops create(int threads) {
