@@ -191,10 +191,10 @@ public final class SafetensorsFile implements AutoCloseable {
         Set<String> seen = new HashSet<>();
         // The format: the header is UTF-8 JSON whose first byte is '{' (trailing spaces may pad it).
         // Jackson would otherwise detect a byte-order mark or UTF-16/32 by itself and accept them.
-        if (header.length == 0 || header[0] != '{') {
-            throw ShrinkException.at(file, "header does not start with '{'"
+        if (header.length == 0 || header[0] != '{' || header.length > 1 && header[1] == 0) { // "{\0" is UTF-16LE
+            throw ShrinkException.at(file, "header is not a JSON object starting with '{'"
                     + (header.length > 0 && (header[0] & 0xFF) >= 0x80 || header.length > 1 && header[1] == 0
-                    ? " (a byte-order mark or UTF-16? the header must be plain UTF-8 JSON)" : ": not a safetensors file"));
+                    ? " (a byte-order mark or UTF-16? the format says plain UTF-8)" : ""));
         }
         String text = StrictJson.utf8(file, header, "header ");
         try (JsonParser p = HEADER_JSON.createParser(text)) {

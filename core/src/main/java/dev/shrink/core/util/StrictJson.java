@@ -100,6 +100,9 @@ public final class StrictJson {
     /** Jackson's problem and where it is, on one line. */
     public static String describe(JacksonException e) {
         String m = oneLine(e.getOriginalMessage(), e);
+        if (m.contains("FAIL_ON_TRAILING_TOKENS")) {
+            m = "content after the end of the JSON value";
+        }
         JsonLocation at = e.getLocation();
         if (at != null && at.getLineNr() > 0) {
             m += " (line " + at.getLineNr() + ", column " + at.getColumnNr() + ")";
