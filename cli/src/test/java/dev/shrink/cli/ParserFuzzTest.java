@@ -47,13 +47,14 @@ import org.junit.jupiter.params.provider.MethodSource;
  * compare --check} (recipes). Every run must end in exit 0, or exit 2 with one line "shrink:
  * error: ..." and no stack trace; none may write anything.
  *
- * <p>The seed is fixed (printed; {@code -Dshrink.fuzz.seed=N} explores others). A failing input is
+ * <p>The seed is fixed (printed; {@code SHRINK_FUZZ_SEED=N} in the environment explores others). A failing input is
  * saved under {@code target/fuzz-failures/}; once fixed, add it to {@code
  * src/test/resources/fuzz-corpus/<target>/} (README there), where {@link #corpusInputsAreRefused}
  * replays it on every build.
  */
 class ParserFuzzTest {
-    static final long SEED = Long.getLong("shrink.fuzz.seed", 20_15L);
+    static final long SEED = Long.getLong("shrink.fuzz.seed",
+            System.getenv("SHRINK_FUZZ_SEED") != null ? Long.parseLong(System.getenv("SHRINK_FUZZ_SEED")) : 20_15L);
 
     /** The parsers under test: which file a mutated input replaces, and how many cases each gets. */
     enum Target {
@@ -190,7 +191,7 @@ class ParserFuzzTest {
 
     @Test
     void mutatedInputsEndInOneLineOrSuccess() throws IOException {
-        System.out.println("ParserFuzzTest: seed " + SEED + " (-Dshrink.fuzz.seed=N for another run)");
+        System.out.println("ParserFuzzTest: seed " + SEED + " (SHRINK_FUZZ_SEED=N for another run)");
         Random rnd = new Random(SEED);
         List<String> failures = new ArrayList<>();
         Map<Target, int[]> codes = new TreeMap<>();

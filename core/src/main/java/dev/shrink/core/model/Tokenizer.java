@@ -59,6 +59,32 @@ public final class Tokenizer implements AutoCloseable {
         if (vocab.isEmpty()) {
             throw ShrinkException.at(file, "the vocabulary (model.vocab) is empty");
         }
+        if (vocab.isObject()) { // token -> id
+            for (var e : vocab.properties()) {
+                checkId(file, "model.vocab token " + quoted(e.getKey()), e.getValue());
+            }
+        }
+        JsonNode added = root.get("added_tokens");
+        if (added != null && !added.isNull()) {
+            if (!added.isArray()) {
+                throw ShrinkException.at(file, "\"added_tokens\" is not an array (found " + StrictJson.kind(added) + ")");
+            }
+            for (JsonNode t : added) {
+                checkId(file, "added token " + quoted(t.path("content").asText("?")), t.get("id"));
+            }
+        }
+    }
+
+    /** Token ids are ints from 0 up: the library hands them out as longs, Shrink indexes arrays with them. */
+    private static void checkId(Path file, String what, JsonNode id) {
+        if (id == null || !id.isIntegralNumber() || !id.canConvertToInt() || id.intValue() < 0) {
+            throw ShrinkException.at(file, what + " has id " + (id == null ? "nothing" : id.toString())
+                    + ", not an integer from 0 to " + Integer.MAX_VALUE);
+        }
+    }
+
+    private static String quoted(String s) {
+        return "'" + (s.length() > 40 ? s.substring(0, 37) + "..." : s) + "'";
     }
 
     public Path file() {
