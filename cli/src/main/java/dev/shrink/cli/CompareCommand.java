@@ -32,7 +32,8 @@ import picocli.CommandLine.Model.CommandSpec;
             "with the one of the same name in the old report, one line per failing metric.",
             "Exit codes: 0 done (gate passed); 2 bad input (recipe, options, model) or a pipeline",
             "failed; 3 the gate found a regression."},
-        footer = {"", "Recipe (YAML; paths relative to the recipe file; an unknown key is an error):",
+        footer = {"", "Recipe (one YAML document, no anchors or aliases; paths relative to the recipe file;",
+            "an unknown key is an error):",
             "  model: ../../shared/models/fixture-llama-14m",
             "  calibration: {dataset: c4, samples: 16, seqlen: 512, seed: 0}   # every stage's default",
             "  evaluation:",
@@ -88,6 +89,9 @@ final class CompareCommand implements Callable<Integer> {
     @Option(names = "--debug", description = "Print stack traces with errors.")
     boolean debug;
 
+    @Option(names = "--check", description = "Read and check the recipe (and --baseline), print its pipelines, and stop; nothing is written.")
+    boolean check;
+
     @Option(names = "--baseline", paramLabel = "OLD.json", description = "An earlier compare's report.json to gate against (default limit: --max-ppl-increase 1%%).")
     Path baseline;
 
@@ -122,6 +126,12 @@ final class CompareCommand implements Callable<Integer> {
         }
         var old = baseline != null ? ReportJson.readTree(baseline) : null; // read before hours of work
         Recipe r = RecipeParser.read(recipe);
+        if (check) {
+            out.println(recipe + ": ok, model " + r.model() + ", " + r.pipelines().size() + " pipeline"
+                    + (r.pipelines().size() == 1 ? "" : "s") + ": "
+                    + String.join(", ", r.pipelines().stream().map(Recipe.Pipeline::name).toList()));
+            return 0;
+        }
         Path work = workDir != null ? workDir : defaultWorkDir(recipe);
         List<String> typed = new ArrayList<>(List.of("shrink")); // the arguments as typed, "compare" included
         typed.addAll(spec.commandLine().getParseResult().originalArgs());

@@ -102,6 +102,8 @@ class PruneCommandTest {
         assertRefused("give the sparsity: --sparsity R", "--method", "magnitude");
         assertRefused("--pattern: N:M pattern '2-4' is not of the form N:M", "--method", "magnitude", "--pattern", "2-4");
         assertRefused("--pattern: N:M pattern '4:2' needs 0 < N < M", "--method", "magnitude", "--pattern", "4:2");
+        assertRefused("--pattern: N:M pattern '1:99999999999' has M = 99999999999; M must be at most 256", "--method", "magnitude",
+                "--pattern", "1:99999999999");
         assertRefused("model.layers.0.mlp.down_proj [64, 172]: cannot be pruned 4:8: in-features 172 not divisible by 8",
                 "--method", "magnitude", "--pattern", "4:8");
         assertRefused("--scope does not apply to --pattern 2:4", "--method", "magnitude", "--pattern", "2:4", "--scope", "row");

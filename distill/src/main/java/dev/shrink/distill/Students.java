@@ -5,13 +5,13 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.StrictJson;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.sparse.SparsityRecord;
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -264,14 +264,10 @@ public record Students(Path dir, ModelConfig config, int[] kept, DistillStage.St
     }
 
     private static JsonNode tokenizerVocab(Path file) {
-        try {
-            JsonNode root = JSON.readTree(file.toFile());
-            ObjectNode o = JSON.createObjectNode();
-            o.set("model", root.path("model").path("vocab"));
-            o.set("added", root.path("added_tokens"));
-            return o;
-        } catch (IOException e) {
-            throw ShrinkException.at(file, "cannot read the tokenizer: " + e.getMessage(), e);
-        }
+        JsonNode root = StrictJson.read(file, "no such tokenizer");
+        ObjectNode o = JSON.createObjectNode();
+        o.set("model", root.path("model").path("vocab"));
+        o.set("added", root.path("added_tokens"));
+        return o;
     }
 }

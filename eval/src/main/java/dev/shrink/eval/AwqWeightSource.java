@@ -1,9 +1,9 @@
 package dev.shrink.eval;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.StrictJson;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.quant.AwqPacking;
@@ -11,7 +11,6 @@ import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.tensor.DType;
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -40,7 +39,6 @@ public final class AwqWeightSource extends PackedWeightSource {
     /** AutoAWQ's older settings file, used when config.json has no quantization_config. */
     public static final String QUANT_CONFIG = "quant_config.json";
 
-    private static final ObjectMapper JSON = new ObjectMapper();
     private static final String FORMAT = "AWQ";
 
     private final Settings settings;
@@ -70,11 +68,7 @@ public final class AwqWeightSource extends PackedWeightSource {
                 throw ShrinkException.at(dir.resolve("config.json"), "no quantization_config and no " + QUANT_CONFIG
                         + ": not an AWQ folder");
             }
-            try {
-                qc = JSON.readTree(Files.readString(file));
-            } catch (IOException e) {
-                throw ShrinkException.at(file, "not valid JSON: " + firstLine(e.getMessage()), e);
-            }
+            qc = StrictJson.read(file, "file not found");
         }
         if (qc == null || !qc.isObject()) {
             throw ShrinkException.at(file, "the AWQ quantization config is not a JSON object");
@@ -88,12 +82,12 @@ public final class AwqWeightSource extends PackedWeightSource {
         if (bitsNode == null) {
             throw ShrinkException.at(file, "the AWQ quantization config has no \"bits\"");
         }
-        if (!bitsNode.isIntegralNumber() || bitsNode.asInt() != 4) {
+        if (!bitsNode.isIntegralNumber() || !bitsNode.canConvertToInt() || bitsNode.asInt() != 4) {
             throw ShrinkException.at(file, "AWQ bits " + bitsNode + " is not supported (AWQ GEMM is 4-bit)");
         }
         JsonNode gsNode = first(o, "group_size", "q_group_size");
         int groupSize = gsNode == null ? 128 : gsNode.asInt(0); // AutoAWQ's default
-        if (gsNode != null && (!gsNode.isIntegralNumber() || (groupSize != -1 && groupSize <= 0))) {
+        if (gsNode != null && (!gsNode.isIntegralNumber() || !gsNode.canConvertToInt() || (groupSize != -1 && groupSize <= 0))) {
             throw ShrinkException.at(file, "AWQ group_size " + gsNode + " is not supported (a positive number or -1)");
         }
         JsonNode zpNode = o.get("zero_point");
@@ -105,6 +99,9 @@ public final class AwqWeightSource extends PackedWeightSource {
             throw ShrinkException.at(file, "AWQ zero_point false is not supported (only zero-point GEMM checkpoints)");
         }
         JsonNode vNode = o.get("version");
+        if (vNode != null && !vNode.isNull() && !vNode.isTextual()) {
+            throw ShrinkException.at(file, "AWQ version " + vNode + " is not a string");
+        }
         String version = vNode == null || vNode.isNull() ? "gemm" : vNode.asText().toLowerCase(Locale.ROOT);
         if (!version.equals("gemm")) {
             throw ShrinkException.at(file, "AWQ version '" + vNode.asText()

@@ -1,9 +1,9 @@
 package dev.shrink.eval;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.StrictJson;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.quant.GptqPacking;
@@ -11,9 +11,7 @@ import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.tensor.DType;
-import java.io.IOException;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
@@ -40,7 +38,6 @@ public final class GptqWeightSource extends PackedWeightSource {
     public record Settings(int bits, int groupSize, boolean sym, boolean descAct, boolean v1, String checkpointFormat) {
     }
 
-    private static final ObjectMapper JSON = new ObjectMapper();
     private static final String FORMAT = "GPTQ";
 
     private final Settings settings;
@@ -66,17 +63,7 @@ public final class GptqWeightSource extends PackedWeightSource {
         Path qcFile = dir.resolve("quantize_config.json");
         ObjectNode qcJson = null;
         if (Files.isRegularFile(qcFile)) {
-            try {
-                JsonNode n = JSON.readTree(Files.readString(qcFile));
-                if (n == null || !n.isObject()) {
-                    throw ShrinkException.at(qcFile, "not a JSON object");
-                }
-                qcJson = (ObjectNode) n;
-            } catch (NoSuchFileException e) {
-                qcJson = null;
-            } catch (IOException e) {
-                throw ShrinkException.at(qcFile, "not valid JSON: " + firstLine(e.getMessage()), e);
-            }
+            qcJson = StrictJson.readObject(qcFile, "file not found");
         }
         if (fromConfig != null && !fromConfig.isNull() && !fromConfig.isObject()) {
             throw ShrinkException.at(configFile, "quantization_config is not a JSON object");
@@ -96,25 +83,31 @@ public final class GptqWeightSource extends PackedWeightSource {
         if (bitsNode == null) {
             throw ShrinkException.at(configFile, "quantization_config has no \"bits\"");
         }
-        int bits = bitsNode.asInt(-1);
+        int bits = bitsNode.canConvertToInt() ? bitsNode.asInt(-1) : -1;
         if (!bitsNode.isIntegralNumber() || (bits != 2 && bits != 3 && bits != 4 && bits != 8)) {
             throw ShrinkException.at(keys.where("bits"), "GPTQ bits " + bitsNode + " is not supported (2, 3, 4, 8)");
         }
         JsonNode gsNode = keys.get("group_size");
         int groupSize = gsNode == null ? 128 : gsNode.asInt(0); // AutoGPTQ's default
-        if (gsNode != null && (!gsNode.isIntegralNumber() || (groupSize != -1 && groupSize <= 0))) {
+        if (gsNode != null && (!gsNode.isIntegralNumber() || !gsNode.canConvertToInt() || (groupSize != -1 && groupSize <= 0))) {
             throw ShrinkException.at(keys.where("group_size"), "GPTQ group_size " + gsNode
                     + " is not supported (a positive number or -1)");
         }
         boolean sym = keys.bool("sym", true);
         boolean descAct = keys.bool("desc_act", false);
         JsonNode marlin = keys.get("is_marlin_format");
+        if (marlin != null && !marlin.isNull() && !marlin.isBoolean()) {
+            throw ShrinkException.at(keys.where("is_marlin_format"), "GPTQ is_marlin_format " + marlin + " is not true or false");
+        }
         if (marlin != null && marlin.asBoolean(false)) {
             throw ShrinkException.at(keys.where("is_marlin_format"),
                     "is_marlin_format: the Marlin repacked GPTQ layout is not readable; use a plain GPTQ checkpoint");
         }
         String fmtKey = keys.get("checkpoint_format") != null ? "checkpoint_format" : "format";
         JsonNode fmtNode = keys.get(fmtKey);
+        if (fmtNode != null && !fmtNode.isNull() && !fmtNode.isTextual()) {
+            throw ShrinkException.at(keys.where(fmtKey), "GPTQ " + fmtKey + " " + fmtNode + " is not a string");
+        }
         String format = fmtNode == null || fmtNode.isNull() ? "gptq" : fmtNode.asText().toLowerCase(Locale.ROOT);
         boolean v1 = switch (format) {
             case "gptq" -> true;

@@ -1,14 +1,12 @@
 package dev.shrink.eval;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.StrictJson;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
-import java.io.IOException;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -55,7 +53,6 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
     /** Bytes per activation element in the forward pass (fp16/bf16 compute). */
     public static final int ACTIVATION_BYTES = 2;
 
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     /** Element types for weights and the KV cache. */
     public enum ElementType {
@@ -390,18 +387,7 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
     }
 
     private static JsonNode readJson(Path file) {
-        JsonNode root;
-        try {
-            root = JSON.readTree(Files.readString(file));
-        } catch (NoSuchFileException e) {
-            throw ShrinkException.at(file, "not found", e);
-        } catch (IOException e) {
-            throw ShrinkException.at(file, "not valid JSON: " + PackedWeightSource.firstLine(e.getMessage()), e);
-        }
-        if (root == null || !root.isObject()) {
-            throw ShrinkException.at(file, "not a JSON object");
-        }
-        return root;
+        return StrictJson.readObject(file, "not found");
     }
 
     private static Integer intKey(JsonNode root, Path file, String... keys) {

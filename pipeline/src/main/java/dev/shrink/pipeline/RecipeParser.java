@@ -10,12 +10,14 @@ import dev.shrink.calib.CalibSource;
 import dev.shrink.calib.EvalText;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.hub.HubModel;
+import dev.shrink.core.sparse.SparsityPattern;
 import dev.shrink.pipeline.Recipe.CalibSettings;
 import dev.shrink.pipeline.Recipe.Evaluation;
 import dev.shrink.pipeline.Recipe.Kl;
 import dev.shrink.pipeline.Recipe.Pipeline;
 import dev.shrink.pipeline.Recipe.SpeedSettings;
 import java.io.IOException;
+import java.io.StringReader;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -26,6 +28,15 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.regex.Pattern;
+import org.yaml.snakeyaml.LoaderOptions;
+import org.yaml.snakeyaml.Yaml;
+import org.yaml.snakeyaml.error.Mark;
+import org.yaml.snakeyaml.error.MarkedYAMLException;
+import org.yaml.snakeyaml.error.YAMLException;
+import org.yaml.snakeyaml.events.AliasEvent;
+import org.yaml.snakeyaml.events.DocumentStartEvent;
+import org.yaml.snakeyaml.events.Event;
+import org.yaml.snakeyaml.events.NodeEvent;
 
 /**
  * Reads a {@link Recipe} from YAML, strictly: an unknown key anywhere is an error that names it,
@@ -61,7 +72,6 @@ public final class RecipeParser {
             "weight_decay", "temperature", "alpha", "loss", "hidden_weight", "data", "seed");
 
     private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._+-]*");
-    private static final Pattern NM = Pattern.compile("(\\d+):(\\d+)");
 
     private static final YAMLMapper YAML = YAMLMapper.builder(YAMLFactory.builder().build())
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION).build();
@@ -81,6 +91,7 @@ public final class RecipeParser {
 
     /** Parses recipe text; {@code file} names it in messages and anchors relative paths. */
     public static Recipe parse(String yaml, Path file) {
+        refuseAnchorsAndDocuments(yaml, file);
         JsonNode root;
         try {
             root = YAML.readTree(yaml);
@@ -129,6 +140,44 @@ public final class RecipeParser {
     /** A model the recipe names: a folder relative to it, else a Hugging Face id (org/name) from the cache or the Hub. */
     private static Path model(Path dir, String value, String revision) {
         return HubModel.resolveArgument(dir.resolve(value).normalize(), value, revision, false);
+    }
+
+    /**
+     * Recipes are one plain YAML document. Anchors and aliases are refused (Jackson reads an alias
+     * as the plain string of its name, so {@code [&p "x", *p]} would silently become
+     * {@code ["x", "p"]}), and so is a second document (Jackson would ignore it). Scans SnakeYAML's
+     * events, which also reports a syntax error anywhere in the text with its line.
+     */
+    private static void refuseAnchorsAndDocuments(String yaml, Path file) {
+        int documents = 0;
+        try {
+            for (Event e : new Yaml(new LoaderOptions()).parse(new StringReader(yaml))) {
+                if (e instanceof AliasEvent a) {
+                    throw ShrinkException.at(file, "YAML alias *" + a.getAnchor() + " " + where(e)
+                            + ": recipes do not use anchors and aliases; write the value out");
+                }
+                if (e instanceof NodeEvent n && n.getAnchor() != null) {
+                    throw ShrinkException.at(file, "YAML anchor &" + n.getAnchor() + " " + where(e)
+                            + ": recipes do not use anchors and aliases; write the value out");
+                }
+                if (e instanceof DocumentStartEvent && ++documents > 1) {
+                    throw ShrinkException.at(file, "a second YAML document starts " + where(e)
+                            + ": a recipe is one document (remove the '---' and what follows, or merge them)");
+                }
+            }
+        } catch (MarkedYAMLException e) {
+            Mark m = e.getProblemMark() != null ? e.getProblemMark() : e.getContextMark();
+            String at = m == null ? "" : " (line " + (m.getLine() + 1) + ", column " + (m.getColumn() + 1) + ")";
+            String problem = e.getProblem() != null ? e.getProblem() : e.getContext();
+            throw ShrinkException.at(file, "not valid YAML: " + String.valueOf(problem).replace('\n', ' ') + at);
+        } catch (YAMLException e) {
+            throw ShrinkException.at(file, "not valid YAML: " + String.valueOf(e.getMessage()).replace('\n', ' '));
+        }
+    }
+
+    private static String where(Event e) {
+        Mark m = e.getStartMark();
+        return m == null ? "" : "at line " + (m.getLine() + 1) + ", column " + (m.getColumn() + 1);
     }
 
     private static CalibSettings calibration(Section s, CalibSettings base, Path dir) {
@@ -290,12 +339,17 @@ public final class RecipeParser {
         if (method == null) {
             throw ShrinkException.at(s.file(), "missing 'method' " + s.where() + " (magnitude, wanda or sparsegpt)");
         }
-        String pattern = s.string("pattern", "unstructured").toLowerCase(Locale.ROOT);
+        String pattern = s.string("pattern", "unstructured").toLowerCase(Locale.ROOT).strip();
         double sparsity;
-        var nm = NM.matcher(pattern);
-        if (nm.matches()) {
-            int n = Integer.parseInt(nm.group(1)), m = Integer.parseInt(nm.group(2));
-            s.check(n >= 1 && n < m, "pattern", "must be N:M with 0 < N < M (e.g. 2:4)", pattern);
+        if (pattern.contains(":")) {
+            SparsityPattern.NofM nm;
+            try {
+                nm = SparsityPattern.parse(pattern);
+            } catch (ShrinkException e) {
+                throw ShrinkException.at(s.file(), "'pattern' " + s.where() + ": " + e.getMessage());
+            }
+            pattern = nm.label();
+            int n = nm.n(), m = nm.m();
             double implied = 1 - (double) n / m;
             if (s.has("sparsity")) {
                 double given = s.number("sparsity", implied);

@@ -42,17 +42,11 @@ public final class ReportJson {
 
     /** Reads a report.json (any version) as a tree, for the gate. */
     public static JsonNode readTree(Path file) {
-        try {
-            JsonNode n = MAPPER.readTree(file.toFile());
-            if (n == null || !n.isObject() || !n.path("results").isArray()) {
-                throw ShrinkException.at(file, "not a shrink compare report.json (no \"results\" list)");
-            }
-            return n;
-        } catch (java.io.FileNotFoundException | java.nio.file.NoSuchFileException e) {
-            throw ShrinkException.at(file, "no such file");
-        } catch (IOException e) {
-            throw ShrinkException.at(file, "not valid JSON: " + e.getMessage().replace('\n', ' '), e);
+        JsonNode n = dev.shrink.core.util.StrictJson.read(file, "no such file");
+        if (!n.isObject() || !n.path("results").isArray()) {
+            throw ShrinkException.at(file, "not a shrink compare report.json (no \"results\" list)");
         }
+        return n;
     }
 
     /**

@@ -147,6 +147,41 @@ class RecipeParserTest {
     }
 
     @Test
+    void anchorsAliasesAndSecondDocumentsAreRefusedWithTheirLine() {
+        // Jackson alone read [&p "heldout", *p] as ["heldout", "p"] and ignored a second document.
+        String alias = bad("model: m\nevaluation: {datasets: [&p heldout, *p]}\n"
+                + "pipelines: [{name: x, stages: [{gptq: {}}]}]\n").getMessage();
+        assertTrue(alias.startsWith(FILE + ": YAML anchor &p at line 2"), alias);
+        String onlyAlias = bad("model: m\nevaluation: {datasets: [*p]}\npipelines: [{name: x, stages: [{gptq: {}}]}]\n")
+                .getMessage();
+        assertTrue(onlyAlias.contains("alias *p at line 2") || onlyAlias.contains("not valid YAML"), onlyAlias);
+        String merge = bad("base: &b {bits: 4}\nmodel: m\npipelines: [{name: x, stages: [{gptq: {<<: *b}}]}]\n").getMessage();
+        assertTrue(merge.contains("anchor &b at line 1"), merge);
+        String docs = bad(MIN + "---\nmodel: other\n").getMessage();
+        assertTrue(docs.startsWith(FILE + ": a second YAML document starts at line 4"), docs);
+        String later = bad(MIN + "---\n[unclosed\n").getMessage();
+        assertTrue(later.contains("second YAML document") || later.contains("not valid YAML"), later);
+        RecipeParser.parse("---\n" + MIN, FILE); // one document with an explicit start is fine
+    }
+
+    @Test
+    void nOfMPatternsAreCheckedByTheSharedValidator() {
+        String huge = bad("model: m\npipelines: [{name: x, stages: [{prune: {method: magnitude, pattern: '1:99999999999'}}]}]")
+                .getMessage();
+        assertTrue(huge.startsWith(FILE + ": 'pattern' in stage prune of pipeline 'x'"), huge);
+        assertTrue(huge.contains("at most 256"), huge);
+        assertTrue(bad("model: m\npipelines: [{name: x, stages: [{prune: {method: magnitude, pattern: '0:4'}}]}]")
+                .getMessage().contains("0 < N < M"));
+        assertTrue(bad("model: m\npipelines: [{name: x, stages: [{prune: {method: magnitude, pattern: '2:x'}}]}]")
+                .getMessage().contains("'pattern'"));
+        Recipe r = RecipeParser.parse("model: m\npipelines: [{name: x, stages: [{prune: {method: magnitude, pattern: ' 4:8'}}]}]",
+                FILE);
+        StageSpec.Prune p = assertInstanceOf(StageSpec.Prune.class, r.pipelines().get(0).stages().get(0));
+        assertEquals("4:8", p.pattern());
+        assertEquals(0.5, p.sparsity(), 1e-12);
+    }
+
+    @Test
     void composableChainsAndRelativePathsResolve() {
         Recipe r = RecipeParser.parse("""
                 model: ../models/m

@@ -1,12 +1,9 @@
 package dev.shrink.core.model;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
-import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
+import dev.shrink.core.util.StrictJson;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -53,8 +50,6 @@ public record ModelConfig(
         List<Integer> eosTokenIds,
         int slidingWindow,
         ObjectNode raw) {
-
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     /**
      * Rotary embedding: inv_freq[i] = 1 / theta^(2i/D), then adjusted by the scaling type.
@@ -113,36 +108,35 @@ public record ModelConfig(
         return heads * headDim;
     }
 
-    /** Reads and checks {@code dir/config.json}. */
+    /** Reads and checks {@code dir/config.json} (strict JSON: {@link StrictJson}). */
     public static ModelConfig read(Path configFile) {
-        JsonNode root;
-        try {
-            root = JSON.readTree(Files.readString(configFile));
-        } catch (NoSuchFileException e) {
-            throw ShrinkException.at(configFile, "not found: a Hugging Face model folder needs config.json");
-        } catch (IOException e) {
-            throw ShrinkException.at(configFile, "not valid JSON: " + firstLine(e.getMessage()), e);
-        }
-        if (root == null || !root.isObject()) {
-            throw ShrinkException.at(configFile, "not a JSON object");
-        }
-        return parse((ObjectNode) root, configFile);
+        return parse(StrictJson.readObject(configFile, "not found: a Hugging Face model folder needs config.json"),
+                configFile);
     }
 
-    /** Parses a config object; {@code source} names the file in error messages. */
+    /**
+     * Parses a config object; {@code source} names the file in error messages. Every field read is
+     * strictly typed: a wrong type (a string where a number belongs, 8.5 for a size), an integer
+     * that does not fit, a size that is not positive, a non-finite number is an error naming the
+     * field. {@code null} means "absent" only where transformers accepts None (num_key_value_heads,
+     * head_dim, bos/eos_token_id, sliding_window, rope_scaling, torch_dtype); elsewhere it is an error.
+     */
     public static ModelConfig parse(ObjectNode root, Path source) {
         Reader r = new Reader(root, source);
         String arch = r.architecture();
         ArchitectureSpec.forArchitecture(arch, source); // throws for an unsupported family
         int hidden = r.requiredInt("hidden_size");
         int heads = r.requiredInt("num_attention_heads");
-        int kvHeads = r.optionalInt("num_key_value_heads", heads);
-        int headDim = r.optionalInt("head_dim", 0);
+        int kvHeads = r.optionalInt("num_key_value_heads", heads, true);
+        int headDim = r.optionalInt("head_dim", 0, true);
         if (headDim == 0) {
             if (hidden % heads != 0) {
                 throw ShrinkException.at(source, "hidden_size " + hidden + " is not divisible by num_attention_heads " + heads + " and head_dim is missing");
             }
             headDim = hidden / heads;
+        }
+        if (kvHeads > heads) {
+            throw ShrinkException.at(source, "num_key_value_heads " + kvHeads + " is more than num_attention_heads " + heads);
         }
         if (heads % kvHeads != 0) {
             throw ShrinkException.at(source, "num_attention_heads " + heads + " is not a multiple of num_key_value_heads " + kvHeads);
@@ -150,50 +144,57 @@ public record ModelConfig(
         if (headDim % 2 != 0) {
             throw ShrinkException.at(source, "head_dim " + headDim + " is odd: rotary embeddings need an even head_dim");
         }
-        String act = root.path("hidden_act").asText("silu");
+        if ((long) heads * headDim > Integer.MAX_VALUE) {
+            throw ShrinkException.at(source, "num_attention_heads " + heads + " × head_dim " + headDim
+                    + " is too large (the attention width must fit in an int)");
+        }
+        String act = r.string("hidden_act", "silu", false);
         if (!act.equals("silu") && !act.equals("swish")) {
             throw ShrinkException.at(source, "hidden_act '" + act + "' is not supported (only silu)");
         }
         boolean qwen = arch.equals("Qwen2ForCausalLM");
-        return new ModelConfig(
-                arch,
-                hidden,
-                r.requiredInt("intermediate_size"),
-                r.requiredInt("num_hidden_layers"),
-                heads,
-                kvHeads,
-                headDim,
-                r.requiredInt("vocab_size"),
-                r.optionalInt("max_position_embeddings", 2048),
-                root.path("rms_norm_eps").asDouble(1e-6),
-                r.rope(),
-                root.path("tie_word_embeddings").asBoolean(false),
-                qwen || root.path("attention_bias").asBoolean(false),
-                root.hasNonNull("torch_dtype") ? root.get("torch_dtype").asText()
-                        : root.hasNonNull("dtype") ? root.get("dtype").asText() : null,
-                root.hasNonNull("bos_token_id") ? root.get("bos_token_id").asInt() : null,
-                r.intList("eos_token_id"),
-                root.path("use_sliding_window").asBoolean(!qwen) && root.hasNonNull("sliding_window")
-                        ? root.get("sliding_window").asInt() : 0,
-                root.deepCopy());
-    }
-
-    private static String firstLine(String s) {
-        if (s == null) {
-            return "";
+        int intermediate = r.requiredInt("intermediate_size");
+        int layers = r.requiredInt("num_hidden_layers");
+        int vocab = r.requiredInt("vocab_size");
+        int maxPositions = r.optionalInt("max_position_embeddings", 2048, false);
+        double eps = r.positiveNumber(root, "rms_norm_eps", 1e-6, "");
+        RopeConfig rope = r.rope();
+        boolean tied = r.bool("tie_word_embeddings", false);
+        boolean bias = r.bool("attention_bias", false);
+        String dtype = r.string("torch_dtype", null, true);
+        if (dtype == null) {
+            dtype = r.string("dtype", null, true);
         }
-        int nl = s.indexOf('\n');
-        return nl < 0 ? s : s.substring(0, nl);
+        int bos = r.optionalTokenId("bos_token_id");
+        List<Integer> eos = r.tokenIds("eos_token_id");
+        boolean useWindow = r.bool("use_sliding_window", !qwen);
+        int window = r.nonNegativeInt("sliding_window");
+        r.quantizationConfig();
+        return new ModelConfig(arch, hidden, intermediate, layers, heads, kvHeads, headDim, vocab, maxPositions, eps, rope,
+                tied, qwen || bias, dtype, bos < 0 ? null : bos, eos, useWindow ? window : 0, root.deepCopy());
     }
 
     /** Field access that names config.json and the key in every error. */
     private record Reader(ObjectNode root, Path source) {
+        private ShrinkException bad(String key, String rule, JsonNode found) {
+            return ShrinkException.at(source, "field '" + key + "' " + rule + ", found " + shown(found));
+        }
+
+        private static String shown(JsonNode n) {
+            String s = n == null ? "nothing" : n.isTextual() ? n.toString() : n.isContainerNode() ? StrictJson.kind(n)
+                    : n.toString();
+            return s.length() > 60 ? s.substring(0, 57) + "..." : s;
+        }
+
         String architecture() {
             JsonNode archs = root.get("architectures");
             if (archs == null || !archs.isArray() || archs.isEmpty()) {
                 throw ShrinkException.at(source, "missing 'architectures' (e.g. [\"LlamaForCausalLM\"])");
             }
-            return archs.get(0).asText();
+            if (!archs.get(0).isTextual()) {
+                throw bad("architectures", "must be a list of class names (e.g. [\"LlamaForCausalLM\"])", archs.get(0));
+            }
+            return archs.get(0).textValue();
         }
 
         int requiredInt(String key) {
@@ -201,64 +202,156 @@ public record ModelConfig(
             if (n == null || n.isNull()) {
                 throw ShrinkException.at(source, "missing required field '" + key + "'");
             }
-            if (!n.canConvertToInt() || !n.isIntegralNumber() || n.asInt() <= 0) {
-                throw ShrinkException.at(source, "field '" + key + "' must be a positive integer, found " + n);
-            }
-            return n.asInt();
+            return positiveInt(key, n);
         }
 
-        int optionalInt(String key, int fallback) {
+        private int positiveInt(String key, JsonNode n) {
+            if (!n.isIntegralNumber()) {
+                throw bad(key, "must be a positive integer", n);
+            }
+            if (!n.canConvertToInt() || n.intValue() <= 0) {
+                throw bad(key, "must be a positive integer of at most " + Integer.MAX_VALUE, n);
+            }
+            return n.intValue();
+        }
+
+        /** A positive int, {@code fallback} when absent (or null, where transformers allows None). */
+        int optionalInt(String key, int fallback, boolean nullable) {
             JsonNode n = root.get(key);
-            if (n == null || n.isNull()) {
+            if (n == null || n.isNull() && nullable) {
                 return fallback;
             }
-            if (!n.isIntegralNumber() || n.asInt() <= 0) {
-                throw ShrinkException.at(source, "field '" + key + "' must be a positive integer, found " + n);
-            }
-            return n.asInt();
+            return positiveInt(key, n);
         }
 
-        List<Integer> intList(String key) {
+        /** A non-negative int, 0 when absent or null (sliding_window: null or 0 is full attention). */
+        int nonNegativeInt(String key) {
+            JsonNode n = root.get(key);
+            if (n == null || n.isNull()) {
+                return 0;
+            }
+            if (!n.isIntegralNumber() || !n.canConvertToInt() || n.intValue() < 0) {
+                throw bad(key, "must be an integer from 0 to " + Integer.MAX_VALUE, n);
+            }
+            return n.intValue();
+        }
+
+        /** A token id: a non-negative int, or −1 when absent or null. */
+        int optionalTokenId(String key) {
+            JsonNode n = root.get(key);
+            return n == null || n.isNull() ? -1 : tokenId(key, n);
+        }
+
+        private int tokenId(String key, JsonNode n) {
+            if (!n.isIntegralNumber() || !n.canConvertToInt() || n.intValue() < 0) {
+                throw bad(key, "must be a token id (an integer ≥ 0)", n);
+            }
+            return n.intValue();
+        }
+
+        /** One token id or a list of them; empty when absent or null. */
+        List<Integer> tokenIds(String key) {
             JsonNode n = root.get(key);
             List<Integer> out = new ArrayList<>();
             if (n == null || n.isNull()) {
                 return out;
             }
             if (n.isArray()) {
-                n.forEach(e -> out.add(e.asInt()));
+                for (JsonNode e : n) {
+                    out.add(tokenId(key, e));
+                }
             } else {
-                out.add(n.asInt());
+                out.add(tokenId(key, n));
             }
             return out;
+        }
+
+        String string(String key, String fallback, boolean nullable) {
+            JsonNode n = root.get(key);
+            if (n == null || n.isNull() && nullable) {
+                return fallback;
+            }
+            if (!n.isTextual()) {
+                throw bad(key, "must be a string", n);
+            }
+            return n.textValue();
+        }
+
+        boolean bool(String key, boolean fallback) {
+            JsonNode n = root.get(key);
+            if (n == null) {
+                return fallback;
+            }
+            if (!n.isBoolean()) {
+                throw bad(key, "must be true or false", n);
+            }
+            return n.booleanValue();
+        }
+
+        /** A finite positive number of {@code obj} ({@code prefix} names its parent in messages). */
+        double positiveNumber(JsonNode obj, String key, double fallback, String prefix) {
+            JsonNode n = obj.get(key);
+            if (n == null) {
+                return fallback;
+            }
+            if (!n.isNumber() || !Double.isFinite(n.doubleValue()) || n.doubleValue() <= 0) {
+                throw bad(prefix + key, "must be a positive number", n);
+            }
+            return n.doubleValue();
+        }
+
+        /** quantization_config: an object or null (its keys are read by the format's reader). */
+        void quantizationConfig() {
+            JsonNode n = root.get("quantization_config");
+            if (n != null && !n.isNull() && !n.isObject()) {
+                throw bad("quantization_config", "must be an object", n);
+            }
         }
 
         /** rope_theta at the top level (transformers ≤ 4) or inside rope_parameters (transformers 5); rope_scaling too. */
         RopeConfig rope() {
             JsonNode params = root.get("rope_parameters");
             JsonNode scaling = root.get("rope_scaling");
-            double theta = root.path("rope_theta").asDouble(10000.0);
+            for (String k : new String[] {"rope_parameters", "rope_scaling"}) {
+                JsonNode n = root.get(k);
+                if (n != null && !n.isNull() && !n.isObject()) {
+                    throw bad(k, "must be an object or null", n);
+                }
+            }
+            // transformers 5 keeps rope_theta in rope_parameters; a null at the top level means "not here"
+            double theta = root.path("rope_theta").isNull() ? 10000.0 : positiveNumber(root, "rope_theta", 10000.0, "");
             JsonNode spec = null;
             if (params != null && params.isObject()) {
-                if (params.has("rope_theta")) {
-                    theta = params.get("rope_theta").asDouble();
-                }
+                theta = positiveNumber(params, "rope_theta", theta, "rope_parameters.");
                 spec = params;
             }
+            String where = "rope_parameters.";
             if (scaling != null && scaling.isObject()) {
                 spec = scaling;
+                where = "rope_scaling.";
             }
             String type = "default";
             double factor = 1, low = 1, high = 4;
             int orig = 8192;
             if (spec != null) {
+                for (String k : new String[] {"type", "rope_type"}) {
+                    JsonNode t = spec.get(k);
+                    if (t != null && !t.isTextual()) {
+                        throw bad(where + k, "must be a string", t);
+                    }
+                }
                 type = spec.path("rope_type").asText(spec.path("type").asText("default"));
-                factor = spec.path("factor").asDouble(1.0);
-                low = spec.path("low_freq_factor").asDouble(1.0);
-                high = spec.path("high_freq_factor").asDouble(4.0);
-                orig = spec.path("original_max_position_embeddings").asInt(8192);
+                factor = positiveNumber(spec, "factor", 1.0, where);
+                low = positiveNumber(spec, "low_freq_factor", 1.0, where);
+                high = positiveNumber(spec, "high_freq_factor", 4.0, where);
+                JsonNode o = spec.get("original_max_position_embeddings");
+                orig = o == null || o.isNull() ? 8192 : positiveInt(where + "original_max_position_embeddings", o);
             }
             if (!List.of("default", "linear", "llama3").contains(type)) {
                 throw ShrinkException.at(source, "rope type '" + type + "' is not supported (default, linear, llama3)");
+            }
+            if (type.equals("llama3") && !(high > low)) {
+                throw ShrinkException.at(source, where + "high_freq_factor " + high + " must be above low_freq_factor " + low);
             }
             return new RopeConfig(theta, type, factor, low, high, orig);
         }

@@ -4,11 +4,11 @@ import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
-import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.tensor.DType;
 import dev.shrink.core.tensor.Floats;
+import dev.shrink.core.util.StrictJson;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -70,10 +70,8 @@ public final class SafetensorsFile implements AutoCloseable {
     /** Streaming parser factory for headers; duplicates are detected by {@link #parseHeader} itself. */
     private static final JsonFactory HEADER_JSON = new JsonFactory();
 
-    /** JSON reader that fails on duplicate keys (Jackson otherwise silently keeps the last one). */
-    static final JsonMapper JSON = JsonMapper.builder()
-            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
-            .build();
+    /** The project's JSON reader/writer (strict: {@link StrictJson}), for the index and the writers. */
+    static final JsonMapper JSON = StrictJson.MAPPER;
 
     /** e4m3fn byte → float, indexed by the unsigned byte. */
     private static final float[] E4M3_TABLE = new float[256];
@@ -191,7 +189,15 @@ public final class SafetensorsFile implements AutoCloseable {
     private static List<TensorInfo> parseHeader(Path file, byte[] header, long dataSize, Map<String, String> metadata) {
         List<TensorInfo> tensors = new ArrayList<>();
         Set<String> seen = new HashSet<>();
-        try (JsonParser p = HEADER_JSON.createParser(header)) {
+        // The format: the header is UTF-8 JSON whose first byte is '{' (trailing spaces may pad it).
+        // Jackson would otherwise detect a byte-order mark or UTF-16/32 by itself and accept them.
+        if (header.length == 0 || header[0] != '{' || header.length > 1 && header[1] == 0) { // "{\0" is UTF-16LE
+            throw ShrinkException.at(file, "header is not a JSON object starting with '{'"
+                    + (header.length > 0 && (header[0] & 0xFF) >= 0x80 || header.length > 1 && header[1] == 0
+                    ? " (a byte-order mark or UTF-16? the format says plain UTF-8)" : ""));
+        }
+        String text = StrictJson.utf8(file, header, "header ");
+        try (JsonParser p = HEADER_JSON.createParser(text)) {
             if (p.nextToken() != JsonToken.START_OBJECT) {
                 throw ShrinkException.at(file, "header is not a JSON object");
             }

@@ -1,8 +1,8 @@
 package dev.shrink.core.safetensors;
 
-import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.StrictJson;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -136,17 +136,7 @@ public final class WeightStore implements AutoCloseable {
 
     /** Reads and checks the index: returns its weight_map (tensor → shard file name). */
     private static Map<String, String> readIndex(Path index) {
-        JsonNode root;
-        try {
-            root = SafetensorsFile.JSON.readTree(Files.readAllBytes(index));
-        } catch (JacksonException e) {
-            throw ShrinkException.at(index, "not valid JSON: " + SafetensorsFile.oneLine(e), e);
-        } catch (IOException e) {
-            throw SafetensorsFile.readError(index, e);
-        }
-        if (root == null || !root.isObject()) {
-            throw ShrinkException.at(index, "not a JSON object");
-        }
+        JsonNode root = StrictJson.readObject(index, "file not found");
         JsonNode wm = root.get("weight_map");
         if (wm == null || !wm.isObject()) {
             throw ShrinkException.at(index, "has no \"weight_map\" object");

@@ -70,20 +70,29 @@ public sealed interface SparsityPattern permits SparsityPattern.Unstructured, Sp
         }
     }
 
-    /** "N:M" with decimal integers. */
-    Pattern N_OF_M = Pattern.compile("\\s*(\\d{1,6})\\s*:\\s*(\\d{1,6})\\s*");
+    /** "N:M" with decimal integers (any number of digits: the size is checked after). */
+    Pattern N_OF_M = Pattern.compile("\\s*(\\d+)\\s*:\\s*(\\d+)\\s*");
+
+    /** The largest group size M accepted: hardware N:M patterns are 2:4 and 4:8; beyond this is a typo. */
+    int MAX_M = 256;
 
     /**
-     * An N:M pattern from its text ("2:4", "4:8").
+     * An N:M pattern from its text ("2:4", "4:8"): the one validator of N:M for the CLI's
+     * {@code --pattern}, recipes and the sparsity record in config.json.
      *
-     * @throws ShrinkException for anything that is not N:M with 0 &lt; N &lt; M
+     * @throws ShrinkException for anything that is not N:M with 0 &lt; N &lt; M &le; {@link #MAX_M}
      */
     static NofM parse(String text) {
         Matcher mm = N_OF_M.matcher(text == null ? "" : text);
         if (!mm.matches()) {
             throw new ShrinkException("N:M pattern '" + text + "' is not of the form N:M (e.g. 2:4 or 4:8)");
         }
-        int n = Integer.parseInt(mm.group(1)), m = Integer.parseInt(mm.group(2));
+        String ms = mm.group(2).replaceFirst("^0+(?=.)", ""), ns = mm.group(1).replaceFirst("^0+(?=.)", "");
+        if (ms.length() > 4 || Integer.parseInt(ms) > MAX_M) {
+            throw new ShrinkException("N:M pattern '" + text + "' has M = " + ms + "; M must be at most " + MAX_M
+                    + " (e.g. 2:4 or 4:8)");
+        }
+        int m = Integer.parseInt(ms), n = ns.length() > 4 ? Integer.MAX_VALUE : Integer.parseInt(ns);
         if (n <= 0 || n >= m) {
             throw new ShrinkException(String.format(Locale.ROOT,
                     "N:M pattern '%s' needs 0 < N < M (N non-zeros kept in every M weights, e.g. 2:4)", text));

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.StrictJson;
 import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.safetensors.SafetensorsWriter;
 import dev.shrink.core.safetensors.TensorData;
@@ -360,12 +361,7 @@ public final class SyntheticModel {
         if (!Files.isRegularFile(file)) {
             throw ShrinkException.at(dir, "no tokenizer.json to copy (--tokenizer takes a model or tokenizer folder)");
         }
-        JsonNode t;
-        try {
-            t = JSON.readTree(file.toFile());
-        } catch (IOException e) {
-            throw ShrinkException.at(file, "not a JSON tokenizer: " + ModelFolderWriter.oneLine(e));
-        }
+        JsonNode t = StrictJson.read(file, "no tokenizer.json to copy");
         int max = -1;
         JsonNode v = t.path("model").path("vocab");
         if (v.isObject()) {

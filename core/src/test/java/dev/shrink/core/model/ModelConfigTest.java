@@ -112,4 +112,96 @@ class ModelConfigTest {
     void noBosWhenTheConfigHasNone() throws Exception {
         assertNull(parse(LLAMA2_STYLE.replace("\"bos_token_id\": 1,", "")).bosTokenId());
     }
+
+    /** The message of the error parsing LLAMA2_STYLE with {@code from} replaced by {@code to}. */
+    static String refused(String from, String to) {
+        assertTrue(LLAMA2_STYLE.contains(from), from);
+        String m = assertThrows(ShrinkException.class, () -> parse(LLAMA2_STYLE.replace(from, to))).getMessage();
+        assertTrue(m.startsWith("config.json: ") && !m.contains("\n"), m);
+        return m;
+    }
+
+    @Test
+    void integersThatDoNotFitAreRefusedNotTruncated() {
+        // 4294967304 = 2^32 + 8 used to be read as 8
+        String m = refused("\"vocab_size\"", "\"head_dim\": 4294967304, \"vocab_size\"");
+        assertTrue(m.contains("'head_dim'") && m.contains("4294967304"), m);
+        assertTrue(refused("\"hidden_size\": 4096", "\"hidden_size\": 2147483648").contains("'hidden_size'"));
+        assertTrue(refused("\"vocab_size\": 32000", "\"vocab_size\": 123456789012345678901234567890").contains("'vocab_size'"));
+        assertTrue(refused("\"max_position_embeddings\": 4096", "\"max_position_embeddings\": 4294967296")
+                .contains("'max_position_embeddings'"));
+        assertTrue(refused("\"bos_token_id\": 1", "\"bos_token_id\": 4294967297").contains("'bos_token_id'"));
+        assertTrue(refused("\"eos_token_id\": 2", "\"eos_token_id\": [2, 4294967298]").contains("'eos_token_id'"));
+        assertTrue(refused("\"vocab_size\"", "\"head_dim\": 1073741824, \"vocab_size\"").contains("too large"),
+                "heads × head_dim overflows an int");
+    }
+
+    @Test
+    void wrongTypesAreRefusedNotCoerced() {
+        // "abc" used to become 0 (bos) or the default (rms_norm_eps)
+        assertTrue(refused("\"bos_token_id\": 1", "\"bos_token_id\": \"abc\"").contains("'bos_token_id'"));
+        assertTrue(refused("\"rms_norm_eps\": 1e-5", "\"rms_norm_eps\": \"abc\"").contains("'rms_norm_eps'"));
+        assertTrue(refused("\"rope_theta\": 10000.0", "\"rope_theta\": \"1e4\"").contains("'rope_theta'"));
+        assertTrue(refused("\"num_hidden_layers\": 32", "\"num_hidden_layers\": 32.5").contains("'num_hidden_layers'"));
+        assertTrue(refused("\"num_hidden_layers\": 32", "\"num_hidden_layers\": true").contains("'num_hidden_layers'"));
+        assertTrue(refused("\"eos_token_id\": 2", "\"eos_token_id\": [2, \"3\"]").contains("'eos_token_id'"));
+        assertTrue(refused("\"torch_dtype\": \"float16\"", "\"torch_dtype\": 16").contains("'torch_dtype'"));
+        assertTrue(refused("\"vocab_size\"", "\"tie_word_embeddings\": \"true\", \"vocab_size\"").contains("'tie_word_embeddings'"));
+        assertTrue(refused("\"vocab_size\"", "\"attention_bias\": 1, \"vocab_size\"").contains("'attention_bias'"));
+        assertTrue(refused("\"vocab_size\"", "\"hidden_act\": [\"silu\"], \"vocab_size\"").contains("'hidden_act'"));
+        assertTrue(refused("\"vocab_size\"", "\"quantization_config\": \"gptq\", \"vocab_size\"").contains("'quantization_config'"));
+        assertTrue(refused("[\"LlamaForCausalLM\"]", "[7]").contains("'architectures'"));
+        assertTrue(refused("\"rope_theta\": 10000.0", "\"rope_theta\": 10000.0, \"rope_scaling\": {\"rope_type\": \"linear\", "
+                + "\"factor\": \"2\"}").contains("'rope_scaling.factor'"));
+        assertTrue(refused("\"rope_theta\": 10000.0", "\"rope_theta\": 10000.0, \"rope_scaling\": [1]").contains("'rope_scaling'"));
+    }
+
+    @Test
+    void sizesOutOfRangeAreRefused() {
+        assertTrue(refused("\"num_attention_heads\": 32", "\"num_attention_heads\": 0").contains("'num_attention_heads'"));
+        assertTrue(refused("\"intermediate_size\": 11008", "\"intermediate_size\": -1").contains("'intermediate_size'"));
+        assertTrue(refused("\"vocab_size\"", "\"num_key_value_heads\": 64, \"vocab_size\"").contains("more than"));
+        assertTrue(refused("\"vocab_size\"", "\"num_key_value_heads\": -8, \"vocab_size\"").contains("'num_key_value_heads'"));
+        assertTrue(refused("\"rms_norm_eps\": 1e-5", "\"rms_norm_eps\": 0").contains("'rms_norm_eps'"));
+        assertTrue(refused("\"rms_norm_eps\": 1e-5", "\"rms_norm_eps\": 1e999").contains("'rms_norm_eps'"), "infinite");
+        assertTrue(refused("\"bos_token_id\": 1", "\"bos_token_id\": -1").contains("'bos_token_id'"));
+        assertTrue(refused("\"rope_theta\": 10000.0", "\"rope_theta\": 10000.0, \"rope_scaling\": {\"rope_type\": \"llama3\", "
+                + "\"factor\": 8, \"low_freq_factor\": 4, \"high_freq_factor\": 4}").contains("high_freq_factor"));
+    }
+
+    @Test
+    void nullsStayAllowedWhereTransformersAllowsThem() throws Exception {
+        ModelConfig c = parse(LLAMA2_STYLE.replace("\"bos_token_id\": 1, \"eos_token_id\": 2",
+                "\"bos_token_id\": null, \"eos_token_id\": null, \"num_key_value_heads\": null, \"head_dim\": null, "
+                        + "\"sliding_window\": null, \"rope_scaling\": null, \"quantization_config\": null, \"pad_token_id\": null")
+                .replace("\"torch_dtype\": \"float16\"", "\"torch_dtype\": null"));
+        assertNull(c.bosTokenId());
+        assertTrue(c.eosTokenIds().isEmpty());
+        assertEquals(32, c.kvHeads());
+        assertEquals(128, c.headDim());
+        assertEquals(0, c.slidingWindow());
+        assertNull(c.torchDtype());
+        assertTrue(refused("\"rms_norm_eps\": 1e-5", "\"rms_norm_eps\": null").contains("'rms_norm_eps'"),
+                "transformers has no None for rms_norm_eps");
+        assertTrue(refused("\"num_hidden_layers\": 32", "\"num_hidden_layers\": null").contains("'num_hidden_layers'"));
+    }
+
+    @Test
+    void theFileIsStrictJson(@org.junit.jupiter.api.io.TempDir Path tmp) throws Exception {
+        Path f = tmp.resolve("config.json");
+        Files.writeString(f, LLAMA2_STYLE);
+        assertEquals(4096, ModelConfig.read(f).hidden());
+        Files.writeString(f, LLAMA2_STYLE + "\n{\"x\": 1}");
+        String trailing = assertThrows(ShrinkException.class, () -> ModelConfig.read(f)).getMessage();
+        assertTrue(trailing.startsWith(f + ": ") && trailing.contains("after the end of the JSON value"), trailing);
+        Files.writeString(f, LLAMA2_STYLE + "garbage");
+        assertTrue(assertThrows(ShrinkException.class, () -> ModelConfig.read(f)).getMessage().contains("not valid JSON"));
+        Files.writeString(f, LLAMA2_STYLE.replace("\"vocab_size\"", "\"hidden_size\": 8, \"vocab_size\""));
+        String dup = assertThrows(ShrinkException.class, () -> ModelConfig.read(f)).getMessage();
+        assertTrue(dup.contains("Duplicate field 'hidden_size'") && dup.contains("line "), dup);
+        Files.writeString(f, "\uFEFF" + LLAMA2_STYLE);
+        assertTrue(assertThrows(ShrinkException.class, () -> ModelConfig.read(f)).getMessage().contains("byte-order mark"));
+        Files.write(f, LLAMA2_STYLE.getBytes(java.nio.charset.StandardCharsets.UTF_16LE));
+        assertTrue(assertThrows(ShrinkException.class, () -> ModelConfig.read(f)).getMessage().startsWith(f + ": "));
+    }
 }

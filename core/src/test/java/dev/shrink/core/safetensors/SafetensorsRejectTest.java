@@ -84,6 +84,28 @@ class SafetensorsRejectTest {
     }
 
     @Test
+    void headerWithByteOrderMarkOrInUtf16() throws IOException {
+        String json = "{" + entry("a", "F32", "[1]", 0, 4) + "}";
+        SafetensorsFile.open(raw(json, f32(1))).close();                       // plain UTF-8 is fine
+        byte[] utf8 = json.getBytes(StandardCharsets.UTF_8);
+        byte[] bom = SafetensorsTestSupport.concat(new byte[]{(byte) 0xEF, (byte) 0xBB, (byte) 0xBF}, utf8);
+        Path withBom = writeRaw(tmp.resolve("bom.safetensors"), bom.length, bom, f32(1));
+        assertOpenRejected(withBom, "not a JSON object starting with '{'", "UTF-8");
+        for (var cs : List.of(StandardCharsets.UTF_16LE, StandardCharsets.UTF_16BE, StandardCharsets.UTF_16)) {
+            byte[] h = json.getBytes(cs);
+            Path f = writeRaw(tmp.resolve("utf16-" + cs.name() + ".safetensors"), h.length, h, f32(1));
+            assertOpenRejected(f, "not a JSON object starting with '{'");
+        }
+        // invalid UTF-8 inside a name is refused, not decoded to replacement characters
+        byte[] bad = json.replace("\"a\"", "\"a\u00e9\"").getBytes(StandardCharsets.ISO_8859_1);
+        Path latin1 = writeRaw(tmp.resolve("latin1.safetensors"), bad.length, bad, f32(1));
+        assertOpenRejected(latin1, "header", "not valid UTF-8");
+        // trailing spaces pad a header, as the format allows
+        byte[] padded = (json + "    ").getBytes(StandardCharsets.UTF_8);
+        SafetensorsFile.open(writeRaw(tmp.resolve("pad.safetensors"), padded.length, padded, f32(1))).close();
+    }
+
+    @Test
     void duplicateNames() throws IOException {
         String json = "{" + entry("a", "F32", "[1]", 0, 4) + "," + entry("a", "F32", "[1]", 4, 8) + "}";
         assertOpenRejected(raw(json, f32(1, 2)), "duplicate", "'a'");
