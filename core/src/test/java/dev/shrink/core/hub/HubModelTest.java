@@ -163,7 +163,9 @@ class HubModelTest {
         List<FakeHub.Request> cdn = hub.requests().stream().filter(r -> r.path().startsWith("/cdn/")).toList();
         assertEquals(2, cdn.size(), cdn.toString());
         assertNull(cdn.get(0).range());
-        assertEquals("bytes=300000-", cdn.get(1).range());
+        // the server cut the body after 300,000 bytes; a dropped connection may lose some in flight
+        long from = Long.parseLong(cdn.get(1).range().replaceAll("^bytes=(\\d+)-$", "$1"));
+        assertTrue(from > 0 && from <= 300_000, cdn.get(1).range());
     }
 
     @Test
@@ -175,7 +177,8 @@ class HubModelTest {
         byte[] weights = hub.repos.get(FakeHub.STORIES).get("model.safetensors");
         Path blobs = cache.resolve("models--test-org--stories/blobs");
         Path part = blobs.resolve(FakeHub.sha256(weights) + ".incomplete");
-        assertEquals(300_000, Files.size(part));
+        long kept = Files.size(part); // the 300,000 bytes sent before the cut, less any lost in flight
+        assertTrue(kept > 0 && kept <= 300_000, "kept " + kept);
         assertFalse(Files.exists(blobs.resolve(FakeHub.sha256(weights))));
         assertFalse(Files.exists(cache.resolve("models--test-org--stories/refs/main")));
 
@@ -183,7 +186,7 @@ class HubModelTest {
         hub.requests.clear();
         Path snap = model().resolve(FakeHub.STORIES, "main");
         assertArrayEquals(weights, Files.readAllBytes(snap.resolve("model.safetensors")));
-        assertEquals(List.of("bytes=300000-"), hub.requests().stream().filter(r -> r.path().startsWith("/cdn/"))
+        assertEquals(List.of("bytes=" + kept + "-"), hub.requests().stream().filter(r -> r.path().startsWith("/cdn/"))
                 .map(FakeHub.Request::range).toList());
         assertFalse(Files.exists(part));
     }
