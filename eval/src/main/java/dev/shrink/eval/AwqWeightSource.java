@@ -11,6 +11,7 @@ import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.tensor.DType;
+import dev.shrink.core.util.InputFiles;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -71,7 +72,7 @@ public final class AwqWeightSource extends PackedWeightSource {
                         + ": not an AWQ folder");
             }
             try {
-                qc = JSON.readTree(Files.readString(file));
+                qc = JSON.readTree(InputFiles.readUtf8(file, InputFiles.JSON_MAX_BYTES));
             } catch (IOException e) {
                 throw ShrinkException.at(file, "not valid JSON: " + firstLine(e.getMessage()), e);
             }

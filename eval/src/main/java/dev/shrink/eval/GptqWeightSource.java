@@ -11,6 +11,7 @@ import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.tensor.DType;
+import dev.shrink.core.util.InputFiles;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -67,7 +68,7 @@ public final class GptqWeightSource extends PackedWeightSource {
         ObjectNode qcJson = null;
         if (Files.isRegularFile(qcFile)) {
             try {
-                JsonNode n = JSON.readTree(Files.readString(qcFile));
+                JsonNode n = JSON.readTree(InputFiles.readUtf8(qcFile, InputFiles.JSON_MAX_BYTES));
                 if (n == null || !n.isObject()) {
                     throw ShrinkException.at(qcFile, "not a JSON object");
                 }

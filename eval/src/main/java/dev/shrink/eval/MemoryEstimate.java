@@ -6,8 +6,8 @@ import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
+import dev.shrink.core.util.InputFiles;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -392,7 +392,7 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
     private static JsonNode readJson(Path file) {
         JsonNode root;
         try {
-            root = JSON.readTree(Files.readString(file));
+            root = JSON.readTree(InputFiles.readUtf8(file, InputFiles.JSON_MAX_BYTES));
         } catch (NoSuchFileException e) {
             throw ShrinkException.at(file, "not found", e);
         } catch (IOException e) {

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.InputFiles;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -44,7 +45,7 @@ public final class ReportJson {
     /** Reads a report.json (any version) as a tree, for the gate. */
     public static JsonNode readTree(Path file) {
         try {
-            JsonNode n = MAPPER.readTree(file.toFile());
+            JsonNode n = MAPPER.readTree(InputFiles.readBytes(file, InputFiles.JSON_MAX_BYTES));
             if (n == null || !n.isObject() || !n.path("results").isArray()) {
                 throw ShrinkException.at(file, "not a shrink compare report.json (no \"results\" list)");
             }

@@ -4,8 +4,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.InputFiles;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -117,7 +117,7 @@ public record ModelConfig(
     public static ModelConfig read(Path configFile) {
         JsonNode root;
         try {
-            root = JSON.readTree(Files.readString(configFile));
+            root = JSON.readTree(InputFiles.readUtf8(configFile, InputFiles.JSON_MAX_BYTES));
         } catch (NoSuchFileException e) {
             throw ShrinkException.at(configFile, "not found: a Hugging Face model folder needs config.json");
         } catch (IOException e) {

@@ -3,6 +3,7 @@ package dev.shrink.core.safetensors;
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.InputFiles;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -133,7 +134,7 @@ public final class WeightStore implements AutoCloseable {
     private static Map<String, String> readIndex(Path index) {
         JsonNode root;
         try {
-            root = SafetensorsFile.JSON.readTree(Files.readAllBytes(index));
+            root = SafetensorsFile.JSON.readTree(InputFiles.readBytes(index, InputFiles.JSON_MAX_BYTES));
         } catch (JacksonException e) {
             throw ShrinkException.at(index, "not valid JSON: " + SafetensorsFile.oneLine(e), e);
         } catch (IOException e) {
