@@ -2,29 +2,75 @@ package dev.shrink.core.model;
 
 import ai.djl.huggingface.tokenizers.Encoding;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.InputFiles;
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.Locale;
 
 /**
  * A Hugging Face {@code tokenizer.json} through DJL's bindings to the Rust tokenizers library.
  * Built with truncation and padding off (DJL truncates to 512 tokens by default) and without
  * special tokens: callers prepend BOS themselves, once, as the evaluation protocol says.
+ *
+ * <p>Loaded for a model ({@link #load(Path, int, Path)}, what {@link ModelDir#tokenizer()} does),
+ * every id the tokenizer can produce is checked against the model's vocab_size when it is loaded,
+ * so another model's tokenizer is refused with one line naming the file instead of indexing past
+ * the embedding later.
  */
 public final class Tokenizer implements AutoCloseable {
+    /**
+     * Java heap that DJL's {@link Encoding} takes per character of text: per token it holds ids, type
+     * ids, word ids, masks, the token string and its character span (about 130 bytes), and text runs
+     * about two characters per token (tinystories on a 512-token vocabulary; larger vocabularies take
+     * longer tokens). The heap is checked for this much before text goes to the native library,
+     * because the native side cannot survive running out of Java heap (the Rust binding aborts the
+     * JVM): see {@link #encode}.
+     */
+    private static final long ENCODING_BYTES_PER_CHAR = 64;
+
+    private static final JsonFactory JSON = new JsonFactory();
+
     private final Path file;
     private final HuggingFaceTokenizer hf;
+    private final int vocab; // ids must be < vocab; Integer.MAX_VALUE when loaded without a model
 
-    private Tokenizer(Path file, HuggingFaceTokenizer hf) {
+    private Tokenizer(Path file, HuggingFaceTokenizer hf, int vocab) {
         this.file = file;
         this.hf = hf;
+        this.vocab = vocab;
     }
 
+    /** Loads {@code file} without a model to check it against (tools and tests). */
     public static Tokenizer load(Path file) {
-        if (!Files.isRegularFile(file)) {
+        return load(file, Integer.MAX_VALUE, null);
+    }
+
+    /**
+     * Loads {@code file} for a model of {@code vocab} tokens, refusing a tokenizer that can produce an
+     * id ≥ vocab (another model's tokenizer, an added token past the embedding).
+     *
+     * @param config the model's config.json, named in the message
+     */
+    public static Tokenizer load(Path file, int vocab, Path config) {
+        if (!Files.exists(file)) {
             throw ShrinkException.at(file, "missing tokenizer: the model folder needs a tokenizer.json "
                     + "(SentencePiece tokenizer.model alone is not read; save the tokenizer with transformers to get tokenizer.json)");
+        }
+        if (vocab < Integer.MAX_VALUE) {
+            long largest = largestId(file);
+            if (largest >= vocab) {
+                throw ShrinkException.at(file, "has token id " + largest + ", outside the model's vocabulary of " + vocab
+                        + " (vocab_size in " + config + "): is it another model's tokenizer?");
+            }
+        } else {
+            requireJsonFile(file);
         }
         try {
             HuggingFaceTokenizer hf = HuggingFaceTokenizer.builder()
@@ -33,26 +79,149 @@ public final class Tokenizer implements AutoCloseable {
                     .optPadding(false)
                     .optAddSpecialTokens(false)
                     .build();
-            return new Tokenizer(file, hf);
+            return new Tokenizer(file, hf, vocab);
         } catch (IOException | RuntimeException e) {
             throw ShrinkException.at(file, "cannot load tokenizer: " + e.getMessage(), e);
         }
+    }
+
+    private static void requireJsonFile(Path file) {
+        try {
+            InputFiles.requireRegularFile(file, InputFiles.JSON_MAX_BYTES);
+        } catch (IOException e) {
+            throw ShrinkException.at(file, "cannot read: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The largest token id {@code file} (a tokenizer.json) can produce: the largest of its model's
+     * vocabulary (an object of piece → id, or for Unigram a list whose index is the id) and of its
+     * added tokens; −1 when it has none. Streams the file (tokenizers run to tens of MB).
+     *
+     * @throws ShrinkException naming the file if it is not a readable JSON object
+     */
+    public static long largestId(Path file) {
+        byte[] bytes;
+        try {
+            bytes = InputFiles.readBytes(file, InputFiles.JSON_MAX_BYTES);
+        } catch (NoSuchFileException e) {
+            throw ShrinkException.at(file, "not found", e);
+        } catch (IOException e) {
+            throw ShrinkException.at(file, "cannot read: " + e.getMessage(), e);
+        }
+        long max = -1;
+        try (JsonParser p = JSON.createParser(bytes)) {
+            if (p.nextToken() != JsonToken.START_OBJECT) {
+                throw ShrinkException.at(file, "not a JSON object (a tokenizer.json is one)");
+            }
+            while (p.nextToken() == JsonToken.FIELD_NAME) {
+                String field = p.currentName();
+                JsonToken value = p.nextToken();
+                if (field.equals("added_tokens") && value == JsonToken.START_ARRAY) {
+                    while (p.nextToken() == JsonToken.START_OBJECT) {
+                        while (p.nextToken() == JsonToken.FIELD_NAME) {
+                            String key = p.currentName();
+                            if (p.nextToken() == JsonToken.VALUE_NUMBER_INT && key.equals("id")) {
+                                max = Math.max(max, id(p));
+                            } else {
+                                p.skipChildren();
+                            }
+                        }
+                    }
+                } else if (field.equals("model") && value == JsonToken.START_OBJECT) {
+                    while (p.nextToken() == JsonToken.FIELD_NAME) {
+                        String key = p.currentName();
+                        JsonToken v = p.nextToken();
+                        if (key.equals("vocab") && v == JsonToken.START_OBJECT) {
+                            while (p.nextToken() == JsonToken.FIELD_NAME) {
+                                if (p.nextToken() == JsonToken.VALUE_NUMBER_INT) {
+                                    max = Math.max(max, id(p));
+                                } else {
+                                    p.skipChildren();
+                                }
+                            }
+                        } else if (key.equals("vocab") && v == JsonToken.START_ARRAY) {
+                            long n = 0;
+                            while (p.nextToken() != JsonToken.END_ARRAY) {
+                                p.skipChildren();
+                                n++;
+                            }
+                            max = Math.max(max, n - 1);
+                        } else {
+                            p.skipChildren();
+                        }
+                    }
+                } else {
+                    p.skipChildren();
+                }
+            }
+        } catch (JacksonException e) {
+            throw ShrinkException.at(file, "not valid JSON: " + e.getOriginalMessage().replace('\n', ' '), e);
+        } catch (IOException e) {
+            throw ShrinkException.at(file, "cannot read: " + e.getMessage(), e);
+        }
+        return max;
+    }
+
+    /** An id as written; one past the long range reads as Long.MAX_VALUE (outside every vocabulary). */
+    private static long id(JsonParser p) throws IOException {
+        return p.getNumberType() == JsonParser.NumberType.BIG_INTEGER ? Long.MAX_VALUE : p.getLongValue();
     }
 
     public Path file() {
         return file;
     }
 
-    /** Token ids of {@code text}, no special tokens added. */
+    /** The vocabulary every id is below: the model's vocab_size (Integer.MAX_VALUE when loaded without a model). */
+    public int vocabSize() {
+        return vocab;
+    }
+
+    /**
+     * Token ids of {@code text}, no special tokens added.
+     *
+     * @throws OutOfMemoryError if the Java heap cannot hold the encoding of this much text (checked
+     *                          before the native call, which would abort the JVM instead)
+     */
     public int[] encode(String text) {
+        ensureHeapFor(text.length());
         Encoding enc = hf.encode(text, false, false);
         long[] ids = enc.getIds();
         int[] out = new int[ids.length];
         for (int i = 0; i < ids.length; i++) {
-            out[i] = Math.toIntExact(ids[i]);
+            if (ids[i] < 0 || ids[i] >= vocab) {
+                throw ShrinkException.at(file, "produced token id " + ids[i] + ", outside the model's vocabulary of " + vocab);
+            }
+            out[i] = (int) ids[i];
         }
         return out;
     }
+
+    /**
+     * Throws OutOfMemoryError unless the heap can take the encoding of {@code chars} characters: it
+     * allocates that much (in 8 MiB pieces) and lets it go, so that the native call that follows
+     * finds the room, after a collection, instead of aborting the JVM.
+     */
+    private static void ensureHeapFor(long chars) {
+        long need = chars * ENCODING_BYTES_PER_CHAR;
+        if (need < (16L << 20)) {
+            return; // prompts and documents: always room
+        }
+        if (need > Runtime.getRuntime().maxMemory()) {
+            throw new OutOfMemoryError(String.format(Locale.ROOT,
+                    "tokenizing %,d characters needs about %,d MiB of Java heap", chars, need >> 20));
+        }
+        int piece = 1 << 20; // longs
+        long[][] probe = new long[(int) ((need / 8 + piece - 1) / piece)][];
+        for (int i = 0; i < probe.length; i++) {
+            probe[i] = new long[piece];
+        }
+        heapProbe = probe; // published, so that the allocation is not optimised away
+        heapProbe = null;
+    }
+
+    @SuppressWarnings("unused")
+    private static volatile Object heapProbe;
 
     /** Text of {@code ids}; special tokens are dropped when {@code skipSpecial}. */
     public String decode(int[] ids, boolean skipSpecial) {
