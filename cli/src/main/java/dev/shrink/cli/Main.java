@@ -31,8 +31,8 @@ import picocli.CommandLine.Command;
             "  shrink generate --model ../shared/models/fixture-llama-14m --prompt \"Once upon a time\"",
             "  shrink estimate ../shared/models/fixture-llama-14m --batch 16 --prompt-tokens 512 --new-tokens 32 --gpu l4",
             "",
-            "Exit codes: 0 done; 1 internal error (a bug); 2 bad input or options; 3 compare's gate failed;",
-            "4 out of memory (raise the Java heap: SHRINK_HEAP=16g shrink ..., or ask for less at once)."})
+            "Exit codes: 0 done; 1 internal error (a bug); 2 bad input or options;",
+            "  3 compare's gate failed; 4 out of memory (SHRINK_HEAP=16g raises the heap)."})
 public final class Main implements Runnable {
     public static final String VERSION = dev.shrink.core.Version.VERSION;
 
