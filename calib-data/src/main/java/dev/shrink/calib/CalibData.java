@@ -21,13 +21,14 @@ public final class CalibData {
      * {@code "random"} as {@link CalibWindows#randomWindows} over {@link CalibWindows#stream}
      * (with {@code bos}), {@code "blocks"} as {@link CalibWindows#blocks} (no BOS).
      *
-     * @param tok the model's tokenizer (unused with a tokens file)
+     * @param tok the model's tokenizer (with a tokens file: only its vocabulary, which every id must be in)
      * @param bos the model's BOS id, or null when it has none
      * @throws ShrinkException for a missing or bad source or tokens file, or too little text
      */
     public static int[][] windows(CalibSpec spec, Tokenizer tok, Integer bos) {
         if (spec.tokensFile() != null) {
-            return fromFile(spec.tokensFile(), spec.samples(), spec.seqlen());
+            return fromFile(spec.tokensFile(), spec.samples(), spec.seqlen(),
+                    tok == null ? Integer.MAX_VALUE : tok.vocabSize());
         }
         List<String> docs = CalibSource.load(spec.dataset(), spec.field());
         return switch (spec.sampling()) {
@@ -63,8 +64,8 @@ public final class CalibData {
         }
     }
 
-    static int[][] fromFile(Path file, int samples, int seqlen) {
-        int[][] all = TokenWindows.read(file);
+    static int[][] fromFile(Path file, int samples, int seqlen, int vocab) {
+        int[][] all = TokenWindows.read(file, vocab);
         int have = all[0].length;
         if (all.length < samples || have < seqlen) {
             throw ShrinkException.at(file, "holds " + all.length + " windows of " + have

@@ -4,9 +4,9 @@ import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.util.InputFiles;
 import java.io.BufferedReader;
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.MalformedInputException;
@@ -251,6 +251,11 @@ public final class CalibSource {
                 .onMalformedInput(CodingErrorAction.REPORT)
                 .onUnmappableCharacter(CodingErrorAction.REPORT);
         long lineNumber = 0;
+        try {
+            InputFiles.requireRegularFile(file, InputFiles.TEXT_MAX_BYTES);
+        } catch (IOException e) {
+            throw readError(file, e);
+        }
         try (BufferedReader r = new BufferedReader(new java.io.InputStreamReader(Files.newInputStream(file), decoder))) {
             String line;
             while ((line = r.readLine()) != null) {
@@ -297,14 +302,7 @@ public final class CalibSource {
 
     /** The file as strict UTF-8. */
     static String readText(Path file) {
-        try {
-            byte[] bytes = Files.readAllBytes(file);
-            return StandardCharsets.UTF_8.newDecoder().decode(ByteBuffer.wrap(bytes)).toString();
-        } catch (CharacterCodingException e) {
-            throw ShrinkException.at(file, "not valid UTF-8 text");
-        } catch (IOException e) {
-            throw readError(file, e);
-        }
+        return InputFiles.readText(file, InputFiles.TEXT_MAX_BYTES);
     }
 
     static ShrinkException readError(Path file, IOException e) {

@@ -21,14 +21,18 @@ import java.util.Locale;
 public record CalibSpec(String dataset, String field, int samples, int seqlen, long seed, Path tokensFile,
                         String sampling) {
 
+    /** The most calibration tokens (samples × seqlen) a run holds: one Java array's worth. */
+    public static final long MAX_TOKENS = Integer.MAX_VALUE - 8;
+
     /** The sampling methods. */
     public static final List<String> SAMPLINGS = List.of("random", "blocks");
 
     /**
      * Normalizes {@code field} and {@code sampling} (defaults, lower case) and checks the rest.
      *
-     * @throws ShrinkException if samples or seqlen is not positive, the sampling is unknown, or
-     *                         neither a dataset nor a tokens file is given
+     * @throws ShrinkException if samples or seqlen is not positive, their product is over
+     *                         {@link #MAX_TOKENS}, the sampling is unknown, or neither a dataset nor a
+     *                         tokens file is given
      */
     public CalibSpec {
         if (samples < 1) {
@@ -36,6 +40,11 @@ public record CalibSpec(String dataset, String field, int samples, int seqlen, l
         }
         if (seqlen < 1) {
             throw new ShrinkException("the calibration sequence length must be positive, not " + seqlen);
+        }
+        if ((long) samples * seqlen > MAX_TOKENS) {
+            throw new ShrinkException(String.format(java.util.Locale.ROOT, "%,d calibration samples of %,d tokens are"
+                    + " %,d tokens, more than Shrink holds at once (%,d); use fewer samples or shorter ones",
+                    samples, seqlen, (long) samples * seqlen, MAX_TOKENS));
         }
         field = field == null || field.isBlank() ? CalibSource.DEFAULT_FIELD : field;
         sampling = sampling == null || sampling.isBlank() ? "random" : sampling.toLowerCase(Locale.ROOT);

@@ -1,11 +1,8 @@
 package dev.shrink.calib;
 
 import dev.shrink.core.ShrinkException;
-import java.io.IOException;
-import java.nio.charset.CharacterCodingException;
-import java.nio.charset.StandardCharsets;
+import dev.shrink.core.util.InputFiles;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -94,16 +91,8 @@ public record EvalText(String name, Path file, String text) {
         return out;
     }
 
+    /** The file as strict UTF-8; a regular file of at most 1 GiB (never a device such as /dev/zero). */
     private static String read(Path file) {
-        try {
-            byte[] bytes = Files.readAllBytes(file);
-            return StandardCharsets.UTF_8.newDecoder().decode(java.nio.ByteBuffer.wrap(bytes)).toString();
-        } catch (NoSuchFileException e) {
-            throw ShrinkException.at(file, "not found");
-        } catch (CharacterCodingException e) {
-            throw ShrinkException.at(file, "not valid UTF-8 text");
-        } catch (IOException e) {
-            throw ShrinkException.at(file, "cannot read: " + e.getMessage(), e);
-        }
+        return InputFiles.readText(file, InputFiles.TEXT_MAX_BYTES);
     }
 }

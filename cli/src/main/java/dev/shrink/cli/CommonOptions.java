@@ -15,7 +15,7 @@ public final class CommonOptions {
     String device;
 
     @Option(names = "--threads", defaultValue = "0", paramLabel = "N",
-            description = "CPU threads (0 = all cores; the cuda backend ignores it).")
+            description = "CPU threads: 0 = all cores, else 1 to 1024 (the cuda backend ignores it). Default: ${DEFAULT-VALUE}.")
     int threads;
 
     @Option(names = "--gpu-math", defaultValue = "fp32", paramLabel = "M",

@@ -121,8 +121,8 @@ final class CompareCommand implements Callable<Integer> {
         if (baseline != null && !limits.any()) {
             limits = new Gate.Limits(new Gate.Limit(1, true), null, null, null);
         }
-        if (threads != null && threads < 0) {
-            throw new ShrinkException("--threads must be ≥ 0, got " + threads);
+        if (threads != null) {
+            dev.shrink.core.ops.Backends.threads(threads); // 0..MAX_THREADS, checked before hours of work
         }
         var old = baseline != null ? ReportJson.readTree(baseline) : null; // read before hours of work
         Recipe r = RecipeParser.read(recipe);

@@ -177,7 +177,7 @@ final class DistillCommand implements Callable<Integer> {
         DistillRun.Request req = new DistillRun.Request(teacher, student, dropLayers, workDir, overwrite, cfg, dataset,
                 field, allowEvalText, keepZeros, checkpointDir, resume, keepCheckpoint, saveDtype,
                 CalibOptions.reportHead("distill", student != null ? student : teacher, ops));
-        int threads = common.threads > 0 ? common.threads : Runtime.getRuntime().availableProcessors();
+        int threads = Backends.threads(common.threads);
         // on the cuda backend training runs on the GPU (CudaTrainOps, its GEMMs in --gpu-math); the CPU
         // ops still load the weights and run what the CPU does (the teacher's fingerprint)
         CudaTrainOps gpu = ops instanceof CudaOps cuda ? new CudaTrainOps(cuda.device(), cuda.math()) : null;

@@ -58,7 +58,11 @@ final class GenerateCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         try (LoadedModel m = LoadedModel.open(model, common.ops())) {
             int[] promptIds = m.tokenStream(prompt);
-            if (promptIds.length + maxNewTokens > m.dir().config().maxPositions()) {
+            if (promptIds.length == 0) {
+                throw new ShrinkException("--prompt gives no tokens and " + m.dir().dir().resolve("config.json")
+                        + " has no bos_token_id to start from: give a non-empty prompt");
+            }
+            if (promptIds.length + (long) maxNewTokens > m.dir().config().maxPositions()) {
                 throw new ShrinkException("prompt (" + promptIds.length + " tokens) + --max-new-tokens " + maxNewTokens
                         + " exceeds the model's max_position_embeddings " + m.dir().config().maxPositions());
             }

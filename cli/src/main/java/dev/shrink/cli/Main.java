@@ -16,7 +16,9 @@ import picocli.CommandLine.Command;
 /**
  * The {@code shrink} command. Exit codes: 0 success; 2 a problem with the input or the options
  * (one line on stderr naming the file and the problem); 1 an internal error (a bug: the stack
- * trace is printed); 3 {@code compare}'s regression gate failed.
+ * trace is printed); 3 {@code compare}'s regression gate failed; 4 out of memory (one line saying
+ * what to raise, SHRINK_HEAP, or which option to lower: retrying with more memory may succeed,
+ * unlike after exit 2).
  */
 @Command(name = "shrink", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = {
@@ -34,9 +36,18 @@ import picocli.CommandLine.Command;
             "  shrink inspect --model ../shared/models/stories260K-hf",
             "  shrink compare examples/compare.yaml",
             "  shrink generate --model ../shared/models/fixture-llama-14m --prompt \"Once upon a time\"",
-            "  shrink estimate ../shared/models/fixture-llama-14m --batch 16 --prompt-tokens 512 --new-tokens 32 --gpu l4"})
+            "  shrink estimate ../shared/models/fixture-llama-14m --batch 16 --prompt-tokens 512 --new-tokens 32 --gpu l4",
+            "",
+            "Exit codes: 0 done; 1 internal error (a bug); 2 bad input or options;",
+            "  3 compare's gate failed; 4 out of memory (SHRINK_HEAP=16g raises the heap)."})
 public final class Main implements Runnable {
     public static final String VERSION = dev.shrink.core.Version.VERSION;
+
+    /** The exit code for bad input or options. */
+    public static final int EXIT_BAD_INPUT = 2;
+
+    /** The exit code when the Java heap ran out: a retry with a larger SHRINK_HEAP may succeed. */
+    public static final int EXIT_OUT_OF_MEMORY = 4;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -62,26 +73,71 @@ public final class Main implements Runnable {
             err.println("shrink: " + ex.getMessage());
             CommandLine.UnmatchedArgumentException.printSuggestions(ex, err);
             err.println("Try '" + ex.getCommandLine().getCommandSpec().qualifiedName() + " --help'.");
-            return 2;
+            return EXIT_BAD_INPUT;
         });
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             Throwable t = ex;
+            OutOfMemoryError oom = outOfMemoryIn(t);
+            if (oom != null) {
+                return outOfMemory(oom, commandLine, err, debug);
+            }
             if (t instanceof ShrinkException) {
                 err.println("shrink: error: " + oneLine(t.getMessage()));
                 if (debug) {
                     t.printStackTrace(err);
                 }
-                return 2;
-            }
-            if (t instanceof OutOfMemoryError) {
-                err.println("shrink: error: out of memory (raise the heap with SHRINK_HEAP=16g, or use a smaller --batch)");
-                return 2;
+                return EXIT_BAD_INPUT;
             }
             err.println("shrink: internal error: " + t);
             t.printStackTrace(err);
             return 1;
         });
-        return cl.execute(args);
+        try {
+            return cl.execute(args);
+        } catch (OutOfMemoryError e) {
+            // picocli hands only Exceptions to the handler above; an Error thrown by a command ends here
+            CommandLine.ParseResult parsed = cl.getParseResult();
+            CommandLine command = cl;
+            while (parsed != null && parsed.subcommand() != null) {
+                parsed = parsed.subcommand();
+                command = parsed.commandSpec().commandLine();
+            }
+            return outOfMemory(e, command, err, debug);
+        }
+    }
+
+    /** The OutOfMemoryError in {@code t}'s cause chain (a stage may wrap one), or null. */
+    private static OutOfMemoryError outOfMemoryIn(Throwable t) {
+        for (int depth = 0; t != null && depth < 16; t = t.getCause(), depth++) {
+            if (t instanceof OutOfMemoryError oom) {
+                return oom;
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Reports running out of Java heap in one line: the heap's limit, the setting to raise and the
+     * options of {@code command} that ask for less memory at once; returns {@link #EXIT_OUT_OF_MEMORY}.
+     */
+    static int outOfMemory(OutOfMemoryError e, CommandLine command, PrintWriter err, boolean debug) {
+        long max = Runtime.getRuntime().maxMemory();
+        long suggestGiB = Math.max(1, (2 * max + (1L << 30) - 1) >> 30);
+        String lower = switch (command == null ? "" : command.getCommandName()) {
+            case "eval" -> ", or a smaller --seqlen or dataset";
+            case "generate" -> ", or fewer --max-new-tokens";
+            case "gptq", "awq", "prune" -> ", or a smaller --batch, --calib-samples or --calib-seqlen";
+            case "distill" -> ", or a smaller --batch, --micro-batch or --seqlen";
+            case "compare" -> ", or smaller settings in the recipe";
+            default -> "";
+        };
+        String what = e.getMessage() == null || e.getMessage().isBlank() ? "" : oneLine(e.getMessage()) + "; ";
+        err.println("shrink: error: out of memory (" + what + "the Java heap is limited to " + (max >> 20)
+                + " MiB): raise it with SHRINK_HEAP (e.g. SHRINK_HEAP=" + suggestGiB + "g)" + lower);
+        if (debug) {
+            e.printStackTrace(err);
+        }
+        return EXIT_OUT_OF_MEMORY;
     }
 
     static String oneLine(String s) {

@@ -37,6 +37,11 @@ class BadInputTest {
 
     /** A copy of stories260K-hf (config, tokenizer, weights) in a temp folder, to corrupt. */
     Path modelCopy() throws IOException {
+        return modelCopy(tmp);
+    }
+
+    /** A copy of stories260K-hf in {@code tmp}/model. */
+    static Path modelCopy(Path tmp) throws IOException {
         Path src = SharedData.root().map(p -> p.resolve("models/stories260K-hf")).orElse(Path.of("missing"));
         assumeTrue(Files.isDirectory(src), "shared fixtures not found");
         Path dst = tmp.resolve("model");
@@ -55,7 +60,7 @@ class BadInputTest {
         Files.write(file, b.array());
     }
 
-    void assertOneLineError(Run r, String fileName, String problemWord) {
+    static void assertOneLineError(Run r, String fileName, String problemWord) {
         assertEquals(2, r.code(), () -> "exit code; stderr: " + r.err());
         String[] lines = r.err().strip().split("\n");
         String errLine = lines[lines.length - 1];

@@ -5,10 +5,9 @@ import dev.shrink.calib.CalibWindows;
 import dev.shrink.calib.SharedData;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.Tokenizer;
+import dev.shrink.core.util.InputFiles;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.charset.CharacterCodingException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -114,13 +113,7 @@ public final class TrainText {
     }
 
     private static String read(Path file) {
-        try {
-            return StandardCharsets.UTF_8.newDecoder().decode(ByteBuffer.wrap(Files.readAllBytes(file))).toString();
-        } catch (CharacterCodingException e) {
-            throw ShrinkException.at(file, "not valid UTF-8 text");
-        } catch (IOException e) {
-            throw ShrinkException.at(file, "cannot read: " + e.getMessage(), e);
-        }
+        return InputFiles.readText(file, InputFiles.TEXT_MAX_BYTES);
     }
 
     /** SHA-256 of a token stream (its length and ids), hex: what a checkpoint records of its data. */

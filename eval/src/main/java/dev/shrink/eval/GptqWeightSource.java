@@ -11,6 +11,8 @@ import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.tensor.DType;
+import dev.shrink.core.util.InputFiles;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;

@@ -11,6 +11,8 @@ import dev.shrink.calib.EvalText;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.hub.HubModel;
 import dev.shrink.core.sparse.SparsityPattern;
+import dev.shrink.core.ops.Backends;
+import dev.shrink.core.util.InputFiles;
 import dev.shrink.pipeline.Recipe.CalibSettings;
 import dev.shrink.pipeline.Recipe.Evaluation;
 import dev.shrink.pipeline.Recipe.Kl;
@@ -80,7 +82,7 @@ public final class RecipeParser {
     public static Recipe read(Path file) {
         String text;
         try {
-            text = Files.readString(file);
+            text = InputFiles.readUtf8(file, InputFiles.JSON_MAX_BYTES);
         } catch (NoSuchFileException e) {
             throw ShrinkException.at(file, "no such recipe file");
         } catch (IOException e) {
@@ -243,7 +245,8 @@ public final class RecipeParser {
             }
             device = s.string("device", "auto");
             threads = s.integer("threads", 0);
-            s.check(threads >= 0, "threads", "must be ≥ 0 (0: all cores)", threads);
+            s.check(threads >= 0 && threads <= Backends.MAX_THREADS, "threads",
+                    "must be 0 (all cores) to " + Backends.MAX_THREADS, threads);
         }
         if (kl == null) {
             kl = new Kl(datasets.get(0), 4);

@@ -30,7 +30,8 @@ public final class BlockWeights {
 
     /**
      * The block a background {@link #load} produced (the GPU block loops read the next block while
-     * the current one runs): its exception rethrown as it was, an interruption as a ShrinkException.
+     * the current one runs): its exception or error (out of memory above all) rethrown as it was, an
+     * interruption as a ShrinkException.
      */
     public static BlockWeights await(Future<BlockWeights> loading) {
         try {
@@ -41,6 +42,9 @@ public final class BlockWeights {
         } catch (ExecutionException e) {
             if (e.getCause() instanceof RuntimeException r) {
                 throw r;
+            }
+            if (e.getCause() instanceof Error err) {
+                throw err;
             }
             throw new ShrinkException("reading weights: " + e.getCause(), e.getCause());
         }

@@ -25,7 +25,7 @@ public final class Decoder {
         this.cfg = cfg;
         this.spec = spec;
         this.ops = ops;
-        ensureRope(Math.max(cfg.maxPositions(), 16));
+        ensureRope(Math.min(cfg.maxPositions(), 16));
     }
 
     public Ops ops() {
@@ -41,14 +41,21 @@ public final class Decoder {
     }
 
     /**
-     * RoPE tables for positions 0..P−1: angle = (float) p · inv_freq[i], as torch computes the
-     * outer product in float32; cos and sin of that float angle.
+     * RoPE tables for positions 0..P−1 at least: angle = (float) p · inv_freq[i], as torch computes
+     * the outer product in float32; cos and sin of that float angle. The tables grow with the
+     * positions actually used (doubling, so decoding token by token recomputes them only log(P)
+     * times), never to max_position_embeddings itself, which configs set as high as 2^29.
      */
-    private void ensureRope(int P) {
-        if (P <= tablePositions) {
+    private void ensureRope(int needed) {
+        if (needed <= tablePositions) {
             return;
         }
         int half = cfg.headDim() / 2;
+        long grown = Math.max(needed, Math.min(2L * tablePositions, cfg.maxPositions()));
+        if (grown * half > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("RoPE tables for " + needed + " positions exceed a Java array");
+        }
+        int P = (int) grown;
         double[] inv = cfg.rope().inverseFrequencies(cfg.headDim());
         float[] c = new float[P * half];
         float[] s = new float[P * half];

@@ -14,7 +14,12 @@ public final class KvCache {
     public KvCache(int layers, int capacity, int kvHeads, int headDim) {
         this.capacity = capacity;
         this.rowSize = kvHeads * headDim;
-        this.keys = new float[layers][(int) Math.min(Integer.MAX_VALUE - 8, (long) capacity * rowSize)];
+        long floats = (long) capacity * rowSize;
+        if (floats > Integer.MAX_VALUE - 8) {
+            throw new dev.shrink.core.ShrinkException("a KV cache of " + capacity + " positions × " + rowSize
+                    + " floats per layer is more than a Java array holds: use fewer tokens");
+        }
+        this.keys = new float[layers][(int) floats];
         this.values = new float[layers][keys[0].length];
     }
 

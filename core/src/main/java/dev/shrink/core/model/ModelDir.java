@@ -36,6 +36,7 @@ public final class ModelDir implements AutoCloseable {
             throw ShrinkException.at(dir, "no such model folder");
         }
         ModelConfig config = ModelConfig.read(dir.resolve("config.json"));
+        checkTokenIds(config, dir.resolve("config.json"));
         ArchitectureSpec spec = ArchitectureSpec.forArchitecture(config.architecture(), dir.resolve("config.json"));
         if (!hasSafetensors(dir)) {
             for (Path p : listFiles(dir)) {
@@ -44,6 +45,15 @@ public final class ModelDir implements AutoCloseable {
         }
         WeightStore weights = WeightStore.open(dir);
         return new ModelDir(dir, config, spec, weights);
+    }
+
+    /** The BOS id goes into every sequence: it must be a row of the embedding. */
+    private static void checkTokenIds(ModelConfig config, Path file) {
+        Integer bos = config.bosTokenId();
+        if (bos != null && (bos < 0 || bos >= config.vocab())) {
+            throw ShrinkException.at(file, "bos_token_id " + bos + " is outside the vocabulary (vocab_size "
+                    + config.vocab() + ": ids 0.." + (config.vocab() - 1) + ")");
+        }
     }
 
     private static boolean hasSafetensors(Path dir) {
@@ -87,9 +97,12 @@ public final class ModelDir implements AutoCloseable {
         return dir.resolve("tokenizer.json");
     }
 
-    /** Loads tokenizer.json; an error naming the file when it is missing. */
+    /**
+     * Loads tokenizer.json, checked against the config's vocab_size; an error naming the file when it
+     * is missing or can produce ids outside the vocabulary.
+     */
     public Tokenizer tokenizer() {
-        return Tokenizer.load(tokenizerFile());
+        return Tokenizer.load(tokenizerFile(), config.vocab(), dir.resolve("config.json"));
     }
 
     @Override

@@ -8,7 +8,27 @@ import java.util.ServiceLoader;
 
 /** Picks an {@link Ops} backend by device name through ServiceLoader. */
 public final class Backends {
+    /**
+     * The most CPU threads a backend takes: far more than any machine's cores (more threads than
+     * cores only slow the work down), and far below what the JVM can start.
+     */
+    public static final int MAX_THREADS = 1024;
+
     private Backends() {
+    }
+
+    /**
+     * The thread count {@code --threads} asks for: 0 means all cores; 1..{@link #MAX_THREADS} as given.
+     *
+     * @throws ShrinkException for a negative count or one over {@link #MAX_THREADS}
+     */
+    public static int threads(int requested) {
+        int cores = Runtime.getRuntime().availableProcessors();
+        if (requested < 0 || requested > MAX_THREADS) {
+            throw new ShrinkException("--threads " + requested + ": must be 0 (all " + cores + " cores) or 1 to "
+                    + MAX_THREADS);
+        }
+        return requested > 0 ? requested : cores;
     }
 
     public static List<OpsProvider> providers() {
@@ -18,9 +38,9 @@ public final class Backends {
         return all;
     }
 
-    /** device: "auto" (the best available), or a provider's device name. threads ≤ 0: all cores. */
+    /** device: "auto" (the best available), or a provider's device name; threads as {@link #threads}. */
     public static Ops select(String device, int threads) {
-        int n = threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
+        int n = threads(threads);
         List<OpsProvider> all = providers();
         if (all.isEmpty()) {
             throw new ShrinkException("no compute backend found on the class path (shrink-kernels missing?)");

@@ -31,6 +31,17 @@ public final class TokenWindows {
      *                         is not a non-empty rank-2 I32/I64 tensor (values must fit in an int)
      */
     public static int[][] read(Path file) {
+        return read(file, -1);
+    }
+
+    /**
+     * {@link #read(Path)}, every id checked to be in [0, vocab): windows made with another model's
+     * tokenizer are refused here, naming the file, rather than indexing past the embedding later.
+     * A negative {@code vocab} checks nothing.
+     *
+     * @throws ShrinkException also for an id outside [0, vocab)
+     */
+    public static int[][] read(Path file, int vocab) {
         try (SafetensorsFile st = SafetensorsFile.open(file)) {
             TensorInfo t = st.info(TENSOR).orElseThrow(() -> ShrinkException.at(file,
                     "no tensor '" + TENSOR + "': a token-window file holds " + TENSOR + " [n, seqlen] int32"));
@@ -48,6 +59,13 @@ public final class TokenWindows {
                         + ": no tokens");
             }
             int[] flat = st.readInts(TENSOR);
+            for (int i = 0; vocab >= 0 && i < flat.length; i++) {
+                if (flat[i] < 0 || flat[i] >= vocab) {
+                    throw ShrinkException.at(file, "token id " + flat[i] + " (window " + i / shape[1] + ", position "
+                            + i % shape[1] + ") is outside the model's vocabulary of " + vocab
+                            + ": were these windows made with another model's tokenizer?");
+                }
+            }
             int n = Math.toIntExact(shape[0]);
             int seqlen = Math.toIntExact(shape[1]);
             int[][] out = new int[n][];

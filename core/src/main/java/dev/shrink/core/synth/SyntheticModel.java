@@ -1,6 +1,5 @@
 package dev.shrink.core.synth;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -361,19 +360,7 @@ public final class SyntheticModel {
         if (!Files.isRegularFile(file)) {
             throw ShrinkException.at(dir, "no tokenizer.json to copy (--tokenizer takes a model or tokenizer folder)");
         }
-        JsonNode t = StrictJson.read(file, "no tokenizer.json to copy");
-        int max = -1;
-        JsonNode v = t.path("model").path("vocab");
-        if (v.isObject()) {
-            for (JsonNode id : (Iterable<JsonNode>) v::elements) {
-                max = Math.max(max, id.asInt());
-            }
-        } else if (v.isArray()) {
-            max = v.size() - 1;
-        }
-        for (JsonNode a : t.path("added_tokens")) {
-            max = Math.max(max, a.path("id").asInt());
-        }
+        long max = dev.shrink.core.model.Tokenizer.largestId(file);
         if (max >= vocab) {
             throw ShrinkException.at(file, "has token id " + max + ", outside the model's vocabulary of " + vocab
                     + " (give --vocab " + (max + 1) + " or more)");

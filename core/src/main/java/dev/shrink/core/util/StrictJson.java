@@ -14,12 +14,12 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AccessDeniedException;
-import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 
 /**
- * The one way Shrink reads the JSON files of a model folder (config.json, the safetensors index,
+ * The one way Shrink reads the JSON files of a model folder (read through {@link InputFiles}: a
+ * regular file of bounded size, never a device or a pipe) (config.json, the safetensors index,
  * tokenizer.json, quantize_config.json, ...): UTF-8 without a byte-order mark, exactly one JSON
  * value with nothing but whitespace after it, and no key twice in one object (Jackson would
  * otherwise keep the last one silently, and Python's json module does the same, so a duplicate
@@ -40,7 +40,7 @@ public final class StrictJson {
     public static JsonNode read(Path file, String missing) {
         byte[] bytes;
         try {
-            bytes = Files.readAllBytes(file);
+            bytes = InputFiles.readBytes(file, InputFiles.JSON_MAX_BYTES); // a regular file, bounded
         } catch (NoSuchFileException e) {
             throw ShrinkException.at(file, missing, e);
         } catch (AccessDeniedException e) {

@@ -44,7 +44,9 @@ public final class WorkerPool {
     /**
      * Runs body(0) .. body(n − 1), in parallel when there are several threads, and returns when
      * all are done. Items are scheduled by work stealing, so giving more items than threads
-     * balances load on a busy machine. An exception in any item is rethrown here.
+     * balances load on a busy machine. An exception in any item is rethrown here; an error (out of
+     * memory in a worker) is rethrown as the worker's own error, so the caller sees an
+     * OutOfMemoryError with its message, not a copy made by the pool.
      */
     public void forEach(int n, IntConsumer body) {
         if (n <= 0) {
@@ -56,7 +58,13 @@ public final class WorkerPool {
             }
             return;
         }
-        pool.invoke(new Range(0, n, body));
+        try {
+            pool.invoke(new Range(0, n, body));
+        } catch (Error e) {
+            // ForkJoinPool rethrows a worker's throwable as a new one of the same class (its stack
+            // the caller's) with the original as cause: give back the original
+            throw e.getCause() instanceof Error original && original.getClass() == e.getClass() ? original : e;
+        }
     }
 
     /**

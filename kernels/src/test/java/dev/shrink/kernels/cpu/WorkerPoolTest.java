@@ -1,0 +1,46 @@
+package dev.shrink.kernels.cpu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+
+/** What the caller of {@link WorkerPool#forEach} sees when an item fails in a worker thread. */
+class WorkerPoolTest {
+    @Test
+    void outOfMemoryInAWorkerReachesTheCallerAsItself() {
+        WorkerPool pool = new WorkerPool(2, "test-pool-");
+        OutOfMemoryError thrown = new OutOfMemoryError("Java heap space (in a worker)");
+        CountDownLatch bothRunning = new CountDownLatch(2);
+        Thread caller = Thread.currentThread();
+        OutOfMemoryError seen = assertThrows(OutOfMemoryError.class, () -> pool.forEach(4, i -> {
+            if (i >= 2) {
+                return;
+            }
+            bothRunning.countDown();
+            try {
+                bothRunning.await(10, TimeUnit.SECONDS); // items 0 and 1 run at once, on two threads
+            } catch (InterruptedException e) {
+                throw new IllegalStateException(e);
+            }
+            if (Thread.currentThread() != caller) {
+                throw thrown;
+            }
+        }));
+        assertSame(thrown, seen, "the worker's own error, with its message");
+    }
+
+    @Test
+    void exceptionsStillReachTheCaller() {
+        WorkerPool pool = new WorkerPool(2, "test-pool-");
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> pool.forEach(8, i -> {
+            if (i == 5) {
+                throw new IllegalStateException("item 5");
+            }
+        }));
+        assertEquals("item 5", e.getCause() != null ? e.getCause().getMessage() : e.getMessage());
+    }
+}
