@@ -70,12 +70,17 @@ class CrashInputTest {
     @Test
     void bosTokenIdOutsideTheVocabulary() throws IOException {
         Path m = model();
-        for (int bos : new int[] {512, 99999, -1}) {
+        for (int bos : new int[] {512, 99999}) {
             editJson(m.resolve("config.json"), c -> c.put("bos_token_id", bos));
             Run r = evalOn(m);
             assertOneLineError(r, "config.json", "bos_token_id " + bos);
             assertTrue(r.err().contains("vocab"), r.err());
         }
+        // a negative id is no token id at all: refused as config.json is read
+        editJson(m.resolve("config.json"), c -> c.put("bos_token_id", -1));
+        Run r = evalOn(m);
+        assertOneLineError(r, "config.json", "bos_token_id");
+        assertTrue(r.err().contains("found -1"), r.err());
     }
 
     @Test
