@@ -2,9 +2,11 @@
 # how the CLI's JVM is started. Defines shrink_launch JAVA CLASSPATH [JVM options...] -- [shrink arguments...].
 #   SHRINK_HEAP=16g   the Java heap (default: the JVM's, a quarter of RAM)
 
-# Every run needs these: the Vector API, FFM and Arrow's memory without warnings.
+# Every run needs these: the Vector API, FFM and Arrow's memory without warnings; output in UTF-8
+# whatever the locale (Java would print ± and – as ? where LANG is unset, as under cron or env -i).
 SHRINK_JVM_FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED
-                  --sun-misc-unsafe-memory-access=allow --add-opens=java.base/java.nio=ALL-UNNAMED)
+                  --sun-misc-unsafe-memory-access=allow --add-opens=java.base/java.nio=ALL-UNNAMED
+                  -Dstdout.encoding=UTF-8 -Dstderr.encoding=UTF-8)
 
 # stderr without the JVM's "WARNING: Using incubator modules: jdk.incubator.vector", which it prints
 # first, before any output of Shrink's: the first line is read (byte by byte, so nothing else is held
