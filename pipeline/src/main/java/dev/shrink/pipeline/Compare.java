@@ -159,7 +159,7 @@ public final class Compare {
                 recipe.file().toAbsolutePath().normalize().toString(), base.toString(), baseKey,
                 new CompareReport.Machine(System.getProperty("os.name") + " " + System.getProperty("os.version"),
                         System.getProperty("os.arch"), Runtime.getRuntime().availableProcessors(), Runtime.version().toString(),
-                        ops.name(), nThreads, Runtime.getRuntime().maxMemory()),
+                        ops.name(), nThreads, Runtime.getRuntime().maxMemory(), dev.shrink.kernels.cpu.VectorOps.vectorBits()),
                 settings, rows, fronts(rows), ReportFiles.DEFINITIONS);
         ReportFiles.writeAll(work, report);
         out.printf(Locale.ROOT, "wrote %s, report.md, report.html%n", work.resolve("report.json"));

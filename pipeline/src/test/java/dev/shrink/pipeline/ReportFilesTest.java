@@ -45,7 +45,7 @@ class ReportFilesTest {
                 new CompareReport.Row("prune-gptq", List.of("prune(method=wanda)", "gptq(bits=4)"), null, null, 0, 0, 0, false,
                         null, "the prune stage needs the prune module (not merged yet)"));
         return new CompareReport("shrink 0.1.0", "2026-01-01T00:00:00Z", "/r/compare.yaml", "/m", "k0",
-                new CompareReport.Machine("Linux", "amd64", 2, "25", "cpu", 2, 6L << 30), Map.of("evaluation", Map.of()),
+                new CompareReport.Machine("Linux", "amd64", 2, "25", "cpu", 2, 6L << 30, 512), Map.of("evaluation", Map.of()),
                 rows, Compare.fronts(rows), ReportFiles.DEFINITIONS);
     }
 

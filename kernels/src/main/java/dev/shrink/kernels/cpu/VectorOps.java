@@ -46,6 +46,11 @@ public final class VectorOps implements Ops {
         return workers.threads();
     }
 
+    /** Bits of this CPU's preferred vector (256 with AVX2, 512 with AVX-512): speed depends on it, results do not. */
+    public static int vectorBits() {
+        return S.vectorBitSize();
+    }
+
     /** C = alpha · op(A) · op(B) + beta · C; op(A): [M, K], op(B): [K, N], C: [M, N]. See {@link Sgemm}. */
     @Override
     public void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha,
