@@ -9,8 +9,8 @@ import java.util.List;
 /**
  * The commands {@link SameBytesEverywhereTest} runs in one forked JVM (one JVM per vector width and
  * thread count, so that the JIT and the Vector API's preferred species are those of its flags):
- * GPTQ, AWQ, magnitude and Wanda pruning of stories260K-hf, and evaluations of the model and of
- * the GPTQ folder. Arguments: the output folder, the model folder, the thread count.
+ * GPTQ, AWQ, magnitude and Wanda pruning of stories260K-hf, two distillation steps of a student
+ * without layers 1 and 3, and evaluations of the model and of the GPTQ folder. Arguments: the output folder, the model folder, the thread count.
  * Exits with the first failing command's code, after printing its output.
  */
 final class SameBytesRun {
@@ -31,6 +31,9 @@ final class SameBytesRun {
                         "--pattern", "2:4"),
                 concat(List.of("prune", model, "--work-dir", out.resolve("wanda").toString(), "--method", "wanda",
                         "--sparsity", "0.5"), calib),
+                List.of("distill", "--teacher", model, "--drop-layers", "1,3", "--work-dir",
+                        out.resolve("distill").toString(), "--steps", "2", "--batch", "2", "--seqlen", "32",
+                        "--eval-windows", "0", "--calib-dataset", "c4"),
                 List.of("eval", "--model", model, "--dataset", "tinystories", "--max-windows", "4", "--json",
                         "-o", out.resolve("eval-model.json").toString()),
                 List.of("eval", "--model", gptq, "--dataset", "tinystories", "--max-windows", "4", "--json",
@@ -38,7 +41,9 @@ final class SameBytesRun {
         for (List<String> c : commands) {
             StringWriter log = new StringWriter();
             PrintWriter w = new PrintWriter(log, true);
+            long t0 = System.nanoTime();
             int code = Main.run(concat(c, List.of("--threads", threads, "-q")).toArray(String[]::new), w, w);
+            System.out.printf(java.util.Locale.ROOT, "%s: %.1f s%n", c.get(0), (System.nanoTime() - t0) / 1e9);
             if (code != 0) {
                 System.err.println("shrink " + String.join(" ", c) + " exited with " + code + ":\n" + log);
                 System.exit(code);
