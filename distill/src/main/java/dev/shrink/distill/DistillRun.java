@@ -252,8 +252,12 @@ public final class DistillRun {
         Map<String, Object> opts = new LinkedHashMap<>(cfg.identity());
         opts.put("micro_batch", cfg.microBatch());
         opts.put("checkpoint_every", cfg.checkpointEvery());
-        opts.put("adam", Map.of("beta1", cfg.adam().beta1(), "beta2", cfg.adam().beta2(), "eps", cfg.adam().eps(),
-                "weight_decay", cfg.adam().weightDecay()));
+        Map<String, Object> adam = new LinkedHashMap<>(); // Map.of's order changes from run to run
+        adam.put("beta1", cfg.adam().beta1());
+        adam.put("beta2", cfg.adam().beta2());
+        adam.put("eps", cfg.adam().eps());
+        adam.put("weight_decay", cfg.adam().weightDecay());
+        opts.put("adam", adam);
         opts.put("schedule", "linear warm-up, then cosine decay to 0 (transformers get_cosine_schedule_with_warmup)");
         rep.put("options", opts);
         Map<String, Object> data = new LinkedHashMap<>();

@@ -1,6 +1,7 @@
 package dev.shrink.distill;
 
 import dev.shrink.core.ops.Ops;
+import dev.shrink.kernels.cpu.LaneSums;
 import dev.shrink.kernels.cpu.WorkerPool;
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
@@ -10,8 +11,9 @@ import jdk.incubator.vector.FloatVector;
  * and of the backward, is {@link Ops#gemm} (the Vector-API SGEMM on the "cpu" backend); the rest
  * (norms, RoPE, softmax, SwiGLU, losses, AdamW) are loops over rows, heads or elements spread over
  * the threads of a {@link WorkerPool}. Sums that decide a result (norms, log-sum-exp, losses, the
- * gradient norm) are accumulated in double. Results do not depend on the thread count: work items
- * write disjoint outputs, and reductions use fixed chunks summed in order.
+ * gradient norm) are accumulated in double. Results do not depend on the thread count nor on the
+ * CPU's vector width: work items write disjoint outputs, reductions over rows follow
+ * {@link LaneSums}' fixed order and reductions over chunks use fixed chunks summed in order.
  *
  * <p>Attention works on blocks of {@value #QUERY_BLOCK} queries of one head: S = Q·Kᵀ/√D over the
  * keys the block can see, P = exp(S − lse) (lse saved by the forward), two GEMMs per block forward
@@ -280,24 +282,36 @@ public final class F32TrainOps implements TrainOps<float[]> {
         return max;
     }
 
-    /** x[o+j] = exp(x[o+j] − shift) for j &lt; n; returns Σ of the new values (lanes summed in order, in double). */
+    /**
+     * x[o+j] = exp(x[o+j] − shift) for j &lt; n; returns Σ of the new values, in {@link LaneSums}'
+     * fixed order (the same bits for every vector width).
+     */
     static double expInPlace(float[] x, int o, int n, float shift) {
-        FloatVector acc = FloatVector.zero(S);
-        int j = 0;
-        for (; j <= n - L; j += L) {
-            FloatVector e = FastExp.exp(FloatVector.fromArray(S, x, o + j).sub(shift));
-            e.intoArray(x, o + j);
-            acc = acc.add(e);
+        FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+        int bound = LaneSums.bound(n), j = 0;
+        for (; j < bound; j += LaneSums.W) {
+            a0 = a0.add(expInPlace(x, o + j, shift));
+            if (LaneSums.K > 1) {
+                a1 = a1.add(expInPlace(x, o + j + L, shift));
+            }
+            if (LaneSums.K > 2) {
+                a2 = a2.add(expInPlace(x, o + j + 2 * L, shift));
+                a3 = a3.add(expInPlace(x, o + j + 3 * L, shift));
+            }
         }
-        double sum = 0;
-        for (int k = 0; k < L; k++) {
-            sum += acc.lane(k);
-        }
+        float[] part = LaneSums.partials(a0, a1, a2, a3);
         for (; j < n; j++) {
             x[o + j] = FastExp.exp(x[o + j] - shift);
-            sum += x[o + j];
+            part[j & (LaneSums.W - 1)] += x[o + j];
         }
-        return sum;
+        return LaneSums.sum(part);
+    }
+
+    /** x[i .. i+L) = exp(x[i .. i+L) − shift), returned too. */
+    private static FloatVector expInPlace(float[] x, int i, float shift) {
+        FloatVector e = FastExp.exp(FloatVector.fromArray(S, x, i).sub(shift));
+        e.intoArray(x, i);
+        return e;
     }
 
     /** x[o+j] *= f for j &lt; n. */
@@ -495,22 +509,31 @@ public final class F32TrainOps implements TrainOps<float[]> {
         }
     }
 
-    /** Σ_j w[j]·(a[j] − b[j]), per lane in float, lanes added in double. */
+    /** Σ_j w[j]·(a[j] − b[j]): each term fused into its partial in float, in {@link LaneSums}' fixed order. */
     static double dotDiff(float[] w, float[] a, float[] b, int V) {
-        FloatVector acc = FloatVector.zero(S);
-        int j = 0;
-        for (; j <= V - L; j += L) {
-            FloatVector d = FloatVector.fromArray(S, a, j).sub(FloatVector.fromArray(S, b, j));
-            acc = d.fma(FloatVector.fromArray(S, w, j), acc);
+        FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+        int bound = LaneSums.bound(V), j = 0;
+        for (; j < bound; j += LaneSums.W) {
+            a0 = fmaDiff(w, a, b, j, a0);
+            if (LaneSums.K > 1) {
+                a1 = fmaDiff(w, a, b, j + L, a1);
+            }
+            if (LaneSums.K > 2) {
+                a2 = fmaDiff(w, a, b, j + 2 * L, a2);
+                a3 = fmaDiff(w, a, b, j + 3 * L, a3);
+            }
         }
-        double s = 0;
-        for (int k = 0; k < L; k++) {
-            s += acc.lane(k);
-        }
+        float[] part = LaneSums.partials(a0, a1, a2, a3);
         for (; j < V; j++) {
-            s += (double) w[j] * (a[j] - b[j]);
+            part[j & (LaneSums.W - 1)] = Math.fma(a[j] - b[j], w[j], part[j & (LaneSums.W - 1)]);
         }
-        return s;
+        return LaneSums.sum(part);
+    }
+
+    /** acc + (a − b)·w over [j, j+L), fused. */
+    private static FloatVector fmaDiff(float[] w, float[] a, float[] b, int j, FloatVector acc) {
+        FloatVector d = FloatVector.fromArray(S, a, j).sub(FloatVector.fromArray(S, b, j));
+        return d.fma(FloatVector.fromArray(S, w, j), acc);
     }
 
     @Override

@@ -180,7 +180,7 @@ public final class Compare {
                 relative(work, recipe.file()), relative(work, base), baseKey,
                 new CompareReport.Machine(System.getProperty("os.name") + " " + System.getProperty("os.version"),
                         System.getProperty("os.arch"), Runtime.getRuntime().availableProcessors(), Runtime.version().toString(),
-                        ops.name(), nThreads, Runtime.getRuntime().maxMemory()),
+                        ops.name(), nThreads, Runtime.getRuntime().maxMemory(), dev.shrink.kernels.cpu.VectorOps.vectorBits()),
                 settings, rows, fronts(rows), ReportFiles.DEFINITIONS, opt.command() != null ? opt.command() : command(recipe, opt),
                 relative(work, Path.of("")), null);
         if (opt.gate() != null) {

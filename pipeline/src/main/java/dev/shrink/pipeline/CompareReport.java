@@ -55,8 +55,13 @@ public record CompareReport(String tool, String created, String recipe, String m
         }
     }
 
-    /** Where it ran. {@code backend}: Ops.name() of every compression and measurement. */
-    public record Machine(String os, String arch, int cores, String java, String backend, int threads, long maxHeapBytes) {
+    /**
+     * Where it ran. {@code backend}: Ops.name() of every compression and measurement.
+     * {@code vectorBits}: the CPU's preferred vector size, for the speed columns only: outputs and
+     * perplexities do not depend on it nor on the threads (README, "Determinism").
+     */
+    public record Machine(String os, String arch, int cores, String java, String backend, int threads, long maxHeapBytes,
+                          int vectorBits) {
     }
 
     /**

@@ -191,8 +191,9 @@ public final class ReportFiles {
             break;
         }
         var m = r.machine();
-        lines.add(String.format(Locale.ROOT, "backend %s, %d threads; %s %s, %d cores, Java %s, max heap %s; %s",
-                m.backend(), m.threads(), m.os(), m.arch(), m.cores(), m.java(), mib(m.maxHeapBytes()), r.tool()));
+        lines.add(String.format(Locale.ROOT, "backend %s, %d threads; %s %s, %d cores, %d-bit vectors, Java %s, max heap %s; %s",
+                m.backend(), m.threads(), m.os(), m.arch(), m.cores(), m.vectorBits(), m.java(), mib(m.maxHeapBytes()),
+                r.tool()));
         return lines;
     }
 

@@ -59,7 +59,7 @@ class ReportFilesTest {
                 new CompareReport.Row("prune-gptq", List.of("prune(method=wanda)", "gptq(bits=4)"), null, null, 0, 0, 0, false,
                         null, "the prune stage needs the prune module (not merged yet)"));
         CompareReport r = new CompareReport("shrink 0.1.0", "2026-01-01T00:00:00Z", "../compare.yaml", "../models/m", "k0",
-                new CompareReport.Machine("Linux", "amd64", 2, "25", "cpu", 2, 6L << 30), Map.of("evaluation", Map.of()),
+                new CompareReport.Machine("Linux", "amd64", 2, "25", "cpu", 2, 6L << 30, 512), Map.of("evaluation", Map.of()),
                 rows, Compare.fronts(rows), ReportFiles.DEFINITIONS,
                 "shrink compare r/compare.yaml --baseline old/report.json --max-ppl-increase 1%", "..", null);
         return r.withGate(new CompareReport.GateVerdict("old/report.json", List.of("perplexity +1%"), false, 3,

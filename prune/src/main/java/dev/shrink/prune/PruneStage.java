@@ -277,7 +277,10 @@ public final class PruneStage {
             report.put("source_model", model.toAbsolutePath().normalize().toString());
             report.putAll(report(r, cfg));
             if (cfg.method().equals("wanda")) {
-                report.put("calibration", Map.of("samples", windows.length, "seqlen", windows[0].length));
+                Map<String, Object> calibration = new LinkedHashMap<>(); // Map.of's order changes from run to run
+                calibration.put("samples", windows.length);
+                calibration.put("seqlen", windows[0].length);
+                report.put("calibration", calibration);
             }
             PrunedCheckpoint.write(dir, outDir, r.weights(), r.record(), report, overwrite);
             return r;

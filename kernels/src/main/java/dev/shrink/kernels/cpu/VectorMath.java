@@ -1,22 +1,20 @@
 package dev.shrink.kernels.cpu;
 
-import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * exp and lane sums built only from IEEE-exact lane operations (add, mul, fma, min, max, integer
- * shifts), so the interpreter, C1 and C2 all give the same bits. The Vector API's own
- * {@code lanewise(EXP)} and float {@code reduceLanes(ADD)} do not promise that (an intrinsic and
- * the Java fallback may differ in the last bit, and which one runs depends on JIT timing), which
- * would make results differ from run to run and between thread counts.
+ * exp built only from IEEE-exact lane operations (add, mul, fma, min, max, integer shifts), so the
+ * interpreter, C1 and C2 all give the same bits, and each lane gives the same bits as the scalar
+ * form (so a row's vector body and scalar tail agree, whatever the vector width). The Vector API's
+ * own {@code lanewise(EXP)} and float {@code reduceLanes(ADD)} do not promise that (an intrinsic
+ * and the Java fallback may differ in the last bit, and which one runs depends on JIT timing),
+ * which would make results differ from run to run and between thread counts. Sums: {@link LaneSums}.
  */
 final class VectorMath {
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
-    /** Doubles of the same vector size, half as many lanes: the two halves of a float vector. */
-    static final VectorSpecies<Double> SD = VectorSpecies.of(double.class, S.vectorShape());
 
     private static final float LOG2E = 1.44269504088896341f;
     /** ln 2 = LN2_HI + LN2_LO; LN2_HI has 9 significant bits, so n · LN2_HI is exact (Cody–Waite). */
@@ -79,30 +77,5 @@ final class VectorMath {
         int ni = (int) n;
         int n1 = ni >> 1, n2 = ni - n1;
         return p * Float.intBitsToFloat((n1 + 127) << 23) * Float.intBitsToFloat((n2 + 127) << 23);
-    }
-
-    /** Σ of the lanes, added in lane order. */
-    static float sum(FloatVector v) {
-        float[] lanes = v.toArray();
-        float s = 0f;
-        for (float x : lanes) {
-            s += x;
-        }
-        return s;
-    }
-
-    /** Σ of the lanes, added in lane order. */
-    static double sum(DoubleVector v) {
-        double[] lanes = v.toArray();
-        double s = 0;
-        for (double x : lanes) {
-            s += x;
-        }
-        return s;
-    }
-
-    /** The lanes of a float vector widened to doubles: part 0 the low half, part 1 the high half. */
-    static DoubleVector widen(FloatVector v, int part) {
-        return (DoubleVector) v.convertShape(VectorOperators.F2D, SD, part);
     }
 }

@@ -12,8 +12,11 @@ import jdk.incubator.vector.VectorSpecies;
  * is tested against; results agree to float32 rounding, not bit for bit.
  *
  * <p>Results are reproducible: for a given input they do not depend on the thread count, on how
- * work is split, or on JIT state (exp and lane sums come from {@link VectorMath}, not from
- * Vector API operations whose last bit may differ between the intrinsic and its fallback).
+ * work is split, on the CPU's vector width, or on JIT state. Element-wise ops do the same float
+ * operations in their vector lanes and scalar tails; exp comes from {@link VectorMath}, not from
+ * Vector API operations whose last bit may differ between the intrinsic and its fallback; row
+ * sums follow {@link LaneSums}' fixed order; each GEMM output gets the same chain of FMAs
+ * whatever the tile ({@link Sgemm}).
  */
 public final class VectorOps implements Ops {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -43,6 +46,11 @@ public final class VectorOps implements Ops {
         return workers.threads();
     }
 
+    /** Bits of this CPU's preferred vector (256 with AVX2, 512 with AVX-512): speed depends on it, results do not. */
+    public static int vectorBits() {
+        return S.vectorBitSize();
+    }
+
     /** C = alpha · op(A) · op(B) + beta · C; op(A): [M, K], op(B): [K, N], C: [M, N]. See {@link Sgemm}. */
     @Override
     public void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha,
@@ -60,18 +68,9 @@ public final class VectorOps implements Ops {
         workers.forRange(M, Math.max(1, GRAIN / Math.max(1, C)), (m0, m1) -> {
             for (int m = m0; m < m1; m++) {
                 int row = m * C;
-                FloatVector acc = FloatVector.zero(S);
-                int c = 0;
-                for (; c < bound; c += L) {
-                    FloatVector xv = FloatVector.fromArray(S, x, row + c);
-                    acc = xv.fma(xv, acc);
-                }
-                double sumSq = VectorMath.sum(acc);
-                for (; c < C; c++) {
-                    sumSq += x[row + c] * x[row + c];
-                }
+                double sumSq = LaneSums.sumSquares(x, row, C);
                 float inv = (float) (1.0 / Math.sqrt(sumSq / C + eps));
-                c = 0;
+                int c = 0;
                 for (; c < bound; c += L) {
                     FloatVector.fromArray(S, x, row + c).mul(inv)
                             .mul(FloatVector.fromArray(S, weight, c))
@@ -179,7 +178,7 @@ public final class VectorOps implements Ops {
     }
 
     /** x[o .. o+n) = softmax(x[o .. o+n)), in float32 with the max subtracted. */
-    private static void softmaxInPlace(float[] x, int o, int n) {
+    static void softmaxInPlace(float[] x, int o, int n) {
         int bound = S.loopBound(n);
         int j = 0;
         float max = Float.NEGATIVE_INFINITY;
@@ -193,24 +192,44 @@ public final class VectorOps implements Ops {
         for (; j < n; j++) {
             max = Math.max(max, x[o + j]);
         }
-        FloatVector acc = FloatVector.zero(S);
-        for (j = 0; j < bound; j += L) {
-            FloatVector e = VectorMath.exp(FloatVector.fromArray(S, x, o + j).sub(max));
-            e.intoArray(x, o + j);
-            acc = acc.add(e);
+        // Σ exp(x − max) in LaneSums' fixed order: the same bits for every vector width
+        FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+        int sumBound = LaneSums.bound(n);
+        for (j = 0; j < sumBound; j += LaneSums.W) {
+            a0 = a0.add(expInPlace(x, o + j, max));
+            if (LaneSums.K > 1) {
+                a1 = a1.add(expInPlace(x, o + j + L, max));
+            }
+            if (LaneSums.K > 2) {
+                a2 = a2.add(expInPlace(x, o + j + 2 * L, max));
+                a3 = a3.add(expInPlace(x, o + j + 3 * L, max));
+            }
         }
-        float sum = VectorMath.sum(acc);
+        float[] part = LaneSums.partials(a0, a1, a2, a3);
         for (; j < n; j++) {
             x[o + j] = VectorMath.exp(x[o + j] - max);
-            sum += x[o + j];
+            part[j & (LaneSums.W - 1)] += x[o + j];
         }
-        float inv = 1f / sum;
+        double sum = LaneSums.sum(part);
+        float inv = (float) (1.0 / sum);
         for (j = 0; j < bound; j += L) {
             FloatVector.fromArray(S, x, o + j).mul(inv).intoArray(x, o + j);
         }
         for (; j < n; j++) {
             x[o + j] *= inv;
         }
+    }
+
+    /** exp(x[i .. i+L) − shift). */
+    private static FloatVector exp(float[] x, int i, float shift) {
+        return VectorMath.exp(FloatVector.fromArray(S, x, i).sub(shift));
+    }
+
+    /** x[i .. i+L) = exp(x[i .. i+L) − shift), returned too. */
+    private static FloatVector expInPlace(float[] x, int i, float shift) {
+        FloatVector e = exp(x, i, shift);
+        e.intoArray(x, i);
+        return e;
     }
 
     /**
@@ -238,7 +257,7 @@ public final class VectorOps implements Ops {
 
     /**
      * nll[m] = logsumexp(logits[m, :]) − logits[m, target[m]], rows in parallel; logits: [M, V].
-     * exp(x − max) in float32 vectors, summed in double.
+     * exp(x − max) in float32 vectors, summed in double in {@link LaneSums}' fixed order.
      */
     @Override
     public void crossEntropy(float[] logits, int M, int V, int[] targets, double[] nll) {
@@ -259,18 +278,33 @@ public final class VectorOps implements Ops {
                 for (; c < V; c++) {
                     max = Math.max(max, logits[row + c]);
                 }
-                // Σ exp(x − max): float exps, summed per lane in double, lanes added in order
-                DoubleVector lo = DoubleVector.zero(VectorMath.SD), hi = DoubleVector.zero(VectorMath.SD);
-                c = 0;
-                for (; c < bound; c += L) {
-                    FloatVector e = VectorMath.exp(FloatVector.fromArray(S, logits, row + c).sub(max));
-                    lo = lo.add(VectorMath.widen(e, 0));
-                    hi = hi.add(VectorMath.widen(e, 1));
+                // Σ exp(x − max): float exps, summed in double in LaneSums' fixed order
+                DoubleVector l0 = DoubleVector.zero(LaneSums.SD), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0,
+                        l3 = l0, h3 = l0;
+                int sumBound = LaneSums.bound(V);
+                for (c = 0; c < sumBound; c += LaneSums.W) {
+                    FloatVector e = exp(logits, row + c, max);
+                    l0 = l0.add(LaneSums.widen(e, 0));
+                    h0 = h0.add(LaneSums.widen(e, 1));
+                    if (LaneSums.K > 1) {
+                        e = exp(logits, row + c + L, max);
+                        l1 = l1.add(LaneSums.widen(e, 0));
+                        h1 = h1.add(LaneSums.widen(e, 1));
+                    }
+                    if (LaneSums.K > 2) {
+                        e = exp(logits, row + c + 2 * L, max);
+                        l2 = l2.add(LaneSums.widen(e, 0));
+                        h2 = h2.add(LaneSums.widen(e, 1));
+                        e = exp(logits, row + c + 3 * L, max);
+                        l3 = l3.add(LaneSums.widen(e, 0));
+                        h3 = h3.add(LaneSums.widen(e, 1));
+                    }
                 }
-                double sum = VectorMath.sum(lo) + VectorMath.sum(hi);
+                double[] part = LaneSums.partials(l0, h0, l1, h1, l2, h2, l3, h3);
                 for (; c < V; c++) {
-                    sum += VectorMath.exp(logits[row + c] - max);
+                    part[c & (LaneSums.W - 1)] += VectorMath.exp(logits[row + c] - max);
                 }
+                double sum = LaneSums.sum(part);
                 nll[m] = max + Math.log(sum) - logits[row + targets[m]];
             }
         });
