@@ -791,11 +791,22 @@ public final class AwqStage {
      * @throws ShrinkException when outDir is taken (without overwrite), no linear can be packed, or on
      *                         any error of the run or the writer (nothing is left behind then)
      */
+    /**
+     * Refuses, before the calibration runs (minutes on large models), an output folder whose disk
+     * has not room for the result: 4-bit linears for GEMM (the dequantized model as stored for fake).
+     */
+    public static void checkSpace(ModelDir dir, java.nio.file.Path outDir, Config cfg, AwqCheckpoint.Export export) {
+        dev.shrink.core.safetensors.ModelFolderWriter.checkSpace(outDir, dev.shrink.core.safetensors.ModelFolderWriter
+                .estimateBytes(dir.weights(), dir.spec()::isLinearWeight,
+                        export == AwqCheckpoint.Export.GEMM ? AwqQuantizer.BITS : 0, cfg.groupSize()));
+    }
+
     public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg,
                                   AwqCheckpoint.Export export, int[][] windows, Map<String, Object> reportHead,
                                   Ops ops, boolean quiet, boolean overwrite) {
         dev.shrink.core.safetensors.ModelFolderWriter.checkTarget(model, outDir, overwrite, "the AWQ model");
         try (ModelDir dir = ModelDir.open(model)) {
+            checkSpace(dir, outDir, cfg, export);
             Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
             if (r.quantized().isEmpty()) {
                 throw new ShrinkException(model + ": no decoder linear can be packed with --w-group-size " + cfg.groupSize()

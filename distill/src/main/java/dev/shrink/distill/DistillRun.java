@@ -125,6 +125,9 @@ public final class DistillRun {
             Students students = sdir != null ? Students.fromFolder(sdir, ops, r.keepZeros())
                     : Students.dropLayers(tdir, r.dropLayers(), ops);
             ModelDir source = sdir != null ? sdir : tdir;
+            // room for the distilled folder before training: the source's size, scaled by the blocks kept
+            ModelFolderWriter.checkSpace(r.out(), ModelFolderWriter.estimateBytes(source.weights(), n -> false, 0, 0)
+                    / source.config().layers() * students.config().layers());
             Students.checkPair(tdir.dir(), tdir.config(), tdir.spec(), source.dir(), students.config(), source.spec());
             DistillStage.Config cfg = r.config();
             if (cfg.hiddenWeight() > 0) {

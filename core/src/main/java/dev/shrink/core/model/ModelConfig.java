@@ -155,6 +155,11 @@ public record ModelConfig(
             throw ShrinkException.at(source, "hidden_act '" + act + "' is not supported (only silu)");
         }
         boolean qwen = arch.equals("Qwen2ForCausalLM");
+        double rmsNormEps = root.path("rms_norm_eps").asDouble(1e-6);
+        RopeConfig rope = r.rope();
+        checkFinitePositive(source, "rms_norm_eps", rmsNormEps);
+        checkFinitePositive(source, "rope_theta", rope.theta());
+        checkFinitePositive(source, "rope factor", rope.factor());
         return new ModelConfig(
                 arch,
                 hidden,
@@ -165,17 +170,46 @@ public record ModelConfig(
                 headDim,
                 r.requiredInt("vocab_size"),
                 r.optionalInt("max_position_embeddings", 2048),
-                root.path("rms_norm_eps").asDouble(1e-6),
-                r.rope(),
+                rmsNormEps,
+                rope,
                 root.path("tie_word_embeddings").asBoolean(false),
                 qwen || root.path("attention_bias").asBoolean(false),
                 root.hasNonNull("torch_dtype") ? root.get("torch_dtype").asText()
                         : root.hasNonNull("dtype") ? root.get("dtype").asText() : null,
                 root.hasNonNull("bos_token_id") ? root.get("bos_token_id").asInt() : null,
                 r.intList("eos_token_id"),
-                root.path("use_sliding_window").asBoolean(!qwen) && root.hasNonNull("sliding_window")
-                        ? root.get("sliding_window").asInt() : 0,
+                r.slidingWindow(arch),
                 root.deepCopy());
+    }
+
+    /**
+     * Values that make the forward's math non-finite are refused here, naming the field: RMSNorm
+     * divides by sqrt(mean(x²) + eps) (eps ≤ 0 gives 0/0 on a zero row, NaN for eps < −mean), and
+     * RoPE's inverse frequencies are 1/theta^(2i/D) (theta ≤ 0: NaN or infinite angles).
+     */
+    private static void checkFinitePositive(Path source, String key, double value) {
+        if (!(value > 0) || !Double.isFinite(value)) {
+            throw ShrinkException.at(source, "'" + key + "' must be a finite number above 0, found " + value
+                    + " (the forward's math would give NaN or infinite values)");
+        }
+    }
+
+    /**
+     * The attention window of block {@code layer}, or 0 for full attention, as transformers decides
+     * it: Mistral uses {@code sliding_window} in every block; Qwen2 only with {@code use_sliding_window}
+     * and then in the blocks marked "sliding_attention" by {@code layer_types}, or without that list
+     * in blocks {@code ≥ max_window_layers} (default 28); LLaMA has none. A query at position p sees
+     * the keys p − window + 1 .. p (transformers' masking_utils: kv_idx &gt; q_idx − sliding_window).
+     */
+    public int slidingWindow(int layer) {
+        if (slidingWindow <= 0 || !architecture.equals("Qwen2ForCausalLM")) {
+            return slidingWindow;
+        }
+        JsonNode types = raw.get("layer_types");
+        if (types != null && types.isArray() && layer < types.size()) {
+            return "sliding_attention".equals(types.get(layer).asText()) ? slidingWindow : 0;
+        }
+        return layer >= raw.path("max_window_layers").asInt(28) ? slidingWindow : 0;
     }
 
     private static String firstLine(String s) {
@@ -230,6 +264,33 @@ public record ModelConfig(
                 out.add(n.asInt());
             }
             return out;
+        }
+
+        /**
+         * sliding_window as transformers reads it: LLaMA ignores it; Mistral defaults to 4096 when the
+         * key is absent (null: full attention); Qwen2 uses it only with use_sliding_window. 0: none.
+         */
+        int slidingWindow(String arch) {
+            boolean present = switch (arch) {
+                case "MistralForCausalLM" -> true;
+                case "Qwen2ForCausalLM" -> root.path("use_sliding_window").asBoolean(false);
+                default -> false;
+            };
+            if (!present) {
+                return 0;
+            }
+            if (!root.has("sliding_window") && arch.equals("MistralForCausalLM")) {
+                return 4096;
+            }
+            JsonNode n = root.get("sliding_window");
+            if (n == null || n.isNull()) {
+                return 0;
+            }
+            if (!n.isIntegralNumber() || !n.canConvertToInt() || n.asInt() <= 0) {
+                throw ShrinkException.at(source, "field 'sliding_window' must be a positive integer or null, found " + n
+                        + " (a window of no keys gives NaN attention)");
+            }
+            return n.asInt();
         }
 
         /** rope_theta at the top level (transformers ≤ 4) or inside rope_parameters (transformers 5); rope_scaling too. */
