@@ -131,7 +131,10 @@ public final class AwqStage {
      */
     public static Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows, Config cfg, Ops ops,
                              boolean quiet) {
-        if (ops instanceof dev.shrink.kernels.cuda.CudaOps cuda && DeviceAwq.unsupported(spec) == null) {
+        int window = mc.shortestWindow();
+        // the GPU loop's attention (DeviceOps) attends to all keys; the host loop's ops take the window
+        if (ops instanceof dev.shrink.kernels.cuda.CudaOps cuda && DeviceAwq.unsupported(spec) == null
+                && (window == 0 || window >= windows[0].length)) {
             return DeviceAwq.run(mc, spec, src, windows, cfg, cuda, quiet, null);
         }
         long t0 = System.nanoTime();

@@ -135,6 +135,11 @@ public final class GptqStage {
                              Ops ops, boolean quiet) {
         if (ops instanceof CudaOps cuda && !cfg.method().equals("rtn")) {
             String why = DeviceGptq.unsupported(cfg, spec);
+            int window = mc.shortestWindow();
+            if (why == null && window > 0 && window < windows[0].length) {
+                // its attention (DeviceOps) attends to all keys; the host loop's ops take the window
+                why = "a sliding_window (" + window + ") shorter than the calibration windows";
+            }
             if (why == null) {
                 return DeviceGptq.run(mc, spec, src, windows, cfg, cuda, quiet, null);
             }

@@ -212,6 +212,18 @@ public record ModelConfig(
         return layer >= raw.path("max_window_layers").asInt(28) ? slidingWindow : 0;
     }
 
+    /** The shortest attention window of any block, or 0 when every block attends to all keys. */
+    public int shortestWindow() {
+        int w = 0;
+        for (int l = 0; l < layers; l++) {
+            int x = slidingWindow(l);
+            if (x > 0 && (w == 0 || x < w)) {
+                w = x;
+            }
+        }
+        return w;
+    }
+
     private static String firstLine(String s) {
         if (s == null) {
             return "";
