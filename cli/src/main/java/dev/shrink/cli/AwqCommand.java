@@ -94,6 +94,7 @@ final class AwqCommand implements Callable<Integer> {
         AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, skipUnfit, batch);
         Calibration calibration;
         try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
+            AwqStage.checkSpace(dir, workDir, cfg, exportKind); // before the calibration text is read and tokenized
             calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(), out);
         }
         int[][] windows = calibration.windows();

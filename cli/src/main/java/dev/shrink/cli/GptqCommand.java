@@ -115,6 +115,9 @@ final class GptqCommand implements Callable<Integer> {
         QuantScheme scheme = QuantScheme.of(bits, groupSize, sym).withMse(mse);
         GptqStage.Config cfg = new GptqStage.Config(method, scheme, actOrder, staticGroups, !noTrueSequential,
                 damp, blockSize, batch);
+        try (ModelDir dir = ModelDir.open(model)) {
+            GptqStage.checkSpace(dir, workDir, cfg); // before the calibration text is read and tokenized
+        }
         int[][] windows;
         boolean drawn = !(method.equals("rtn") && calib.tokens == null);
         if (!drawn) {

@@ -138,6 +138,7 @@ final class PruneCommand implements Callable<Integer> {
             PrunedCheckpoint.requireUnquantized(dir);
             WeightSource src = WeightSource.of(dir.weights());
             PruneStage.plan(dir, src, cfg); // bad targets or an N:M misfit: refused before calibration
+            PruneStage.checkSpace(dir, workDir);
             int[][] windows = switch (cfg.method()) {
                 case "magnitude" -> null;
                 case "wanda" -> {
@@ -198,6 +199,7 @@ final class PruneCommand implements Callable<Integer> {
         Ops ops = common.ops();
         try (ModelDir dir = ModelDir.open(model)) {
             java.util.Set<String> only = SparseGpt.targets(dir, p, t, i); // refused before calibration
+            PruneStage.checkSpace(dir, workDir);
             int[][] windows;
             try (Tokenizer tok = dir.tokenizer()) {
                 windows = CalibData.windows(calib.spec("random"), tok, dir.config().bosTokenId());

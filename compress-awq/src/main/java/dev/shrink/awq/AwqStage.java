@@ -131,7 +131,10 @@ public final class AwqStage {
      */
     public static Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows, Config cfg, Ops ops,
                              boolean quiet) {
-        if (ops instanceof dev.shrink.kernels.cuda.CudaOps cuda && DeviceAwq.unsupported(spec) == null) {
+        int window = mc.shortestWindow();
+        // the GPU loop's attention (DeviceOps) attends to all keys; the host loop's ops take the window
+        if (ops instanceof dev.shrink.kernels.cuda.CudaOps cuda && DeviceAwq.unsupported(spec) == null
+                && (window == 0 || window >= windows[0].length)) {
             return DeviceAwq.run(mc, spec, src, windows, cfg, cuda, quiet, null);
         }
         long t0 = System.nanoTime();
@@ -791,11 +794,22 @@ public final class AwqStage {
      * @throws ShrinkException when outDir is taken (without overwrite), no linear can be packed, or on
      *                         any error of the run or the writer (nothing is left behind then)
      */
+    /**
+     * Refuses, before the calibration runs (minutes on large models), an output folder whose disk
+     * has not room for the result: 4-bit linears for GEMM (the dequantized model as stored for fake).
+     */
+    public static void checkSpace(ModelDir dir, java.nio.file.Path outDir, Config cfg, AwqCheckpoint.Export export) {
+        dev.shrink.core.safetensors.ModelFolderWriter.checkSpace(outDir, dev.shrink.core.safetensors.ModelFolderWriter
+                .estimateBytes(dir.weights(), dir.spec()::isLinearWeight,
+                        export == AwqCheckpoint.Export.GEMM ? AwqQuantizer.BITS : 0, cfg.groupSize()));
+    }
+
     public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg,
                                   AwqCheckpoint.Export export, int[][] windows, Map<String, Object> reportHead,
                                   Ops ops, boolean quiet, boolean overwrite) {
         dev.shrink.core.safetensors.ModelFolderWriter.checkTarget(model, outDir, overwrite, "the AWQ model");
         try (ModelDir dir = ModelDir.open(model)) {
+            checkSpace(dir, outDir, cfg, export);
             Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
             if (r.quantized().isEmpty()) {
                 throw new ShrinkException(model + ": no decoder linear can be packed with --w-group-size " + cfg.groupSize()

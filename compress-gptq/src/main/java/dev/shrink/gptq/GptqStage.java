@@ -135,6 +135,11 @@ public final class GptqStage {
                              Ops ops, boolean quiet) {
         if (ops instanceof CudaOps cuda && !cfg.method().equals("rtn")) {
             String why = DeviceGptq.unsupported(cfg, spec);
+            int window = mc.shortestWindow();
+            if (why == null && window > 0 && window < windows[0].length) {
+                // its attention (DeviceOps) attends to all keys; the host loop's ops take the window
+                why = "a sliding_window (" + window + ") shorter than the calibration windows";
+            }
             if (why == null) {
                 return DeviceGptq.run(mc, spec, src, windows, cfg, cuda, quiet, null);
             }
@@ -290,11 +295,23 @@ public final class GptqStage {
      * @throws ShrinkException when outDir is taken (without overwrite), no linear can be packed, or on
      *                         any error of the run or the writer (nothing is left behind then)
      */
+    /**
+     * Refuses, before the calibration runs (minutes on large models), an output folder whose disk
+     * has not room for the result: the decoder linears at the scheme's bits (a dense copy when
+     * only pruning), everything else as stored.
+     */
+    public static void checkSpace(ModelDir dir, java.nio.file.Path outDir, Config cfg) {
+        dev.shrink.core.safetensors.ModelFolderWriter.checkSpace(outDir, dev.shrink.core.safetensors.ModelFolderWriter
+                .estimateBytes(dir.weights(), dir.spec()::isLinearWeight, cfg.quantizes() ? cfg.scheme().bits() : 0,
+                        cfg.scheme().groupSize()));
+    }
+
     public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg, int[][] windows, Map<String, Object> reportHead,
                                   String quantizer, Ops ops, boolean quiet, boolean overwrite) {
         dev.shrink.core.safetensors.ModelFolderWriter.checkTarget(model, outDir, overwrite, "the GPTQ model");
         QuantScheme s = cfg.scheme();
         try (ModelDir dir = ModelDir.open(model)) {
+            checkSpace(dir, outDir, cfg);
             Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
             if (!cfg.quantizes()) {
                 // SparseGPT without quantization: a dense folder with exact zeros

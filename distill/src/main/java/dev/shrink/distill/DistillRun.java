@@ -127,8 +127,20 @@ public final class DistillRun {
             Students students = sdir != null ? Students.fromFolder(sdir, ops, r.keepZeros())
                     : Students.dropLayers(tdir, r.dropLayers(), ops);
             ModelDir source = sdir != null ? sdir : tdir;
+            // room for the distilled folder before training: the source's size, scaled by the blocks kept
+            ModelFolderWriter.checkSpace(r.out(), ModelFolderWriter.estimateBytes(source.weights(), n -> false, 0, 0)
+                    / source.config().layers() * students.config().layers());
             Students.checkPair(tdir.dir(), tdir.config(), tdir.spec(), source.dir(), students.config(), source.spec());
             DistillStage.Config cfg = r.config();
+            for (ModelDir m : new ModelDir[] {tdir, source}) {
+                int window = m.config().shortestWindow();
+                if (window > 0 && window < cfg.seqlen()) {
+                    // the training forward and backward attend to every earlier key: refuse rather than train wrong
+                    throw ShrinkException.at(m.dir().resolve("config.json"), "sliding_window " + window
+                            + " is shorter than --seqlen " + cfg.seqlen() + "; distillation attends to all keys, so use"
+                            + " --seqlen " + window + " or less");
+                }
+            }
             if (cfg.hiddenWeight() > 0) {
                 cfg = withLayerMap(cfg, layerMap(cfg.layerMap(), students));
             }

@@ -63,8 +63,9 @@ public final class DeviceModel implements AutoCloseable {
         ModelConfig cfg = dir.config();
         ArchitectureSpec spec = dir.spec();
         WeightSource src = WeightSources.forModel(dir);
-        if (cfg.slidingWindow() > 0 && cfg.slidingWindow() < maxTokens) {
-            throw new Unsupported("sliding_window " + cfg.slidingWindow() + " is shorter than the " + maxTokens
+        int window = cfg.shortestWindow();
+        if (window > 0 && window < maxTokens) {
+            throw new Unsupported("sliding_window " + window + " is shorter than the " + maxTokens
                     + " positions of the run (the device decoder attends to the whole cache)");
         }
         for (ArchitectureSpec.Linear l : spec.linears()) {

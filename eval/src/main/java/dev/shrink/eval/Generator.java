@@ -2,6 +2,7 @@ package dev.shrink.eval;
 
 import dev.shrink.core.forward.CausalLM;
 import dev.shrink.core.forward.KvCache;
+import dev.shrink.core.forward.NonFinite;
 import dev.shrink.core.forward.Taps;
 import java.util.Arrays;
 import java.util.List;
@@ -37,6 +38,10 @@ public final class Generator {
         float[] hidden = lm.hidden(prompt, 1, prompt.length, caches, Taps.NONE);
         float[] logits = lm.logits(hidden, prompt.length - 1, 1);
         for (int step = 0; step < maxNewTokens; step++) {
+            if (!NonFinite.all(logits)) {
+                // run the whole sequence so far again without the cache, every op checked
+                throw lm.nonFinite(Arrays.copyOf(out, n), 1, n, "generation step " + step);
+            }
             int next = temperature <= 0 ? argmax(logits, V) : sample(logits, V, temperature, rng);
             out[n++] = next;
             onToken.accept(next);

@@ -2,6 +2,7 @@ package dev.shrink.eval;
 
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.CausalLM;
+import dev.shrink.core.forward.NonFinite;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.util.Progress;
 
@@ -114,7 +115,7 @@ public final class KlDivergence {
         return max + Math.log(s);
     }
 
-    /** [T, V] logits of window w of tokens. */
+    /** [T, V] logits of window w of tokens; NaN or infinite logits are an error naming the op that made them. */
     private static float[] windowLogits(CausalLM lm, int[] tokens, int w, int T) {
         int V = lm.config().vocab();
         int[] window = java.util.Arrays.copyOfRange(tokens, w * T, (w + 1) * T);
@@ -124,6 +125,9 @@ public final class KlDivergence {
         for (int r0 = 0; r0 < T; r0 += chunk) {
             int n = Math.min(chunk, T - r0);
             System.arraycopy(lm.logits(hidden, r0, n), 0, out, r0 * V, n * V);
+        }
+        if (!NonFinite.all(out)) {
+            throw lm.nonFinite(window, 1, T, "window " + w + " (KL divergence)");
         }
         return out;
     }

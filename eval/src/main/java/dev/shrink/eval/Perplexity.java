@@ -61,6 +61,11 @@ public final class Perplexity {
                     model.decoder().ops().crossEntropy(logits, n, V, masked(targets), nll);
                     for (int i = 0; i < n; i++) {
                         if (targets[i] >= 0) {
+                            if (!Double.isFinite(nll[i])) {
+                                int b = (r0 + i) / seqlen;
+                                throw model.nonFinite(java.util.Arrays.copyOfRange(tokens, b * seqlen, (b + 1) * seqlen),
+                                        1, seqlen, dataset + " window " + (w0 + b) + " (perplexity)");
+                            }
                             nllSum += nll[i];
                             windowNll[w0 + (r0 + i) / seqlen] += nll[i];
                             count++;

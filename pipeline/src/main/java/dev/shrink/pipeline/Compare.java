@@ -83,21 +83,9 @@ public final class Compare {
         SafeFiles.checkApart(opt.workDir(), recipe.inputs(), "the compare work dir");
         Path work = opt.workDir().toAbsolutePath().normalize();
         Path stages = work.resolve("stages"), results = work.resolve("results");
-        try {
-            Files.createDirectories(stages);
-            Files.createDirectories(results);
-        } catch (IOException e) {
-            throw ShrinkException.at(work, "cannot create the work dir: " + e.getMessage(), e);
-        }
-        // what killed runs left: unfinished stage folders, cache entries, reports (only dead owners')
-        SafeFiles.recoverAll(stages);
-        SafeFiles.recoverAll(results);
-        SafeFiles.recoverAll(work);
         Path base = recipe.model();
-        out.printf(Locale.ROOT, "compare %s: %s, %d pipeline%s%s, backend %s (%d threads), work dir %s%n",
-                recipe.file().getFileName(), base, pipelines.size(), pipelines.size() == 1 ? "" : "s",
-                recipe.baseline() ? " + baseline" : "", ops.name(), nThreads, work);
-        out.flush();
+        // The models first (config, weights, tokenizer; each distill stage's teacher): a bad model
+        // is refused before anything is created in the work dir.
         String baseKey;
         Integer bos;
         Tokenizer tok;
@@ -106,6 +94,33 @@ public final class Compare {
             bos = dir.config().bosTokenId();
             tok = dir.tokenizer();
         }
+        try {
+            for (Pipeline p : pipelines) {
+                for (StageSpec stage : p.stages()) {
+                    if (stage instanceof StageSpec.Distill dist) {
+                        try (ModelDir teacher = ModelDir.open(dist.teacher())) {
+                            teacher.tokenizer().close();
+                        }
+                    }
+                }
+            }
+            Files.createDirectories(stages);
+            Files.createDirectories(results);
+            // what killed runs left: unfinished stage folders, cache entries, reports (only dead owners')
+            SafeFiles.recoverAll(stages);
+            SafeFiles.recoverAll(results);
+            SafeFiles.recoverAll(work);
+        } catch (IOException e) {
+            tok.close();
+            throw ShrinkException.at(work, "cannot create the work dir: " + e.getMessage(), e);
+        } catch (RuntimeException e) {
+            tok.close();
+            throw e;
+        }
+        out.printf(Locale.ROOT, "compare %s: %s, %d pipeline%s%s, backend %s (%d threads), work dir %s%n",
+                recipe.file().getFileName(), base, pipelines.size(), pipelines.size() == 1 ? "" : "s",
+                recipe.baseline() ? " + baseline" : "", ops.name(), nThreads, work);
+        out.flush();
         Measurer measurer = new Measurer(recipe.evaluation(), base, ops, opt.quiet(), out);
         Map<String, Object> evalSettings = evaluationSettings(recipe, measurer.seqlen());
         Map<CalibSettings, Drawn> windows = new HashMap<>();

@@ -265,11 +265,20 @@ public final class PruneStage {
      *
      * @param windows calibration windows [n][T] for Wanda; null for magnitude
      */
+    /**
+     * Refuses, before any scoring or calibration, an output folder whose disk has not room for a
+     * dense copy in the source's dtype (the compressed sparse formats take less: a margin).
+     */
+    public static void checkSpace(ModelDir dir, Path outDir) {
+        ModelFolderWriter.checkSpace(outDir, ModelFolderWriter.estimateBytes(dir.weights(), n -> false, 0, 0));
+    }
+
     public static Result compress(Path model, Path outDir, Config cfg, int[][] windows, Ops ops, boolean quiet,
                                   boolean overwrite) {
         try (ModelDir dir = ModelDir.open(model)) {
             PrunedCheckpoint.requireUnquantized(dir);
             ModelFolderWriter.checkTarget(dir.dir(), outDir, overwrite, "the pruned model");
+            checkSpace(dir, outDir);
             Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
             Map<String, Object> report = new LinkedHashMap<>();
             report.put("stage", "prune");

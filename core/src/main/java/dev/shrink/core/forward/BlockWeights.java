@@ -83,7 +83,7 @@ public final class BlockWeights {
             throw new ShrinkException(src.origin(name) + ": tensor '" + name + "' has shape " + Arrays.toString(shape)
                     + " but config.json implies " + Arrays.toString(expected));
         }
-        return src.floats(name);
+        return NonFinite.checkWeight(src.origin(name), name, src.floats(name));
     }
 
     public int layer() {

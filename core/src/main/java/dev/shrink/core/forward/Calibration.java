@@ -28,19 +28,15 @@ public final class Calibration {
 
     /** A weight with NaN or Inf cannot be quantized meaningfully: one clear error naming it. */
     public static void requireFiniteWeight(float[] W, String name) {
-        for (float v : W) {
-            if (!Float.isFinite(v)) {
-                throw new ShrinkException(name + ": the weight holds NaN or Inf; refusing to quantize it");
-            }
+        if (NonFinite.first(W, W.length) >= 0) {
+            throw new ShrinkException(name + ": the weight holds NaN or Inf; refusing to quantize it");
         }
     }
 
     /** Activations that overflowed on the calibration data: one clear error naming the block. */
     public static void requireFiniteActivations(float[] x, int layer) {
-        for (float v : x) {
-            if (!Float.isFinite(v)) {
-                throw new ShrinkException("block " + layer + ": activations became NaN or Inf on the calibration data");
-            }
+        if (NonFinite.first(x, x.length) >= 0) {
+            throw new ShrinkException("block " + layer + ": activations became NaN or Inf on the calibration data");
         }
     }
 }

@@ -19,13 +19,20 @@ public final class CausalLM {
     private final float[] head;      // [V, C]: E itself when tied
     private final float[] finalNorm; // [C]
     private final List<BlockWeights> blocks;
+    private final String source;     // the model folder (or weights file) for messages, or null
 
     public CausalLM(Decoder decoder, float[] embed, float[] head, float[] finalNorm, List<BlockWeights> blocks) {
+        this(decoder, embed, head, finalNorm, blocks, null);
+    }
+
+    private CausalLM(Decoder decoder, float[] embed, float[] head, float[] finalNorm, List<BlockWeights> blocks,
+                     String source) {
         this.decoder = decoder;
         this.embed = embed;
         this.head = head;
         this.finalNorm = finalNorm;
         this.blocks = blocks;
+        this.source = source;
     }
 
     /** Reads every weight as float32 from {@code src}. */
@@ -35,6 +42,9 @@ public final class CausalLM {
         float[] head;
         if (src.has(spec.lmHead())) {
             head = read(src, spec.lmHead(), V, C);
+            if (cfg.tiedEmbeddings()) {
+                head = tiedHead(src, spec, embed, head);
+            }
         } else if (cfg.tiedEmbeddings()) {
             head = embed;
         } else {
@@ -46,7 +56,28 @@ public final class CausalLM {
         for (int i = 0; i < cfg.layers(); i++) {
             blocks.add(BlockWeights.load(src, cfg, spec, i));
         }
-        return new CausalLM(new Decoder(cfg, spec, ops), embed, head, norm, blocks);
+        String origin = src.origin(spec.embedTokens());
+        java.nio.file.Path parent = origin.endsWith(".safetensors") ? java.nio.file.Path.of(origin).getParent() : null;
+        return new CausalLM(new Decoder(cfg, spec, ops), embed, head, norm, blocks,
+                parent != null ? parent.toString() : origin);
+    }
+
+    /**
+     * tie_word_embeddings: true with an lm_head in the weights too, as transformers 5 resolves it
+     * (PreTrainedModel.tie_weights during from_pretrained): equal tensors are tied (the head is the
+     * embedding); different ones are NOT tied, the checkpoint's lm_head is used, with a warning.
+     * Every reader (this one, the GPU decoder's, distillation's) and so every writer that copies
+     * lm_head through gives the same head.
+     */
+    public static float[] tiedHead(WeightSource src, ArchitectureSpec spec, float[] embed, float[] head) {
+        if (Arrays.equals(embed, head)) {
+            return embed;
+        }
+        String origin = src.origin(spec.lmHead());
+        dev.shrink.core.util.Warnings.once("tied-head " + origin, origin + ": config.json sets tie_word_embeddings: true "
+                + "but '" + spec.lmHead() + "' differs from '" + spec.embedTokens() + "'; using '" + spec.lmHead()
+                + "' as transformers 5 does (it ties them only when equal; set tie_word_embeddings: false to silence this)");
+        return head;
     }
 
     private static float[] read(WeightSource src, String name, long... shape) {
@@ -57,7 +88,7 @@ public final class CausalLM {
             throw new ShrinkException(src.origin(name) + ": tensor '" + name + "' has shape " + Arrays.toString(src.shape(name))
                     + " but config.json implies " + Arrays.toString(shape));
         }
-        return src.floats(name);
+        return NonFinite.checkWeight(src.origin(name), name, src.floats(name));
     }
 
     public Decoder decoder() {
@@ -106,6 +137,29 @@ public final class CausalLM {
     /** logits [rows, V] of hidden rows row0..row0+rows−1. */
     public float[] logits(float[] hidden, int row0, int rows) {
         return decoder.logits(head, hidden, row0, rows);
+    }
+
+    /**
+     * The error for a forward of {@code tokens} (B sequences of T, from position 0) whose result
+     * (logits, NLL, KL) was NaN or infinite: the same forward is run again with every op's output
+     * checked, and the error names the model, {@code what} was computed, and the first op that
+     * produced a non-finite value ("MODEL: heldout window 3: non-finite output (NaN) first at layer 0
+     * attention (...)"). The weights themselves were checked when read.
+     */
+    public ShrinkException nonFinite(int[] tokens, int B, int T, String what) {
+        String prefix = (source == null ? "" : source + ": ") + what + ": ";
+        CausalLM checked = new CausalLM(decoder.checking(), embed, head, finalNorm, blocks, source);
+        try {
+            float[] h = checked.hidden(tokens, B, T, null, Taps.NONE);
+            int chunk = Math.max(1, (16 << 20) / config().vocab());
+            for (int r0 = 0; r0 < B * T; r0 += chunk) {
+                checked.logits(h, r0, Math.min(chunk, B * T - r0));
+            }
+        } catch (NonFinite.OpException e) {
+            return new ShrinkException(prefix + e.getMessage(), e);
+        }
+        return new ShrinkException(prefix + "the result is not finite (NaN or infinite), although no op of the "
+                + "forward was when run again with checks");
     }
 
     public KvCache newCache(int capacity) {

@@ -17,15 +17,46 @@ public final class Decoder {
     private final ModelConfig cfg;
     private final ArchitectureSpec spec;
     private final Ops ops;
+    private final boolean checking;
     private float[] cos; // [P, D/2]
     private float[] sin; // [P, D/2]
     private int tablePositions;
 
     public Decoder(ModelConfig cfg, ArchitectureSpec spec, Ops ops) {
+        this(cfg, spec, ops, false);
+    }
+
+    private Decoder(ModelConfig cfg, ArchitectureSpec spec, Ops ops, boolean checking) {
         this.cfg = cfg;
         this.spec = spec;
         this.ops = ops;
+        this.checking = checking;
         ensureRope(Math.min(cfg.maxPositions(), 16));
+    }
+
+    /**
+     * The same forward with every op's output checked for NaN and ±Inf: the first op that produces
+     * one throws {@link NonFinite.OpException} naming it and its block. For diagnosis only (a pass
+     * over every intermediate array): a forward whose result was not finite is run again with it.
+     */
+    public Decoder checking() {
+        return new Decoder(cfg, spec, ops, true);
+    }
+
+    /** In a checking decoder: throws when x[0..n) holds a non-finite value, naming {@code where}. */
+    private void checkAt(float[] x, int n, String where) {
+        if (checking) {
+            int i = NonFinite.first(x, n);
+            if (i >= 0) {
+                throw new NonFinite.OpException(where, x[i]);
+            }
+        }
+    }
+
+    private void check(float[] x, int layer, String what) {
+        if (checking) {
+            checkAt(x, x.length, "layer " + layer + " " + what);
+        }
     }
 
     public Ops ops() {
@@ -99,13 +130,17 @@ public final class Decoder {
         // Attention: h = RMSNorm(x); x += Attn(h)·Woᵀ
         float[] h = new float[M * C];
         ops.rmsNorm(x, w.inputNorm(), (float) cfg.rmsNormEps(), M, C, h);
+        check(h, layer, "input_layernorm (RMSNorm)");
         float[] o = attention(w, h, B, T, 1, caches, taps);
         addInPlace(x, o);
+        check(x, layer, "residual add after attention");
 
         // MLP: h = RMSNorm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
         ops.rmsNorm(x, w.postAttentionNorm(), (float) cfg.rmsNormEps(), M, C, h);
+        check(h, layer, "post_attention_layernorm (RMSNorm)");
         float[] d = mlp(w, h, M, 1, taps);
         addInPlace(x, d);
+        check(x, layer, "residual add after the MLP");
         taps.blockOutput(layer, x, M, C);
     }
 
@@ -180,6 +215,7 @@ public final class Decoder {
         float[] q = linear(w, qn, h, M, C, R * qDim);   // [M, R·H·D]
         float[] k = linear(w, kn, h, M, C, R * kvDim);  // [M, R·Hkv·D]
         float[] v = linear(w, vn, h, M, C, R * kvDim);  // [M, R·Hkv·D]
+        int window = cfg.slidingWindow(layer);
         float[] attn = new float[M * R * qDim];         // [M, R, H·D]
         int[] positions = new int[T];
         for (int b = 0; b < B; b++) {
@@ -194,13 +230,16 @@ public final class Decoder {
                 float[] vb = rows(v, b * T, T, R * kvDim, r * kvDim, kvDim);
                 ops.rope(qb, T, H, D, positions, cos, sin);
                 ops.rope(kb, T, Hkv, D, positions, cos, sin);
+                check(qb, layer, "rotary embedding of the queries");
+                check(kb, layer, "rotary embedding of the keys");
                 float[] out = new float[T * qDim];
                 if (caches == null) {
-                    ops.attention(qb, kb, vb, T, T, H, Hkv, D, out);
+                    ops.attention(qb, kb, vb, T, T, H, Hkv, D, window, out);
                 } else {
                     caches[b].append(layer, kb, 0, vb, 0, T);
-                    ops.attention(qb, caches[b].keys(layer), caches[b].values(layer), T, start + T, H, Hkv, D, out);
+                    ops.attention(qb, caches[b].keys(layer), caches[b].values(layer), T, start + T, H, Hkv, D, window, out);
                 }
+                check(out, layer, "attention (softmax(q·kᵀ/√D)·v)");
                 if (R == 1) {
                     System.arraycopy(out, 0, attn, b * T * qDim, T * qDim);
                 } else {
@@ -234,6 +273,7 @@ public final class Decoder {
         float[] g = linear(w, gn, h, M, C, R * F);   // [M, R·F] = [M·R, F]
         float[] u = linear(w, un, h, M, C, R * F);   // [M, R·F]
         ops.swiglu(g, u, M * R * F, g);
+        check(g, layer, "SwiGLU (silu(gate) · up)");
         taps.linearInput(layer, dn, g, M * R, F);
         return linear(w, dn, g, M * R, F, C);        // [M·R, C]
     }
@@ -257,12 +297,14 @@ public final class Decoder {
                 }
             }
         }
+        check(y, w.layer(), name + " (linear " + spec.layer(w.layer(), name) + ")");
         return y;
     }
 
     /** Final RMSNorm in place on x: [M, C]. */
     public void finalNorm(float[] normWeight, float[] x, int M) {
         ops.rmsNorm(x, normWeight, (float) cfg.rmsNormEps(), M, cfg.hidden(), x);
+        checkAt(x, M * cfg.hidden(), "the final norm (RMSNorm)");
     }
 
     /** logits: [rows, V] = x[row0 .. row0+rows, :] · headᵀ, head: [V, C]. */
@@ -270,6 +312,7 @@ public final class Decoder {
         int C = cfg.hidden(), V = cfg.vocab();
         float[] out = new float[rows * V];
         ops.gemm(false, true, rows, V, C, 1f, x, row0 * C, C, head, 0, C, 0f, out, 0, V);
+        checkAt(out, out.length, "the logits (lm_head)");
         return out;
     }
 

@@ -103,6 +103,24 @@ public record ArchitectureSpec(
         return out;
     }
 
+    /** Whether {@code tensor} is the weight of a block linear, e.g. "model.layers.3.mlp.down_proj.weight". */
+    public boolean isLinearWeight(String tensor) {
+        int at = layerPrefix.indexOf("%d");
+        String before = layerPrefix.substring(0, at), after = layerPrefix.substring(at + 2);
+        if (!tensor.startsWith(before) || !tensor.endsWith(".weight")) {
+            return false;
+        }
+        int i = before.length();
+        while (i < tensor.length() && Character.isDigit(tensor.charAt(i))) {
+            i++;
+        }
+        if (i == before.length() || !tensor.startsWith(after, i)) {
+            return false;
+        }
+        String rest = tensor.substring(i + after.length(), tensor.length() - ".weight".length());
+        return linears.stream().anyMatch(l -> l.name.equals(rest));
+    }
+
     public Linear linear(Role role) {
         for (Linear l : linears) {
             if (l.role == role) {

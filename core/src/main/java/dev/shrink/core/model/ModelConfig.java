@@ -162,6 +162,8 @@ public record ModelConfig(
         int maxPositions = r.optionalInt("max_position_embeddings", 2048, false);
         double eps = r.positiveNumber(root, "rms_norm_eps", 1e-6, "");
         RopeConfig rope = r.rope();
+        checkFinitePositive(source, "rope_theta", rope.theta());
+        checkFinitePositive(source, "rope factor", rope.factor());
         boolean tied = r.bool("tie_word_embeddings", false);
         boolean bias = r.bool("attention_bias", false);
         String dtype = r.string("torch_dtype", null, true);
@@ -170,11 +172,52 @@ public record ModelConfig(
         }
         int bos = r.optionalTokenId("bos_token_id");
         List<Integer> eos = r.tokenIds("eos_token_id");
-        boolean useWindow = r.bool("use_sliding_window", !qwen);
-        int window = r.nonNegativeInt("sliding_window");
+        int window = r.slidingWindow(arch);
         r.quantizationConfig();
         return new ModelConfig(arch, hidden, intermediate, layers, heads, kvHeads, headDim, vocab, maxPositions, eps, rope,
-                tied, qwen || bias, dtype, bos < 0 ? null : bos, eos, useWindow ? window : 0, root.deepCopy());
+                tied, qwen || bias, dtype, bos < 0 ? null : bos, eos, window, root.deepCopy());
+    }
+
+    /**
+     * Values that make the forward's math non-finite are refused here, naming the field: RMSNorm
+     * divides by sqrt(mean(x²) + eps) (eps ≤ 0 gives 0/0 on a zero row, NaN for eps < −mean), and
+     * RoPE's inverse frequencies are 1/theta^(2i/D) (theta ≤ 0: NaN or infinite angles).
+     */
+    private static void checkFinitePositive(Path source, String key, double value) {
+        if (!(value > 0) || !Double.isFinite(value)) {
+            throw ShrinkException.at(source, "'" + key + "' must be a finite number above 0, found " + value
+                    + " (the forward's math would give NaN or infinite values)");
+        }
+    }
+
+    /**
+     * The attention window of block {@code layer}, or 0 for full attention, as transformers decides
+     * it: Mistral uses {@code sliding_window} in every block; Qwen2 only with {@code use_sliding_window}
+     * and then in the blocks marked "sliding_attention" by {@code layer_types}, or without that list
+     * in blocks {@code ≥ max_window_layers} (default 28); LLaMA has none. A query at position p sees
+     * the keys p − window + 1 .. p (transformers' masking_utils: kv_idx &gt; q_idx − sliding_window).
+     */
+    public int slidingWindow(int layer) {
+        if (slidingWindow <= 0 || !architecture.equals("Qwen2ForCausalLM")) {
+            return slidingWindow;
+        }
+        JsonNode types = raw.get("layer_types");
+        if (types != null && types.isArray() && layer < types.size()) {
+            return "sliding_attention".equals(types.get(layer).asText()) ? slidingWindow : 0;
+        }
+        return layer >= raw.path("max_window_layers").asInt(28) ? slidingWindow : 0;
+    }
+
+    /** The shortest attention window of any block, or 0 when every block attends to all keys. */
+    public int shortestWindow() {
+        int w = 0;
+        for (int l = 0; l < layers; l++) {
+            int x = slidingWindow(l);
+            if (x > 0 && (w == 0 || x < w)) {
+                w = x;
+            }
+        }
+        return w;
     }
 
     /** Field access that names config.json and the key in every error. */
@@ -301,6 +344,33 @@ public record ModelConfig(
                 throw bad(prefix + key, "must be a positive number", n);
             }
             return n.doubleValue();
+        }
+
+        /**
+         * sliding_window as transformers reads it: LLaMA ignores it; Mistral defaults to 4096 when the
+         * key is absent (null: full attention); Qwen2 uses it only with use_sliding_window. 0: none.
+         */
+        int slidingWindow(String arch) {
+            boolean present = switch (arch) {
+                case "MistralForCausalLM" -> true;
+                case "Qwen2ForCausalLM" -> bool("use_sliding_window", false);
+                default -> false;
+            };
+            if (!present) {
+                return 0;
+            }
+            if (!root.has("sliding_window") && arch.equals("MistralForCausalLM")) {
+                return 4096;
+            }
+            JsonNode n = root.get("sliding_window");
+            if (n == null || n.isNull()) {
+                return 0;
+            }
+            if (!n.isIntegralNumber() || !n.canConvertToInt() || n.asInt() <= 0) {
+                throw ShrinkException.at(source, "field 'sliding_window' must be a positive integer or null, found " + n
+                        + " (a window of no keys gives NaN attention)");
+            }
+            return n.asInt();
         }
 
         /** quantization_config: an object or null (its keys are read by the format's reader). */

@@ -45,6 +45,32 @@ public interface Ops {
      */
     void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, float[] out);
 
+    /**
+     * {@link #attention} restricted to a sliding window: query row i, at absolute position
+     * p = Tk − Tq + i, attends keys max(0, p − window + 1)..p only (the {@code window} most recent,
+     * itself included; transformers' masking_utils sliding_window_overlay: kv_idx &gt; q_idx − window).
+     * {@code window} ≤ 0 or ≥ Tk is plain causal attention. This default runs each query row that the
+     * window cuts through the causal op on its window's keys; backends override it with a masked loop.
+     */
+    default void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
+                           float[] out) {
+        if (window <= 0 || window >= Tk) {
+            attention(q, k, v, Tq, Tk, H, Hkv, D, out);
+            return;
+        }
+        int qRow = H * D, kvRow = Hkv * D;
+        float[] qi = new float[qRow];
+        float[] oi = new float[qRow];
+        for (int i = 0; i < Tq; i++) {
+            int p = Tk - Tq + i, first = Math.max(0, p - window + 1);
+            float[] ki = java.util.Arrays.copyOfRange(k, first * kvRow, (p + 1) * kvRow);
+            float[] vi = java.util.Arrays.copyOfRange(v, first * kvRow, (p + 1) * kvRow);
+            System.arraycopy(q, i * qRow, qi, 0, qRow);
+            attention(qi, ki, vi, 1, p + 1 - first, H, Hkv, D, oi);
+            System.arraycopy(oi, 0, out, i * qRow, qRow);
+        }
+    }
+
     /** SwiGLU: out[i] = silu(gate[i]) · up[i] for i < n; out may alias gate. */
     void swiglu(float[] gate, float[] up, int n, float[] out);
 

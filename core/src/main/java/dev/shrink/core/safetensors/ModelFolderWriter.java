@@ -111,12 +111,14 @@ public final class ModelFolderWriter {
         try {
             SafeFiles.installFolder(target, overwrite, content::writeInto);
         } catch (ShrinkException e) {
-            throw e.getMessage().startsWith(target.toString()) ? e
-                    : new ShrinkException(target + ": not written: " + e.getMessage(), e);
+            // a file of the temporary folder is named as the file it was to become in outDir
+            String msg = asTarget(e.getMessage(), target);
+            throw msg.startsWith(target + java.io.File.separator) || msg.startsWith(target + ":") ? new ShrinkException(msg, e)
+                    : new ShrinkException(target + ": not written: " + msg, e);
         } catch (JsonProcessingException e) {
             throw ShrinkException.at(target, "not written: cannot serialize to JSON (the report?): " + oneLine(e), e);
         } catch (IOException e) {
-            throw ShrinkException.at(target, "not written: " + describe(e), e);
+            throw ShrinkException.at(target, "not written: " + asTarget(describe(e), target), e);
         } catch (RuntimeException e) {
             throw ShrinkException.at(target, "not written: " + oneLine(e), e);
         }
@@ -155,6 +157,73 @@ public final class ModelFolderWriter {
         return !(n.endsWith(".bin") || n.endsWith(".pt") || n.endsWith(".pth") || n.endsWith(".ckpt")
                 || n.endsWith(".pkl") || n.endsWith(".h5") || n.endsWith(".msgpack")
                 || n.equals("pytorch_model.bin.index.json"));
+    }
+
+    /**
+     * Refuses, before any work, an output folder whose file system has not room for {@code bytes}
+     * (plus 1% and 1 MiB): "OUT: not written: it needs N bytes (X GiB) and DIR has M bytes free".
+     * Without a usable-space figure nothing is refused (the write itself says if the disk fills).
+     */
+    public static void checkSpace(Path outDir, long bytes) {
+        Path target = outDir.toAbsolutePath().normalize();
+        Path p = target;
+        while (p != null && !Files.exists(p)) {
+            p = p.getParent();
+        }
+        if (p == null) {
+            return;
+        }
+        long free;
+        try {
+            free = Files.getFileStore(p).getUsableSpace();
+        } catch (IOException e) {
+            return;
+        }
+        long need = bytes + bytes / 100 + (1L << 20);
+        if (free < need) {
+            throw ShrinkException.at(outDir, String.format(Locale.ROOT,
+                    "not written: it needs about %,d bytes (%.2f GiB) and %s has %,d bytes (%.2f GiB) free",
+                    need, need / (double) (1L << 30), p, free, free / (double) (1L << 30)));
+        }
+    }
+
+    /**
+     * The size of a folder written from the weights {@code source}: the block linears matching
+     * {@code linearWeight} (e.g. "model.layers.N.self_attn.q_proj.weight") at {@code bits} per weight
+     * plus a 16-bit scale and a packed zero point per group of {@code groupSize} (≤ 0: one group
+     * per row), every other tensor as stored; {@code bits} ≤ 0 or ≥ 16: everything as stored. The
+     * source folder's other files (tokenizer, ...) are added as they are.
+     */
+    public static long estimateBytes(WeightStore source, java.util.function.Predicate<String> linearWeight, int bits,
+                                     int groupSize) {
+        long total = 0;
+        for (String name : source.names()) {
+            TensorInfo t = source.info(name);
+            if (bits > 0 && bits < 16 && t.rank() == 2 && linearWeight.test(name)) {
+                long n = t.numel(), k = t.shape()[1];
+                long groups = n / (groupSize > 0 ? Math.min(groupSize, k) : k);
+                total += (n * bits + 7) / 8 + groups * 2 + (groups * bits + 7) / 8;
+            } else {
+                total += t.byteLength();
+            }
+        }
+        try (var files = Files.list(source.dir())) {
+            for (Path f : (Iterable<Path>) files::iterator) {
+                String name = f.getFileName().toString();
+                if (Files.isRegularFile(f) && !name.endsWith(".safetensors")) {
+                    total += Files.size(f);
+                }
+            }
+        } catch (IOException e) {
+            // the tensors are the bulk; the small files are a margin
+        }
+        return total;
+    }
+
+    /** {@code message} with the paths inside {@code target}'s temporary folder (TARGET.tmp-...) shown as inside target. */
+    private static String asTarget(String message, Path target) {
+        return message == null ? "" : message.replaceAll(java.util.regex.Pattern.quote(target.toString()) + "\\.tmp-[A-Za-z0-9-]+",
+                java.util.regex.Matcher.quoteReplacement(target.toString()));
     }
 
     /** Writes {@code node} as pretty JSON (plus a newline) into a new file. */

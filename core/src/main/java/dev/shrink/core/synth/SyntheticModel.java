@@ -178,7 +178,7 @@ public final class SyntheticModel {
             total += t.numel() * o.dtype().byteSize();
         }
         Path target = ModelFolderWriter.checkTarget(o.tokenizerFrom(), out, overwrite, "the synthetic model");
-        checkSpace(target, total);
+        ModelFolderWriter.checkSpace(target, total);
         if (o.tokenizerFrom() != null) {
             checkTokenizer(o.tokenizerFrom(), s.vocab());
         }
@@ -238,28 +238,6 @@ public final class SyntheticModel {
             }
         });
         return new Summary(target, n, total, s.parameters(), (System.nanoTime() - t0) / 1e9);
-    }
-
-    /** Refuses a target whose file system has not room for the weights (plus 1%). */
-    private static void checkSpace(Path target, long bytes) {
-        Path p = target.getParent();
-        while (p != null && !Files.exists(p)) {
-            p = p.getParent();
-        }
-        if (p == null) {
-            return;
-        }
-        try {
-            long free = Files.getFileStore(p).getUsableSpace();
-            long need = bytes + bytes / 100 + (1L << 20);
-            if (free < need) {
-                throw ShrinkException.at(target, String.format(Locale.ROOT,
-                        "not written: the weights need %.2f GiB and %s has %.2f GiB free", need / (double) (1L << 30), p,
-                        free / (double) (1L << 30)));
-            }
-        } catch (IOException e) {
-            // no usable-space figure: the write itself will say if the disk fills
-        }
     }
 
     /** The tensor's values as bf16/fp16 in native memory, chunks generated in parallel. */

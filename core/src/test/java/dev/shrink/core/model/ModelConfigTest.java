@@ -73,6 +73,48 @@ class ModelConfigTest {
         assertTrue(ArchitectureSpec.QWEN2.linear(ArchitectureSpec.Role.Q).bias());
     }
 
+    /** Which blocks use a window, as transformers' configs decide it (see ModelConfig.slidingWindow(int)). */
+    @Test
+    void slidingWindowPerLayerAsTransformersReadsIt() throws Exception {
+        String mistral = LLAMA2_STYLE.replace("LlamaForCausalLM", "MistralForCausalLM");
+        assertEquals(4096, parse(mistral).slidingWindow(5), "MistralConfig's default when the key is absent");
+        assertEquals(0, parse(mistral.replace("\"vocab_size\"", "\"sliding_window\": null, \"vocab_size\"")).slidingWindow(0),
+                "null: full attention");
+        ModelConfig m4 = parse(mistral.replace("\"vocab_size\"", "\"sliding_window\": 4, \"vocab_size\""));
+        assertEquals(4, m4.slidingWindow(0));
+        assertEquals(4, m4.slidingWindow(31), "Mistral: every block");
+        assertEquals(0, parse(LLAMA2_STYLE.replace("\"vocab_size\"", "\"sliding_window\": 4, \"vocab_size\""))
+                .slidingWindow(3), "LlamaForCausalLM has no sliding window");
+        String qwen = LLAMA2_STYLE.replace("LlamaForCausalLM", "Qwen2ForCausalLM")
+                .replace("\"vocab_size\"", "\"use_sliding_window\": true, \"sliding_window\": 8, \"vocab_size\"");
+        ModelConfig q = parse(qwen.replace("\"vocab_size\"", "\"max_window_layers\": 2, \"vocab_size\""));
+        assertEquals(0, q.slidingWindow(1), "blocks below max_window_layers: full attention");
+        assertEquals(8, q.slidingWindow(2));
+        assertEquals(0, parse(qwen).slidingWindow(27), "max_window_layers defaults to 28");
+        assertEquals(8, parse(qwen).slidingWindow(28));
+        ModelConfig typed = parse(qwen.replace("\"vocab_size\"", "\"layer_types\": [\"sliding_attention\", "
+                + "\"full_attention\"], \"vocab_size\""));
+        assertEquals(8, typed.slidingWindow(0), "layer_types decides where given");
+        assertEquals(0, typed.slidingWindow(1));
+        ShrinkException e = assertThrows(ShrinkException.class,
+                () -> parse(mistral.replace("\"vocab_size\"", "\"sliding_window\": 0, \"vocab_size\"")));
+        assertTrue(e.getMessage().startsWith("config.json: field 'sliding_window' must be a positive integer"), e.getMessage());
+    }
+
+    /** Values that make the forward non-finite are refused, naming the field. */
+    @Test
+    void valuesThatMakeTheMathNonFiniteAreRefused() {
+        for (String[] c : new String[][] {
+                {"\"rope_theta\": 10000.0", "\"rope_theta\": 0", "rope_theta"},
+                {"\"rope_theta\": 10000.0", "\"rope_theta\": -5.0", "rope_theta"},
+                {"\"rms_norm_eps\": 1e-5", "\"rms_norm_eps\": -1", "rms_norm_eps"},
+                {"\"rms_norm_eps\": 1e-5", "\"rms_norm_eps\": 0.0", "rms_norm_eps"}}) {
+            ShrinkException e = assertThrows(ShrinkException.class, () -> parse(LLAMA2_STYLE.replace(c[0], c[1])), c[1]);
+            assertTrue(e.getMessage().startsWith("config.json: '" + c[2] + "' must be a finite number above 0"),
+                    e.getMessage());
+        }
+    }
+
     @Test
     void llama3RopeScalingKeepsHighFrequencies() throws Exception {
         ModelConfig c = parse(LLAMA2_STYLE.replace("\"rope_theta\": 10000.0", "\"rope_theta\": 500000.0, \"rope_scaling\": "

@@ -85,6 +85,13 @@ public final class ReferenceOps implements Ops {
      */
     @Override
     public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, float[] out) {
+        attention(q, k, v, Tq, Tk, H, Hkv, D, 0, out);
+    }
+
+    /** With a sliding window (≤ 0: none): query i sees keys max(0, position − window + 1)..position. */
+    @Override
+    public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
+                          float[] out) {
         OpsChecks.attention(q, k, v, Tq, Tk, H, Hkv, D, out);
         int group = H / Hkv;
         double scale = 1.0 / Math.sqrt(D);
@@ -92,12 +99,13 @@ public final class ReferenceOps implements Ops {
         double[] acc = new double[D];
         for (int i = 0; i < Tq; i++) {
             int visible = Tk - Tq + i + 1; // keys 0..position
+            int first = window > 0 ? Math.max(0, visible - window) : 0;
             for (int h = 0; h < H; h++) {
                 int qRow = (i * H + h) * D;
                 int kvHead = h / group;
                 // scores[j] = q·k_j / sqrt(D), in float32 as the spec asks
                 float max = Float.NEGATIVE_INFINITY;
-                for (int j = 0; j < visible; j++) {
+                for (int j = first; j < visible; j++) {
                     int kRow = (j * Hkv + kvHead) * D;
                     double dot = 0;
                     for (int d = 0; d < D; d++) {
@@ -109,7 +117,7 @@ public final class ReferenceOps implements Ops {
                 // softmax weights e_j = exp(s_j − max), normalized at the end
                 double sum = 0;
                 java.util.Arrays.fill(acc, 0);
-                for (int j = 0; j < visible; j++) {
+                for (int j = first; j < visible; j++) {
                     double e = Math.exp(scores[j] - max);
                     sum += e;
                     int vRow = (j * Hkv + kvHead) * D;

@@ -135,7 +135,18 @@ public final class VectorOps implements Ops {
      */
     @Override
     public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, float[] out) {
+        attention(q, k, v, Tq, Tk, H, Hkv, D, 0, out);
+    }
+
+    /**
+     * With a sliding window (≤ 0: none): each query block multiplies only the keys some row of it
+     * sees, and each row's keys before its window are masked like those past its position.
+     */
+    @Override
+    public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
+                          float[] out) {
         OpsChecks.attention(q, k, v, Tq, Tk, H, Hkv, D, out);
+        int W = window > 0 && window < Tk ? window : 0;
         if (Tq == 0 || D == 0) {
             return;
         }
@@ -143,21 +154,22 @@ public final class VectorOps implements Ops {
         int tasks = H * qBlocks;
         if ((long) Tq * Tk * H * D < GRAIN) {
             for (int t = 0; t < tasks; t++) {
-                attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, out, t % H, t / H);
+                attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, W, out, t % H, t / H);
             }
             return;
         }
         // Neighbouring tasks are different heads of one query block, so the costly late blocks
         // (more visible keys) spread over the threads.
-        workers.forEach(tasks, t -> attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, out, t % H, t / H));
+        workers.forEach(tasks, t -> attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, W, out, t % H, t / H));
     }
 
     /** Queries qBlock·QUERY_BLOCK.. of head h; see {@link #attention}. */
-    private void attentionBlock(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D,
+    private void attentionBlock(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
                                 float[] out, int h, int qBlock) {
         int kvHead = h / (H / Hkv);
         int i0 = qBlock * QUERY_BLOCK, rows = Math.min(Tq, i0 + QUERY_BLOCK) - i0;
-        int keys = Tk - Tq + i0 + rows; // visible to the block's last query
+        int k0 = window > 0 ? Math.max(0, Tk - Tq + i0 + 1 - window) : 0; // first key of the block's first query
+        int keys = Tk - Tq + i0 + rows - k0; // keys k0.. visible to the block's last query
         float[] p = scores.get();
         if (p.length < rows * keys) {
             p = new float[rows * keys];
@@ -165,15 +177,17 @@ public final class VectorOps implements Ops {
         }
         // S[rows, keys] = Q[i0.., h, :] · K[.., kvHead, :]ᵀ / sqrt(D); rows of Q and K are H·D and Hkv·D apart
         sgemm.gemmOnCaller(false, true, rows, keys, D, (float) (1.0 / Math.sqrt(D)),
-                q, (i0 * H + h) * D, H * D, k, kvHead * D, Hkv * D, 0f, p, 0, keys);
+                q, (i0 * H + h) * D, H * D, k, (k0 * Hkv + kvHead) * D, Hkv * D, 0f, p, 0, keys);
         for (int r = 0; r < rows; r++) {
-            int visible = Tk - Tq + i0 + r + 1;
+            int visible = Tk - Tq + i0 + r + 1 - k0;
+            int first = window > 0 ? Math.max(0, visible + k0 - window) - k0 : 0;
             int row = r * keys;
-            softmaxInPlace(p, row, visible);
+            java.util.Arrays.fill(p, row, row + first, 0f); // before the window
+            softmaxInPlace(p, row + first, visible - first);
             java.util.Arrays.fill(p, row + visible, row + keys, 0f); // causal mask
         }
         // out[i0.., h, :] = P[rows, keys] · V[.., kvHead, :]
-        sgemm.gemmOnCaller(false, false, rows, D, keys, 1f, p, 0, keys, v, kvHead * D, Hkv * D,
+        sgemm.gemmOnCaller(false, false, rows, D, keys, 1f, p, 0, keys, v, (k0 * Hkv + kvHead) * D, Hkv * D,
                 0f, out, (i0 * H + h) * D, H * D);
     }
 

@@ -128,7 +128,7 @@ public final class CudaBench {
             dev.upload(MemorySegment.ofArray(q), dq, 0);
             dev.upload(MemorySegment.ofArray(k), dk, 0);
             dev.upload(MemorySegment.ofArray(v), dv, 0);
-            double devMs = deviceMedian(dev, reps, () -> ops.attentionOnDevice(dq, dk, dv, T, T, H, Hkv, D, dout));
+            double devMs = deviceMedian(dev, reps, () -> ops.attentionOnDevice(dq, dk, dv, T, T, H, Hkv, D, 0, dout));
             double flops = 4.0 * H * D * (T * (T + 1.0) / 2); // q·k and p·v over the causal half
             row("attention", "T=" + T + " H=" + H + " Hkv=" + Hkv + " D=" + D, opsMs, devMs,
                     String.format("%.1f TFLOP/s", flops / devMs / 1e9));

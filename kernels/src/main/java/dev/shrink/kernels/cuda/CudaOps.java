@@ -250,6 +250,13 @@ public final class CudaOps implements Ops, AutoCloseable {
     @Override
     public synchronized void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D,
                                        float[] out) {
+        attention(q, k, v, Tq, Tk, H, Hkv, D, 0, out);
+    }
+
+    /** With a sliding window (≤ 0: none): the kernel masks the keys before each query's window and skips their tiles. */
+    @Override
+    public synchronized void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D,
+                                       int window, float[] out) {
         OpsChecks.attention(q, k, v, Tq, Tk, H, Hkv, D, out);
         if (Tq == 0 || D == 0) {
             return;
@@ -260,16 +267,16 @@ public final class CudaOps implements Ops, AutoCloseable {
         device.upload(floats(k, 0, nkv), dk, 0);
         device.upload(floats(v, 0, nkv), dv, 0);
         poison(dout, nq);
-        attentionOnDevice(dq, dk, dv, Tq, Tk, H, Hkv, D, dout);
+        attentionOnDevice(dq, dk, dv, Tq, Tk, H, Hkv, D, window, dout);
         device.download(dout, 0, floats(out, 0, nq));
     }
 
     /** {@link #attention} on device buffers (Tq ≥ 1, D ≥ 1). */
     void attentionOnDevice(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int Tq, int Tk, int H, int Hkv, int D,
-                           DeviceBuffer out) {
+                           int window, DeviceBuffer out) {
         float scale = (float) (1.0 / Math.sqrt(D));
         attention.launch((Tq + ATT_BQ - 1) / ATT_BQ, H, ATT_THREADS, attentionSmem(D),
-                q, k, v, out, Tq, Tk, H, Hkv, D, scale);
+                q, k, v, out, Tq, Tk, H, Hkv, D, window > 0 && window < Tk ? window : 0, scale);
     }
 
     // ---------------------------------------------------------------- SwiGLU

@@ -116,11 +116,12 @@ extern "C" __global__ void cross_entropy(const float* logits, const int* targets
 #define ATT_THREADS 128
 
 // q, out: [Tq, H, D]; k, v: [Tk, Hkv, D]. Query row i sits at position Tk - Tq + i and sees keys
-// 0..that position; head h reads kv head h / (H / Hkv). Grid: (ceil(Tq / ATT_BQ), H).
+// 0..that position, or with window > 0 only the last `window` of them (position - window + 1..
+// position, transformers' sliding window); head h reads kv head h / (H / Hkv). Grid: (ceil(Tq / ATT_BQ), H).
 // Dynamic shared memory: (2*BQ*D + BK*(D+1) + BK*D + BQ*(BK+1)) floats (CudaOps.attentionSmem).
 extern "C" __global__ void __launch_bounds__(ATT_THREADS)
 attention(const float* q, const float* k, const float* v, float* out,
-          int Tq, int Tk, int H, int Hkv, int D, float scale) {
+          int Tq, int Tk, int H, int Hkv, int D, int window, float scale) {
     extern __shared__ float smem[];
     const int ks = D + 1;                  // padded row stride of the K tile (no bank conflicts)
     const int ss = ATT_BK + 1;             // padded row stride of the score tile
@@ -144,7 +145,10 @@ attention(const float* q, const float* k, const float* v, float* out,
     const int iLast = (i0 + ATT_BQ < Tq ? i0 + ATT_BQ : Tq) - 1;
     const int jEnd = offset + iLast + 1;   // keys 0..jEnd-1 are visible to some row of the block
 
-    for (int j0 = 0; j0 < jEnd; j0 += ATT_BK) {
+    int jFirst = window > 0 ? offset + i0 - window + 1 : 0; // the first key the block's first row sees
+    if (jFirst < 0) jFirst = 0;
+
+    for (int j0 = jFirst / ATT_BK * ATT_BK; j0 < jEnd; j0 += ATT_BK) {
         __syncthreads();                   // the previous tile is consumed (and Qs/Os are set)
         for (int e = tid; e < ATT_BK * D; e += ATT_THREADS) {
             const int c = e / D, d = e - c * D, j = j0 + c;
@@ -154,11 +158,11 @@ attention(const float* q, const float* k, const float* v, float* out,
             Vs[c * D + d] = in ? v[src] : 0.f;
         }
         __syncthreads();
-        // S = Q K^T * scale, -inf where the key is in the query's future (or past Tq)
+        // S = Q K^T * scale, -inf where the key is in the query's future (or past Tq), or before its window
         for (int e = tid; e < ATT_BQ * ATT_BK; e += ATT_THREADS) {
             const int rr = e / ATT_BK, c = e - rr * ATT_BK, i = i0 + rr, j = j0 + c;
             float s = NEG_INF;
-            if (i < Tq && j <= offset + i) {
+            if (i < Tq && j <= offset + i && (window <= 0 || j > offset + i - window)) {
                 const float* qr = Qs + rr * D;
                 const float* kr = Ks + c * ks;
                 float dot = 0.f;

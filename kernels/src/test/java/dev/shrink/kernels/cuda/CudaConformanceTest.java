@@ -346,6 +346,13 @@ class CudaConformanceTest {
         cuda.attention(q, k, v, Tq, Tk, H, Hkv, D, out);
         check("attention", "Tq=" + Tq + " Tk=" + Tk + " H=" + H + " Hkv=" + Hkv + " D=" + D, expected, out,
                 atol(D), RTOL);
+        for (int window : new int[] {1, 3, 33, Tk}) { // sliding windows: the reference masks by definition
+            REF.attention(q, k, v, Tq, Tk, H, Hkv, D, window, expected);
+            float[] w = nans(Tq * H * D);
+            cuda.attention(q, k, v, Tq, Tk, H, Hkv, D, window, w);
+            check("attention", "window " + window + " Tq=" + Tq + " Tk=" + Tk + " H=" + H + " Hkv=" + Hkv + " D=" + D,
+                    expected, w, atol(D), RTOL);
+        }
     }
 
     /** Changing a later key/value must not change earlier outputs. */
