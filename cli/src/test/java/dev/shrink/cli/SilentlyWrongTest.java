@@ -77,14 +77,14 @@ class SilentlyWrongTest {
     void ropeThetaZeroIsRefused() throws IOException {
         Path m = model();
         editConfig(m, c -> ((ObjectNode) c.get("rope_parameters")).put("rope_theta", 0.0));
-        bad.assertOneLineError(eval(m), "config.json", "'rope_theta' must be a finite number above 0, found 0.0");
+        bad.assertOneLineError(eval(m), "config.json", "rope_theta' must be a positive number, found 0.0");
     }
 
     @Test
     void negativeRmsNormEpsIsRefused() throws IOException {
         Path m = model();
         editConfig(m, c -> c.put("rms_norm_eps", -1.0));
-        bad.assertOneLineError(eval(m), "config.json", "'rms_norm_eps' must be a finite number above 0, found -1.0");
+        bad.assertOneLineError(eval(m), "config.json", "'rms_norm_eps' must be a positive number, found -1.0");
     }
 
     @Test
