@@ -17,7 +17,6 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
 @Command(name = "awq", mixinStandardHelpOptions = true, sortOptions = false,
@@ -46,7 +45,9 @@ final class AwqCommand implements Callable<Integer> {
     @Mixin
     HubOptions hub;
 
-    @Parameters(index = "0", paramLabel = "MODEL", description = "Hugging Face model folder to quantize.")
+    @Mixin
+    ModelOption modelArg;
+
     Path model;
 
     @Option(names = "--work-dir", required = true, paramLabel = "OUT", description = "Output folder (appears only when complete).")
@@ -84,6 +85,7 @@ final class AwqCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        model = modelArg.required("awq");
         validate();
         GptqCommand.checkWorkDir(workDir, overwrite, model, calib);
         model = hub.resolve(model, common.quiet);
@@ -95,13 +97,18 @@ final class AwqCommand implements Callable<Integer> {
         Calibration calibration;
         try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
             AwqStage.checkSpace(dir, workDir, cfg, exportKind); // before the calibration text is read and tokenized
-            calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(), out);
+            calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(),
+                    common.json ? spec.commandLine().getErr() : out);
         }
         int[][] windows = calibration.windows();
         calib.save(windows);
         Map<String, Object> head = CalibOptions.reportHead("awq", model, ops);
         head.put("calibration", calib.report(windows, calibration.sampling()));
         AwqStage.Result r = AwqStage.compress(model, workDir, cfg, exportKind, windows, head, ops, common.quiet, overwrite);
+        if (common.json) {
+            out.println(Json.write(Json.folderResult("awq", workDir)));
+            return 0;
+        }
         printSummary(out, r);
         out.printf(Locale.ROOT, "wrote %s (%s, %s, %d linears quantized, %d kept)%n", workDir,
                 exportKind == AwqCheckpoint.Export.GEMM ? "AWQ GEMM" : "fake-quantized fp16",

@@ -27,6 +27,10 @@ public final class CommonOptions {
     @Option(names = {"-q", "--quiet"}, description = "No progress bar.")
     boolean quiet;
 
+    @Option(names = "--json", description = "Print the results as JSON on stdout instead of text (keys: docs/JSON.md); "
+            + "progress and warnings stay on stderr.")
+    boolean json;
+
     @Option(names = "--debug", description = "Print stack traces with errors.")
     boolean debug;
 

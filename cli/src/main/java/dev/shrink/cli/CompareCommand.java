@@ -89,6 +89,10 @@ final class CompareCommand implements Callable<Integer> {
     @Option(names = "--debug", description = "Print stack traces with errors.")
     boolean debug;
 
+    @Option(names = "--json", description = "Print report.json on stdout when done (keys: docs/JSON.md); the per-stage "
+            + "lines and the gate's go to stderr.")
+    boolean json;
+
     @Option(names = "--check", description = "Read and check the recipe (and --baseline), print its pipelines, and stop; nothing is written.")
     boolean check;
 
@@ -109,7 +113,8 @@ final class CompareCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter stdout = spec.commandLine().getOut();
+        PrintWriter out = json ? spec.commandLine().getErr() : stdout; // with --json stdout holds the JSON only
         Gate.Limits limits = new Gate.Limits(
                 maxPpl != null ? Gate.Limit.parse("--max-ppl-increase", maxPpl) : null,
                 maxSize != null ? Gate.Limit.parse("--max-size-increase", maxSize) : null,
@@ -126,6 +131,11 @@ final class CompareCommand implements Callable<Integer> {
         }
         var old = baseline != null ? ReportJson.readTree(baseline) : null; // read before hours of work
         Recipe r = RecipeParser.read(recipe);
+        if (check && json) {
+            stdout.println(Json.write(java.util.Map.of("recipe", recipe.toAbsolutePath().normalize().toString(),
+                    "model", r.model().toString(), "pipelines", r.pipelines().stream().map(Recipe.Pipeline::name).toList())));
+            return 0;
+        }
         if (check) {
             out.println(recipe + ": ok, model " + r.model() + ", " + r.pipelines().size() + " pipeline"
                     + (r.pipelines().size() == 1 ? "" : "s") + ": "
@@ -153,6 +163,10 @@ final class CompareCommand implements Callable<Integer> {
             }
         }
         out.flush();
+        if (json) {
+            stdout.println(Json.write(ReportJson.readTree(work.resolve("report.json"))));
+            stdout.flush();
+        }
         if (!failed.isEmpty() && code == 0) {
             throw new ShrinkException(failed.size() + " pipeline" + (failed.size() == 1 ? "" : "s") + " failed ("
                     + String.join("; ", failed.stream().map(x -> x.name() + ": " + x.error()).toList())

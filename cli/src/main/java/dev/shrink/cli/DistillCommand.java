@@ -182,8 +182,8 @@ final class DistillCommand implements Callable<Integer> {
         // ops still load the weights and run what the CPU does (the teacher's fingerprint)
         CudaTrainOps gpu = ops instanceof CudaOps cuda ? new CudaTrainOps(cuda.device(), cuda.math()) : null;
         F32TrainOps train = new F32TrainOps(gpu == null ? ops : Backends.select("cpu", threads), threads);
-        PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
+        PrintWriter out = common.json ? err : spec.commandLine().getOut(); // with --json stdout holds the JSON only
         out.printf(Locale.ROOT, "distill: %s, %d steps of %d x %d tokens, lr %s, %s T=%s alpha=%s%s; %s%n",
                 student != null ? student : "teacher without layers " + dropLayers, steps, batch, seqlen, lr,
                 kind.label(), temperature, alpha, hiddenWeight > 0 ? ", hidden MSE x " + hiddenWeight : "",
@@ -197,6 +197,10 @@ final class DistillCommand implements Callable<Integer> {
             if (gpu != null) {
                 gpu.close();
             }
+        }
+        if (common.json) {
+            spec.commandLine().getOut().println(Json.write(Json.folderResult("distill", workDir)));
+            return 0;
         }
         DistillStage.Result r = o.result();
         double secs = r.secondsThisRun();

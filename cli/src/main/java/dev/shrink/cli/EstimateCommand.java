@@ -16,7 +16,6 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
@@ -36,8 +35,9 @@ final class EstimateCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Parameters(index = "0", arity = "0..1", paramLabel = "MODEL_DIR|config.json",
-            description = "A model folder or a config.json; or give --layers and --hidden instead.")
+    @Mixin
+    ModelOption modelArg;
+
     Path model;
 
     @Mixin
@@ -101,13 +101,16 @@ final class EstimateCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print JSON instead of the table.")
     boolean json;
 
+    @Option(names = {"-q", "--quiet"}, description = "No progress (a model given as a Hugging Face id downloads silently).")
+    boolean quiet;
+
     @Option(names = "--debug", description = "Print stack traces with errors.")
     boolean debug;
 
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
-        model = hub.resolve(model, false);
+        model = hub.resolve(modelArg.optional(), quiet);
         MemoryEstimate e = estimate();
         if (json) {
             out.println(Json.write(e));
@@ -177,7 +180,7 @@ final class EstimateCommand implements Callable<Integer> {
         }
         if (model == null) {
             if (layers == null || hidden == null) {
-                throw new ShrinkException("estimate needs a MODEL_DIR or config.json, or at least --layers and --hidden"
+                throw new ShrinkException("estimate needs a MODEL (a model folder or its config.json), or at least --layers and --hidden"
                         + (layers == null && hidden == null ? "" : " (missing " + (layers == null ? "--layers" : "--hidden") + ")"));
             }
             positive("--layers", layers);

@@ -44,7 +44,9 @@ final class EvalCommand implements Callable<Integer> {
     @Mixin
     HubOptions hub;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face model folder.")
+    @Mixin
+    ModelOption modelArg;
+
     Path model;
 
     @Option(names = "--dataset", paramLabel = "NAME|FILE", defaultValue = "wikitext2", split = ",",
@@ -58,9 +60,6 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--max-windows", paramLabel = "N", defaultValue = "0",
             description = "Evaluate only the first N windows of each set (0 = all).")
     int maxWindows;
-
-    @Option(names = "--json", description = "Print the results as JSON on stdout instead of text.")
-    boolean json;
 
     @Option(names = {"-o", "--output"}, paramLabel = "FILE", description = "Also write the JSON results to FILE.")
     Path output;
@@ -86,7 +85,7 @@ final class EvalCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        model = hub.resolve(model, common.quiet);
+        model = hub.resolve(modelArg.required("eval"), common.quiet);
         if (maxWindows < 0) {
             throw new ShrinkException("--max-windows must be ≥ 0, got " + maxWindows);
         }
@@ -125,7 +124,7 @@ final class EvalCommand implements Callable<Integer> {
                 }
                 speedResult = Speed.measure(model, ops, m.lm(), Arrays.copyOf(ids, speedPrompt), speedDecode,
                         speedRepeats);
-                if (!json) {
+                if (!common.json) {
                     spec.commandLine().getOut().println(String.format(Locale.ROOT,
                             "speed  prefill %.1f tok/s, decode %.1f tok/s (batch 1, prompt %d, %d decode steps, median of %d;"
                                     + " decode %.1f..%.1f; %s; %s)", speedResult.prefillTokensPerSecond(),
@@ -136,9 +135,9 @@ final class EvalCommand implements Callable<Integer> {
             for (String d : speedOnly ? List.<String>of() : datasets) {
                 EvalText text = EvalText.load(d.strip());
                 int[] ids = m.tokenStream(text.text());
-                PplResult r = Perplexity.evaluate(m.lm(), text.name(), ids, T, maxWindows, common.quiet || json);
+                PplResult r = Perplexity.evaluate(m.lm(), text.name(), ids, T, maxWindows, common.quiet);
                 results.add(r);
-                if (!json) {
+                if (!common.json) {
                     spec.commandLine().getOut().println(r.summary());
                 }
             }
@@ -150,7 +149,7 @@ final class EvalCommand implements Callable<Integer> {
         if (speedResult != null) {
             doc.put("speed", speedResult);
         }
-        if (json) {
+        if (common.json) {
             spec.commandLine().getOut().println(Json.write(doc));
         }
         if (output != null) {

@@ -5,7 +5,9 @@ import dev.shrink.eval.Generator;
 import dev.shrink.eval.LoadedModel;
 import java.io.PrintWriter;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -28,7 +30,9 @@ final class GenerateCommand implements Callable<Integer> {
     @Mixin
     HubOptions hub;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face model folder.")
+    @Mixin
+    ModelOption modelArg;
+
     Path model;
 
     @Option(names = "--prompt", required = true, description = "Text to continue (BOS is prepended).")
@@ -48,7 +52,7 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        model = hub.resolve(model, common.quiet);
+        model = hub.resolve(modelArg.required("generate"), common.quiet);
         if (maxNewTokens < 1) {
             throw new ShrinkException("--max-new-tokens must be ≥ 1, got " + maxNewTokens);
         }
@@ -71,7 +75,22 @@ final class GenerateCommand implements Callable<Integer> {
                     ignoreEos ? java.util.List.of() : m.dir().config().eosTokenIds(), id -> { });
             double secs = (System.nanoTime() - t0) / 1e9;
             int[] gen = java.util.Arrays.copyOfRange(all, promptIds.length, all.length);
-            out.println(m.tokenizer().decode(all, true));
+            String text = m.tokenizer().decode(all, true);
+            if (common.json) {
+                Map<String, Object> doc = new LinkedHashMap<>();
+                doc.put("model", model.toAbsolutePath().normalize().toString());
+                doc.put("backend", m.lm().decoder().ops().name());
+                doc.put("prompt", prompt);
+                doc.put("text", text);
+                doc.put("prompt_ids", promptIds);
+                doc.put("new_ids", gen);
+                doc.put("temperature", temperature);
+                doc.put("seed", seed);
+                doc.put("seconds", secs);
+                out.println(Json.write(doc));
+            } else {
+                out.println(text);
+            }
             if (!common.quiet) {
                 System.err.printf(Locale.ROOT, "shrink: %d prompt + %d new tokens in %.2f s (%.1f tok/s, %s)%n",
                         promptIds.length, gen.length, secs, gen.length / secs, m.lm().decoder().ops().name());

@@ -23,7 +23,6 @@ import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
@@ -50,7 +49,9 @@ final class GptqCommand implements Callable<Integer> {
     @Mixin
     HubOptions hub;
 
-    @Parameters(index = "0", paramLabel = "MODEL", description = "Hugging Face model folder to quantize.")
+    @Mixin
+    ModelOption modelArg;
+
     Path model;
 
     @Option(names = "--work-dir", required = true, paramLabel = "OUT", description = "Output folder (appears only when complete).")
@@ -105,6 +106,7 @@ final class GptqCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        model = modelArg.required("gptq");
         validate();
         checkWorkDir(workDir, overwrite, model, calib);
         model = hub.resolve(model, common.quiet);
@@ -132,6 +134,10 @@ final class GptqCommand implements Callable<Integer> {
         head.put("calibration", drawn ? calib.report(windows, "random") : null);
         GptqStage.Result r = GptqStage.compress(model, workDir, cfg, windows, head, Version.quantizer(), ops,
                 common.quiet, overwrite);
+        if (common.json) {
+            out.println(Json.write(Json.folderResult("gptq", workDir)));
+            return 0;
+        }
         printSummary(out, r);
         out.printf(Locale.ROOT, "wrote %s (%s, %d linears quantized, %d kept)%n", workDir,
                 InspectCommand.human(folderBytes(workDir)), r.quantized().size(), r.layers().size() - r.quantized().size());

@@ -33,11 +33,10 @@ final class InspectCommand implements Callable<Integer> {
     @Mixin
     HubOptions hub;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face model folder.")
-    Path model;
+    @Mixin
+    ModelOption modelArg;
 
-    @Option(names = "--json", description = "Print JSON instead of text.")
-    boolean json;
+    Path model;
 
     /** One tensor row of the listing. */
     record TensorRow(String name, String dtype, long[] shape, long bytes, String file) {
@@ -45,7 +44,7 @@ final class InspectCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        model = hub.resolve(model, common.quiet);
+        model = hub.resolve(modelArg.required("inspect"), common.quiet);
         PrintWriter out = spec.commandLine().getOut();
         try (ModelDir dir = ModelDir.open(model)) {
             ModelConfig c = dir.config();
@@ -60,7 +59,7 @@ final class InspectCommand implements Callable<Integer> {
                 params += t.numel();
                 paramsByDtype.merge(t.dtype().safetensorsName(), t.numel(), Long::sum);
             }
-            if (json) {
+            if (common.json) {
                 Map<String, Object> doc = new LinkedHashMap<>();
                 doc.put("model", dir.dir().toAbsolutePath().normalize().toString());
                 doc.put("config", c.raw());

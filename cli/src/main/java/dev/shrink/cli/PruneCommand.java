@@ -28,7 +28,6 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
 @Command(name = "prune", mixinStandardHelpOptions = true, sortOptions = false,
@@ -76,7 +75,9 @@ final class PruneCommand implements Callable<Integer> {
     @Mixin
     HubOptions hub;
 
-    @Parameters(index = "0", paramLabel = "MODEL", description = "Hugging Face model folder to prune.")
+    @Mixin
+    ModelOption modelArg;
+
     Path model;
 
     @Option(names = "--work-dir", required = true, paramLabel = "OUT", description = "Output folder (appears only when complete).")
@@ -126,7 +127,7 @@ final class PruneCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        model = hub.resolve(model, common.quiet);
+        model = hub.resolve(modelArg.required("prune"), common.quiet);
         if (method.equals("sparsegpt")) {
             return sparseGpt();
         }
@@ -160,6 +161,10 @@ final class PruneCommand implements Callable<Integer> {
             } else {
                 CompressedSparseCheckpoint.write(dir, workDir, r.weights(), r.weights().keySet(), saveFormat, report,
                         overwrite, CompressedSparseCheckpoint.DEFAULT_MAX_SHARD_BYTES, r.record());
+            }
+            if (common.json) {
+                out.println(Json.write(Json.folderResult("prune", workDir)));
+                return 0;
             }
             printSummary(out, r, cfg);
             out.printf(Locale.ROOT, "wrote %s (%s, %d linears pruned, %d kept)%n", workDir,
@@ -222,6 +227,10 @@ final class PruneCommand implements Callable<Integer> {
             } else {
                 CompressedSparseCheckpoint.write(dir, workDir, r.pruned(), r.pruned().keySet(), saveFormat, report,
                         overwrite, CompressedSparseCheckpoint.DEFAULT_MAX_SHARD_BYTES, record);
+            }
+            if (common.json) {
+                out.println(Json.write(Json.folderResult("prune", workDir)));
+                return 0;
             }
             long zeros = 0, weights = 0;
             int w = r.layers().stream().mapToInt(l -> l.name().length()).max().orElse(10);

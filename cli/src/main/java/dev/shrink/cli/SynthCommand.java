@@ -3,6 +3,8 @@ package dev.shrink.cli;
 import dev.shrink.core.synth.SyntheticModel;
 import java.io.PrintWriter;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -75,6 +77,9 @@ final class SynthCommand implements Callable<Integer> {
     @Option(names = "--debug", description = "Print stack traces with errors.")
     boolean debug;
 
+    @Option(names = "--json", description = "Print the summary as JSON on stdout (keys: docs/JSON.md); progress goes to stderr.")
+    boolean json;
+
     @Override
     public Integer call() {
         PrintWriter o = spec.commandLine().getOut();
@@ -89,8 +94,22 @@ final class SynthCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
         }
-        SyntheticModel.Summary s = SyntheticModel.write(out, opts, overwrite, quiet ? null : o::println);
-        o.println(s.describe());
+        PrintWriter progress = json ? spec.commandLine().getErr() : o;
+        SyntheticModel.Summary s = SyntheticModel.write(out, opts, overwrite, quiet ? null : progress::println);
+        if (json) {
+            Map<String, Object> doc = new LinkedHashMap<>();
+            doc.put("command", "synth");
+            doc.put("output", s.dir().toAbsolutePath().normalize().toString());
+            doc.put("files", s.files());
+            doc.put("bytes", s.bytes());
+            doc.put("parameters", s.parameters());
+            doc.put("dtype", dtype);
+            doc.put("seed", seed);
+            doc.put("seconds", s.seconds());
+            o.println(Json.write(doc));
+        } else {
+            o.println(s.describe());
+        }
         return 0;
     }
 }
