@@ -32,7 +32,10 @@ import java.util.stream.Stream;
  *   <li>{@code c4}: {@code c4-sample/c4.jsonl}, {@code prefix + gold_completion} of each line;</li>
  *   <li>{@code tinystories}: {@code tinystories-valid-sample/tinystories_val.txt} split on
  *       "\n\n", each story stripped, the non-empty ones;</li>
- *   <li>{@code heldout}: {@code literature-heldout/heldout.txt}, one document.</li>
+ *   <li>{@code heldout}: {@code literature-heldout/heldout.txt}, one document;</li>
+ *   <li>{@code pileval}: {@code pile-val-backup/val.jsonl}, the {@code text} of each line: AWQ's and
+ *       LMDeploy's default calibration set (mit-han-lab/pile-val-backup's {@code val.jsonl.zst},
+ *       decompressed); not shipped with the shared datasets, so its absence is an error naming the file.</li>
  * </ul>
  *
  * <p>Paths, chosen by extension:
@@ -54,7 +57,8 @@ import java.util.stream.Stream;
 public final class CalibSource {
 
     /** The preset names {@link #load} accepts. */
-    public static final List<String> PRESETS = List.of("wikitext2", "ptb", "c4", "tinystories", "heldout");
+    public static final List<String> PRESETS = List.of("wikitext2", "ptb", "c4", "tinystories", "heldout",
+            "pileval");
 
     /** The column or JSON field used when none is given. */
     public static final String DEFAULT_FIELD = "text";
@@ -158,6 +162,15 @@ public final class CalibSource {
                 yield out;
             }
             case "heldout" -> List.of(readText(ds.resolve("literature-heldout/heldout.txt")));
+            case "pileval" -> {
+                Path file = ds.resolve("pile-val-backup/val.jsonl");
+                if (!Files.exists(file)) {
+                    throw ShrinkException.at(file, "not found: the pileval preset reads this file (mit-han-lab/"
+                            + "pile-val-backup's val.jsonl.zst, decompressed with zstd -d); provide it there, or give "
+                            + "the text with --calib-dataset FILE");
+                }
+                yield jsonLines(file, DEFAULT_FIELD);
+            }
             default -> throw new AssertionError(key);
         };
     }

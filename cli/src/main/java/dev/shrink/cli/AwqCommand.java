@@ -68,8 +68,14 @@ final class AwqCommand implements Callable<Integer> {
     @Option(names = "--no-clip", description = "Skip the clip search (scale search and round-to-nearest only).")
     boolean noClip;
 
-    @Option(names = "--skip-unfit", description = "Leave linears AWQ cannot pack (in-features not divisible by the group size, out-features not by 8) unquantized, listed in the report; without it they are an error.")
+    @Option(names = "--skip-unfit", description = "Accepted for older scripts; it is the default: linears AWQ cannot pack (in-features not divisible by the group size, out-features not by 8) stay in float, named in a warning and listed in the report.")
     boolean skipUnfit;
+
+    @Option(names = "--search-scale", arity = "0..1", paramLabel = "BOOL", description = "LMDeploy's flag to search the scale ratio; accepted (with or without True/False) so its scripts run: Shrink's AWQ always searches the ratio grid.")
+    boolean searchScale;
+
+    @Option(names = "--dtype", defaultValue = "auto", paramLabel = "auto|float16", description = "LMDeploy's dtype of the unquantized weights and activations: an AWQ GEMM folder holds them in float16 (torch_dtype float16), so auto and float16 are the same; bfloat16 is refused. Default: ${DEFAULT-VALUE}.")
+    String dtype;
 
     @Option(names = "--export", defaultValue = "gemm", paramLabel = "gemm|fake", description = "gemm: AutoAWQ's packed GEMM checkpoint; fake: the dequantized fp16 model with the scales applied. Default: ${DEFAULT-VALUE}.")
     String export;
@@ -80,7 +86,7 @@ final class AwqCommand implements Callable<Integer> {
     @Option(names = "--calib-sampling", defaultValue = "blocks", paramLabel = "blocks|random", description = "blocks: AWQ's consecutive blocks of per-document tokens (when the text is too short for them, random windows instead, said on stdout and in the report); random: GPTQ/LMDeploy-style random windows of the joined text. Default: ${DEFAULT-VALUE}.")
     String calibSampling;
 
-    @Option(names = "--batch", defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward of the statistics pass. Default: ${DEFAULT-VALUE}.")
+    @Option(names = {"--batch", "--batch-size"}, defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward of the statistics pass. Default: ${DEFAULT-VALUE}.")
     int batch;
 
     @Override
@@ -93,18 +99,22 @@ final class AwqCommand implements Callable<Integer> {
         AwqCheckpoint.Export exportKind = AwqCheckpoint.Export.valueOf(export.toUpperCase(Locale.ROOT));
         Ops ops = common.ops();
         PrintWriter out = spec.commandLine().getOut();
-        AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, skipUnfit, batch);
+        AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, true, batch);
         Calibration calibration;
         try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
             AwqStage.checkSpace(dir, workDir, cfg, exportKind); // before the calibration text is read and tokenized
             calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(),
                     common.json ? spec.commandLine().getErr() : out);
+            calib.warnLong(calibration.windows(), dir.config(), spec.commandLine().getErr());
         }
         int[][] windows = calibration.windows();
         calib.save(windows);
         Map<String, Object> head = CalibOptions.reportHead("awq", model, ops);
         head.put("calibration", calib.report(windows, calibration.sampling()));
         AwqStage.Result r = AwqStage.compress(model, workDir, cfg, exportKind, windows, head, ops, common.quiet, overwrite);
+        Map<String, String> unfit = new LinkedHashMap<>();
+        r.layers().stream().filter(l -> !l.status().equals("quantized")).forEach(l -> unfit.put(l.name(), l.reason()));
+        GptqCommand.warnKeptInFloat(spec.commandLine().getErr(), unfit);
         if (common.json) {
             out.println(Json.write(Json.folderResult("awq", workDir)));
             return 0;
@@ -149,6 +159,10 @@ final class AwqCommand implements Callable<Integer> {
         }
         if (batch < 1) {
             throw new ShrinkException("--batch must be positive, got " + batch);
+        }
+        if (!dtype.equals("auto") && !dtype.equals("float16")) {
+            throw new ShrinkException("--dtype " + dtype + ": an AWQ GEMM folder holds its unquantized weights and "
+                    + "activations in float16; give --dtype auto or float16");
         }
         calib.validate();
     }

@@ -5,7 +5,9 @@ import dev.shrink.calib.CalibSpec;
 import dev.shrink.core.safetensors.TokenWindows;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.io.SafeFiles;
+import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.ops.Ops;
+import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -18,7 +20,7 @@ import picocli.CommandLine.Option;
  * names them, and the report entries that say which windows a run used.
  */
 public final class CalibOptions {
-    @Option(names = "--calib-dataset", defaultValue = "c4", paramLabel = "NAME|PATH", description = "c4, wikitext2, ptb, tinystories, heldout (../shared/datasets) or a .txt/.jsonl/.arrow/.parquet file or folder. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--calib-dataset", defaultValue = "c4", paramLabel = "NAME|PATH", description = "c4, wikitext2, ptb, tinystories, heldout, pileval (../shared/datasets) or a .txt/.jsonl/.arrow/.parquet file or folder. Default: ${DEFAULT-VALUE}.")
     String dataset;
 
     @Option(names = "--calib-field", paramLabel = "NAME", description = "JSON field / column holding the text (default: text).")
@@ -64,6 +66,26 @@ public final class CalibOptions {
             List<Path> inputs = new ArrayList<>(inputs());
             inputs.add(model);
             SafeFiles.checkApart(saveTokens, inputs, "the calibration tokens");
+        }
+    }
+
+    /**
+     * Warns, as eval does for its --seqlen, when calibration windows are longer than the model's
+     * max_position_embeddings (positions it was not trained on).
+     */
+    void warnLong(int[][] windows, ModelConfig config, PrintWriter err) {
+        if (windows.length > 0) {
+            warnLongerThanPositions(tokens != null ? "--calib-tokens " + tokens + ": windows of" : "--calib-seqlen",
+                    windows[0].length, config, err);
+        }
+    }
+
+    /** One warning line when {@code length} tokens exceed the model's max_position_embeddings. */
+    static void warnLongerThanPositions(String option, int length, ModelConfig config, PrintWriter err) {
+        if (length > config.maxPositions()) {
+            err.println("shrink: warning: " + option + " " + length + " exceeds max_position_embeddings "
+                    + config.maxPositions());
+            err.flush();
         }
     }
 

@@ -31,9 +31,9 @@ import picocli.CommandLine.Model.CommandSpec;
             "its own forward pass. Every figure is printed with its dataset, seqlen, windows and tokens:",
             "compare perplexities only when those match."},
         footer = {"", "Examples:",
-            "  shrink eval --model ../shared/models/stories260K-hf --dataset tinystories",
-            "  shrink eval --model MODEL --dataset heldout --dataset wikitext2 --max-windows 40 --json",
-            "  shrink eval --model GPTQ_DIR --device cuda --speed-only --speed-prompt 128 --speed-decode 128"})
+            "  shrink eval ../shared/models/stories260K-hf --dataset tinystories",
+            "  shrink eval MODEL --dataset heldout --dataset wikitext2 --max-windows 40 --json",
+            "  shrink eval GPTQ_DIR --device cuda --speed-only --speed-prompt 128 --speed-decode 128"})
 final class EvalCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
@@ -106,10 +106,7 @@ final class EvalCommand implements Callable<Integer> {
             if (T < 2) {
                 throw new ShrinkException("--seqlen must be at least 2, got " + T);
             }
-            if (T > m.dir().config().maxPositions()) {
-                System.err.println("shrink: warning: --seqlen " + T + " exceeds max_position_embeddings "
-                        + m.dir().config().maxPositions());
-            }
+            CalibOptions.warnLongerThanPositions("--seqlen", T, m.dir().config(), spec.commandLine().getErr());
             if (speed || speedOnly) {
                 int max = m.dir().config().maxPositions();
                 if (speedPrompt + speedDecode > max) {

@@ -19,7 +19,7 @@ import picocli.CommandLine.Model.CommandSpec;
         description = {"Continue a prompt with the model (KV-cache decoding).",
             "Temperature 0 is greedy and reproducible; above 0 samples with --seed."},
         footer = {"", "Example:",
-            "  shrink generate --model ../shared/models/fixture-llama-14m --prompt \"Once upon a time\" --max-new-tokens 40"})
+            "  shrink generate ../shared/models/fixture-llama-14m --prompt \"Once upon a time\" --max-new-tokens 40"})
 final class GenerateCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;

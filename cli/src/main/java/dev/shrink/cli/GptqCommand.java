@@ -14,6 +14,7 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -101,7 +102,7 @@ final class GptqCommand implements Callable<Integer> {
     @Mixin
     CalibOptions calib;
 
-    @Option(names = "--batch", defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward. Default: ${DEFAULT-VALUE}.")
+    @Option(names = {"--batch", "--batch-size"}, defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward. Default: ${DEFAULT-VALUE}.")
     int batch;
 
     @Override
@@ -127,6 +128,7 @@ final class GptqCommand implements Callable<Integer> {
         } else {
             try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
                 windows = CalibData.windows(calib.spec("random"), tok, dir.config().bosTokenId());
+                calib.warnLong(windows, dir.config(), spec.commandLine().getErr());
             }
             calib.save(windows);
         }
@@ -134,6 +136,10 @@ final class GptqCommand implements Callable<Integer> {
         head.put("calibration", drawn ? calib.report(windows, "random") : null);
         GptqStage.Result r = GptqStage.compress(model, workDir, cfg, windows, head, Version.quantizer(), ops,
                 common.quiet, overwrite);
+        Map<String, String> unfit = new LinkedHashMap<>();
+        r.layers().stream().filter(l -> l.status().equals("skipped") && !"not targeted".equals(l.reason()))
+                .forEach(l -> unfit.put(l.name(), l.reason()));
+        warnKeptInFloat(spec.commandLine().getErr(), unfit);
         if (common.json) {
             out.println(Json.write(Json.folderResult("gptq", workDir)));
             return 0;
@@ -191,6 +197,24 @@ final class GptqCommand implements Callable<Integer> {
                 throw ShrinkException.at(dir, "cannot read --work-dir: " + e.getMessage(), e);
             }
         }
+    }
+
+    /**
+     * One warning line naming the linears that stay in float because they cannot be grouped or packed
+     * as asked (name → reason; GPTQ and AWQ both keep them, list them in shrink-report.json and exclude
+     * them in the folder's quantization_config); nothing when there are none.
+     */
+    static void warnKeptInFloat(PrintWriter err, Map<String, String> reasonByName) {
+        if (reasonByName.isEmpty()) {
+            return;
+        }
+        Map<String, List<String>> byReason = new LinkedHashMap<>();
+        reasonByName.forEach((name, why) -> byReason.computeIfAbsent(why, k -> new ArrayList<>()).add(name));
+        List<String> parts = new ArrayList<>();
+        byReason.forEach((why, names) -> parts.add(String.join(", ", names) + " (" + why + ")"));
+        err.println("shrink: warning: " + reasonByName.size() + " linear" + (reasonByName.size() == 1 ? "" : "s")
+                + " kept in float, not quantized (listed in shrink-report.json): " + String.join("; ", parts));
+        err.flush();
     }
 
     private static void printSummary(PrintWriter out, GptqStage.Result r) {

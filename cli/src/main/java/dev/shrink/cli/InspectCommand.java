@@ -22,7 +22,7 @@ import picocli.CommandLine.Model.CommandSpec;
 
 @Command(name = "inspect", mixinStandardHelpOptions = true,
         description = "Print a model folder's configuration, tensors (dtype, shape, size, file) and totals.",
-        footer = {"", "Example:", "  shrink inspect --model ../shared/models/fixture-llama-14m"})
+        footer = {"", "Example:", "  shrink inspect ../shared/models/fixture-llama-14m"})
 final class InspectCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;

@@ -1,6 +1,7 @@
 package dev.shrink.cli;
 
 import dev.shrink.core.safetensors.ModelFolderWriter;
+import dev.shrink.core.util.StrictJson;
 import dev.shrink.pipeline.ReportJson;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -31,7 +32,7 @@ final class Json {
         doc.put("command", command);
         doc.put("output", workDir.toAbsolutePath().normalize().toString());
         doc.put("bytes", GptqCommand.folderBytes(workDir));
-        doc.put("report", ReportJson.readTree(workDir.resolve(ModelFolderWriter.REPORT)));
+        doc.put("report", StrictJson.read(workDir.resolve(ModelFolderWriter.REPORT), "no such file"));
         return doc;
     }
 }

@@ -107,7 +107,7 @@ final class PruneCommand implements Callable<Integer> {
     @Mixin
     CalibOptions calib;
 
-    @Option(names = "--batch", defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward (wanda, sparsegpt). Default: ${DEFAULT-VALUE}.")
+    @Option(names = {"--batch", "--batch-size"}, defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward (wanda, sparsegpt). Default: ${DEFAULT-VALUE}.")
     int batch;
 
     @Option(names = "--save-format", defaultValue = "dense", paramLabel = "FORMAT", description = "dense (exact zeros, loads everywhere), or compressed-tensors sparse-bitmask / sparse-24-bitmask (saves the bytes; transformers loads it through compressed-tensors). Default: ${DEFAULT-VALUE}.")
@@ -147,6 +147,7 @@ final class PruneCommand implements Callable<Integer> {
                     try (Tokenizer tok = dir.tokenizer()) {
                         w = CalibData.windows(calib.spec("random"), tok, dir.config().bosTokenId());
                     }
+                    calib.warnLong(w, dir.config(), spec.commandLine().getErr());
                     calib.save(w);
                     yield w;
                 }
@@ -209,6 +210,7 @@ final class PruneCommand implements Callable<Integer> {
             try (Tokenizer tok = dir.tokenizer()) {
                 windows = CalibData.windows(calib.spec("random"), tok, dir.config().bosTokenId());
             }
+            calib.warnLong(windows, dir.config(), spec.commandLine().getErr());
             calib.save(windows);
             GptqStage.Config cfg = SparseGpt.config(only, p, scheme, damp, 128, batch);
             GptqStage.Result r = GptqStage.run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, common.quiet);
