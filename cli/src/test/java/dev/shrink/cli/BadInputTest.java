@@ -214,9 +214,9 @@ class BadInputTest {
 
     @Test
     void unknownOptionIsAUsageError() {
-        Run missing = shrink("eval", "--modle", "x");
+        Run missing = shrink("eval", "x", "--datset", "heldout"); // the model is MODEL; --model is a hidden alias
         assertEquals(2, missing.code());
-        assertTrue(missing.err().contains("--model"), missing.err());
+        assertTrue(missing.err().contains("--datset") && missing.err().contains("--dataset"), missing.err());
         Run unknown = shrink("eval", "--model", "x", "--max-window", "3");
         assertEquals(2, unknown.code());
         assertTrue(unknown.err().contains("--max-window") && unknown.err().contains("--max-windows"),

@@ -170,12 +170,7 @@ class ConventionsTest {
 
     /** The "Top-level keys:" of the docs/JSON.md section whose heading names {@code command}. */
     static List<String> documentedKeys(String command) throws IOException {
-        Path dir = Path.of("").toAbsolutePath();
-        while (dir != null && !Files.exists(dir.resolve("docs/JSON.md"))) {
-            dir = dir.getParent();
-        }
-        assertTrue(dir != null, "docs/JSON.md not found above " + Path.of("").toAbsolutePath());
-        String md = Files.readString(dir.resolve("docs/JSON.md"));
+        String md = Files.readString(root().resolve("docs/JSON.md"));
         Matcher m = Pattern.compile("(?m)^## (.+)\\n\\nTop-level keys: (.+)$").matcher(md);
         while (m.find()) {
             if (Arrays.asList(m.group(1).split(",\\s*")).contains(command)) {
@@ -188,6 +183,34 @@ class ConventionsTest {
             }
         }
         throw new AssertionError("docs/JSON.md has no section for " + command);
+    }
+
+    @Test
+    void exitCodesAreDocumentedInHelpAndReadme() throws IOException {
+        String help = BadInputTest.shrink("--help").out().replaceAll("\\s+", " ");
+        for (String code : List.of("0 done", "1 internal error", "2 bad input", "3 compare's gate failed",
+                "4 out of memory")) {
+            assertTrue(help.contains(code), "shrink --help names exit code " + code + ": " + help);
+        }
+        Path readme = root().resolve("README.md");
+        String md = Files.readString(readme);
+        String section = md.substring(md.indexOf("## Exit codes"), md.indexOf("\n## ", md.indexOf("## Exit codes") + 1));
+        for (String row : List.of("| 0 | done", "| 1 | internal error", "| 2 | bad input", "| 3 | `compare --baseline`",
+                "| 4 | out of memory")) {
+            assertTrue(section.contains(row), "README's exit codes: " + row);
+        }
+        assertEquals(2, Main.EXIT_BAD_INPUT);
+        assertEquals(4, Main.EXIT_OUT_OF_MEMORY);
+    }
+
+    /** The checkout's root: the folder above the working directory that holds docs/JSON.md. */
+    static Path root() {
+        Path dir = Path.of("").toAbsolutePath();
+        while (dir != null && !Files.exists(dir.resolve("docs/JSON.md"))) {
+            dir = dir.getParent();
+        }
+        assertTrue(dir != null, "docs/JSON.md not found above " + Path.of("").toAbsolutePath());
+        return dir;
     }
 
     /** What the command writes on System.err (progress bars write there directly) and its run. */
