@@ -37,15 +37,30 @@ class ConventionsTest {
         return CommandsTest.model("stories260K-hf").toString();
     }
 
+    /** A short story text (the start of the shared tinystories sample): tokenized in milliseconds, unlike the whole set. */
+    String text() {
+        Path t = tmp.resolve("stories.txt");
+        if (!Files.exists(t)) {
+            try {
+                String all = Files.readString(SharedData.root().orElseThrow()
+                        .resolve("datasets/tinystories-valid-sample/tinystories_val.txt"));
+                Files.writeString(t, all.substring(0, Math.min(all.length(), 30_000)));
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
+        return t.toString();
+    }
+
     /** Cheap arguments that make each model-reading command run to the end on stories260K-hf. */
     private List<String[]> modelCommands() {
         return List.of(
                 new String[] {"inspect"},
                 new String[] {"estimate", "--batch", "2"},
-                new String[] {"eval", "--dataset", "tinystories", "--seqlen", "64", "--max-windows", "1", "-q"},
+                new String[] {"eval", "--dataset", text(), "--seqlen", "64", "--max-windows", "1", "-q"},
                 new String[] {"generate", "--prompt", "Once upon a time", "--max-new-tokens", "4", "-q"},
                 new String[] {"gptq", "--method", "rtn", "--w-group-size", "32", "--work-dir", "WORK", "-q"},
-                new String[] {"awq", "--w-group-size", "32", "--calib-dataset", "tinystories", "--calib-samples", "2",
+                new String[] {"awq", "--w-group-size", "32", "--calib-dataset", text(), "--calib-samples", "2",
                     "--calib-seqlen", "32", "--work-dir", "WORK", "-q"},
                 new String[] {"prune", "--method", "magnitude", "--pattern", "2:4", "--work-dir", "WORK", "-q"});
     }
@@ -108,7 +123,7 @@ class ConventionsTest {
         Path work = tmp.resolve("w");
         checkJson("inspect", BadInputTest.shrink("inspect", stories(), "--json"));
         checkJson("estimate", BadInputTest.shrink("estimate", stories(), "--gpu", "l4", "--json", "-q"));
-        JsonNode eval = checkJson("eval", BadInputTest.shrink("eval", stories(), "--dataset", "tinystories", "--seqlen",
+        JsonNode eval = checkJson("eval", BadInputTest.shrink("eval", stories(), "--dataset", text(), "--seqlen",
                 "64", "--max-windows", "1", "--json"));
         assertEquals(1, eval.get("results").size());
         JsonNode gen = checkJson("generate", BadInputTest.shrink("generate", stories(), "--prompt", "Once upon a time",
@@ -118,11 +133,11 @@ class ConventionsTest {
                 "-q").out().strip(), gen.get("text").asText(), "the same text as without --json");
         for (String[] c : new String[][] {
             {"gptq", stories(), "--method", "rtn", "--w-group-size", "32"},
-            {"awq", stories(), "--w-group-size", "32", "--calib-dataset", "tinystories", "--calib-samples", "2",
+            {"awq", stories(), "--w-group-size", "32", "--calib-dataset", text(), "--calib-samples", "2",
                 "--calib-seqlen", "32"},
             {"prune", stories(), "--method", "magnitude", "--pattern", "2:4"},
             {"distill", "--teacher", stories(), "--drop-layers", "4", "--steps", "2", "--batch", "1", "--seqlen", "32",
-                "--warmup", "1", "--calib-dataset", "c4", "--checkpoint-every", "0"}}) {
+                "--warmup", "1", "--calib-dataset", text(), "--checkpoint-every", "0"}}) {
             Path out = work.resolve(c[0]);
             List<String> a = new ArrayList<>(Arrays.asList(c));
             a.addAll(List.of("--work-dir", out.toString(), "--json"));
@@ -140,11 +155,11 @@ class ConventionsTest {
         Path recipe = tmp.resolve("r.yaml");
         Files.writeString(recipe, """
                 model: %s
-                evaluation: {datasets: [tinystories], seqlen: 64, max_windows: 1, kl: {windows: 1},
+                evaluation: {datasets: ["%s"], seqlen: 64, max_windows: 1, kl: {windows: 1},
                   prompts: ["Once"], max_new_tokens: 2, speed: {prefill_tokens: 8, decode_tokens: 2, repeats: 1}}
                 pipelines:
                   - {name: rtn, stages: [{gptq: {method: rtn, bits: 4, group_size: 32}}]}
-                """.formatted(stories()));
+                """.formatted(stories(), text()));
         JsonNode cmp = checkJson("compare", BadInputTest.shrink("compare", recipe.toString(), "--work-dir",
                 work.resolve("cmp").toString(), "--json", "-q"));
         assertEquals(JSON.readTree(work.resolve("cmp/report.json").toFile()), cmp);
@@ -249,7 +264,7 @@ class ConventionsTest {
     void lmdeployLiteAutoAwqOptionsAreAccepted() throws IOException {
         Path out = tmp.resolve("awq");
         // as LMDeploy's docs type them; --calib-seqlen beyond max_position_embeddings (512) warns as eval does
-        BadInputTest.Run r = BadInputTest.shrink("awq", stories(), "--calib-dataset", "tinystories", "--calib-samples", "2",
+        BadInputTest.Run r = BadInputTest.shrink("awq", stories(), "--calib-dataset", text(), "--calib-samples", "2",
                 "--calib-seqlen", "600", "--w-bits", "4", "--w-group-size", "32", "--batch-size", "2", "--search-scale",
                 "False", "--dtype", "float16", "--work-dir", out.toString(), "-q");
         assertEquals(0, r.code(), r.err());
@@ -257,12 +272,12 @@ class ConventionsTest {
         JsonNode report = JSON.readTree(out.resolve("shrink-report.json").toFile());
         assertEquals(2, report.at("/options/batch").asInt(), "--batch-size is --batch: " + report.get("options"));
         assertEquals(600, report.at("/calibration/seqlen").asInt());
-        BadInputTest.Run e = BadInputTest.shrink("eval", stories(), "--dataset", "tinystories", "--seqlen", "600",
+        BadInputTest.Run e = BadInputTest.shrink("eval", stories(), "--dataset", text(), "--seqlen", "600",
                 "--max-windows", "1", "-q");
         assertTrue(e.err().contains("shrink: warning: --seqlen 600 exceeds max_position_embeddings 512"), e.err());
         // --search-scale without a value, then another option
         BadInputTest.Run flag = BadInputTest.shrink("awq", stories(), "--search-scale", "--dtype", "auto", "--w-group-size",
-                "32", "--calib-dataset", "tinystories", "--calib-samples", "2", "--calib-seqlen", "32", "--work-dir",
+                "32", "--calib-dataset", text(), "--calib-samples", "2", "--calib-seqlen", "32", "--work-dir",
                 tmp.resolve("awq2").toString(), "-q");
         assertEquals(0, flag.code(), flag.err());
         BadInputTest.Run bf16 = BadInputTest.shrink("awq", stories(), "--dtype", "bfloat16", "--work-dir",
@@ -293,7 +308,7 @@ class ConventionsTest {
             {"awq", "--calib-samples", "4", "--calib-seqlen", "64"}}) {
             Path out = tmp.resolve(c[0]);
             List<String> a = new ArrayList<>(List.of(c[0], stories(), "--w-group-size", "32", "--calib-dataset",
-                    "tinystories", "--work-dir", out.toString(), "-q"));
+                    text(), "--work-dir", out.toString(), "-q"));
             a.addAll(Arrays.asList(c).subList(1, c.length));
             BadInputTest.Run r = BadInputTest.shrink(a.toArray(String[]::new));
             assertEquals(0, r.code(), c[0] + ": " + r.err());
