@@ -54,7 +54,7 @@ import picocli.CommandLine.Model.CommandSpec;
             "",
             "Stage options: gptq: method (gptq|rtn), bits, group_size, sym, act_order, static_groups,",
             "  true_sequential, damp, mse, block_size, batch, calibration;  awq: bits, group_size,",
-            "  duo_scaling, clip, skip_unfit, export (gemm|fake), batch, calibration;  prune: method",
+            "  duo_scaling, clip, skip_unfit (default true), export (gemm|fake), batch, calibration;  prune: method",
             "  (magnitude|wanda|sparsegpt), pattern (unstructured|N:M), sparsity, scope (layer|row|global),",
             "  targets, ignore, batch, calibration.",
             "",

@@ -334,7 +334,7 @@ public final class RecipeParser {
         int group = groupSize(s);
         String export = s.oneOf("export", "gemm", List.of("gemm", "fake"));
         return new StageSpec.Awq(bits, group, s.bool("duo_scaling", true), s.bool("clip", true),
-                s.bool("skip_unfit", false), export, batch(s), stageCalibration(s, calib, "blocks", dir));
+                s.bool("skip_unfit", true), export, batch(s), stageCalibration(s, calib, "blocks", dir));
     }
 
     private static StageSpec prune(Section s, CalibSettings calib, Path dir) {
