@@ -98,7 +98,7 @@ final class EstimateCommand implements Callable<Integer> {
     @Option(names = "--eager-attention", description = "Count the B·H·T² attention scores (eager attention; fused attention never holds them).")
     boolean eagerAttention;
 
-    @Option(names = "--json", description = "Print JSON instead of the table.")
+    @Option(names = "--json", description = "Print the estimate as JSON on stdout instead of the table (keys: docs/JSON.md).")
     boolean json;
 
     @Option(names = {"-q", "--quiet"}, description = "No progress (a model given as a Hugging Face id downloads silently).")
