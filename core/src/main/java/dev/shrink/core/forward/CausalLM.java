@@ -91,6 +91,18 @@ public final class CausalLM {
         return NonFinite.checkWeight(src.origin(name), name, src.floats(name));
     }
 
+    /**
+     * This model (the same weights, not copied) with attention reading K and V through
+     * {@code kvCache}'s quantizer; this model itself when it already does.
+     */
+    public CausalLM withKvCache(KvCacheType kvCache) {
+        if (kvCache == decoder.kvCache()) {
+            return this;
+        }
+        return new CausalLM(new Decoder(decoder.config(), decoder.spec(), decoder.ops(), kvCache), embed, head, finalNorm,
+                blocks);
+    }
+
     public Decoder decoder() {
         return decoder;
     }

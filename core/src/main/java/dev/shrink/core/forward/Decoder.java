@@ -18,18 +18,29 @@ public final class Decoder {
     private final ArchitectureSpec spec;
     private final Ops ops;
     private final boolean checking;
+    private final KvCacheType kvCache;
     private float[] cos; // [P, D/2]
     private float[] sin; // [P, D/2]
     private int tablePositions;
 
     public Decoder(ModelConfig cfg, ArchitectureSpec spec, Ops ops) {
-        this(cfg, spec, ops, false);
+        this(cfg, spec, ops, KvCacheType.FP16, false);
     }
 
-    private Decoder(ModelConfig cfg, ArchitectureSpec spec, Ops ops, boolean checking) {
+    /**
+     * A decoder whose attention reads K and V through {@code kvCache}'s quantizer (docs/KV_CACHE.md):
+     * K after RoPE and V are quantized and dequantized per token and KV head as a cache would store
+     * them, in cached decoding and in cache-less windows alike.
+     */
+    public Decoder(ModelConfig cfg, ArchitectureSpec spec, Ops ops, KvCacheType kvCache) {
+        this(cfg, spec, ops, kvCache, false);
+    }
+
+    private Decoder(ModelConfig cfg, ArchitectureSpec spec, Ops ops, KvCacheType kvCache, boolean checking) {
         this.cfg = cfg;
         this.spec = spec;
         this.ops = ops;
+        this.kvCache = kvCache;
         this.checking = checking;
         ensureRope(Math.min(cfg.maxPositions(), 16));
     }
@@ -40,7 +51,7 @@ public final class Decoder {
      * over every intermediate array): a forward whose result was not finite is run again with it.
      */
     public Decoder checking() {
-        return new Decoder(cfg, spec, ops, true);
+        return new Decoder(cfg, spec, ops, kvCache, true);
     }
 
     /** In a checking decoder: throws when x[0..n) holds a non-finite value, naming {@code where}. */
@@ -69,6 +80,11 @@ public final class Decoder {
 
     public ArchitectureSpec spec() {
         return spec;
+    }
+
+    /** How attention reads K and V: fp16 (as computed) or through the int8 / int4 cache quantizer. */
+    public KvCacheType kvCache() {
+        return kvCache;
     }
 
     /**
@@ -232,6 +248,8 @@ public final class Decoder {
                 ops.rope(kb, T, Hkv, D, positions, cos, sin);
                 check(qb, layer, "rotary embedding of the queries");
                 check(kb, layer, "rotary embedding of the keys");
+                kvCache.roundTrip(kb, T, Hkv, D); // what a quantized cache gives back (nothing for fp16)
+                kvCache.roundTrip(vb, T, Hkv, D);
                 float[] out = new float[T * qDim];
                 if (caches == null) {
                     ops.attention(qb, kb, vb, T, T, H, Hkv, D, window, out);
