@@ -3,6 +3,8 @@ package dev.shrink.cli;
 import dev.shrink.calib.CalibSource;
 import dev.shrink.calib.EvalText;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.CausalLM;
+import dev.shrink.core.forward.KvCacheType;
 import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.eval.LoadedModel;
@@ -33,7 +35,8 @@ import picocli.CommandLine.Model.CommandSpec;
         footer = {"", "Examples:",
             "  shrink eval ../shared/models/stories260K-hf --dataset tinystories",
             "  shrink eval MODEL --dataset heldout --dataset wikitext2 --max-windows 40 --json",
-            "  shrink eval GPTQ_DIR --device cuda --speed-only --speed-prompt 128 --speed-decode 128"})
+            "  shrink eval GPTQ_DIR --device cuda --speed-only --speed-prompt 128 --speed-decode 128",
+            "  shrink eval AWQ_DIR --dataset heldout --kv-cache int8      (or LMDeploy's --quant-policy 8)"})
 final class EvalCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
@@ -46,6 +49,9 @@ final class EvalCommand implements Callable<Integer> {
 
     @Mixin
     ModelOption modelArg;
+
+    @Mixin
+    KvCacheOptions kv;
 
     Path model;
 
@@ -98,10 +104,12 @@ final class EvalCommand implements Callable<Integer> {
             datasets.forEach(d -> inputs.addAll(CalibSource.inputPaths(d)));
             SafeFiles.checkApart(output, inputs, "the results");
         }
+        KvCacheType kvCache = kv.type();
         Ops ops = common.ops();
         List<PplResult> results = new ArrayList<>();
         SpeedResult speedResult = null;
         try (LoadedModel m = LoadedModel.open(model, ops)) {
+            CausalLM lm = m.lm().withKvCache(kvCache);
             int T = seqlen != null ? seqlen : Math.min(m.dir().config().maxPositions(), 2048);
             if (T < 2) {
                 throw new ShrinkException("--seqlen must be at least 2, got " + T);
@@ -119,29 +127,31 @@ final class EvalCommand implements Callable<Integer> {
                     throw new ShrinkException(text.name() + ": " + ids.length + " tokens, fewer than --speed-prompt "
                             + speedPrompt);
                 }
-                speedResult = Speed.measure(model, ops, m.lm(), Arrays.copyOf(ids, speedPrompt), speedDecode,
+                speedResult = Speed.measure(model, ops, lm, Arrays.copyOf(ids, speedPrompt), speedDecode,
                         speedRepeats);
                 if (!common.json) {
                     spec.commandLine().getOut().println(String.format(Locale.ROOT,
                             "speed  prefill %.1f tok/s, decode %.1f tok/s (batch 1, prompt %d, %d decode steps, median of %d;"
                                     + " decode %.1f..%.1f; %s; %s)", speedResult.prefillTokensPerSecond(),
                             speedResult.decodeTokensPerSecond(), speedPrompt, speedDecode, speedRepeats,
-                            speedResult.decodeMin(), speedResult.decodeMax(), speedResult.backend(), speedResult.path()));
+                            speedResult.decodeMin(), speedResult.decodeMax(), speedResult.backend(), speedResult.path())
+                            + kvNote(kvCache));
                 }
             }
             for (String d : speedOnly ? List.<String>of() : datasets) {
                 EvalText text = EvalText.load(d.strip());
                 int[] ids = m.tokenStream(text.text());
-                PplResult r = Perplexity.evaluate(m.lm(), text.name(), ids, T, maxWindows, common.quiet);
+                PplResult r = Perplexity.evaluate(lm, text.name(), ids, T, maxWindows, common.quiet);
                 results.add(r);
                 if (!common.json) {
-                    spec.commandLine().getOut().println(r.summary());
+                    spec.commandLine().getOut().println(r.summary() + kvNote(kvCache));
                 }
             }
         }
         Map<String, Object> doc = new LinkedHashMap<>();
         doc.put("model", model.toAbsolutePath().normalize().toString());
         doc.put("backend", ops.name());
+        doc.put("kv_cache", kvCache.id());
         doc.put("results", results);
         if (speedResult != null) {
             doc.put("speed", speedResult);
@@ -153,5 +163,10 @@ final class EvalCommand implements Callable<Integer> {
             Json.writeFile(output, doc);
         }
         return 0;
+    }
+
+    /** "  [KV cache int8]" after a figure measured through a quantized cache; nothing for fp16. */
+    private static String kvNote(KvCacheType kvCache) {
+        return kvCache.quantized() ? "  [KV cache " + kvCache.id() + "]" : "";
     }
 }

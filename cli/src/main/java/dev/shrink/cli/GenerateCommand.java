@@ -33,6 +33,9 @@ final class GenerateCommand implements Callable<Integer> {
     @Mixin
     ModelOption modelArg;
 
+    @Mixin
+    KvCacheOptions kv;
+
     Path model;
 
     @Option(names = "--prompt", required = true, description = "Text to continue (BOS is prepended).")
@@ -59,6 +62,7 @@ final class GenerateCommand implements Callable<Integer> {
         if (temperature < 0 || Double.isNaN(temperature)) {
             throw new ShrinkException("--temperature must be ≥ 0, got " + temperature);
         }
+        dev.shrink.core.forward.KvCacheType kvCache = kv.type();
         PrintWriter out = spec.commandLine().getOut();
         try (LoadedModel m = LoadedModel.open(model, common.ops())) {
             int[] promptIds = m.tokenStream(prompt);
@@ -71,7 +75,7 @@ final class GenerateCommand implements Callable<Integer> {
                         + " exceeds the model's max_position_embeddings " + m.dir().config().maxPositions());
             }
             long t0 = System.nanoTime();
-            int[] all = Generator.generate(m.lm(), promptIds, maxNewTokens, temperature, seed,
+            int[] all = Generator.generate(m.lm().withKvCache(kvCache), promptIds, maxNewTokens, temperature, seed,
                     ignoreEos ? java.util.List.of() : m.dir().config().eosTokenIds(), id -> { });
             double secs = (System.nanoTime() - t0) / 1e9;
             int[] gen = java.util.Arrays.copyOfRange(all, promptIds.length, all.length);
@@ -92,8 +96,8 @@ final class GenerateCommand implements Callable<Integer> {
                 out.println(text);
             }
             if (!common.quiet) {
-                System.err.printf(Locale.ROOT, "shrink: %d prompt + %d new tokens in %.2f s (%.1f tok/s, %s)%n",
-                        promptIds.length, gen.length, secs, gen.length / secs, m.lm().decoder().ops().name());
+                System.err.printf(Locale.ROOT, "shrink: %d prompt + %d new tokens in %.2f s (%.1f tok/s, %s, KV cache %s)%n",
+                        promptIds.length, gen.length, secs, gen.length / secs, m.lm().decoder().ops().name(), kvCache.id());
             }
         }
         return 0;

@@ -304,6 +304,9 @@ public final class Compare {
         m.put("speed_prefill_tokens", e.speed().prefillTokens());
         m.put("speed_decode_tokens", e.speed().decodeTokens());
         m.put("speed_repeats", e.speed().repeats());
+        if (e.kvCache().quantized()) { // absent for fp16, so results measured before KV quantization existed stay cached
+            m.put("kv_cache", e.kvCache().id());
+        }
         return m;
     }
 

@@ -2,6 +2,7 @@ package dev.shrink.pipeline;
 
 import dev.shrink.calib.EvalText;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.CausalLM;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.ops.Ops;
@@ -35,7 +36,8 @@ import java.util.OptionalLong;
  * memory peak is taken in the same state.
  *
  * <p>Per model, in this order: size (files only); live heap after a full GC and the RSS peak reset;
- * load, live heap again; speed, continuations, peak RSS read; perplexity per set; KL. The baseline
+ * load, live heap again; speed, continuations, peak RSS read; perplexity per set; KL. All of them
+ * run with the recipe's KV cache ({@code evaluation.kv_cache}, docs/KV_CACHE.md). The baseline
  * runs the speed measurement once while preparing (JIT warm-up), so that the first model measured
  * is not slower for being first.
  */
@@ -151,26 +153,29 @@ final class Measurer {
         List<PplResult> ppl = new ArrayList<>();
         KlResult kl = null;
         Measures.Memory memory;
-        try (LoadedModel m = LoadedModel.open(model, ops)) {
+        try (LoadedModel loaded = LoadedModel.open(model, ops)) {
             long modelHeap = liveHeap() - heapBefore;
+            // every measure through the recipe's KV cache (evaluation.kv_cache); the KL reference stays the
+            // baseline with an fp16 cache, so KL includes what the quantized cache costs
+            CausalLM lm = loaded.lm().withKvCache(eval.kvCache());
             int[] prompt = Arrays.copyOf(streams.get(eval.datasets().get(0)), eval.speed().prefillTokens());
             // on the cuda backend: the device-resident decoder (W4A16 GEMV for packed 4-bit folders)
-            speed = Speed.measure(model, ops, m.lm(), prompt, eval.speed().decodeTokens(), eval.speed().repeats());
+            speed = Speed.measure(model, ops, lm, prompt, eval.speed().decodeTokens(), eval.speed().repeats());
             for (int i = 0; i < prompts.size(); i++) {
                 int[] ids = prompts.get(i);
-                int[] all = Generator.generate(m.lm(), ids, eval.maxNewTokens(), 0, 0, eos, t -> { });
+                int[] all = Generator.generate(lm, ids, eval.maxNewTokens(), 0, 0, eos, t -> { });
                 int[] added = Arrays.copyOfRange(all, ids.length, all.length);
-                continuations.add(new Measures.Continuation(eval.prompts().get(i), m.tokenizer().decode(added, true),
+                continuations.add(new Measures.Continuation(eval.prompts().get(i), loaded.tokenizer().decode(added, true),
                         added.length));
             }
             OptionalLong peak = PeakMemory.peakRss();
             memory = new Measures.Memory(modelHeap, reset && peak.isPresent() ? peak.getAsLong() : null,
                     start.isPresent() ? start.getAsLong() : null);
             for (String d : eval.datasets()) {
-                ppl.add(Perplexity.evaluate(m.lm(), names.get(d), streams.get(d), seqlen, eval.maxWindows(), quiet));
+                ppl.add(Perplexity.evaluate(lm, names.get(d), streams.get(d), seqlen, eval.maxWindows(), quiet));
             }
             if (reference != null) {
-                kl = KlDivergence.evaluate(reference, m.lm(), quiet);
+                kl = KlDivergence.evaluate(reference, lm, quiet);
             }
         }
         return new Measures(size, ppl, kl, speed, memory, continuations, ops.name(), (System.nanoTime() - t0) / 1e9);

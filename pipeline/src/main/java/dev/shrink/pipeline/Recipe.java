@@ -97,7 +97,8 @@ public record Recipe(Path file, Path model, CalibSettings calibration, Evaluatio
      * @param threads      CPU threads (0: all cores); the CLI's --threads wins
      */
     public record Evaluation(List<String> datasets, Integer seqlen, int maxWindows, Kl kl, List<String> prompts,
-                             int maxNewTokens, SpeedSettings speed, String device, int threads) {
+                             int maxNewTokens, SpeedSettings speed, String device, int threads,
+                             dev.shrink.core.forward.KvCacheType kvCache) {
         public Evaluation {
             datasets = List.copyOf(datasets);
             prompts = List.copyOf(prompts);

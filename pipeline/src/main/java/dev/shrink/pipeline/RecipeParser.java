@@ -14,6 +14,7 @@ import dev.shrink.core.sparse.SparsityPattern;
 import dev.shrink.core.ops.Backends;
 import dev.shrink.core.util.InputFiles;
 import dev.shrink.pipeline.Recipe.CalibSettings;
+import dev.shrink.core.forward.KvCacheType;
 import dev.shrink.pipeline.Recipe.Evaluation;
 import dev.shrink.pipeline.Recipe.Kl;
 import dev.shrink.pipeline.Recipe.Pipeline;
@@ -58,7 +59,7 @@ public final class RecipeParser {
     static final List<String> TOP = List.of("model", "revision", "calibration", "evaluation", "baseline", "pipelines");
     static final List<String> CALIBRATION = List.of("dataset", "field", "samples", "seqlen", "seed", "tokens", "sampling");
     static final List<String> EVALUATION = List.of("datasets", "seqlen", "max_windows", "kl", "prompts", "max_new_tokens",
-            "speed", "device", "threads");
+            "speed", "device", "threads", "kv_cache");
     static final List<String> KL = List.of("dataset", "windows");
     static final List<String> SPEED = List.of("prefill_tokens", "decode_tokens", "repeats");
     static final List<String> PIPELINE = List.of("name", "stages");
@@ -209,6 +210,7 @@ public final class RecipeParser {
         List<String> prompts = List.of();
         SpeedSettings speed = new SpeedSettings(128, 32, 3);
         String device = "auto";
+        KvCacheType kvCache = KvCacheType.FP16;
         if (s != null) {
             if (s.has("datasets")) {
                 datasets = new ArrayList<>();
@@ -244,6 +246,11 @@ public final class RecipeParser {
                 speed = new SpeedSettings(pre, dec, rep);
             }
             device = s.string("device", "auto");
+            if (s.has("kv_cache")) {
+                String kv = s.string("kv_cache", "fp16");
+                s.check(java.util.Set.of("fp16", "int8", "int4").contains(kv), "kv_cache", "must be fp16, int8 or int4", kv);
+                kvCache = KvCacheType.parse(kv, "kv_cache");
+            }
             threads = s.integer("threads", 0);
             s.check(threads >= 0 && threads <= Backends.MAX_THREADS, "threads",
                     "must be 0 (all cores) to " + Backends.MAX_THREADS, threads);
@@ -251,7 +258,7 @@ public final class RecipeParser {
         if (kl == null) {
             kl = new Kl(datasets.get(0), 4);
         }
-        return new Evaluation(datasets, seqlen, maxWindows, kl, prompts, maxNew, speed, device, threads);
+        return new Evaluation(datasets, seqlen, maxWindows, kl, prompts, maxNew, speed, device, threads, kvCache);
     }
 
     private static Pipeline pipeline(JsonNode node, int index, CalibSettings calib, Path model, Path dir, Path file) {

@@ -190,6 +190,10 @@ public final class ReportFiles {
                     + "after one warm-up; %s", sp.promptTokens(), sp.decodeTokens(), sp.repeats(), sp.path()));
             break;
         }
+        if (r.settings() != null && r.settings().get("evaluation") instanceof Map<?, ?> e && e.get("kv_cache") != null) {
+            lines.add("KV cache: " + e.get("kv_cache") + " (every row's perplexity, KL, speed and continuations; "
+                    + "KL against the baseline with an fp16 cache; docs/KV_CACHE.md)");
+        }
         var m = r.machine();
         lines.add(String.format(Locale.ROOT, "backend %s, %d threads; %s %s, %d cores, %d-bit vectors, Java %s, max heap %s; %s",
                 m.backend(), m.threads(), m.os(), m.arch(), m.cores(), m.vectorBits(), m.java(), mib(m.maxHeapBytes()),
