@@ -6,6 +6,7 @@ import dev.shrink.eval.Gpu;
 import dev.shrink.eval.MemoryEstimate;
 import dev.shrink.eval.MemoryEstimate.Dims;
 import dev.shrink.eval.MemoryEstimate.ElementType;
+import dev.shrink.eval.MemoryEstimate.KvDtype;
 import dev.shrink.eval.MemoryEstimate.Weights;
 import dev.shrink.eval.MemoryEstimate.Workload;
 import java.io.PrintWriter;
@@ -22,15 +23,25 @@ import picocli.CommandLine.Model.CommandSpec;
 /** {@code shrink estimate}: memory for weights, KV cache and activations, and the decode floor, for a GPU. */
 @Command(name = "estimate", mixinStandardHelpOptions = true,
         description = {
-            "Estimate GPU memory (weights, KV cache, activations) and the decode speed floor set by memory bandwidth,",
-            "for a model folder (weights at their real size from the safetensors headers), a config.json, or",
-            "explicit dimensions. GB = 10^9 bytes, GiB = 2^30 bytes."},
-        footer = {"", "Examples:",
+            "Estimate GPU memory (weights, KV cache, activations), FLOPs per token, prefill and decode latency,",
+            "throughput and the largest batch that fits, for a model folder (weights at their real size from the",
+            "safetensors headers), a config.json, or explicit dimensions. GB = 10^9 bytes, GiB = 2^30 bytes."},
+        footer = {"", "Formulas (L layers, C hidden, H/Hkv heads, D head dim, F intermediate, V vocab; B batch, T prompt, n new):",
+            "  KV bytes/token   2·L·Hkv·D·bytes; int8/int4: 2·L·(Hkv·D·bits/8 + Hkv·4) (fp16 scale and zero per token and head)",
+            "  KV cache         KV bytes/token · B·(T + n)",
+            "  FLOPs/token      2·(L·(2·C·H·D + 2·C·Hkv·D + 3·C·F) + V·C) + 4·L·H·D·context (q·kᵀ and p·v)",
+            "  prefill          max(B·(T·linear FLOPs + head + 2·L·H·D·T·(T+1)) / tensor FLOP/s, weight bytes / bandwidth)",
+            "  decode step      max((weight bytes + KV bytes/token · B·(T + (n+1)/2)) / bandwidth, B·FLOPs/token / tensor FLOP/s)",
+            "  tokens/s         prefill B·T / prefill; decode B / step (per sequence 1 / step); throughput B·n / (prefill + n·step)",
+            "  largest batch    floor((GPU memory - weights) / (KV bytes/token · (T + n) + activations of one sequence))",
+            "  (weights read per step exclude an untied input embedding table: only B rows are gathered)",
+            "", "Examples:",
             "  shrink estimate ../shared/models/fixture-llama-14m --batch 16 --prompt-tokens 512 --new-tokens 32 --gpu l4",
             "  shrink estimate --layers 48 --hidden 6144 --params 20e9 --batch 16 --prompt-tokens 512 --new-tokens 32 --gpu a100-80g",
             "  shrink estimate config.json --w-bits 4 --kv-dtype fp8 --gpu h100 --json",
+            "  shrink estimate MODEL_DIR --batch 1 --prompt-tokens 128 --new-tokens 32 --gpu h100 --json   (vs eval --speed)",
             "", "GPUs: h100, h100-pcie, h100-nvl, h200, a100-80g, a100-80g-pcie, a100-40g, l40s, l4, a10, rtx4090, rtx3090,",
-            "      v100-32g, t4, mi300x (vendor datasheet memory and bandwidth)."})
+            "      v100-32g, t4, mi300x (vendor datasheet memory, bandwidth and dense fp16/bf16 tensor FLOP/s)."})
 final class EstimateCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
@@ -79,7 +90,7 @@ final class EstimateCommand implements Callable<Integer> {
     @Option(names = "--new-tokens", defaultValue = "128", paramLabel = "N", description = "Generated tokens per sequence. Default: ${DEFAULT-VALUE}.")
     int newTokens;
 
-    @Option(names = "--kv-dtype", defaultValue = "fp16", paramLabel = "TYPE", description = "KV cache type: fp16, bf16, fp8, fp32, int8. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--kv-dtype", defaultValue = "fp16", paramLabel = "TYPE", description = "KV cache type: fp16, bf16, fp8, fp32, int8, int4 (int8/int4 with an fp16 scale and zero point per token and KV head, as LMDeploy's --quant-policy 8/4). Default: ${DEFAULT-VALUE}.")
     String kvDtype;
 
     @Option(names = "--weight-dtype", paramLabel = "TYPE",
@@ -123,7 +134,7 @@ final class EstimateCommand implements Callable<Integer> {
     MemoryEstimate estimate() {
         checkOptions();
         Gpu g = gpu == null ? null : Gpu.named(gpu);
-        ElementType kv = ElementType.parse(kvDtype, "--kv-dtype");
+        KvDtype kv = KvDtype.parse(kvDtype, "--kv-dtype");
         Workload wl = new Workload(batch, promptTokens, newTokens);
         Dims d;
         Weights w;
@@ -280,6 +291,28 @@ final class EstimateCommand implements Callable<Integer> {
         MemoryEstimate.Decode dec = e.decode();
         out.printf(Locale.ROOT, "  decode floor: a step reads %s: >= %s per step, at most %,.0f tokens/s for the batch (%,.1f per sequence)%n",
                 dec.formula(), duration(dec.secondsPerStep()), dec.tokensPerSecond(), dec.tokensPerSecondPerSequence());
+        MemoryEstimate.Compute c = e.compute();
+        out.println();
+        if (c == null) {
+            out.println("  FLOPs and latency: unknown without --intermediate and --vocab, or --params");
+        } else {
+            out.printf(Locale.ROOT, "  FLOPs per token: prefill %.4g (mean over the prompt), decode %.4g (at the mean context)%n",
+                    c.prefillFlopsPerToken(), c.decodeFlopsPerToken());
+            out.printf(Locale.ROOT, "  prefill: %s (%s-bound), %,.0f tokens/s%n", duration(c.prefillSeconds()),
+                    c.prefillBound(), c.prefillTokensPerSecond());
+            out.printf(Locale.ROOT, "  decode:  %s per step (%s-bound), %,.1f tokens/s per sequence, %,.0f for the batch%n",
+                    duration(c.decodeSecondsPerStep()), c.decodeBound(), c.decodeTokensPerSecondPerSequence(),
+                    c.decodeTokensPerSecond());
+            out.printf(Locale.ROOT, "  total:   %s for prefill + %d steps; throughput %,.0f generated tokens/s%n",
+                    duration(c.totalSeconds()), wl.newTokens(), c.throughput());
+            out.println("  (" + c.formula() + "; " + g.tensorFlops() / 1e12 + " TFLOP/s: " + g.flopsSource() + ")");
+        }
+        out.println();
+        out.printf(Locale.ROOT, "  largest batch on %s at %d + %d tokens:", g.id(), wl.promptTokens(), wl.newTokens());
+        for (MemoryEstimate.BatchFit b : e.maxBatch()) {
+            out.printf(Locale.ROOT, "  %s %,d", b.kvDtype(), b.maxBatch());
+        }
+        out.println();
     }
 
     private static void row(PrintWriter out, String what, long bytes) {

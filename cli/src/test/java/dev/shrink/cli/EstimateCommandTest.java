@@ -47,6 +47,35 @@ class EstimateCommandTest {
         assertEquals(16 / step, doc.at("/decode/tokens_per_second").asDouble(), 1e-6);
     }
 
+    /** The seeds' command as the issue types it, with an int8 cache: half the fp16 bytes plus the scales. */
+    @Test
+    void seedsExampleWithAnInt8Cache() {
+        Run r = BadInputTest.shrink("estimate", "--layers", "48", "--hidden", "6144", "--batch", "16", "--prompt-tokens", "512",
+                "--new-tokens", "32", "--gpu", "h100", "--kv-dtype", "int8");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("KV cache          5,294,260,224"), r.out()); // 10,267,656,192 / 2 + 160,432,128
+        assertTrue(r.out().contains("(18,432 B of it scales and zeros)"), r.out());
+    }
+
+    /** A folder at batch 1, as the lead compares it with eval --speed: prefill and decode tokens/s in the JSON. */
+    @Test
+    void folderJsonHasLatenciesAndLargestBatches() throws Exception {
+        Run j = BadInputTest.shrink("estimate", fixture().toString(), "--batch", "1", "--prompt-tokens", "128",
+                "--new-tokens", "32", "--gpu", "h100", "--json");
+        assertEquals(0, j.code(), j.err());
+        JsonNode doc = new ObjectMapper().readTree(j.out());
+        JsonNode c = doc.get("compute");
+        double step = c.get("decode_seconds_per_step").asDouble();
+        assertTrue(step > 0, j.out());
+        assertEquals(1 / step, c.get("decode_tokens_per_second_per_sequence").asDouble(), 1e-6 / step);
+        assertEquals(128 / c.get("prefill_seconds").asDouble(), c.get("prefill_tokens_per_second").asDouble(), 1e-3);
+        assertEquals(989.4e12, doc.at("/gpu/tensor_flops").asDouble());
+        assertEquals(6, doc.get("max_batch").size());
+        assertEquals("int4", doc.at("/max_batch/5/kv_dtype").asText());
+        Run help = BadInputTest.shrink("estimate", "--help");
+        assertTrue(help.out().contains("largest batch    floor((GPU memory - weights)"), help.out());
+    }
+
     /** The seeds' command as typed, without a way to size the weights: the KV cache still, the rest marked unknown. */
     @Test
     void withoutWeightDimsTheKvCacheIsStillEstimated() throws Exception {

@@ -49,9 +49,55 @@ import java.util.Locale;
  * @param gpu         the GPU compared against, or null
  * @param fits        whether the total fits the GPU's memory, or null without a GPU or the weights
  * @param decode      the decode floor, or null without a GPU or the weights
+ * @param compute     FLOPs, prefill and decode latency and throughput, or null without a GPU or the weights
+ * @param maxBatch    for each KV cache type, the largest batch that fits the GPU; empty without a GPU or the weights
  */
 public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCache kvCache, Activations activations,
-                             Long totalBytes, Gpu gpu, Boolean fits, Decode decode) {
+                             Long totalBytes, Gpu gpu, Boolean fits, Decode decode, Compute compute,
+                             List<BatchFit> maxBatch) {
+
+    /**
+     * Element types of the KV cache: the float types, and int8 / int4 with an fp16 scale and an fp16
+     * zero point per token and KV head (LMDeploy's online scheme, docs/KV_CACHE.md).
+     */
+    public enum KvDtype {
+        FP32(32), FP16(16), BF16(16), FP8(8), INT8(8), INT4(4);
+
+        private final int bits;
+
+        KvDtype(int bits) {
+            this.bits = bits;
+        }
+
+        public int bits() {
+            return bits;
+        }
+
+        /** int8 and int4: codes with a scale and zero point per token and head. */
+        public boolean quantized() {
+            return this == INT8 || this == INT4;
+        }
+
+        public String id() {
+            return name().toLowerCase(Locale.ROOT);
+        }
+
+        /** The float types as {@link ElementType#parse} reads them, and int8, int4. */
+        public static KvDtype parse(String s, String option) {
+            String k = s.toLowerCase(Locale.ROOT).strip();
+            if (k.equals("int4") || k.equals("i4")) {
+                return INT4;
+            }
+            try {
+                return KvDtype.valueOf(ElementType.parse(s, option).name());
+            } catch (ShrinkException e) {
+                throw new ShrinkException(option + ": unknown type '" + s + "' (fp32, fp16, bf16, fp8, int8, int4)");
+            }
+        }
+    }
+
+    /** Head dimension taken for the scale groups of an int8 / int4 cache when the heads are not given. */
+    public static final int ASSUMED_HEAD_DIM = 128;
 
     /** Bytes per activation element in the forward pass (fp16/bf16 compute). */
     public static final int ACTIVATION_BYTES = 2;
@@ -211,20 +257,25 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
      * @param bytes          all weight bytes
      * @param embeddingBytes an untied input embedding table's bytes (gathered, not streamed, when decoding); 0 when tied
      * @param how            how they were found
+     * @param params         the parameter count when given as one (--params), else null
      */
-    public record Weights(long bytes, long embeddingBytes, String how) {
+    public record Weights(long bytes, long embeddingBytes, String how, Long params) {
+        public Weights(long bytes, long embeddingBytes, String how) {
+            this(bytes, embeddingBytes, how, null);
+        }
     }
 
     /**
      * The KV cache.
      *
      * @param dtype         the element type
-     * @param bytesPerToken 2 · L · Hkv · D · bytes
+     * @param bytesPerToken 2 · L · Hkv · D · bytes, plus for int8 / int4 2 · L · Hkv · 4 B of fp16 scale and zero
+     * @param scaleBytesPerToken the scale and zero point part of bytesPerToken (0 for the float types)
      * @param tokens        B · (T + n)
      * @param bytes         bytesPerToken · tokens
      * @param formula       the formula with the numbers
      */
-    public record KvCache(String dtype, long bytesPerToken, long tokens, long bytes, String formula) {
+    public record KvCache(String dtype, long bytesPerToken, long scaleBytesPerToken, long tokens, long bytes, String formula) {
     }
 
     /**
@@ -321,7 +372,7 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
     public static Weights paramWeights(long params, ElementType dtype, Dims d) {
         long embed = !d.tiedEmbeddings() && d.vocab() != null ? (long) d.vocab() * d.hidden() * dtype.bytes() : 0;
         return new Weights(params * dtype.bytes(), embed,
-                String.format(Locale.ROOT, "%,d parameters (--params) at %s", params, dtype.id()));
+                String.format(Locale.ROOT, "%,d parameters (--params) at %s", params, dtype.id()), params);
     }
 
     /** b-bit codes of an [N, K] linear, plus per group of inputs a fp16 scale and a b-bit zero point per output. */
@@ -342,16 +393,73 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
      * @throws ShrinkException when eager attention is asked for without the head count
      */
     public static MemoryEstimate estimate(Dims d, Weights w, Workload wl, ElementType kvType, boolean eagerAttention, Gpu gpu) {
-        long perToken = kvBytesPerToken(d.layers(), d.kvWidth(), kvType.bytes());
-        long tokens = wl.cachedTokens();
-        String kvWidth = d.heads() == null ? "hidden " + d.hidden() + " (multi-head: kv_heads × head_dim = hidden)"
-                : "kv_heads " + d.kvHeadCount() + " × head_dim " + d.effectiveHeadDim();
-        KvCache kv = new KvCache(kvType.id(), perToken, tokens, perToken * tokens, String.format(Locale.ROOT,
-                "2 × layers %d × %s × %d B = %,d B/token; × batch %d × (%d + %d) tokens",
-                d.layers(), kvWidth, kvType.bytes(), perToken, wl.batch(), wl.promptTokens(), wl.newTokens()));
+        return estimate(d, w, wl, KvDtype.valueOf(kvType.name()), eagerAttention, gpu);
+    }
 
+    /** {@link #estimate(Dims, Weights, Workload, ElementType, boolean, Gpu)} for any KV cache type, int8 and int4 included. */
+    public static MemoryEstimate estimate(Dims d, Weights w, Workload wl, KvDtype kvType, boolean eagerAttention, Gpu gpu) {
         List<String> assumptions = new ArrayList<>();
-        long B = wl.batch(), T = wl.promptTokens(), C = d.hidden(), a = ACTIVATION_BYTES;
+        KvCache kv = kvCache(d, wl, kvType, assumptions);
+        Activations act = activations(d, wl.batch(), wl.promptTokens(), eagerAttention, assumptions);
+
+        Long total = w == null ? null : w.bytes() + kv.bytes() + act.peakBytes();
+        Boolean fits = null;
+        Decode decode = null;
+        Compute compute = null;
+        List<BatchFit> batches = new ArrayList<>();
+        if (gpu != null && w != null) {
+            fits = total <= gpu.memoryBytes();
+            long weightRead = w.bytes() - w.embeddingBytes();
+            double seconds = (weightRead + kv.bytes()) / gpu.bandwidth();
+            decode = new Decode(weightRead, kv.bytes(), seconds, wl.batch() / seconds, 1 / seconds,
+                    String.format(Locale.ROOT, "(weights %,d B + KV cache %,d B at %d tokens per sequence) / %.0f GB/s",
+                            weightRead, kv.bytes(), wl.promptTokens() + wl.newTokens(), gpu.bandwidth() / 1e9));
+            compute = compute(d, w, wl, kv, gpu, assumptions);
+            Activations one = activations(d, 1, wl.promptTokens(), eagerAttention, new ArrayList<>());
+            long free = gpu.memoryBytes() - w.bytes();
+            for (KvDtype t : KvDtype.values()) {
+                KvCache k1 = kvCache(d, new Workload(1, wl.promptTokens(), wl.newTokens()), t, new ArrayList<>());
+                long perSequence = k1.bytes() + one.peakBytes();
+                batches.add(new BatchFit(t.id(), k1.bytesPerToken(), perSequence, free <= 0 ? 0 : free / perSequence));
+            }
+        }
+        act = new Activations(act.attentionBytes(), act.mlpBytes(), act.logitsBytes(), act.peakBytes(), act.formula(),
+                List.copyOf(assumptions));
+        return new MemoryEstimate(d, wl, w, kv, act, total, gpu, fits, decode, compute, List.copyOf(batches));
+    }
+
+    /** The KV cache of the workload: codes (or floats) plus, for int8 / int4, the fp16 scale and zero per token and head. */
+    static KvCache kvCache(Dims d, Workload wl, KvDtype t, List<String> assumptions) {
+        long kvWidth = d.kvWidth();
+        String width = d.heads() == null ? "hidden " + d.hidden() + " (multi-head: kv_heads × head_dim = hidden)"
+                : "kv_heads " + d.kvHeadCount() + " × head_dim " + d.effectiveHeadDim();
+        long codes = (kvWidth * t.bits() + 7) / 8;
+        long scaleBytes = 0;
+        String perLayer;
+        if (t.quantized()) {
+            long groups;
+            if (d.heads() != null) {
+                groups = d.kvHeadCount();
+            } else {
+                groups = (kvWidth + ASSUMED_HEAD_DIM - 1) / ASSUMED_HEAD_DIM;
+                assumptions.add("heads not given: the " + t.id() + " cache's scales are counted per head of "
+                        + ASSUMED_HEAD_DIM + " (" + groups + " heads)");
+            }
+            scaleBytes = 2L * d.layers() * groups * 4;
+            perLayer = String.format(Locale.ROOT, "(%s × %d bits + %d heads × 4 B fp16 scale and zero)", width, t.bits(), groups);
+        } else {
+            perLayer = String.format(Locale.ROOT, "%s × %d B", width, t.bits() / 8);
+        }
+        long perToken = 2L * d.layers() * codes + scaleBytes;
+        long tokens = wl.cachedTokens();
+        return new KvCache(t.id(), perToken, scaleBytes, tokens, perToken * tokens, String.format(Locale.ROOT,
+                "2 × layers %d × %s = %,d B/token%s; × batch %d × (%d + %d) tokens", d.layers(), perLayer, perToken,
+                scaleBytes == 0 ? "" : String.format(Locale.ROOT, " (%,d B of it scales and zeros)", scaleBytes),
+                wl.batch(), wl.promptTokens(), wl.newTokens()));
+    }
+
+    private static Activations activations(Dims d, long B, long T, boolean eagerAttention, List<String> assumptions) {
+        long C = d.hidden(), a = ACTIVATION_BYTES;
         long F = d.intermediate() != null ? d.intermediate() : 4 * C;
         if (d.intermediate() == null) {
             assumptions.add("intermediate size unknown: the MLP is taken as 4 × hidden = " + F);
@@ -373,20 +481,96 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
                 "one layer's prefill of batch %d × %d tokens at %d B: max(attention B·T·(3C + 2·H·D + 2·Hkv·D)%s = %,d, "
                         + "MLP B·T·(3C + 3F) = %,d) + last-position fp32 logits B·V·4 = %,d",
                 B, T, a, eagerAttention ? " + scores B·H·T²" : "", attention, mlp, logits);
-        Activations act = new Activations(attention, mlp, logits, peak, formula, List.copyOf(assumptions));
+        return new Activations(attention, mlp, logits, peak, formula, List.copyOf(assumptions));
+    }
 
-        Long total = w == null ? null : w.bytes() + kv.bytes() + act.peakBytes();
-        Boolean fits = null;
-        Decode decode = null;
-        if (gpu != null && w != null) {
-            fits = total <= gpu.memoryBytes();
-            long weightRead = w.bytes() - w.embeddingBytes();
-            double seconds = (weightRead + kv.bytes()) / gpu.bandwidth();
-            decode = new Decode(weightRead, kv.bytes(), seconds, wl.batch() / seconds, 1 / seconds,
-                    String.format(Locale.ROOT, "(weights %,d B + KV cache %,d B at %d tokens per sequence) / %.0f GB/s",
-                            weightRead, kv.bytes(), wl.promptTokens() + wl.newTokens(), gpu.bandwidth() / 1e9));
+    /**
+     * FLOPs, latency and throughput (ALGORITHMS.md, "Memory estimate"), or null when the linears'
+     * FLOPs are unknown (no intermediate size or vocabulary, and no --params). Per token: 2 FLOPs per
+     * weight of the decoder linears and the head, plus attention's q·kᵀ and p·v, 4·H·D per layer and
+     * position attended to. Prefill is compute-bound: its FLOPs (the head on the last position only)
+     * over the GPU's dense tensor FLOP/s, or the weight read if that takes longer. A decode step is
+     * memory-bound: the weights plus the KV cache at the steps' mean length T + (n + 1)/2, over the
+     * bandwidth, or its FLOPs if they take longer.
+     */
+    static Compute compute(Dims d, Weights w, Workload wl, KvCache kv, Gpu gpu, List<String> assumptions) {
+        long B = wl.batch(), T = wl.promptTokens(), n = wl.newTokens(), L = d.layers(), qW = d.qWidth();
+        double linear; // FLOPs per token of the decoder linears and the head
+        double head;
+        String linearHow;
+        if (canComputeWeights(d)) {
+            long C = d.hidden(), F = d.intermediate(), kvW = d.kvWidth();
+            long perLayer = qW * C + 2 * kvW * C + C * qW + 3 * F * C;
+            head = 2.0 * d.vocab() * C;
+            linear = 2.0 * L * perLayer + head;
+            linearHow = String.format(Locale.ROOT, "2 × (layers %d × %,d linear weights + head %,d)", L, perLayer,
+                    (long) d.vocab() * C);
+        } else if (w.params() != null) {
+            head = 0;
+            linear = 2.0 * w.params();
+            linearHow = String.format(Locale.ROOT, "2 × %,d parameters", w.params());
+            assumptions.add("FLOPs taken as 2 × --params per token (the layer shapes are not known)");
+        } else {
+            assumptions.add("FLOPs and latency unknown: give --intermediate and --vocab, or --params");
+            return null;
         }
-        return new MemoryEstimate(d, wl, w, kv, act, total, gpu, fits, decode);
+        double attnPrefill = 2.0 * L * qW * T * (T + 1); // Σ_{p=1..T} 4·L·H·D·p
+        double meanContext = T + (n + 1) / 2.0;
+        double decodeFlops = linear + 4.0 * L * qW * meanContext;
+        double prefillFlops = B * (T * (linear - head) + (T > 0 ? head : 0) + attnPrefill);
+        long weightRead = w.bytes() - w.embeddingBytes();
+        double prefillCompute = prefillFlops / gpu.tensorFlops(), prefillMemory = T == 0 ? 0 : weightRead / gpu.bandwidth();
+        double prefill = Math.max(prefillCompute, prefillMemory);
+        double kvRead = (double) kv.bytesPerToken() * B * meanContext;
+        double stepMemory = (weightRead + kvRead) / gpu.bandwidth(), stepCompute = B * decodeFlops / gpu.tensorFlops();
+        double step = Math.max(stepMemory, stepCompute);
+        double total = prefill + n * step;
+        String formula = String.format(Locale.ROOT, "FLOPs per token %s = %.4g, + attention 4 × layers × H·D %d × positions "
+                        + "attended; prefill %.4g FLOPs / %.1f TFLOP/s%s; decode step (weights %,d B + KV %,.0f B at mean "
+                        + "context %.1f) / %.0f GB/s%s",
+                linearHow, linear, qW, prefillFlops, gpu.tensorFlops() / 1e12,
+                prefillCompute >= prefillMemory ? "" : " (memory-bound: reading the weights takes longer)",
+                weightRead, kvRead, meanContext, gpu.bandwidth() / 1e9,
+                stepMemory >= stepCompute ? "" : " (compute-bound at this batch)");
+        return new Compute(prefillFlops, T == 0 ? 0 : prefillFlops / (B * T), decodeFlops,
+                prefill, prefillCompute >= prefillMemory ? "compute" : "memory", T == 0 ? 0 : B * T / prefill,
+                step, stepMemory >= stepCompute ? "memory" : "compute", B / step, 1 / step,
+                total, n == 0 ? 0 : B * n / total, formula);
+    }
+
+    /**
+     * FLOPs, latency and throughput on the GPU.
+     *
+     * @param prefillFlops                the prompt's forward for the whole batch (the head on the last position)
+     * @param prefillFlopsPerToken        prefillFlops / (B · T)
+     * @param decodeFlopsPerToken         one generated token at the steps' mean context T + (n + 1)/2
+     * @param prefillSeconds              prefill latency: max(FLOPs / tensor FLOP/s, weight bytes / bandwidth)
+     * @param prefillBound                "compute" or "memory": which of the two it is
+     * @param prefillTokensPerSecond      B · T / prefillSeconds (at batch 1: compare with eval --speed's prefill tok/s)
+     * @param decodeSecondsPerStep        one decode step: max((weights + KV at mean context) / bandwidth, B · FLOPs / tensor FLOP/s)
+     * @param decodeBound                 "memory" or "compute"
+     * @param decodeTokensPerSecond       B / decodeSecondsPerStep
+     * @param decodeTokensPerSecondPerSequence 1 / decodeSecondsPerStep (at batch 1: compare with eval --speed's decode tok/s)
+     * @param totalSeconds                prefill + n decode steps
+     * @param throughput                  generated tokens per second for the batch, prefill included: B · n / totalSeconds
+     * @param formula                     the formulas with the numbers
+     */
+    public record Compute(double prefillFlops, double prefillFlopsPerToken, double decodeFlopsPerToken,
+                          double prefillSeconds, String prefillBound, double prefillTokensPerSecond,
+                          double decodeSecondsPerStep, String decodeBound, double decodeTokensPerSecond,
+                          double decodeTokensPerSecondPerSequence, double totalSeconds, double throughput, String formula) {
+    }
+
+    /**
+     * The largest batch whose weights, KV cache ((T + n) tokens per sequence) and activations fit the
+     * GPU's memory with this KV cache type.
+     *
+     * @param kvDtype          the KV cache type
+     * @param kvBytesPerToken  its bytes per token, scales included
+     * @param bytesPerSequence KV cache plus activations of one sequence
+     * @param maxBatch         floor((GPU memory − weights) / bytesPerSequence); 0 when the weights alone do not fit
+     */
+    public record BatchFit(String kvDtype, long kvBytesPerToken, long bytesPerSequence, long maxBatch) {
     }
 
     private static JsonNode readJson(Path file) {

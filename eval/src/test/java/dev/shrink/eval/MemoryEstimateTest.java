@@ -13,6 +13,7 @@ import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.eval.MemoryEstimate.Dims;
 import dev.shrink.eval.MemoryEstimate.ElementType;
+import dev.shrink.eval.MemoryEstimate.KvDtype;
 import dev.shrink.eval.MemoryEstimate.Weights;
 import dev.shrink.eval.MemoryEstimate.Workload;
 import java.io.IOException;
@@ -179,5 +180,83 @@ class MemoryEstimateTest {
         Files.writeString(cfg, "{\"hidden_size\": 512, \"num_hidden_layers\": \"many\"}");
         e = assertThrows(ShrinkException.class, () -> Dims.fromConfigJson(cfg));
         assertTrue(e.getMessage().contains("num_hidden_layers is \"many\", not a positive integer"), e.getMessage());
+    }
+
+    /** The seeds' example with a quantized cache: int8 is half of fp16 plus an fp16 scale and zero per token and head. */
+    @Test
+    void seedsExampleInt8AndInt4CachesAddTheirScales() {
+        Workload wl = new Workload(16, 512, 32);
+        long fp16 = MemoryEstimate.estimate(SEEDS_20B, null, wl, KvDtype.FP16, false, null).kvCache().bytes();
+        assertEquals(10_267_656_192L, fp16);
+        // no heads given: scale groups of 128 → 6144 / 128 = 48 per layer; 2 (K, V) × 48 layers × 48 × 4 B per token
+        long scales = 2L * 48 * 48 * 4 * 16 * 544;
+        MemoryEstimate int8 = MemoryEstimate.estimate(SEEDS_20B, null, wl, KvDtype.INT8, false, null);
+        assertEquals(fp16 / 2 + scales, int8.kvCache().bytes());
+        assertEquals(5_294_260_224L, int8.kvCache().bytes());
+        assertEquals(2L * 48 * 48 * 4, int8.kvCache().scaleBytesPerToken());
+        assertTrue(int8.activations().assumptions().stream().anyMatch(a -> a.contains("per head of 128")),
+                int8.activations().assumptions().toString());
+        assertEquals(fp16 / 4 + scales, MemoryEstimate.estimate(SEEDS_20B, null, wl, KvDtype.INT4, false, null).kvCache().bytes());
+        assertEquals(KvDtype.INT4, KvDtype.parse("int4", "--kv-dtype"));
+        assertEquals(KvDtype.BF16, KvDtype.parse("bfloat16", "--kv-dtype"));
+        assertThrows(ShrinkException.class, () -> KvDtype.parse("int2", "--kv-dtype"));
+    }
+
+    /** FLOPs, latencies, throughput and the largest batches of a small GQA shape, against the formulas worked by hand. */
+    @Test
+    void computeAndLargestBatchMatchHandArithmetic() {
+        // L 2, C 64, H 4, Hkv 2, D 16, F 128, V 100, untied; B 2, T 8, n 4 on an H100
+        Dims d = new Dims(2, 64, 4, 2, 16, 128, 100, false, "small");
+        Weights w = new Weights(1_000_000, 12_800, "given");
+        Workload wl = new Workload(2, 8, 4);
+        Gpu h100 = Gpu.named("h100");
+        MemoryEstimate e = MemoryEstimate.estimate(d, w, wl, KvDtype.FP16, false, h100);
+        var c = e.compute();
+        // per layer: q 64·64 + k, v 2·32·64 + o 64·64 + gate, up, down 3·128·64 = 36,864; head 100·64 = 6,400
+        double linear = 2.0 * (2 * 36_864 + 6_400);                       // 160,256
+        assertEquals(160_256, linear);
+        double meanContext = 8 + (4 + 1) / 2.0;                           // 10.5
+        assertEquals(linear + 4.0 * 2 * 64 * meanContext, c.decodeFlopsPerToken(), 1e-6);
+        // prefill: B·(T·(linear − head) + head + attention Σ_{p=1..8} 4·L·H·D·p = 2·2·64·8·9)
+        double prefill = 2 * (8 * (160_256 - 12_800) + 12_800 + 2.0 * 2 * 64 * 8 * 9);
+        assertEquals(2_421_760, prefill);
+        assertEquals(prefill, c.prefillFlops(), 1e-6);
+        assertEquals(prefill / 16, c.prefillFlopsPerToken(), 1e-9);
+        double weightRead = 1_000_000 - 12_800;
+        // tiny: reading the weights takes longer than the FLOPs, so both are memory-bound
+        assertEquals(Math.max(prefill / 989.4e12, weightRead / 3.35e12), c.prefillSeconds(), 1e-18);
+        assertEquals("memory", c.prefillBound());
+        long kvPerToken = 2L * 2 * 2 * 16 * 2;                             // 256 B
+        double step = (weightRead + kvPerToken * 2 * meanContext) / 3.35e12;
+        assertEquals(step, c.decodeSecondsPerStep(), 1e-18);
+        assertEquals("memory", c.decodeBound());
+        assertEquals(2 / step, c.decodeTokensPerSecond(), 1e-3);
+        assertEquals(1 / step, c.decodeTokensPerSecondPerSequence(), 1e-3);
+        assertEquals(16 / c.prefillSeconds(), c.prefillTokensPerSecond(), 1e-3);
+        assertEquals(2 * 4 / (c.prefillSeconds() + 4 * step), c.throughput(), 1e-3);
+
+        // one sequence's activations: max(attention 8·(3·64 + 2·64 + 2·32)·2, MLP 8·(3·64 + 3·128)·2) + logits 100·4
+        long act = Math.max(8L * (192 + 128 + 64) * 2, 8L * (192 + 384) * 2) + 400;
+        assertEquals(9_616, act);
+        long free = 80_000_000_000L - 1_000_000;
+        var fits = e.maxBatch();
+        assertEquals(6, fits.size());
+        // bytes per token: fp16 256; int8 2·2·(32 + 2·4) = 160; int4 2·2·(16 + 8) = 96; fp8 128; fp32 512
+        long[] perToken = {512, 256, 256, 128, 160, 96};
+        String[] ids = {"fp32", "fp16", "bf16", "fp8", "int8", "int4"};
+        for (int i = 0; i < 6; i++) {
+            assertEquals(ids[i], fits.get(i).kvDtype());
+            assertEquals(perToken[i], fits.get(i).kvBytesPerToken());
+            assertEquals(free / (perToken[i] * 12 + act), fits.get(i).maxBatch(), ids[i]);
+        }
+        assertTrue(fits.get(5).maxBatch() > fits.get(4).maxBatch() && fits.get(4).maxBatch() > fits.get(1).maxBatch());
+
+        // a large batch turns the decode step compute-bound: B·FLOPs / tensor FLOP/s beats the bytes
+        // (a wide MLP and one KV head, so that the weights' FLOPs outgrow the KV bytes read per sequence)
+        Dims wide = new Dims(2, 64, 4, 1, 16, 4096, 100, false, "wide");
+        var cb = MemoryEstimate.estimate(wide, w, new Workload(100_000, 1, 1), KvDtype.INT4, false, h100).compute();
+        double wideLinear = 2.0 * (2 * (64 * 64 + 2 * 16 * 64 + 64 * 64 + 3 * 4096 * 64) + 6_400);
+        assertEquals("compute", cb.decodeBound());
+        assertEquals(100_000 * (wideLinear + 4.0 * 2 * 64 * 2) / 989.4e12, cb.decodeSecondsPerStep(), 1e-15);
     }
 }
