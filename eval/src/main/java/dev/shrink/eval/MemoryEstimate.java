@@ -485,7 +485,7 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
     }
 
     /**
-     * FLOPs, latency and throughput (ALGORITHMS.md, "Memory estimate"), or null when the linears'
+     * FLOPs, latency and throughput (README.md, "Memory estimate"; {@code estimate --help}), or null when the linears'
      * FLOPs are unknown (no intermediate size or vocabulary, and no --params). Per token: 2 FLOPs per
      * weight of the decoder linears and the head, plus attention's q·kᵀ and p·v, 4·H·D per layer and
      * position attended to. Prefill is compute-bound: its FLOPs (the head on the last position only)

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.KvCacheType;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -113,6 +114,20 @@ class RecipeParserTest {
         assertTrue(bad(MIN + "calibration: {samples: 0}\n").getMessage().contains("'samples' in calibration must be at least 1, got 0"));
         assertTrue(bad(MIN + "baseline: maybe\n").getMessage().contains("'baseline' at the top level must be true or false"));
         assertTrue(bad("model: m\npipelines: [{name: x, stages: [{awq: {bits: 3}}]}]").getMessage().contains("must be 4"));
+    }
+
+    @Test
+    void evaluationKvCacheIsReadAndKeysTheResultsOnlyWhenQuantized() {
+        Recipe fp16 = RecipeParser.parse(MIN, FILE);
+        assertEquals(KvCacheType.FP16, fp16.evaluation().kvCache());
+        Recipe int8 = RecipeParser.parse(MIN + "evaluation: {kv_cache: int8}\n", FILE);
+        assertEquals(KvCacheType.INT8, int8.evaluation().kvCache());
+        assertFalse(Compare.evaluationSettings(fp16, 512).containsKey("kv_cache"), "fp16 results keep their old keys");
+        assertEquals("int8", Compare.evaluationSettings(int8, 512).get("kv_cache"));
+        assertFalse(Keys.resultKey("m", "b", Compare.evaluationSettings(fp16, 512), "cpu", 0)
+                .equals(Keys.resultKey("m", "b", Compare.evaluationSettings(int8, 512), "cpu", 0)));
+        assertTrue(bad(MIN + "evaluation: {kv_cache: int3}\n").getMessage()
+                .contains("'kv_cache' in evaluation must be fp16, int8 or int4, got int3"));
     }
 
     @Test
