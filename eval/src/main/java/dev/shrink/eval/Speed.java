@@ -52,7 +52,7 @@ public final class Speed {
      * when the folder allows one (else on {@code lm}, the path saying why), elsewhere on {@code lm}.
      */
     public static SpeedResult measure(Path model, Ops ops, CausalLM lm, int[] prompt, int decodeTokens, int repeats) {
-        if (ops instanceof CudaOps cuda && lm.decoder().kvCache().quantized()) {
+        if (ops instanceof CudaOps && lm.decoder().kvCache().quantized()) {
             // the device decoder keeps an fp16 cache: quantized codes on the device are a follow-up (docs/KV_CACHE.md)
             SpeedResult r = measure(lm, prompt, decodeTokens, repeats);
             return withPath(r, SpeedResult.HOST + " (device decoder refused: it has no " + lm.decoder().kvCache().id()

@@ -2,7 +2,9 @@ package dev.shrink.core.forward;
 
 /**
  * Keys and values of one sequence for every layer, for incremental decoding.
- * Per layer k, v: [capacity, Hkv, D]; positions 0..length−1 are filled.
+ * Per layer k, v: [capacity, Hkv, D]; positions 0..length−1 are filled. Always float32: an int8 /
+ * int4 cache is simulated by the {@link Decoder}, which hands it K and V already quantized and
+ * dequantized ({@link KvCacheType#roundTrip}).
  */
 public final class KvCache {
     private final float[][] keys;
