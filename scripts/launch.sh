@@ -13,12 +13,18 @@ SHRINK_JVM_FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-
 # back), dropped if it is that warning, and everything after passes through cat as it comes (the
 # progress lines that end in \r included).
 shrink_drop_incubator_warning() {
-  local line
-  if IFS= read -r line; then
-    [ "$line" = "WARNING: Using incubator modules: jdk.incubator.vector" ] || printf '%s\n' "$line"
-  elif [ -n "$line" ]; then
-    printf '%s' "$line"
-  fi
+  local line n=0
+  # the JVM's own lines come first: "Picked up JAVA_TOOL_OPTIONS: ..." (kept) may precede the warning
+  while [ $n -lt 3 ]; do
+    if ! IFS= read -r line; then
+      [ -n "$line" ] && printf '%s' "$line" # a last line without its newline
+      return 0
+    fi
+    n=$((n + 1))
+    [ "$line" = "WARNING: Using incubator modules: jdk.incubator.vector" ] && break
+    printf '%s\n' "$line"
+    case "$line" in "Picked up "*) ;; *) break ;; esac
+  done
   exec cat
 }
 
