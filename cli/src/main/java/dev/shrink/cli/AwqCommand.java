@@ -7,6 +7,7 @@ import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.ops.Ops;
+import dev.shrink.core.transform.RotatedModel;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -83,6 +84,9 @@ final class AwqCommand implements Callable<Integer> {
     @Mixin
     CalibOptions calib;
 
+    @Mixin
+    RotateOptions rotation;
+
     @Option(names = "--calib-sampling", defaultValue = "blocks", paramLabel = "blocks|random", description = "blocks: AWQ's consecutive blocks of per-document tokens (when the text is too short for them, random windows instead, said on stdout and in the report); random: GPTQ/LMDeploy-style random windows of the joined text. Default: ${DEFAULT-VALUE}.")
     String calibSampling;
 
@@ -93,6 +97,7 @@ final class AwqCommand implements Callable<Integer> {
     public Integer call() {
         model = modelArg.required("awq");
         validate();
+        RotatedModel.Settings rotate = rotation.settings();
         GptqCommand.checkWorkDir(workDir, overwrite, model, calib);
         model = hub.resolve(model, common.quiet);
         GptqCommand.checkWorkDir(workDir, overwrite, model, calib); // the resolved Hub snapshot is an input too
@@ -111,7 +116,8 @@ final class AwqCommand implements Callable<Integer> {
         calib.save(windows);
         Map<String, Object> head = CalibOptions.reportHead("awq", model, ops);
         head.put("calibration", calib.report(windows, calibration.sampling()));
-        AwqStage.Result r = AwqStage.compress(model, workDir, cfg, exportKind, windows, head, ops, common.quiet, overwrite);
+        AwqStage.Result r = AwqStage.compress(model, workDir, cfg, exportKind, windows, head, ops, common.quiet, overwrite,
+                rotate);
         Map<String, String> unfit = new LinkedHashMap<>();
         r.layers().stream().filter(l -> !l.status().equals("quantized")).forEach(l -> unfit.put(l.name(), l.reason()));
         GptqCommand.warnKeptInFloat(spec.commandLine().getErr(), unfit);

@@ -7,6 +7,7 @@ import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
 import dev.shrink.core.ops.Ops;
+import dev.shrink.core.transform.RotatedModel;
 import dev.shrink.gptq.GptqStage;
 import dev.shrink.gptq.QuantScheme;
 import java.io.IOException;
@@ -102,6 +103,9 @@ final class GptqCommand implements Callable<Integer> {
     @Mixin
     CalibOptions calib;
 
+    @Mixin
+    RotateOptions rotation;
+
     @Option(names = {"--batch", "--batch-size"}, defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward. Default: ${DEFAULT-VALUE}.")
     int batch;
 
@@ -109,6 +113,7 @@ final class GptqCommand implements Callable<Integer> {
     public Integer call() {
         model = modelArg.required("gptq");
         validate();
+        RotatedModel.Settings rotate = rotation.settings();
         checkWorkDir(workDir, overwrite, model, calib);
         model = hub.resolve(model, common.quiet);
         checkWorkDir(workDir, overwrite, model, calib); // the resolved Hub snapshot is an input too
@@ -135,7 +140,7 @@ final class GptqCommand implements Callable<Integer> {
         Map<String, Object> head = CalibOptions.reportHead("gptq", model, ops);
         head.put("calibration", drawn ? calib.report(windows, "random") : null);
         GptqStage.Result r = GptqStage.compress(model, workDir, cfg, windows, head, Version.quantizer(), ops,
-                common.quiet, overwrite);
+                common.quiet, overwrite, rotate);
         Map<String, String> unfit = new LinkedHashMap<>();
         r.layers().stream().filter(l -> l.status().equals("skipped") && !"not targeted".equals(l.reason()))
                 .forEach(l -> unfit.put(l.name(), l.reason()));

@@ -14,9 +14,11 @@ import dev.shrink.core.safetensors.TensorData;
 import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.tensor.DType;
+import dev.shrink.core.transform.RotatedModel;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -70,10 +72,27 @@ public final class AwqCheckpoint {
     public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized,
                              Map<String, float[]> modified, int groupSize, Export export, Object report,
                              boolean overwrite, long maxShardBytes) {
+        write(source, outDir, quantized, modified, groupSize, export, report, overwrite, maxShardBytes, null);
+    }
+
+    /**
+     * {@link #write(ModelDir, Path, Map, Map, int, Export, Object, boolean, long)} of a model that was
+     * rotated before AWQ ({@code rotated}: the source as AWQ read it; null: not rotated): the tensors the
+     * rotation changed are written from their new values ({@code modified}, AWQ's own changes, wins), an
+     * untied head is added, and config.json gets the rotation's edits.
+     */
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized,
+                             Map<String, float[]> modified, int groupSize, Export export, Object report,
+                             boolean overwrite, long maxShardBytes, RotatedModel rotated) {
+        Objects.requireNonNull(modified, "modified");
+        if (rotated != null) {
+            Map<String, float[]> all = new LinkedHashMap<>(rotated.modified(quantized::containsKey));
+            all.putAll(modified);
+            modified = all;
+        }
         Objects.requireNonNull(source, "source");
         Objects.requireNonNull(outDir, "outDir");
         Objects.requireNonNull(quantized, "quantized");
-        Objects.requireNonNull(modified, "modified");
         Objects.requireNonNull(export, "export");
         if (maxShardBytes <= 0) {
             throw new IllegalArgumentException("maxShardBytes must be positive: " + maxShardBytes);
@@ -83,9 +102,15 @@ public final class AwqCheckpoint {
                     "the source model is already quantized (it has a quantization_config)");
         }
         check(source.weights(), quantized, modified, groupSize);
+        Map<String, float[]> finalModified = modified;
         ModelFolderWriter.write(source.dir(), outDir, overwrite, "the AWQ model", tmp -> {
-            SafetensorsWriter.writeModel(tmp, tensors(source.weights(), quantized, modified, export), maxShardBytes, null);
-            ModelFolderWriter.writeJson(tmp.resolve("config.json"), config(source, quantized, groupSize, export));
+            List<TensorData> tensors = tensors(source.weights(), quantized, finalModified, export);
+            if (rotated != null) {
+                tensors.addAll(rotated.addedTensors(source.weights()));
+            }
+            SafetensorsWriter.writeModel(tmp, tensors, maxShardBytes, null);
+            ObjectNode config = config(source, quantized, groupSize, export);
+            ModelFolderWriter.writeJson(tmp.resolve("config.json"), rotated == null ? config : rotated.editConfig(config));
             if (report != null) {
                 ModelFolderWriter.writeReport(tmp, report);
             }
@@ -156,26 +181,13 @@ public final class AwqCheckpoint {
             } else if (modified.containsKey(name)) {
                 TensorInfo info = store.info(name);
                 float[] v = modified.get(name);
-                out.add(TensorData.ofFloats(name, info.shape(), v, floatDType(info.dtype(), v)));
+                out.add(TensorData.ofChangedFloats(name, info.shape(), v, info.dtype()));
             } else {
                 TensorInfo info = store.info(name);
                 out.add(new TensorData(name, info.dtype(), info.shape(), store.data(name)));
             }
         }
         return out;
-    }
-
-    /** F16 for a 16-bit source whose new values all fit in fp16; F32 otherwise (never lose range or precision). */
-    static DType floatDType(DType source, float[] values) {
-        if (source != DType.F16 && source != DType.BF16) {
-            return DType.F32;
-        }
-        for (float v : values) {
-            if (!(Math.abs(v) <= 65504f)) {
-                return DType.F32;
-            }
-        }
-        return DType.F16;
     }
 
     /** The layer's weight as the GEMM folder holds it: fp16 scales · (q − z). */

@@ -13,6 +13,7 @@ import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.core.quant.QuantizedLinear;
+import dev.shrink.core.transform.RotatedModel;
 import dev.shrink.core.util.Progress;
 import java.util.ArrayList;
 import java.util.EnumSet;
@@ -807,10 +808,22 @@ public final class AwqStage {
     public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg,
                                   AwqCheckpoint.Export export, int[][] windows, Map<String, Object> reportHead,
                                   Ops ops, boolean quiet, boolean overwrite) {
+        return compress(model, outDir, cfg, export, windows, reportHead, ops, quiet, overwrite, null);
+    }
+
+    /**
+     * {@link #compress(java.nio.file.Path, java.nio.file.Path, Config, AwqCheckpoint.Export, int[][], Map, Ops, boolean, boolean)},
+     * first rotating the model ({@link RotatedModel}, as {@code rotate} says; null: no rotation): AWQ
+     * searches and quantizes the rotated weights, and the report gets "rotation".
+     */
+    public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg,
+                                  AwqCheckpoint.Export export, int[][] windows, Map<String, Object> reportHead,
+                                  Ops ops, boolean quiet, boolean overwrite, RotatedModel.Settings rotate) {
         dev.shrink.core.safetensors.ModelFolderWriter.checkTarget(model, outDir, overwrite, "the AWQ model");
         try (ModelDir dir = ModelDir.open(model)) {
             checkSpace(dir, outDir, cfg, export);
-            Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
+            RotatedModel rotated = rotate == null ? null : RotatedModel.of(dir, rotate);
+            Result r = run(dir, rotated != null ? rotated : WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
             if (r.quantized().isEmpty()) {
                 throw new ShrinkException(model + ": no decoder linear can be packed with --w-group-size " + cfg.groupSize()
                         + " (" + r.layers().get(0).reason() + ")");
@@ -828,13 +841,17 @@ public final class AwqStage {
             options.put("skip_unfit", cfg.skipUnfit());
             options.put("batch", cfg.batch());
             report.put("options", options);
+            if (rotated != null) {
+                report.put("rotation", rotated.report());
+            }
             report.put("calibration", reportHead.get("calibration"));
             report.put("seconds", r.seconds());
             report.put("phases_seconds", r.phases());
             report.put("mappings", r.mappings());
             report.put("clips", r.clips());
             report.put("layers", r.layers());
-            AwqCheckpoint.write(dir, outDir, r.quantized(), r.modified(), cfg.groupSize(), export, report, overwrite);
+            AwqCheckpoint.write(dir, outDir, r.quantized(), r.modified(), cfg.groupSize(), export, report, overwrite,
+                    AwqCheckpoint.DEFAULT_MAX_SHARD_BYTES, rotated);
             return r;
         }
     }

@@ -13,6 +13,7 @@ import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.sparse.SparsityRecord;
 import dev.shrink.core.tensor.DType;
+import dev.shrink.core.transform.RotatedModel;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -96,6 +97,19 @@ public final class GptqCheckpoint {
      */
     public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
                              Object report, boolean overwrite, long maxShardBytes, SparsityRecord sparsity) {
+        write(source, outDir, quantized, format, report, overwrite, maxShardBytes, sparsity, null);
+    }
+
+    /**
+     * {@link #write(ModelDir, Path, Map, GptqFormat, Object, boolean, long, SparsityRecord)} of a model that
+     * was rotated before quantizing ({@code rotated}: the source as GPTQ read it; null: not rotated): every
+     * tensor the rotation changed and that is not quantized (embedding, norms of 1, head, linears left in
+     * float) is written from its new values (F16 when it fits, as {@link TensorData#ofChangedFloats}), an
+     * untied head is added, and config.json gets the rotation's edits ({@code tie_word_embeddings: false}).
+     */
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
+                             Object report, boolean overwrite, long maxShardBytes, SparsityRecord sparsity,
+                             RotatedModel rotated) {
         Objects.requireNonNull(source, "source");
         Objects.requireNonNull(outDir, "outDir");
         Objects.requireNonNull(quantized, "quantized");
@@ -112,10 +126,18 @@ public final class GptqCheckpoint {
 
         boolean lmHead = quantized.containsKey(QuantizedLinear.prefixOf(source.spec().lmHead()));
         ModelFolderWriter.write(source.dir(), outDir, overwrite, "the GPTQ model", tmp -> {
-            SafetensorsWriter.writeModel(tmp, tensors(source.weights(), quantized, v1), maxShardBytes, null);
+            List<TensorData> tensors = tensors(source.weights(), quantized, v1,
+                    rotated == null ? Map.of() : rotated.modified(quantized::containsKey));
+            if (rotated != null) {
+                tensors.addAll(rotated.addedTensors(source.weights()));
+            }
+            SafetensorsWriter.writeModel(tmp, tensors, maxShardBytes, null);
             ObjectNode qc = quantizationConfig(format, v1, lmHead,
                     source.spec().notConverted(source.config().layers(), quantized::containsKey));
             ObjectNode config = config(source, qc);
+            if (rotated != null) {
+                rotated.editConfig(config);
+            }
             ModelFolderWriter.writeJson(tmp.resolve("config.json"), sparsity == null ? config : sparsity.writeInto(config));
             ModelFolderWriter.writeJson(tmp.resolve(QUANTIZE_CONFIG), qc);
             if (report != null) {
@@ -168,7 +190,8 @@ public final class GptqCheckpoint {
     }
 
     /** The output tensors in the source's order, quantized linears expanded in place of X.weight. */
-    private static List<TensorData> tensors(WeightStore store, Map<String, QuantizedLinear> quantized, boolean v1) {
+    private static List<TensorData> tensors(WeightStore store, Map<String, QuantizedLinear> quantized, boolean v1,
+                                            Map<String, float[]> modified) {
         List<TensorData> out = new ArrayList<>();
         for (String name : store.names()) {
             if (name.endsWith(".weight") && quantized.containsKey(QuantizedLinear.prefixOf(name))) {
@@ -187,6 +210,9 @@ public final class GptqCheckpoint {
                 }
             } else if (name.endsWith(".bias") && quantized.containsKey(name.substring(0, name.length() - ".bias".length()))) {
                 continue; // written with its linear, as F16
+            } else if (modified.containsKey(name)) {
+                TensorInfo info = store.info(name);
+                out.add(TensorData.ofChangedFloats(name, info.shape(), modified.get(name), info.dtype()));
             } else {
                 TensorInfo info = store.info(name);
                 out.add(new TensorData(name, info.dtype(), info.shape(), store.data(name)));

@@ -14,6 +14,7 @@ import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.core.sparse.PrunedCheckpoint;
 import dev.shrink.core.sparse.SparsityPattern;
 import dev.shrink.core.sparse.SparsityRecord;
+import dev.shrink.core.transform.RotatedModel;
 import dev.shrink.core.util.Progress;
 import dev.shrink.kernels.cuda.CudaOps;
 import java.util.ArrayList;
@@ -308,11 +309,26 @@ public final class GptqStage {
 
     public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg, int[][] windows, Map<String, Object> reportHead,
                                   String quantizer, Ops ops, boolean quiet, boolean overwrite) {
+        return compress(model, outDir, cfg, windows, reportHead, quantizer, ops, quiet, overwrite, null);
+    }
+
+    /**
+     * {@link #compress(java.nio.file.Path, java.nio.file.Path, Config, int[][], Map, String, Ops, boolean, boolean)},
+     * first rotating the model ({@link RotatedModel}, as {@code rotate} says; null: no rotation): the
+     * rotated weights are quantized, the rotated embedding, head and norms written, and the report gets
+     * "rotation".
+     */
+    public static Result compress(java.nio.file.Path model, java.nio.file.Path outDir, Config cfg, int[][] windows, Map<String, Object> reportHead,
+                                  String quantizer, Ops ops, boolean quiet, boolean overwrite, RotatedModel.Settings rotate) {
         dev.shrink.core.safetensors.ModelFolderWriter.checkTarget(model, outDir, overwrite, "the GPTQ model");
         QuantScheme s = cfg.scheme();
         try (ModelDir dir = ModelDir.open(model)) {
             checkSpace(dir, outDir, cfg);
-            Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
+            if (rotate != null && !cfg.quantizes()) {
+                throw new ShrinkException("--rotate goes with quantization, not with pruning alone");
+            }
+            RotatedModel rotated = rotate == null ? null : RotatedModel.of(dir, rotate);
+            Result r = run(dir, rotated != null ? rotated : WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
             if (!cfg.quantizes()) {
                 // SparseGPT without quantization: a dense folder with exact zeros
                 Map<String, Object> report = new LinkedHashMap<>(reportHead);
@@ -330,13 +346,16 @@ public final class GptqStage {
             Map<String, Object> report = new LinkedHashMap<>(reportHead);
             report.remove("calibration");
             report.put("options", cfg);
+            if (rotated != null) {
+                report.put("rotation", rotated.report());
+            }
             report.put("calibration", reportHead.get("calibration"));
             report.put("seconds", r.seconds());
             report.put("phases_seconds", r.phases());
             report.put("layers", r.layers());
             GptqCheckpoint.write(dir, outDir, r.quantized(), new GptqFormat(s.bits(), s.groupSize(), s.sym(),
                     cfg.actOrder(), cfg.staticGroups(), cfg.trueSequential(), cfg.damp(), quantizer), report, overwrite,
-                    GptqCheckpoint.DEFAULT_MAX_SHARD_BYTES, sparsity(r, cfg));
+                    GptqCheckpoint.DEFAULT_MAX_SHARD_BYTES, sparsity(r, cfg), rotated);
             return r;
         }
     }

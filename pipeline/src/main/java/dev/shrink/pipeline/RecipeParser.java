@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import dev.shrink.core.transform.RotatedModel;
 import dev.shrink.calib.CalibSource;
 import dev.shrink.calib.EvalText;
 import dev.shrink.core.ShrinkException;
@@ -65,9 +66,9 @@ public final class RecipeParser {
     static final List<String> PIPELINE = List.of("name", "stages");
     static final List<String> KINDS = List.of("gptq", "awq", "prune", "distill");
     static final List<String> GPTQ = List.of("method", "bits", "group_size", "sym", "act_order", "static_groups",
-            "true_sequential", "damp", "mse", "block_size", "batch", "calibration");
+            "true_sequential", "damp", "mse", "block_size", "batch", "calibration", "rotate", "rotate_seed", "rotate_heads");
     static final List<String> AWQ = List.of("bits", "group_size", "duo_scaling", "clip", "skip_unfit", "export", "batch",
-            "calibration");
+            "calibration", "rotate", "rotate_seed", "rotate_heads");
     static final List<String> PRUNE = List.of("method", "pattern", "sparsity", "scope", "targets", "ignore", "batch",
             "calibration");
 
@@ -332,7 +333,7 @@ public final class RecipeParser {
         int batch = batch(s);
         return new StageSpec.Gptq(method, bits, group, s.bool("sym", true), actOrder, staticGroups,
                 s.bool("true_sequential", true), damp, s.bool("mse", false), blockSize, batch,
-                stageCalibration(s, calib, "random", dir));
+                stageCalibration(s, calib, "random", dir), rotate(s));
     }
 
     private static StageSpec awq(Section s, CalibSettings calib, Path dir) {
@@ -341,7 +342,15 @@ public final class RecipeParser {
         int group = groupSize(s);
         String export = s.oneOf("export", "gemm", List.of("gemm", "fake"));
         return new StageSpec.Awq(bits, group, s.bool("duo_scaling", true), s.bool("clip", true),
-                s.bool("skip_unfit", true), export, batch(s), stageCalibration(s, calib, "blocks", dir));
+                s.bool("skip_unfit", true), export, batch(s), stageCalibration(s, calib, "blocks", dir), rotate(s));
+    }
+
+    /** {@code rotate: true} [{@code rotate_seed: N}, {@code rotate_heads: B}] of a quantizing stage, or null. */
+    private static RotatedModel.Settings rotate(Section s) {
+        boolean rotate = s.bool("rotate", false);
+        s.check(rotate || !s.has("rotate_seed"), "rotate_seed", "goes with rotate: true", s.integer("rotate_seed", 0));
+        s.check(rotate || !s.has("rotate_heads"), "rotate_heads", "goes with rotate: true", s.bool("rotate_heads", false));
+        return rotate ? new RotatedModel.Settings(s.integer("rotate_seed", 0), s.bool("rotate_heads", false)) : null;
     }
 
     private static StageSpec prune(Section s, CalibSettings calib, Path dir) {

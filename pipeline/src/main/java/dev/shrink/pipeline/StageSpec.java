@@ -1,5 +1,6 @@
 package dev.shrink.pipeline;
 
+import dev.shrink.core.transform.RotatedModel;
 import dev.shrink.pipeline.Recipe.CalibSettings;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -41,10 +42,34 @@ public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSp
         return sb.append(')').toString();
     }
 
-    /** GPTQ or round-to-nearest, as {@code shrink gptq}. */
+    /**
+     * A quantizing stage's rotation in its options: "rotate" and "rotate_seed" only when on, so the cache
+     * keys of the stages without rotation stay what they were.
+     */
+    private static void putRotate(Map<String, Object> m, RotatedModel.Settings rotate) {
+        if (rotate != null) {
+            m.put("rotate", true);
+            m.put("rotate_seed", rotate.seed());
+            m.put("rotate_heads", rotate.heads());
+        }
+    }
+
+    /**
+     * GPTQ or round-to-nearest, as {@code shrink gptq}.
+     *
+     * @param rotate the rotation before quantizing ({@code --rotate}), or null for none
+     */
     record Gptq(String method, int bits, int groupSize, boolean sym, boolean actOrder, boolean staticGroups,
-                boolean trueSequential, double damp, boolean mse, int blockSize, int batch, CalibSettings calibSettings)
+                boolean trueSequential, double damp, boolean mse, int blockSize, int batch, CalibSettings calibSettings,
+                RotatedModel.Settings rotate)
             implements StageSpec {
+        /** Without rotation. */
+        public Gptq(String method, int bits, int groupSize, boolean sym, boolean actOrder, boolean staticGroups,
+                    boolean trueSequential, double damp, boolean mse, int blockSize, int batch, CalibSettings calibSettings) {
+            this(method, bits, groupSize, sym, actOrder, staticGroups, trueSequential, damp, mse, blockSize, batch,
+                    calibSettings, null);
+        }
+
         @Override
         public String kind() {
             return "gptq";
@@ -69,6 +94,7 @@ public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSp
             m.put("mse", mse);
             m.put("block_size", blockSize);
             m.put("batch", batch);
+            putRotate(m, rotate);
             return m;
         }
 
@@ -78,9 +104,19 @@ public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSp
         }
     }
 
-    /** AWQ W4A16, as {@code shrink awq}; export "gemm" (packed) or "fake" (dequantized fp16, composable). */
+    /**
+     * AWQ W4A16, as {@code shrink awq}; export "gemm" (packed) or "fake" (dequantized fp16, composable).
+     *
+     * @param rotate the rotation before quantizing ({@code --rotate}), or null for none
+     */
     record Awq(int bits, int groupSize, boolean duoScaling, boolean clip, boolean skipUnfit, String export, int batch,
-               CalibSettings calibSettings) implements StageSpec {
+               CalibSettings calibSettings, RotatedModel.Settings rotate) implements StageSpec {
+        /** Without rotation. */
+        public Awq(int bits, int groupSize, boolean duoScaling, boolean clip, boolean skipUnfit, String export, int batch,
+                   CalibSettings calibSettings) {
+            this(bits, groupSize, duoScaling, clip, skipUnfit, export, batch, calibSettings, null);
+        }
+
         @Override
         public String kind() {
             return "awq";
@@ -101,6 +137,7 @@ public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSp
             m.put("skip_unfit", skipUnfit);
             m.put("export", export);
             m.put("batch", batch);
+            putRotate(m, rotate);
             return m;
         }
 

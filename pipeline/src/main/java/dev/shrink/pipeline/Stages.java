@@ -24,12 +24,12 @@ public final class Stages {
                         QuantScheme.of(g.bits(), g.groupSize(), g.sym()).withMse(g.mse()), g.actOrder(), g.staticGroups(),
                         g.trueSequential(), g.damp(), g.blockSize(), g.batch());
                 int[][] w = windows != null ? windows : new int[][] {{0}}; // round-to-nearest reads none
-                GptqStage.compress(input, output, cfg, w, reportHead, Version.quantizer(), ops, quiet, false);
+                GptqStage.compress(input, output, cfg, w, reportHead, Version.quantizer(), ops, quiet, false, g.rotate());
             }
             case StageSpec.Awq a -> {
                 AwqStage.Config cfg = new AwqStage.Config(a.groupSize(), a.duoScaling(), a.clip(), a.skipUnfit(), a.batch());
                 AwqStage.compress(input, output, cfg, AwqCheckpoint.Export.valueOf(a.export().toUpperCase(Locale.ROOT)),
-                        windows, reportHead, ops, quiet, false);
+                        windows, reportHead, ops, quiet, false, a.rotate());
             }
             case StageSpec.Prune p -> PruneRunner.run(p, input, output, windows, reportHead, ops, quiet);
             case StageSpec.Distill d -> DistillRunner.run(d, input, output, reportHead, ops, quiet);

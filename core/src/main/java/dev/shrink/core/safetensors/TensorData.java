@@ -89,6 +89,28 @@ public record TensorData(String name, DType dtype, long[] shape, MemorySegment d
     }
 
     /**
+     * New float values of a tensor a stage changed (AWQ's scaled norms, a rotated embedding) in a
+     * quantized folder: F16 when the source held it in 16 bits and every value fits in fp16, else F32
+     * (never lose range, nor precision against a 32-bit source).
+     */
+    public static TensorData ofChangedFloats(String name, long[] shape, float[] values, DType source) {
+        return ofFloats(name, shape, values, changedFloatDType(source, values));
+    }
+
+    /** The dtype {@link #ofChangedFloats} writes. */
+    public static DType changedFloatDType(DType source, float[] values) {
+        if (source != DType.F16 && source != DType.BF16) {
+            return DType.F32;
+        }
+        for (float v : values) {
+            if (!(Math.abs(v) <= 65504f)) {
+                return DType.F32;
+            }
+        }
+        return DType.F16;
+    }
+
+    /**
      * Int values stored as I32.
      *
      * @param values numel(shape) values, row-major
