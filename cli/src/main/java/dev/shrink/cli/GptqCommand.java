@@ -97,6 +97,12 @@ final class GptqCommand implements Callable<Integer> {
     @Option(names = "--mse", description = "Search a range-shrink factor per group minimising the quantization error (clip search).")
     boolean mse;
 
+    @Option(names = "--awq-scales", description = "First scale each block's input channels as AWQ does (scale search, folded into the previous norm or linear), then quantize the scaled weights with GPTQ.")
+    boolean awqScales;
+
+    @Option(names = "--gptaq", description = "GPTAQ's asymmetric calibration: each linear's target is the float model's output (W·X_fp), not W·X of the quantized model's inputs.")
+    boolean gptaq;
+
     @Option(names = "--block-size", defaultValue = "128", paramLabel = "N", description = "Columns per lazy-update block. Default: ${DEFAULT-VALUE}.")
     int blockSize;
 
@@ -122,7 +128,7 @@ final class GptqCommand implements Callable<Integer> {
         boolean sym = symmetry == null || !symmetry.asym;
         QuantScheme scheme = QuantScheme.of(bits, groupSize, sym).withMse(mse);
         GptqStage.Config cfg = new GptqStage.Config(method, scheme, actOrder, staticGroups, !noTrueSequential,
-                damp, blockSize, batch);
+                damp, blockSize, batch).withMethods(awqScales, gptaq);
         try (ModelDir dir = ModelDir.open(model)) {
             GptqStage.checkSpace(dir, workDir, cfg); // before the calibration text is read and tokenized
         }
@@ -167,6 +173,9 @@ final class GptqCommand implements Callable<Integer> {
         }
         if (!(damp > 0) || damp >= 1) {
             throw new ShrinkException("--damp must be in (0, 1), got " + damp);
+        }
+        if ((awqScales || gptaq) && !method.equals("gptq")) {
+            throw new ShrinkException((awqScales ? "--awq-scales" : "--gptaq") + " goes with --method gptq (it needs calibration), not " + method);
         }
         if (staticGroups && !actOrder) {
             throw new ShrinkException("--static-groups only changes anything with --act-order");

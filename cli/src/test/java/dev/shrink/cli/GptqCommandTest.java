@@ -71,6 +71,33 @@ class GptqCommandTest {
     }
 
     @Test
+    void awqScalesAndGptaqWriteAFolderThatEvaluates() throws IOException {
+        Path out = tmp.resolve("awq-gptaq");
+        BadInputTest.Run r = BadInputTest.shrink("gptq", stories().toString(), "--work-dir", out.toString(),
+                "--w-group-size", "32", "--awq-scales", "--gptaq", "--calib-dataset", "tinystories", "--calib-samples", "8",
+                "--calib-seqlen", "128", "-q");
+        assertEquals(0, r.code(), r.err());
+        JsonNode report = new ObjectMapper().readTree(out.resolve("shrink-report.json").toFile());
+        assertTrue(report.at("/options/awqScales").asBoolean() && report.at("/options/gptaq").asBoolean(), report.toString());
+        // the scales folded into the input norms are written (the source's norms would give another function)
+        try (var src = dev.shrink.core.model.ModelDir.open(stories()); var q = dev.shrink.core.model.ModelDir.open(out)) {
+            String norm = "model.layers.0.input_layernorm.weight";
+            assertFalse(java.util.Arrays.equals(src.weights().floats(norm), q.weights().floats(norm)), "norm not rewritten");
+        }
+        BadInputTest.Run e = BadInputTest.shrink("eval", "--model", out.toString(), "--dataset", "tinystories",
+                "--seqlen", "128", "--max-windows", "4", "--json");
+        assertEquals(0, e.code(), e.err());
+        double ppl = new ObjectMapper().readTree(e.out()).at("/results/0/ppl").asDouble();
+        assertTrue(ppl > 3.0 && ppl < 6.0, "tinystories ppl of a 4-bit stories260K with AWQ scales and GPTAQ: " + ppl);
+
+        BadInputTest.Run rtn = BadInputTest.shrink("gptq", stories().toString(), "--work-dir", tmp.resolve("r").toString(),
+                "--method", "rtn", "--awq-scales");
+        assertEquals(2, rtn.code());
+        assertTrue(rtn.err().contains("--awq-scales") && rtn.err().strip().lines().count() == 1, rtn.err());
+        assertFalse(Files.exists(tmp.resolve("r")));
+    }
+
+    @Test
     void refusesANonEmptyWorkDirBeforeWorking() throws IOException {
         Path out = Files.createDirectories(tmp.resolve("busy"));
         Files.writeString(out.resolve("keep.txt"), "mine");

@@ -7,6 +7,7 @@ import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.quant.AwqPacking;
+import dev.shrink.core.quant.ModifiedTensors;
 import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.safetensors.SafetensorsWriter;
@@ -139,19 +140,7 @@ public final class AwqCheckpoint {
                 throw new IllegalArgumentException("quantized linear '" + x + "' has a reordered g_idx, which AWQ cannot hold");
             }
         }
-        for (Map.Entry<String, float[]> e : modified.entrySet()) {
-            String name = e.getKey();
-            if (!store.has(name)) {
-                throw new IllegalArgumentException("modified tensor '" + name + "' is not in the source");
-            }
-            if (store.info(name).numel() != e.getValue().length) {
-                throw new IllegalArgumentException("modified tensor '" + name + "' has " + e.getValue().length
-                        + " values, the source " + store.info(name).numel());
-            }
-            if (name.endsWith(".weight") && quantized.containsKey(QuantizedLinear.prefixOf(name))) {
-                throw new IllegalArgumentException("tensor '" + name + "' is both quantized and modified");
-            }
-        }
+        ModifiedTensors.check(store, modified, quantized);
     }
 
     /** The output tensors in the source's order. */
@@ -179,9 +168,7 @@ public final class AwqCheckpoint {
             } else if (name.endsWith(".bias") && quantized.containsKey(name.substring(0, name.length() - ".bias".length()))) {
                 continue; // written with its linear, as F16
             } else if (modified.containsKey(name)) {
-                TensorInfo info = store.info(name);
-                float[] v = modified.get(name);
-                out.add(TensorData.ofChangedFloats(name, info.shape(), v, info.dtype()));
+                out.add(ModifiedTensors.tensor(store, name, modified.get(name)));
             } else {
                 TensorInfo info = store.info(name);
                 out.add(new TensorData(name, info.dtype(), info.shape(), store.data(name)));

@@ -44,17 +44,30 @@ public final class AwqQuantizer {
 
     /** The scale of a group with this min and max: max(max − min, 1e−5) / 15, in float32. */
     static float scale(float min, float max) {
-        return Math.max(max - min, 1e-5f) / MAXQ;
+        return scale(min, max, MAXQ);
+    }
+
+    /** {@link #scale(float, float)} for codes 0..maxq (the scale search of GPTQ's --awq-scales at 2, 3 or 8 bits). */
+    static float scale(float min, float max, int maxq) {
+        return Math.max(max - min, 1e-5f) / maxq;
     }
 
     /** The zero point of a group: clamp(−round(min / s), 0, 15). */
     static float zero(float min, float s) {
-        return Math.max(0f, Math.min(MAXQ, -(float) Math.rint(min / s)));
+        return zero(min, s, MAXQ);
+    }
+
+    static float zero(float min, float s, int maxq) {
+        return Math.max(0f, Math.min(maxq, -(float) Math.rint(min / s)));
     }
 
     /** The code of w: clamp(round(w / s) + z, 0, 15). */
     static int code(float w, float s, float z) {
-        return (int) Math.max(0f, Math.min(MAXQ, (float) Math.rint(w / s) + z));
+        return code(w, s, z, MAXQ);
+    }
+
+    static int code(float w, float s, float z, int maxq) {
+        return (int) Math.max(0f, Math.min(maxq, (float) Math.rint(w / s) + z));
     }
 
     /**
@@ -62,21 +75,31 @@ public final class AwqQuantizer {
      * out may be W.
      */
     static void pseudoQuantizeGroup(float[] W, int base, int len, float[] out, int outBase) {
+        pseudoQuantizeGroup(W, base, len, out, outBase, MAXQ);
+    }
+
+    /** {@link #pseudoQuantizeGroup(float[], int, int, float[], int)} with codes 0..maxq. */
+    static void pseudoQuantizeGroup(float[] W, int base, int len, float[] out, int outBase, int maxq) {
         float min = Float.POSITIVE_INFINITY, max = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < len; i++) {
             float w = W[base + i];
             min = Math.min(min, w);
             max = Math.max(max, w);
         }
-        float s = scale(min, max);
-        float z = zero(min, s);
+        float s = scale(min, max, maxq);
+        float z = zero(min, s, maxq);
         for (int i = 0; i < len; i++) {
-            out[outBase + i] = (code(W[base + i], s, z) - z) * s;
+            out[outBase + i] = (code(W[base + i], s, z, maxq) - z) * s;
         }
     }
 
     /** Q(W): W [N, K] quantized and dequantized per (row, group); a new array. */
     public static float[] pseudoQuantize(float[] W, int N, int K, int gs) {
+        return pseudoQuantize(W, N, K, gs, MAXQ);
+    }
+
+    /** {@link #pseudoQuantize(float[], int, int, int)} with codes 0..maxq (2^bits − 1). */
+    public static float[] pseudoQuantize(float[] W, int N, int K, int gs, int maxq) {
         int len = groupLength(K, gs);
         if (K % len != 0 || W.length != N * K) {
             throw new IllegalArgumentException("W has " + W.length + " values for [" + N + ", " + K + "] in groups of " + len);
@@ -84,7 +107,7 @@ public final class AwqQuantizer {
         float[] out = new float[N * K];
         for (int n = 0; n < N; n++) {
             for (int c0 = 0; c0 < K; c0 += len) {
-                pseudoQuantizeGroup(W, n * K + c0, len, out, n * K + c0);
+                pseudoQuantizeGroup(W, n * K + c0, len, out, n * K + c0, maxq);
             }
         }
         return out;

@@ -199,7 +199,7 @@ public final class AwqStage {
                 for (String lin : fit) {
                     original.put(lin, w.weight(lin).clone());
                 }
-                List<ScalePlan> plans = searchScales(decoder, w, active, stats, cfg, xs, ops, progress);
+                List<ScalePlan> plans = searchScales(decoder, w, active, stats, cfg, AwqQuantizer.MAXQ, xs, ops, progress);
                 tSearch += (System.nanoTime() - tsearch) / 1e9;
 
                 // 3. Apply the scales; the consumers' sampled inputs become x / s.
@@ -277,6 +277,55 @@ public final class AwqStage {
     }
 
     /**
+     * AWQ's scale search and scaling alone, for one block, as another method's first step (GPTQ's
+     * {@code --awq-scales}: the scales of AWQ, then GPTQ's solver on the scaled weights): the statistics
+     * of block {@code w} over the inputs {@code xs}, the search of every mapping whose consumers are all
+     * in {@code quantized} ({@link #searchScales}, AWQ's zero-point quantizer at codes 0..2^bits − 1),
+     * and the plans applied to {@code w} in place ({@link AwqApply#scale}). No clipping, no quantization.
+     * The function of the block in float is unchanged (the scales are folded into the previous norm or
+     * linear); {@code xs} is not changed.
+     *
+     * @param quantized the block's linears (spec names) that the caller will quantize
+     * @param modified  receives the float tensors the scaling changed that are not among {@code quantized}
+     *                  (norms, previous linears left in float, previous linears' biases), by full name
+     * @return the plans, one per searched mapping
+     */
+    public static List<ScalePlan> scaleBlock(Decoder decoder, BlockWeights w, float[][] xs, int groupSize, boolean duoScaling,
+                                             int bits, Set<String> quantized, Map<String, float[]> modified, int batch,
+                                             Ops ops) {
+        ArchitectureSpec spec = decoder.spec();
+        int layer = w.layer(), n = xs.length, C = decoder.config().hidden(), T = xs[0].length / C;
+        Config cfg = new Config(groupSize, duoScaling, false, true, batch);
+        List<Resolved> active = new ArrayList<>();
+        Map<String, String> unfit = new LinkedHashMap<>();
+        for (ArchitectureSpec.Linear l : spec.linears()) {
+            if (!quantized.contains(l.name())) {
+                unfit.put(l.name(), "not quantized");
+            }
+        }
+        for (AwqMapping m : spec.awqMappings()) {
+            if (skipReason(spec, w, m, quantized, unfit) == null) {
+                active.add(resolve(spec, w, m));
+            }
+        }
+        if (active.isEmpty()) {
+            return List.of();
+        }
+        try (Progress progress = new Progress("awq scales", 0, "seq", true)) {
+            StatsTaps stats = statistics(decoder, w, active, Set.of(), xs, new float[n][],
+                    Math.max(1, Math.min(batch, n)), ClipSearch.sampleStride((long) n * T), ops, progress);
+            List<ScalePlan> plans = searchScales(decoder, w, active, stats, cfg, (1 << bits) - 1, xs, ops, progress);
+            Set<String> modifiedNames = new LinkedHashSet<>();
+            for (ScalePlan p : plans) {
+                AwqApply.scale(w, spec, p);
+                modifiedNames.add(p.previous());
+            }
+            keepModified(spec, layer, w, modifiedNames, quantized, modified);
+            return plans;
+        }
+    }
+
+    /**
      * Pass one over the calibration sequences with the original block {@code w}: the statistics of
      * the mappings' inputs and the clip samples of the {@code fit} linears; the block's outputs go to
      * {@code next} (the inputs of the following block).
@@ -312,7 +361,7 @@ public final class AwqStage {
      * candidate scales from the statistics, each candidate's loss, the best one → one plan each.
      */
     private static List<ScalePlan> searchScales(Decoder decoder, BlockWeights w, List<Resolved> active, StatsTaps stats,
-                                                Config cfg, float[][] xs, Ops ops, Progress progress) {
+                                                Config cfg, int maxq, float[][] xs, Ops ops, Progress progress) {
         ArchitectureSpec spec = decoder.spec();
         int gs = cfg.groupSize(), layer = w.layer(), C = decoder.config().hidden(), T = xs[0].length / C;
         long tokens = (long) xs.length * T;
@@ -335,7 +384,7 @@ public final class AwqStage {
             candidates.add(cand);
         }
         double[][] losses = new double[active.size()][ratios.length];
-        searchForwardMappings(decoder, w, spec, active, candidates, losses, xs, T, gs, progress);
+        searchForwardMappings(decoder, w, spec, active, candidates, losses, xs, T, gs, maxq, progress);
         for (int a = 0; a < active.size(); a++) {
             Resolved r = active.get(a);
             if (r.module == Module.LINEAR) {
@@ -343,7 +392,7 @@ public final class AwqStage {
                 int[] nk = w.shape(c);
                 float[] G = stats.gram(c);
                 for (int i = 0; i < ratios.length; i++) {
-                    float[] Wq = ScaleSearch.scaledQuantized(w.weight(c), nk[0], nk[1], candidates.get(a)[i], gs);
+                    float[] Wq = ScaleSearch.scaledQuantized(w.weight(c), nk[0], nk[1], candidates.get(a)[i], gs, maxq);
                     losses[a][i] = ScaleSearch.linearLoss(w.weight(c), Wq, nk[0], nk[1], G, tokens, ops);
                 }
             }
@@ -371,7 +420,7 @@ public final class AwqStage {
      */
     private static void searchForwardMappings(Decoder decoder, BlockWeights w, ArchitectureSpec spec, List<Resolved> active,
                                               List<float[][]> candidates, double[][] losses, float[][] xs, int T, int gs,
-                                              Progress progress) {
+                                              int maxq, Progress progress) {
         List<Integer> idx = new ArrayList<>();
         for (int a = 0; a < active.size(); a++) {
             if (active.get(a).module != Module.LINEAR) {
@@ -405,7 +454,7 @@ public final class AwqStage {
             int R = Math.min(perPass, grid - r0);
             Map<Integer, BlockWeights> stacks = new HashMap<>();
             for (int a : idx) {
-                stacks.put(a, stacked(w, spec, active.get(a), candidates.get(a), r0, R, gs));
+                stacks.put(a, stacked(w, spec, active.get(a), candidates.get(a), r0, R, gs, maxq));
             }
             int B = (int) Math.max(1, Math.min(n, CANDIDATE_FLOATS / ((long) T * R * perTokenPerRatio)));
             for (int s0 = 0; s0 < n; s0 += B) {
@@ -467,7 +516,7 @@ public final class AwqStage {
      * for each r; for another stacked linear, R copies of its weight. Biases are repeated R times.
      */
     private static BlockWeights stacked(BlockWeights w, ArchitectureSpec spec, Resolved r, float[][] cand, int r0, int R,
-                                        int gs) {
+                                        int gs, int maxq) {
         BlockWeights b = new BlockWeights(w.layer(), w.inputNorm(), w.postAttentionNorm());
         List<String> stackedNames = stackedLinears(spec, r.module);
         for (ArchitectureSpec.Linear l : spec.linears()) {
@@ -481,7 +530,7 @@ public final class AwqStage {
             float[] W = w.weight(lin);
             float[] all = new float[R * N * K];
             for (int i = 0; i < R; i++) {
-                float[] Wi = r.consumers.contains(lin) ? ScaleSearch.scaledQuantized(W, N, K, cand[r0 + i], gs) : W;
+                float[] Wi = r.consumers.contains(lin) ? ScaleSearch.scaledQuantized(W, N, K, cand[r0 + i], gs, maxq) : W;
                 System.arraycopy(Wi, 0, all, i * N * K, N * K);
             }
             float[] bias = w.bias(lin);

@@ -104,13 +104,18 @@ public final class ScaleSearch {
 
     /** Q(W·diag(s)) · diag(s)⁻¹: W [N, K] scaled per input column, quantized (AWQ's quantizer), scaled back. */
     public static float[] scaledQuantized(float[] W, int N, int K, float[] s, int gs) {
+        return scaledQuantized(W, N, K, s, gs, AwqQuantizer.MAXQ);
+    }
+
+    /** {@link #scaledQuantized(float[], int, int, float[], int)} with AWQ's quantizer at codes 0..maxq. */
+    public static float[] scaledQuantized(float[] W, int N, int K, float[] s, int gs, int maxq) {
         float[] ws = new float[N * K];
         for (int n = 0; n < N; n++) {
             for (int k = 0; k < K; k++) {
                 ws[n * K + k] = W[n * K + k] * s[k];
             }
         }
-        float[] q = AwqQuantizer.pseudoQuantize(ws, N, K, gs);
+        float[] q = AwqQuantizer.pseudoQuantize(ws, N, K, gs, maxq);
         for (int n = 0; n < N; n++) {
             for (int k = 0; k < K; k++) {
                 q[n * K + k] = q[n * K + k] / s[k];

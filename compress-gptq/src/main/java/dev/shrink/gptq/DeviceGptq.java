@@ -66,6 +66,12 @@ final class DeviceGptq {
         if (cfg.scheme().mse()) {
             return "--mse";
         }
+        if (cfg.awqScales()) {
+            return "--awq-scales";
+        }
+        if (cfg.gptaq()) {
+            return "--gptaq";
+        }
         if (!cfg.trueSequential()) {
             return "--no-true-sequential";
         }

@@ -87,6 +87,28 @@ public final class Gptq {
      * Quantizes and/or prunes W given the Hessian H = (2/n)·Σ x·xᵀ of its inputs. Neither array is modified.
      */
     public static GptqResult quantize(float[] Win, int N, int K, float[] Hin, Options o, Ops ops) {
+        return quantize(Win, N, K, Hin, null, o, ops);
+    }
+
+    /**
+     * GPTAQ's weight of the asymmetry term (the reference implementation's {@code alpha}: dXXT and H are
+     * gathered with the same (2/n) normalisation, and the term is damped by this factor).
+     */
+    public static final float GPTAQ_ALPHA = 0.25f;
+
+    /**
+     * {@link #quantize(float[], int, int, float[], Options, Ops)} with GPTAQ's asymmetric calibration
+     * (Li et al. 2025, "GPTAQ: Efficient Finetuning-Free Quantization for Asymmetric Calibration"):
+     * the target is the float model's output W·X_fp while the solver sees the quantized model's inputs
+     * X; with {@code dXXT} = (2/n)·Σ (x_fp − x)·xᵀ [K, K] and U the upper Cholesky factor of H⁻¹,
+     * <pre>
+     *   P = α · triu(dXXT · Uᵀ, 1) · U          (strictly upper triangular)
+     *   after quantizing column i:  W[:, j] −= err_i · U[i, j] − w_i · P[i, j]   (j &gt; i)
+     * </pre>
+     * where w_i is column i as it was quantized. {@code dXXT == null} is plain GPTQ; a zero dXXT (X_fp = X)
+     * gives exactly GPTQ's codes.
+     */
+    public static GptqResult quantize(float[] Win, int N, int K, float[] Hin, float[] dXXTin, Options o, Ops ops) {
         QuantScheme s = o.scheme();
         SparsityPattern prune = o.prune();
         if (prune instanceof SparsityPattern.NofM nm && K % nm.m() != 0) {
@@ -108,6 +130,7 @@ public final class Gptq {
         // Per-row parameters over the whole row (used when there are no groups), before anything else.
         Quantizer.Params rowParams = s != null && gs == -1 ? Quantizer.find(W, N, K, 0, K, s) : null;
 
+        float[] dXXT = dXXTin == null ? null : dXXTin.clone();
         // Dead inputs: never activated, so their weights cannot matter; pin H and zero W.
         int dead = 0;
         for (int d = 0; d < K; d++) {
@@ -116,6 +139,11 @@ public final class Gptq {
                 for (int n = 0; n < N; n++) {
                     W[n * K + d] = 0;
                     M[n * K + d] = true;
+                }
+                if (dXXT != null) {
+                    for (int r = 0; r < K; r++) {
+                        dXXT[r * K + d] = 0;
+                    }
                 }
                 dead++;
             }
@@ -146,6 +174,9 @@ public final class Gptq {
             }
             W = permuteColumns(W, N, K, perm);
             H = permuteSymmetric(H, K, perm);
+            if (dXXT != null) {
+                dXXT = permuteSquare(dXXT, K, perm);
+            }
             boolean[] Mp = new boolean[N * K];
             for (int n = 0; n < N; n++) {
                 for (int p = 0; p < K; p++) {
@@ -188,6 +219,20 @@ public final class Gptq {
         float[] Hinvf = new float[K * K];
         for (int i = 0; i < K * K; i++) {
             Hinvf[i] = (float) Hinv[i];
+        }
+
+        // GPTAQ: P = α · triu(dXXT · Uᵀ, 1) · U
+        float[] P = null;
+        if (dXXT != null) {
+            float[] A = new float[K * K];
+            ops.gemm(false, true, K, K, K, 1f, dXXT, 0, K, Hinvf, 0, K, 0f, A, 0, K);
+            for (int i = 0; i < K; i++) {
+                for (int j = 0; j <= i; j++) {
+                    A[i * K + j] = 0f;
+                }
+            }
+            P = new float[K * K];
+            ops.gemm(false, false, K, K, K, GPTAQ_ALPHA, A, 0, K, Hinvf, 0, K, 0f, P, 0, K);
         }
 
         int G = s == null ? 0 : s.groups(K);
@@ -252,8 +297,14 @@ public final class Gptq {
                     // W[n, i+1..i2) −= e · Hinv[i, i+1..i2)
                     int row = n * K;
                     int hrow = i * K;
-                    for (int j = i + 1; j < i2; j++) {
-                        W[row + j] -= e * Hinvf[hrow + j];
+                    if (P == null) {
+                        for (int j = i + 1; j < i2; j++) {
+                            W[row + j] -= e * Hinvf[hrow + j];
+                        }
+                    } else {
+                        for (int j = i + 1; j < i2; j++) {
+                            W[row + j] -= e * Hinvf[hrow + j] - w * P[hrow + j];
+                        }
                     }
                 }
             }
@@ -261,6 +312,14 @@ public final class Gptq {
                 // W[:, i2:] −= Err[:, 0:count] · Hinv[i1:i2, i2:]
                 ops.gemm(false, false, N, K - i2, count, -1f, Err, 0, count, Hinvf, i1 * K + i2, K,
                         1f, W, i2, K);
+                if (P != null) {
+                    // GPTAQ: W[:, i2:] += W1 · P[i1:i2, i2:], W1 the block's columns as they were quantized
+                    float[] W1 = new float[N * count];
+                    for (int n = 0; n < N; n++) {
+                        System.arraycopy(W, n * K + i1, W1, n * count, count);
+                    }
+                    ops.gemm(false, false, N, K - i2, count, 1f, W1, 0, count, P, i1 * K + i2, K, 1f, W, i2, K);
+                }
             }
         }
         if (s == null) {
@@ -422,6 +481,16 @@ public final class Gptq {
         for (int n = 0; n < N; n++) {
             for (int p = 0; p < K; p++) {
                 out[n * K + p] = W[n * K + perm[p]];
+            }
+        }
+        return out;
+    }
+
+    private static float[] permuteSquare(float[] A, int K, int[] perm) {
+        float[] out = new float[K * K];
+        for (int i = 0; i < K; i++) {
+            for (int j = 0; j < K; j++) {
+                out[i * K + j] = A[perm[i] * K + perm[j]];
             }
         }
         return out;

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.quant.GptqPacking;
+import dev.shrink.core.quant.ModifiedTensors;
 import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.safetensors.SafetensorsWriter;
@@ -97,20 +98,26 @@ public final class GptqCheckpoint {
      */
     public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
                              Object report, boolean overwrite, long maxShardBytes, SparsityRecord sparsity) {
-        write(source, outDir, quantized, format, report, overwrite, maxShardBytes, sparsity, null);
+        write(source, outDir, quantized, Map.of(), format, report, overwrite, maxShardBytes, sparsity, null);
     }
 
     /**
-     * {@link #write(ModelDir, Path, Map, GptqFormat, Object, boolean, long, SparsityRecord)} of a model that
-     * was rotated before quantizing ({@code rotated}: the source as GPTQ read it; null: not rotated): every
-     * tensor the rotation changed and that is not quantized (embedding, norms of 1, head, linears left in
-     * float) is written from its new values (F16 when it fits, as {@link TensorData#ofChangedFloats}), an
+     * {@link #write(ModelDir, Path, Map, GptqFormat, Object, boolean, long, SparsityRecord)} with float
+     * tensors that replace the source's ({@link ModifiedTensors}: AWQ's scales folded into norms and
+     * previous linears by {@code gptq --awq-scales}; a modified bias of a quantized linear is written as
+     * that linear's bias), of a model that may have been rotated before quantizing ({@code rotated}: the
+     * source as GPTQ read it; null: not rotated): every tensor the rotation changed and that is not
+     * quantized (embedding, norms of 1, head, linears left in float) is written from its new values, an
      * untied head is added, and config.json gets the rotation's edits ({@code tie_word_embeddings: false}).
+     * Where both change a tensor, {@code modified} (computed on the rotated weights) wins.
+     *
+     * @param modified full tensor name → its new values (same size as in the source)
      */
-    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized, GptqFormat format,
-                             Object report, boolean overwrite, long maxShardBytes, SparsityRecord sparsity,
-                             RotatedModel rotated) {
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized,
+                             Map<String, float[]> modified, GptqFormat format, Object report, boolean overwrite,
+                             long maxShardBytes, SparsityRecord sparsity, RotatedModel rotated) {
         Objects.requireNonNull(source, "source");
+        Objects.requireNonNull(modified, "modified");
         Objects.requireNonNull(outDir, "outDir");
         Objects.requireNonNull(quantized, "quantized");
         Objects.requireNonNull(format, "format");
@@ -122,12 +129,15 @@ public final class GptqCheckpoint {
             throw ShrinkException.at(configFile, "the source model is already quantized (it has a quantization_config)");
         }
         check(source.weights(), quantized, format);
+        ModifiedTensors.check(source.weights(), modified, quantized);
         boolean v1 = isV1(format, quantized);
 
         boolean lmHead = quantized.containsKey(QuantizedLinear.prefixOf(source.spec().lmHead()));
         ModelFolderWriter.write(source.dir(), outDir, overwrite, "the GPTQ model", tmp -> {
-            List<TensorData> tensors = tensors(source.weights(), quantized, v1,
+            Map<String, float[]> changed = new java.util.LinkedHashMap<>(
                     rotated == null ? Map.of() : rotated.modified(quantized::containsKey));
+            changed.putAll(modified);
+            List<TensorData> tensors = tensors(source.weights(), quantized, changed, v1);
             if (rotated != null) {
                 tensors.addAll(rotated.addedTensors(source.weights()));
             }
@@ -190,8 +200,8 @@ public final class GptqCheckpoint {
     }
 
     /** The output tensors in the source's order, quantized linears expanded in place of X.weight. */
-    private static List<TensorData> tensors(WeightStore store, Map<String, QuantizedLinear> quantized, boolean v1,
-                                            Map<String, float[]> modified) {
+    private static List<TensorData> tensors(WeightStore store, Map<String, QuantizedLinear> quantized,
+                                            Map<String, float[]> modified, boolean v1) {
         List<TensorData> out = new ArrayList<>();
         for (String name : store.names()) {
             if (name.endsWith(".weight") && quantized.containsKey(QuantizedLinear.prefixOf(name))) {
@@ -204,15 +214,16 @@ public final class GptqCheckpoint {
                         GptqPacking.packQzeros(q.zeros(), G, N, b, v1)));
                 out.add(TensorData.ofFloats(x + ".scales", new long[] {G, N}, q.scales(), DType.F16));
                 out.add(TensorData.ofInts(x + ".g_idx", new long[] {K}, q.gIdx()));
-                float[] bias = q.bias() != null ? q.bias() : store.has(x + ".bias") ? store.floats(x + ".bias") : null;
+                float[] bias = q.bias() != null ? q.bias()
+                        : modified.containsKey(x + ".bias") ? modified.get(x + ".bias")
+                        : store.has(x + ".bias") ? store.floats(x + ".bias") : null;
                 if (bias != null) {
                     out.add(TensorData.ofFloats(x + ".bias", new long[] {N}, bias, DType.F16));
                 }
             } else if (name.endsWith(".bias") && quantized.containsKey(name.substring(0, name.length() - ".bias".length()))) {
                 continue; // written with its linear, as F16
             } else if (modified.containsKey(name)) {
-                TensorInfo info = store.info(name);
-                out.add(TensorData.ofChangedFloats(name, info.shape(), modified.get(name), info.dtype()));
+                out.add(ModifiedTensors.tensor(store, name, modified.get(name)));
             } else {
                 TensorInfo info = store.info(name);
                 out.add(new TensorData(name, info.dtype(), info.shape(), store.data(name)));

@@ -1,5 +1,6 @@
 package dev.shrink.gptq;
 
+import dev.shrink.awq.AwqStage;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.BlockWeights;
 import dev.shrink.core.forward.Calibration;
@@ -46,11 +47,19 @@ public final class GptqStage {
      * @param prune          sparsegpt's target sparsity; null for gptq and rtn
      * @param only           the full names of the decoder linears to process ("model.layers.0.mlp.up_proj");
      *                       null: all. The others stay as they are and are reported as skipped.
+     * @param awqScales      gptq only: before each block's linears are quantized, AWQ's per-channel scale search
+     *                       ({@code AwqStage.scaleBlock}, duo scaling, at this scheme's bits) scales them, folding
+     *                       the scales into the previous norm or linear; GPTQ then quantizes the scaled weights
+     * @param gptaq          gptq only: GPTAQ's asymmetric calibration ({@link Gptq#quantize(float[], int, int,
+     *                       float[], float[], Gptq.Options, Ops)}), the float model's inputs beside the quantized ones
      */
     public record Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
                          boolean trueSequential, double damp, int blockSize, int batch, SparsityPattern prune,
-                         Set<String> only) {
+                         Set<String> only, boolean awqScales, boolean gptaq) {
         public Config {
+            if ((awqScales || gptaq) && !method.equals("gptq")) {
+                throw new IllegalArgumentException("AWQ scales and GPTAQ go with method gptq only, not " + method);
+            }
             only = only == null ? null : Set.copyOf(only);
             if (method.equals("sparsegpt") != (prune != null)) {
                 throw new IllegalArgumentException("a sparsity goes with method sparsegpt, and only with it");
@@ -58,6 +67,19 @@ public final class GptqStage {
             if (scheme == null && prune == null) {
                 throw new IllegalArgumentException("method " + method + " needs a quantization scheme");
             }
+        }
+
+        /** Without AWQ scales or GPTAQ. */
+        public Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
+                      boolean trueSequential, double damp, int blockSize, int batch, SparsityPattern prune,
+                      Set<String> only) {
+            this(method, scheme, actOrder, staticGroups, trueSequential, damp, blockSize, batch, prune, only, false, false);
+        }
+
+        /** This config with AWQ's scales first ({@code awqScales}) and/or GPTAQ ({@code gptaq}). */
+        public Config withMethods(boolean awqScales, boolean gptaq) {
+            return new Config(method, scheme, actOrder, staticGroups, trueSequential, damp, blockSize, batch, prune,
+                    only, awqScales, gptaq);
         }
 
         /** GPTQ or RTN: no pruning. */
@@ -91,9 +113,14 @@ public final class GptqStage {
     /**
      * @param quantized the packed linears by prefix (empty when nothing is quantized)
      * @param pruned    sparsegpt without quantization: the dense pruned weights by tensor name (X.weight → [N, K])
+     * @param modified  float tensors that AWQ's scales changed (norms, biases, linears left in float), by full name
      */
     public record Result(Map<String, QuantizedLinear> quantized, List<LayerReport> layers, Phases phases,
-                         double seconds, Map<String, float[]> pruned) {
+                         double seconds, Map<String, float[]> pruned, Map<String, float[]> modified) {
+        public Result(Map<String, QuantizedLinear> quantized, List<LayerReport> layers, Phases phases,
+                      double seconds, Map<String, float[]> pruned) {
+            this(quantized, layers, phases, seconds, pruned, Map.of());
+        }
     }
 
     /** Why a linear cannot be quantized (packed in the GPTQ format) or pruned as asked, or null when it can. */
@@ -164,13 +191,30 @@ public final class GptqStage {
             }
         }
 
+        // GPTAQ: the float model's inputs of each block, beside the quantized model's (xs)
+        float[][] xsFp = null;
+        if (cfg.gptaq()) {
+            xsFp = new float[n][];
+            for (int s = 0; s < n; s++) {
+                xsFp[s] = xs[s].clone();
+            }
+        }
         Map<String, QuantizedLinear> out = new LinkedHashMap<>();
         Map<String, float[]> pruned = new LinkedHashMap<>();
+        Map<String, float[]> modified = new LinkedHashMap<>();
         List<LayerReport> reports = new ArrayList<>();
         double tForward = 0, tHessian = 0, tChol = 0, tCols = 0;
         try (Progress progress = new Progress("gptq", mc.layers(), "blocks", quiet)) {
             for (int layer = 0; layer < mc.layers(); layer++) {
                 BlockWeights w = BlockWeights.load(src, mc, spec, layer);
+                if (cfg.awqScales()) {
+                    long ta = System.nanoTime();
+                    AwqStage.scaleBlock(decoder, w, xs, cfg.scheme().groupSize(), true, cfg.scheme().bits(),
+                            packable(spec, w, layer, cfg), modified, batch, ops);
+                    tForward += (System.nanoTime() - ta) / 1e9;
+                }
+                // GPTAQ's reference: this block in float (after AWQ's scaling, which keeps its function)
+                BlockWeights wFp = cfg.gptaq() ? copy(w) : null;
                 List<List<String>> groups = cfg.trueSequential() ? spec.sequentialGroups()
                         : List.of(allLinears(spec));
                 for (List<String> group : groups) {
@@ -200,7 +244,7 @@ public final class GptqStage {
                     if (!rtn) {
                         taps = new HessianTaps(layer, todo, ops);
                         long tf = System.nanoTime();
-                        tapAll(decoder, w, xs, batch, T, C, todo, taps);
+                        tapAll(decoder, w, xs, wFp, xsFp, batch, T, C, todo, taps);
                         double pass = (System.nanoTime() - tf) / 1e9;
                         tHessian += taps.seconds;
                         tForward += pass - taps.seconds;
@@ -215,7 +259,8 @@ public final class GptqStage {
                             r = Gptq.roundToNearest(W, nk[0], nk[1], cfg.scheme());
                         } else {
                             try {
-                                r = Gptq.quantize(W, nk[0], nk[1], taps.hessian(lin, n), cfg.options(), ops);
+                                r = Gptq.quantize(W, nk[0], nk[1], taps.hessian(lin, n),
+                                        cfg.gptaq() ? taps.asymmetry(lin, n) : null, cfg.options(), ops);
                             } catch (Gptq.NotPositiveDefinite e) {
                                 throw new ShrinkException(spec.layer(layer, lin) + ": " + e.getMessage());
                             }
@@ -239,6 +284,9 @@ public final class GptqStage {
                     // The quantized block's outputs feed the next block (round-to-nearest needs no inputs).
                     long tf = System.nanoTime();
                     forwardAll(decoder, w, xs, batch, T, C, Taps.NONE, true);
+                    if (wFp != null) {
+                        forwardAll(decoder, wFp, xsFp, batch, T, C, Taps.NONE, true);
+                    }
                     tForward += (System.nanoTime() - tf) / 1e9;
                     for (int s = 0; s < n; s++) {
                         Calibration.requireFiniteActivations(xs[s], layer);
@@ -247,8 +295,35 @@ public final class GptqStage {
                 progress.step(1);
             }
         }
+        for (String name : out.keySet()) {
+            modified.remove(name + ".bias"); // written with its quantized linear
+        }
         return new Result(out, reports, new Phases(tForward, tHessian, tChol, tCols), (System.nanoTime() - t0) / 1e9,
-                pruned);
+                pruned, modified);
+    }
+
+    /** The linears of block {@code layer} this run will quantize (targeted and packable), by spec name. */
+    private static Set<String> packable(ArchitectureSpec spec, BlockWeights w, int layer, Config cfg) {
+        Set<String> names = new LinkedHashSet<>();
+        for (ArchitectureSpec.Linear l : spec.linears()) {
+            int[] nk = w.shape(l.name());
+            if ((cfg.only() == null || cfg.only().contains(spec.layer(layer, l.name())))
+                    && unpackableReason(nk[0], nk[1], cfg.scheme(), cfg.prune()) == null) {
+                names.add(l.name());
+            }
+        }
+        return names;
+    }
+
+    /** A deep copy of a block's weights. */
+    private static BlockWeights copy(BlockWeights w) {
+        BlockWeights c = new BlockWeights(w.layer(), w.inputNorm().clone(), w.postAttentionNorm().clone());
+        for (String lin : w.linearNames()) {
+            int[] nk = w.shape(lin);
+            float[] b = w.bias(lin);
+            c.putLinear(lin, w.weight(lin).clone(), b == null ? null : b.clone(), nk[0], nk[1]);
+        }
+        return c;
     }
 
     private static List<String> allLinears(ArchitectureSpec spec) {
@@ -272,11 +347,25 @@ public final class GptqStage {
     }
 
     /** Delivers the inputs of {@code linears} for every sequence to the taps, running each block only as far as needed. */
-    private static void tapAll(Decoder decoder, BlockWeights w, float[][] xs, int batch, int T, int C, Set<String> linears,
-                               HessianTaps taps) {
+    private static void tapAll(Decoder decoder, BlockWeights w, float[][] xs, BlockWeights wFp, float[][] xsFp, int batch,
+                               int T, int C, Set<String> linears, HessianTaps taps) {
         int n = xs.length;
         for (int s0 = 0; s0 < n; s0 += batch) {
             int B = Math.min(batch, n - s0);
+            if (wFp != null) {
+                // GPTAQ: the same tokens' inputs to these linears in the float model
+                Map<String, float[]> fp = new java.util.HashMap<>();
+                Taps capture = new Taps() {
+                    @Override
+                    public void linearInput(int layer, String linear, float[] x, int M, int K) {
+                        if (linears.contains(linear)) {
+                            fp.put(linear, x.clone());
+                        }
+                    }
+                };
+                decoder.tapInputs(wFp, Calibration.gather(xsFp, s0, B, T * C), B, T, linears, capture);
+                taps.floatInputs(fp);
+            }
             float[] x = Calibration.gather(xs, s0, B, T * C);
             taps.nextBatch();
             decoder.tapInputs(w, x, B, T, linears, taps);
@@ -353,7 +442,7 @@ public final class GptqStage {
             report.put("seconds", r.seconds());
             report.put("phases_seconds", r.phases());
             report.put("layers", r.layers());
-            GptqCheckpoint.write(dir, outDir, r.quantized(), new GptqFormat(s.bits(), s.groupSize(), s.sym(),
+            GptqCheckpoint.write(dir, outDir, r.quantized(), r.modified(), new GptqFormat(s.bits(), s.groupSize(), s.sym(),
                     cfg.actOrder(), cfg.staticGroups(), cfg.trueSequential(), cfg.damp(), quantizer), report, overwrite,
                     GptqCheckpoint.DEFAULT_MAX_SHARD_BYTES, sparsity(r, cfg), rotated);
             return r;

@@ -66,7 +66,8 @@ public final class RecipeParser {
     static final List<String> PIPELINE = List.of("name", "stages");
     static final List<String> KINDS = List.of("gptq", "awq", "prune", "distill");
     static final List<String> GPTQ = List.of("method", "bits", "group_size", "sym", "act_order", "static_groups",
-            "true_sequential", "damp", "mse", "block_size", "batch", "calibration", "rotate", "rotate_seed", "rotate_heads");
+            "true_sequential", "damp", "mse", "awq_scales", "gptaq", "block_size", "batch", "calibration", "rotate",
+            "rotate_seed", "rotate_heads");
     static final List<String> AWQ = List.of("bits", "group_size", "duo_scaling", "clip", "skip_unfit", "export", "batch",
             "calibration", "rotate", "rotate_seed", "rotate_heads");
     static final List<String> PRUNE = List.of("method", "pattern", "sparsity", "scope", "targets", "ignore", "batch",
@@ -331,9 +332,13 @@ public final class RecipeParser {
         int blockSize = s.integer("block_size", 128);
         s.check(blockSize >= 1, "block_size", "must be at least 1", blockSize);
         int batch = batch(s);
+        boolean awqScales = s.bool("awq_scales", false);
+        s.check(!awqScales || method.equals("gptq"), "awq_scales", "goes with method gptq only", true);
+        boolean gptaq = s.bool("gptaq", false);
+        s.check(!gptaq || method.equals("gptq"), "gptaq", "goes with method gptq only", true);
         return new StageSpec.Gptq(method, bits, group, s.bool("sym", true), actOrder, staticGroups,
                 s.bool("true_sequential", true), damp, s.bool("mse", false), blockSize, batch,
-                stageCalibration(s, calib, "random", dir), rotate(s));
+                stageCalibration(s, calib, "random", dir), awqScales, gptaq, rotate(s));
     }
 
     private static StageSpec awq(Section s, CalibSettings calib, Path dir) {

@@ -55,19 +55,20 @@ public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSp
     }
 
     /**
-     * GPTQ or round-to-nearest, as {@code shrink gptq}.
+     * GPTQ or round-to-nearest, as {@code shrink gptq}. {@code awqScales} and {@code gptaq} enter
+     * {@link #options()} only when on, so that the cache keys of stages without them stay as they were.
      *
      * @param rotate the rotation before quantizing ({@code --rotate}), or null for none
      */
     record Gptq(String method, int bits, int groupSize, boolean sym, boolean actOrder, boolean staticGroups,
                 boolean trueSequential, double damp, boolean mse, int blockSize, int batch, CalibSettings calibSettings,
-                RotatedModel.Settings rotate)
+                boolean awqScales, boolean gptaq, RotatedModel.Settings rotate)
             implements StageSpec {
-        /** Without rotation. */
+        /** Without the refinements and rotation. */
         public Gptq(String method, int bits, int groupSize, boolean sym, boolean actOrder, boolean staticGroups,
                     boolean trueSequential, double damp, boolean mse, int blockSize, int batch, CalibSettings calibSettings) {
             this(method, bits, groupSize, sym, actOrder, staticGroups, trueSequential, damp, mse, blockSize, batch,
-                    calibSettings, null);
+                    calibSettings, false, false, null);
         }
 
         @Override
@@ -92,6 +93,12 @@ public sealed interface StageSpec permits StageSpec.Gptq, StageSpec.Awq, StageSp
             m.put("true_sequential", trueSequential);
             m.put("damp", damp);
             m.put("mse", mse);
+            if (awqScales) {
+                m.put("awq_scales", true);
+            }
+            if (gptaq) {
+                m.put("gptaq", true);
+            }
             m.put("block_size", blockSize);
             m.put("batch", batch);
             putRotate(m, rotate);

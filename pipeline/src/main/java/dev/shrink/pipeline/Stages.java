@@ -22,7 +22,7 @@ public final class Stages {
             case StageSpec.Gptq g -> {
                 GptqStage.Config cfg = new GptqStage.Config(g.method(),
                         QuantScheme.of(g.bits(), g.groupSize(), g.sym()).withMse(g.mse()), g.actOrder(), g.staticGroups(),
-                        g.trueSequential(), g.damp(), g.blockSize(), g.batch());
+                        g.trueSequential(), g.damp(), g.blockSize(), g.batch()).withMethods(g.awqScales(), g.gptaq());
                 int[][] w = windows != null ? windows : new int[][] {{0}}; // round-to-nearest reads none
                 GptqStage.compress(input, output, cfg, w, reportHead, Version.quantizer(), ops, quiet, false, g.rotate());
             }

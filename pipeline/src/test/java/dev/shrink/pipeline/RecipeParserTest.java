@@ -28,6 +28,23 @@ class RecipeParserTest {
     }
 
     @Test
+    void theQualityExampleParses() {
+        Path file = Path.of(System.getProperty("user.dir")).resolve("../examples/quality.yaml").normalize();
+        Recipe r = RecipeParser.read(file);
+        assertEquals(13, r.pipelines().size());
+        assertEquals(List.of("heldout", "wikitext2"), r.evaluation().datasets());
+        StageSpec.Gptq both = assertInstanceOf(StageSpec.Gptq.class, r.pipelines().get(5).stages().get(0));
+        assertTrue(both.awqScales() && both.gptaq() && both.sym() && both.bits() == 4);
+        assertEquals(true, both.options().get("awq_scales"));
+        StageSpec.Gptq plain = assertInstanceOf(StageSpec.Gptq.class, r.pipelines().get(0).stages().get(0));
+        assertTrue(!plain.options().containsKey("awq_scales") && !plain.options().containsKey("gptaq"),
+                "options left off stay out of the cache key: " + plain.options());
+        assertTrue(r.calibration().tokens().endsWith("fixture-llama-14m.calib-c4-128x512.safetensors"));
+        assertTrue(bad(MIN.replace("{bits: 4}", "{method: rtn, gptaq: true}")).getMessage().contains("gptaq"));
+        assertTrue(bad(MIN.replace("{bits: 4}", "{method: rtn, awq_scales: true}")).getMessage().contains("awq_scales"));
+    }
+
+    @Test
     void theShippedExampleParses() {
         Path file = Path.of(System.getProperty("user.dir")).resolve("../examples/compare.yaml").normalize();
         Recipe r = RecipeParser.read(file);
