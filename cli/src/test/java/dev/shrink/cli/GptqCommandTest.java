@@ -78,7 +78,7 @@ class GptqCommandTest {
                 "--calib-seqlen", "128", "-q");
         assertEquals(0, r.code(), r.err());
         JsonNode report = new ObjectMapper().readTree(out.resolve("shrink-report.json").toFile());
-        assertTrue(report.at("/options/awqScales").asBoolean() && report.at("/options/gptaq").asBoolean(), report.toString());
+        assertTrue(report.at("/options/awq_scales").asBoolean() && report.at("/options/gptaq").asBoolean(), report.toString());
         // the scales folded into the input norms are written (the source's norms would give another function)
         try (var src = dev.shrink.core.model.ModelDir.open(stories()); var q = dev.shrink.core.model.ModelDir.open(out)) {
             String norm = "model.layers.0.input_layernorm.weight";
