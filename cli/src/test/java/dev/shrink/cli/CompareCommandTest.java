@@ -123,7 +123,8 @@ class CompareCommandTest {
         BadInputTest.Run r = BadInputTest.shrink("compare", recipe.toString());
         assertEquals(2, r.code());
         assertEquals("shrink: error: " + recipe + ": unknown key 'bitz' in stage gptq of pipeline 'x' (allowed: method, bits, "
-                + "group_size, sym, act_order, static_groups, true_sequential, damp, mse, block_size, batch, calibration)",
+                + "group_size, sym, act_order, static_groups, true_sequential, damp, mse, awq_scales, gptaq, block_size, batch, "
+                + "calibration, rotate, rotate_seed, rotate_heads)",
                 r.err().strip());
         Path ok = recipe("  - {name: x, stages: [{gptq: {method: rtn}}]}");
         BadInputTest.Run only = BadInputTest.shrink("compare", ok.toString(), "--only", "y");
