@@ -445,8 +445,9 @@ public record MemoryEstimate(Dims dims, Workload workload, Weights weights, KvCa
                 assumptions.add("heads not given: the " + t.id() + " cache's scales are counted per head of "
                         + ASSUMED_HEAD_DIM + " (" + groups + " heads)");
             }
-            scaleBytes = 2L * d.layers() * groups * 4;
-            perLayer = String.format(Locale.ROOT, "(%s × %d bits + %d heads × 4 B fp16 scale and zero)", width, t.bits(), groups);
+            scaleBytes = 2L * d.layers() * groups * dev.shrink.core.forward.KvCacheType.SCALE_ZERO_BYTES;
+            perLayer = String.format(Locale.ROOT, "(%s × %d bits + %d heads × %d B fp16 scale and zero)", width, t.bits(), groups,
+                    dev.shrink.core.forward.KvCacheType.SCALE_ZERO_BYTES);
         } else {
             perLayer = String.format(Locale.ROOT, "%s × %d B", width, t.bits() / 8);
         }

@@ -24,6 +24,9 @@ import java.util.Locale;
 public enum KvCacheType {
     FP16(16), INT8(8), INT4(4);
 
+    /** Bytes that a quantized cache stores beside the codes of one token of one KV head: fp16 scale + fp16 zero. */
+    public static final int SCALE_ZERO_BYTES = 4;
+
     private final int bits;
 
     KvCacheType(int bits) {
@@ -50,7 +53,7 @@ public enum KvCacheType {
      * quantized, the fp16 scale and fp16 zero point.
      */
     public long bytesPerHead(int headDim) {
-        return quantized() ? ((long) headDim * bits + 7) / 8 + 4 : 2L * headDim;
+        return quantized() ? ((long) headDim * bits + 7) / 8 + SCALE_ZERO_BYTES : 2L * headDim;
     }
 
     /**
