@@ -1,22 +1,10 @@
 package dev.shrink.core.forward;
 
 /**
- * Observation points of the decoder forward, for the stages (GPTQ's Hessians, AWQ's activation
- * statistics, Wanda's norms, distillation's hidden states). Arrays are only valid during the call:
- * copy what you keep. Row count M = tokens in the call (sequences × T).
+ * Observation points of the host forward ({@link ArrayTaps} over float[]), for the stages: GPTQ's
+ * Hessians, AWQ's activation statistics, Wanda's norms, distillation's hidden states. Arrays are
+ * only valid during the call: copy what you keep. Row count M = tokens in the call (sequences × T).
  */
-public interface Taps {
+public interface Taps extends ArrayTaps<float[]> {
     Taps NONE = new Taps() { };
-
-    /** The residual stream entering block {@code layer}: x: [M, C]. */
-    default void blockInput(int layer, float[] x, int M, int C) {
-    }
-
-    /** The input of linear {@code linear} (spec name) in block {@code layer}: x: [M, K]. q/k/v share one array, as do gate/up. */
-    default void linearInput(int layer, String linear, float[] x, int M, int K) {
-    }
-
-    /** The residual stream leaving block {@code layer}: x: [M, C]. */
-    default void blockOutput(int layer, float[] x, int M, int C) {
-    }
 }

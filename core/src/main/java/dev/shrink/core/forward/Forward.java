@@ -1,0 +1,298 @@
+package dev.shrink.core.forward;
+
+import dev.shrink.core.model.ArchitectureSpec;
+import dev.shrink.core.model.ArchitectureSpec.Role;
+import dev.shrink.core.model.ModelConfig;
+import java.util.Set;
+
+/**
+ * The decoder block forward of the LLaMA family, written once for every backend (docs/FORWARD.md):
+ * pre-norm blocks x += Attn(RMSNorm(x)); x += MLP(RMSNorm(x)) with rotate-half RoPE, grouped KV
+ * heads, optional sliding windows and a SwiGLU MLP, as transformers' LlamaForCausalLM computes them,
+ * over the arrays of a {@link ForwardOps} backend: host float[] ({@link Decoder}, the CPU stages) or
+ * device buffers (the GPU's resident evaluation). Taps deliver the backend's arrays.
+ *
+ * <p>Dimensions: B sequences of T tokens each, M = B·T rows, C hidden, H/Hkv heads, D head dim,
+ * F intermediate. The residual stream x is [M, C].
+ */
+public final class Forward<A, W> {
+    private final ModelConfig cfg;
+    private final ArchitectureSpec spec;
+    private final ForwardOps<A, W> ops;
+    private final KvCacheType kvCache;
+    private final boolean checking;
+
+    /**
+     * @param kvCache  how attention reads K and V: fp16 (as computed) or through an int8 / int4 cache
+     *                 quantizer (docs/KV_CACHE.md), in cached decoding and cache-less windows alike
+     * @param checking check every op's output for NaN and ±Inf, throwing {@link NonFinite.OpException}
+     *                 naming the first op that produced one (for diagnosis: a pass over every array)
+     */
+    public Forward(ModelConfig cfg, ArchitectureSpec spec, ForwardOps<A, W> ops, KvCacheType kvCache, boolean checking) {
+        this.cfg = cfg;
+        this.spec = spec;
+        this.ops = ops;
+        this.kvCache = kvCache;
+        this.checking = checking;
+    }
+
+    public ForwardOps<A, W> ops() {
+        return ops;
+    }
+
+    public ModelConfig config() {
+        return cfg;
+    }
+
+    public ArchitectureSpec spec() {
+        return spec;
+    }
+
+    public KvCacheType kvCache() {
+        return kvCache;
+    }
+
+    /** This forward with every op's output checked (see the constructor). */
+    public Forward<A, W> checking() {
+        return new Forward<>(cfg, spec, ops, kvCache, true);
+    }
+
+    /** In a checking forward: throws when x[0..n) holds a non-finite value, naming {@code where}. */
+    public void check(A x, long n, String where) {
+        if (checking) {
+            Float bad = ops.firstNonFinite(x, n);
+            if (bad != null) {
+                throw new NonFinite.OpException(where, bad);
+            }
+        }
+    }
+
+    private void check(A x, long n, int layer, String what) {
+        if (checking) {
+            check(x, n, "layer " + layer + " " + what);
+        }
+    }
+
+    /**
+     * Runs block {@code w} in place on x: [B·T, C]. Without caches (caches == null) each of the B
+     * sequences starts at position 0; with caches (one per sequence, a host backend's) the T new
+     * tokens follow what the cache holds and their keys and values are appended to it.
+     */
+    public void block(W w, A x, int B, int T, KvCache[] caches, ArrayTaps<A> taps) {
+        int C = cfg.hidden();
+        int M = B * T;
+        long MC = (long) M * C;
+        int layer = ops.layer(w);
+        float eps = (float) cfg.rmsNormEps();
+        taps.blockInput(layer, x, M, C);
+
+        // Attention: h = RMSNorm(x); x += Attn(h)·Woᵀ
+        A h = ops.alloc(MC);
+        ops.rmsNorm(x, ops.inputNorm(w), eps, M, C, h);
+        check(h, MC, layer, "input_layernorm (RMSNorm)");
+        A o = attention(w, h, B, T, 1, caches, taps);
+        ops.add(x, o, MC);
+        ops.release(o);
+        check(x, MC, layer, "residual add after attention");
+
+        // MLP: h = RMSNorm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
+        ops.rmsNorm(x, ops.postAttentionNorm(w), eps, M, C, h);
+        check(h, MC, layer, "post_attention_layernorm (RMSNorm)");
+        A d = mlp(w, h, M, 1, taps);
+        ops.release(h);
+        ops.add(x, d, MC);
+        ops.release(d);
+        check(x, MC, layer, "residual add after the MLP");
+        taps.blockOutput(layer, x, M, C);
+    }
+
+    /**
+     * Runs block {@code w} on x: [B·T, C] only as far as it must to deliver the inputs of
+     * {@code linears} (spec names) to {@code taps}, with the same operations in the same order as
+     * {@link #block}, so the taps see identical values; x is not changed. GPTQ's true-sequential
+     * passes use it: the q/k/v group needs only the first norm, {o} the attention, and so on.
+     */
+    public void tapInputs(W w, A x, int B, int T, Set<String> linears, ArrayTaps<A> taps) {
+        int C = cfg.hidden();
+        int M = B * T;
+        long MC = (long) M * C;
+        int layer = ops.layer(w);
+        float eps = (float) cfg.rmsNormEps();
+        int depth = 0; // 0: q/k/v, 1: o, 2: gate/up, 3: down
+        for (String name : linears) {
+            for (ArchitectureSpec.Linear l : spec.linears()) {
+                if (l.name().equals(name)) {
+                    depth = Math.max(depth, switch (l.role()) {
+                        case Q, K, V -> 0;
+                        case O -> 1;
+                        case GATE, UP -> 2;
+                        case DOWN -> 3;
+                    });
+                }
+            }
+        }
+        A h = ops.alloc(MC);
+        try {
+            ops.rmsNorm(x, ops.inputNorm(w), eps, M, C, h);
+            if (depth == 0) {
+                for (Role r : new Role[] {Role.Q, Role.K, Role.V}) {
+                    taps.linearInput(layer, spec.linear(r).name(), h, M, C);
+                }
+                return;
+            }
+            A o = attention(w, h, B, T, 1, null, taps);
+            if (depth == 1) {
+                ops.release(o);
+                return;
+            }
+            A x2 = ops.alloc(MC);
+            ops.copy(x, 0, C, x2, 0, C, M, C);
+            ops.add(x2, o, MC);
+            ops.release(o);
+            ops.rmsNorm(x2, ops.postAttentionNorm(w), eps, M, C, h);
+            ops.release(x2);
+            if (depth == 2) {
+                taps.linearInput(layer, spec.linear(Role.GATE).name(), h, M, C);
+                taps.linearInput(layer, spec.linear(Role.UP).name(), h, M, C);
+                return;
+            }
+            ops.release(mlp(w, h, M, 1, taps));
+        } finally {
+            ops.release(h);
+        }
+    }
+
+    /**
+     * The attention sub-block's output for a normed input: {@code o = Attn(h)·Woᵀ (+ b)}, where
+     * q, k, v = h·Wᵀ (+ b), RoPE, softmax(q·kᵀ/√D)·v. h: [M, C] with M = B·T → o: [M·R, C].
+     *
+     * <p>{@code R} candidate weight sets are evaluated at once (AWQ's grid search): the q, k and v
+     * linears of {@code w} then hold R sets stacked along the output dim ([R·H·D, C], [R·Hkv·D, C],
+     * biases [R·H·D] ...) so that one GEMM computes every candidate's projections; o is shared.
+     * Row {@code m·R + r} of the result is token m under set r. With R = 1 this is exactly what
+     * {@link #block} computes. Caches (one per sequence, as in {@link #block}) need R = 1.
+     */
+    public A attention(W w, A h, int B, int T, int R, KvCache[] caches, ArrayTaps<A> taps) {
+        int C = cfg.hidden(), H = cfg.heads(), Hkv = cfg.kvHeads(), D = cfg.headDim();
+        int M = B * T, qDim = H * D, kvDim = Hkv * D;
+        if (R < 1 || (caches != null && R != 1)) {
+            throw new IllegalArgumentException("R = " + R + (caches != null ? " with caches" : "") + "; need R ≥ 1, and 1 with caches");
+        }
+        int layer = ops.layer(w);
+        String qn = spec.linear(Role.Q).name(), kn = spec.linear(Role.K).name(), vn = spec.linear(Role.V).name();
+        String on = spec.linear(Role.O).name();
+        taps.linearInput(layer, qn, h, M, C);
+        taps.linearInput(layer, kn, h, M, C);
+        taps.linearInput(layer, vn, h, M, C);
+        A q = linear(w, qn, h, M, C, R * qDim);   // [M, R·H·D]
+        A k = linear(w, kn, h, M, C, R * kvDim);  // [M, R·Hkv·D]
+        A v = linear(w, vn, h, M, C, R * kvDim);  // [M, R·Hkv·D]
+        int window = cfg.slidingWindow(layer);
+        A attn = ops.alloc((long) M * R * qDim);  // [M, R, H·D]
+        if (caches == null && R == 1) {
+            // every sequence from position 0: all B at once
+            rotateAndAttend(q, k, v, B, T, 0, layer, window, null, attn);
+        } else if (caches == null) {
+            // candidate r's columns of every sequence; its output rows interleaved: row m·R + r
+            A qr = ops.alloc((long) M * qDim), kr = ops.alloc((long) M * kvDim), vr = ops.alloc((long) M * kvDim);
+            A out = ops.alloc((long) M * qDim);
+            for (int r = 0; r < R; r++) {
+                ops.copy(q, (long) r * qDim, R * qDim, qr, 0, qDim, M, qDim);
+                ops.copy(k, (long) r * kvDim, R * kvDim, kr, 0, kvDim, M, kvDim);
+                ops.copy(v, (long) r * kvDim, R * kvDim, vr, 0, kvDim, M, kvDim);
+                rotateAndAttend(qr, kr, vr, B, T, 0, layer, window, null, out);
+                ops.copy(out, 0, qDim, attn, (long) r * qDim, R * qDim, M, qDim);
+            }
+            ops.release(qr);
+            ops.release(kr);
+            ops.release(vr);
+            ops.release(out);
+        } else {
+            // each sequence continues its own cache
+            A qb = ops.alloc((long) T * qDim), kb = ops.alloc((long) T * kvDim), vb = ops.alloc((long) T * kvDim);
+            A out = ops.alloc((long) T * qDim);
+            for (int b = 0; b < B; b++) {
+                ops.copy(q, (long) b * T * qDim, qDim, qb, 0, qDim, T, qDim);
+                ops.copy(k, (long) b * T * kvDim, kvDim, kb, 0, kvDim, T, kvDim);
+                ops.copy(v, (long) b * T * kvDim, kvDim, vb, 0, kvDim, T, kvDim);
+                rotateAndAttend(qb, kb, vb, 1, T, caches[b].length(), layer, window, caches[b], out);
+                ops.copy(out, 0, qDim, attn, (long) b * T * qDim, qDim, T, qDim);
+            }
+            ops.release(qb);
+            ops.release(kb);
+            ops.release(vb);
+            ops.release(out);
+        }
+        ops.release(q);
+        ops.release(k);
+        ops.release(v);
+        taps.linearInput(layer, on, attn, M * R, qDim);
+        A o = linear(w, on, attn, M * R, qDim, C);
+        ops.release(attn);
+        return o;
+    }
+
+    /** RoPE on q and k of B sequences from position {@code start}, the KV cache's round trip, attention (cached when {@code cache} is set). */
+    private void rotateAndAttend(A q, A k, A v, int B, int T, int start, int layer, int window, KvCache cache, A out) {
+        int H = cfg.heads(), Hkv = cfg.kvHeads(), D = cfg.headDim();
+        long rows = (long) B * T;
+        ops.rope(q, B, T, H, D, start);
+        ops.rope(k, B, T, Hkv, D, start);
+        check(q, rows * H * D, layer, "rotary embedding of the queries");
+        check(k, rows * Hkv * D, layer, "rotary embedding of the keys");
+        ops.kvRoundTrip(k, B * T, Hkv, D, kvCache); // what a quantized cache gives back (nothing for fp16)
+        ops.kvRoundTrip(v, B * T, Hkv, D, kvCache);
+        if (cache == null) {
+            ops.attention(q, k, v, B, T, H, Hkv, D, window, out);
+        } else {
+            ops.attendCached(cache, layer, q, k, v, T, H, Hkv, D, window, out);
+        }
+        check(out, rows * H * D, layer, "attention (softmax(q·kᵀ/√D)·v)");
+    }
+
+    /**
+     * The MLP sub-block's output for a normed input: {@code d = (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ}.
+     * h: [M, C] → d: [M·R, C].
+     *
+     * <p>{@code R} candidate weight sets at once, as in {@link #attention}: gate and up of
+     * {@code w} then hold R sets stacked along the output dim ([R·F, C]); down is shared. Row
+     * {@code m·R + r} of the result is token m under set r; R = 1 is exactly {@link #block}'s MLP.
+     */
+    public A mlp(W w, A h, int M, int R, ArrayTaps<A> taps) {
+        int C = cfg.hidden(), F = cfg.intermediate();
+        if (R < 1) {
+            throw new IllegalArgumentException("R = " + R + " must be at least 1");
+        }
+        int layer = ops.layer(w);
+        String gn = spec.linear(Role.GATE).name(), un = spec.linear(Role.UP).name(), dn = spec.linear(Role.DOWN).name();
+        taps.linearInput(layer, gn, h, M, C);
+        taps.linearInput(layer, un, h, M, C);
+        A g = linear(w, gn, h, M, C, R * F);   // [M, R·F] = [M·R, F]
+        A u = linear(w, un, h, M, C, R * F);   // [M, R·F]
+        long n = (long) M * R * F;
+        ops.swiglu(g, u, n, g);
+        ops.release(u);
+        check(g, n, layer, "SwiGLU (silu(gate) · up)");
+        taps.linearInput(layer, dn, g, M * R, F);
+        A d = linear(w, dn, g, M * R, F, C);   // [M·R, C]
+        ops.release(g);
+        return d;
+    }
+
+    /** y = x·Wᵀ + b for linear {@code name}: x: [M, K] → y: [M, N]. */
+    private A linear(W w, String name, A x, int M, int K, int N) {
+        A y = ops.alloc((long) M * N);
+        ops.linear(w, name, x, M, K, N, y);
+        if (checking) {
+            int layer = ops.layer(w);
+            check(y, (long) M * N, "layer " + layer + " " + name + " (linear " + spec.layer(layer, name) + ")");
+        }
+        return y;
+    }
+
+    /** Final RMSNorm in place on x: [M, C]. */
+    public void finalNorm(A normWeight, A x, int M) {
+        ops.rmsNorm(x, normWeight, (float) cfg.rmsNormEps(), M, cfg.hidden(), x);
+        check(x, (long) M * cfg.hidden(), "the final norm (RMSNorm)");
+    }
+}

@@ -1,0 +1,81 @@
+package dev.shrink.core.forward;
+
+/**
+ * The math of the decoder forward over arrays of type {@code A} that live where the backend keeps
+ * them (host float[] for cpu and cpu-reference, device buffers for cuda), with block weights of type
+ * {@code W} as the backend holds them. {@link Forward} is written once against this interface; the
+ * stages and evaluation run that one forward on every backend (docs/FORWARD.md).
+ *
+ * <p>Conventions: row-major float32 arrays; offsets and leading dimensions in elements; dimension
+ * letters as in {@link dev.shrink.core.ops.Ops}: B sequences of T tokens, M = B·T rows, C hidden,
+ * H/Hkv heads of head dim D, K input and N output features. Outputs are overwritten.
+ *
+ * @param <A> the array type
+ * @param <W> one block's weights
+ */
+public interface ForwardOps<A, W> {
+
+    /** Short name written into reports, e.g. "cpu-vector", "cuda". */
+    String name();
+
+    /** A new array of n floats (contents unspecified). */
+    A alloc(long n);
+
+    /** Hands back an array made by {@link #alloc} that the forward no longer uses (device backends reuse it). */
+    default void release(A a) {
+    }
+
+    /**
+     * dst[dstOff + i·dstLd + j] = src[srcOff + i·srcLd + j] for i &lt; rows, j &lt; width: a sub-matrix
+     * copy (a sequence's rows, one candidate's columns).
+     */
+    void copy(A src, long srcOff, int srcLd, A dst, long dstOff, int dstLd, int rows, int width);
+
+    /** x[i] += d[i] for i &lt; n: the residual add. */
+    void add(A x, A d, long n);
+
+    /** y = x / sqrt(mean(x²) + eps) · weight per row; x, y: [M, C] (y may be x), weight: [C]. */
+    void rmsNorm(A x, A weight, float eps, int M, int C, A y);
+
+    /** y[M, N] = x[M, K] · Wᵀ (+ b) for linear {@code name} (spec name) of block {@code w}. */
+    void linear(W w, String name, A x, int M, int K, int N, A y);
+
+    /**
+     * Rotate-half RoPE in place on x: [B·T, heads, D]; token t of every sequence sits at position
+     * {@code start + t}.
+     */
+    void rope(A x, int B, int T, int heads, int D, int start);
+
+    /** In place on x: [rows, heads·D], what {@code type}'s cache stores and gives back ({@link KvCacheType#roundTrip}). */
+    void kvRoundTrip(A x, int rows, int heads, int D, KvCacheType type);
+
+    /**
+     * Causal attention of B independent sequences of T tokens, each from position 0, with grouped KV
+     * heads and an optional sliding window ({@link dev.shrink.core.ops.Ops#attention(float[], float[],
+     * float[], int, int, int, int, int, int, float[])}): q, out: [B·T, H·D]; k, v: [B·T, Hkv·D].
+     */
+    void attention(A q, A k, A v, int B, int T, int H, int Hkv, int D, int window, A out);
+
+    /**
+     * One sequence continuing its cache: appends k, v ([T, Hkv·D], positions cache.length()..) to
+     * {@code cache}'s layer {@code layer} and attends q ([T, H·D]) to everything cached.
+     *
+     * @throws UnsupportedOperationException on a backend without host caches
+     */
+    void attendCached(KvCache cache, int layer, A q, A k, A v, int T, int H, int Hkv, int D, int window, A out);
+
+    /** out[i] = silu(gate[i]) · up[i] for i &lt; n; out may be gate. */
+    void swiglu(A gate, A up, long n, A out);
+
+    /** The first NaN or ±Inf among x[0..n) (NaN when the backend cannot say which), or null when all are finite. */
+    Float firstNonFinite(A x, long n);
+
+    /** Block {@code w}'s layer index. */
+    int layer(W w);
+
+    /** Block {@code w}'s input_layernorm weight: [C]. */
+    A inputNorm(W w);
+
+    /** Block {@code w}'s post_attention_layernorm weight: [C]. */
+    A postAttentionNorm(W w);
+}

@@ -1,0 +1,134 @@
+package dev.shrink.core.forward;
+
+import dev.shrink.core.model.ModelConfig;
+import dev.shrink.core.ops.Ops;
+
+/**
+ * The {@link Forward}'s arrays on the Java heap: float[] activations and {@link BlockWeights},
+ * the math through an {@link Ops} backend (cpu, cpu-reference). Arrays are left to the garbage
+ * collector.
+ */
+public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
+    private final Ops ops;
+    private final RopeTables rope;
+
+    public HostForwardOps(ModelConfig cfg, Ops ops) {
+        this.ops = ops;
+        this.rope = new RopeTables(cfg);
+    }
+
+    public Ops ops() {
+        return ops;
+    }
+
+    @Override
+    public String name() {
+        return ops.name();
+    }
+
+    @Override
+    public float[] alloc(long n) {
+        if (n > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException(n + " floats exceed a Java array: use fewer tokens at once");
+        }
+        return new float[(int) n];
+    }
+
+    @Override
+    public void copy(float[] src, long srcOff, int srcLd, float[] dst, long dstOff, int dstLd, int rows, int width) {
+        for (int i = 0; i < rows; i++) {
+            System.arraycopy(src, (int) srcOff + i * srcLd, dst, (int) dstOff + i * dstLd, width);
+        }
+    }
+
+    @Override
+    public void add(float[] x, float[] d, long n) {
+        for (int i = 0; i < n; i++) {
+            x[i] += d[i];
+        }
+    }
+
+    @Override
+    public void rmsNorm(float[] x, float[] weight, float eps, int M, int C, float[] y) {
+        ops.rmsNorm(x, weight, eps, M, C, y);
+    }
+
+    @Override
+    public void linear(BlockWeights w, String name, float[] x, int M, int K, int N, float[] y) {
+        ops.linear(x, M, K, w.weight(name), N, y);
+        float[] bias = w.bias(name);
+        if (bias != null) {
+            for (int m = 0; m < M; m++) {
+                for (int n = 0; n < N; n++) {
+                    y[m * N + n] += bias[n];
+                }
+            }
+        }
+    }
+
+    @Override
+    public void rope(float[] x, int B, int T, int heads, int D, int start) {
+        rope.ensure(start + T);
+        int[] positions = new int[B * T];
+        for (int i = 0; i < positions.length; i++) {
+            positions[i] = start + i % T;
+        }
+        ops.rope(x, B * T, heads, D, positions, rope.cos(), rope.sin());
+    }
+
+    @Override
+    public void kvRoundTrip(float[] x, int rows, int heads, int D, KvCacheType type) {
+        type.roundTrip(x, rows, heads, D);
+    }
+
+    @Override
+    public void attention(float[] q, float[] k, float[] v, int B, int T, int H, int Hkv, int D, int window, float[] out) {
+        if (B == 1) {
+            ops.attention(q, k, v, T, T, H, Hkv, D, window, out);
+            return;
+        }
+        int qn = T * H * D, kvn = T * Hkv * D;
+        float[] qb = new float[qn], kb = new float[kvn], vb = new float[kvn], ob = new float[qn];
+        for (int b = 0; b < B; b++) {
+            System.arraycopy(q, b * qn, qb, 0, qn);
+            System.arraycopy(k, b * kvn, kb, 0, kvn);
+            System.arraycopy(v, b * kvn, vb, 0, kvn);
+            ops.attention(qb, kb, vb, T, T, H, Hkv, D, window, ob);
+            System.arraycopy(ob, 0, out, b * qn, qn);
+        }
+    }
+
+    @Override
+    public void attendCached(KvCache cache, int layer, float[] q, float[] k, float[] v, int T, int H, int Hkv, int D,
+                             int window, float[] out) {
+        int start = cache.length();
+        cache.append(layer, k, 0, v, 0, T);
+        ops.attention(q, cache.keys(layer), cache.values(layer), T, start + T, H, Hkv, D, window, out);
+    }
+
+    @Override
+    public void swiglu(float[] gate, float[] up, long n, float[] out) {
+        ops.swiglu(gate, up, (int) n, out);
+    }
+
+    @Override
+    public Float firstNonFinite(float[] x, long n) {
+        int i = NonFinite.first(x, (int) n);
+        return i < 0 ? null : x[i];
+    }
+
+    @Override
+    public int layer(BlockWeights w) {
+        return w.layer();
+    }
+
+    @Override
+    public float[] inputNorm(BlockWeights w) {
+        return w.inputNorm();
+    }
+
+    @Override
+    public float[] postAttentionNorm(BlockWeights w) {
+        return w.postAttentionNorm();
+    }
+}

@@ -1,0 +1,63 @@
+package dev.shrink.core.forward;
+
+import dev.shrink.core.model.ModelConfig;
+
+/**
+ * RoPE tables for positions 0..P−1 at least: angle = (float) p · inv_freq[i], as torch computes the
+ * outer product in float32; cos and sin of that float angle, [P, D/2] each. They grow with the
+ * positions actually used (doubling, so decoding token by token recomputes them only log(P) times),
+ * never to max_position_embeddings itself, which configs set as high as 2^29. Every backend's
+ * forward uses these tables (the GPU uploads them), so positions rotate alike everywhere.
+ */
+public final class RopeTables {
+    private final ModelConfig cfg;
+    private float[] cos = new float[0];
+    private float[] sin = new float[0];
+    private int positions;
+
+    public RopeTables(ModelConfig cfg) {
+        this.cfg = cfg;
+        ensure(Math.min(cfg.maxPositions(), 16));
+    }
+
+    /** Grows the tables to at least {@code needed} positions; true when they changed. */
+    public boolean ensure(int needed) {
+        if (needed <= positions) {
+            return false;
+        }
+        int half = cfg.headDim() / 2;
+        long grown = Math.max(needed, Math.min(2L * positions, cfg.maxPositions()));
+        if (grown * half > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("RoPE tables for " + needed + " positions exceed a Java array");
+        }
+        int P = (int) grown;
+        double[] inv = cfg.rope().inverseFrequencies(cfg.headDim());
+        float[] c = new float[P * half];
+        float[] s = new float[P * half];
+        for (int p = 0; p < P; p++) {
+            for (int i = 0; i < half; i++) {
+                float angle = (float) p * (float) inv[i];
+                c[p * half + i] = (float) Math.cos(angle);
+                s[p * half + i] = (float) Math.sin(angle);
+            }
+        }
+        cos = c;
+        sin = s;
+        positions = P;
+        return true;
+    }
+
+    /** [positions(), D/2]. */
+    public float[] cos() {
+        return cos;
+    }
+
+    /** [positions(), D/2]. */
+    public float[] sin() {
+        return sin;
+    }
+
+    public int positions() {
+        return positions;
+    }
+}
