@@ -32,7 +32,7 @@ timeout 200 "$H/runtime/bin/java" --add-modules jdk.incubator.vector --enable-na
   -Dshrink.shared=/tmp/shared -Dshrink.cuda.heldoutTokens="$P/t/heldout-8x512.safetensors" \
   -Dshrink.gptq.cudaOut=/tmp/gq -Dshrink.gptq.heldoutTokens="$P/t/heldout-64x512.safetensors" -Dshrink.cubin.cache=/tmp/cubin \
   dev.shrink.kernels.cuda.DeviceSuite \
-    dev.shrink.kernels.cuda.CudaConformanceTest dev.shrink.kernels.cuda.DeviceOpsConformanceTest \
+    dev.shrink.kernels.cuda.CudaConformanceTest dev.shrink.kernels.cuda.DeviceOpsConformanceTest dev.shrink.kernels.cuda.DeviceOpsForwardTest \
     dev.shrink.kernels.cuda.W4a16GemvTest dev.shrink.kernels.cuda.DecodeKernelsTest dev.shrink.eval.CudaPerplexityParityTest \
     dev.shrink.gptq.CudaGptqParityTest dev.shrink.gptq.DeviceDecoderParityTest dev.shrink.awq.CudaAwqParityTest \
     dev.shrink.awq.AwqDeviceDecoderParityTest dev.shrink.prune.CudaMasksParityTest dev.shrink.kernels.cpu.ProvidersTest \

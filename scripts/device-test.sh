@@ -24,7 +24,7 @@ PROPS=(-Dshrink.shared="$PACK/shared" -Dshrink.cuda.heldoutTokens="$PACK/heldout
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null || true
 echo "== parity suite"
 "${JAVA[@]}" "${PROPS[@]}" dev.shrink.kernels.cuda.DeviceSuite \
-    dev.shrink.kernels.cuda.CudaConformanceTest dev.shrink.kernels.cuda.DeviceOpsConformanceTest \
+    dev.shrink.kernels.cuda.CudaConformanceTest dev.shrink.kernels.cuda.DeviceOpsConformanceTest dev.shrink.kernels.cuda.DeviceOpsForwardTest \
     dev.shrink.kernels.cuda.W4a16GemvTest dev.shrink.kernels.cuda.DecodeKernelsTest dev.shrink.eval.CudaPerplexityParityTest \
     dev.shrink.gptq.CudaGptqParityTest dev.shrink.gptq.DeviceDecoderParityTest dev.shrink.awq.CudaAwqParityTest dev.shrink.awq.AwqDeviceDecoderParityTest dev.shrink.prune.CudaMasksParityTest \
     dev.shrink.kernels.cpu.ProvidersTest 2>&1 | tee "$LOGS/suite.log"

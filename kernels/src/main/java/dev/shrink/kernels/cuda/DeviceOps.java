@@ -1,13 +1,17 @@
 package dev.shrink.kernels.cuda;
 
+import dev.shrink.core.forward.KvCacheType;
 import java.lang.foreign.MemorySegment;
 
 /**
  * The forward-pass ops on tensors that stay on the GPU: the device-buffer twins of {@link CudaOps}'
- * heap-array ops (gemm, rmsNorm, rope, attention, swiglu) plus what a block loop needs besides
- * (embedding gather, bias, a NaN/Inf check). Arguments are device addresses of row-major float32
- * tensors ({@link DeviceBuffer#floatAt}); every call is queued on the device's stream and returns
- * at once, except where it says it waits. Made by {@link CudaOps#deviceOps()}, sharing its device,
+ * heap-array ops (gemm, rmsNorm, rope, attention with an optional sliding window, swiglu,
+ * crossEntropy) plus what a block loop needs besides (embedding gather, bias, residual add, column
+ * copies, fp16 conversion, the KV-cache quantization round trip, GPTQ dequantization, a NaN/Inf
+ * check). Arguments are device addresses of row-major float32 tensors ({@link DeviceBuffer#floatAt})
+ * unless a method says otherwise; every call is queued on the device's stream and returns at once,
+ * except where it says it waits. Sizes are not checked against the buffers (the addresses carry no
+ * size): the caller's tensors must hold what the shapes say. Kernels index in 64 bits. Made by {@link CudaOps#deviceOps()}, sharing its device,
  * cuBLAS handle and kernels.
  *
  * <p>Dimension letters: M rows (B sequences × T tokens), C hidden, H query heads, Hkv key/value
@@ -21,7 +25,8 @@ public final class DeviceOps implements AutoCloseable {
     private final CudaDevice device;
     private final CublasHandle blas;
     private final CudaModule module;
-    private final CudaKernel rmsNorm, swiglu, embed, rope, addBias, softmax, nonFinite, stall;
+    private final CudaKernel rmsNorm, swiglu, crossEntropy, embed, rope, addBias, softmax, nonFinite, stall;
+    private final CudaKernel toHalf, add, copyRows, kvRoundTrip, dequantGptq;
     private DeviceBuffer flag;
 
     DeviceOps(CudaOps owner, CudaDevice device, CublasHandle blas, CudaModule ops) {
@@ -30,6 +35,7 @@ public final class DeviceOps implements AutoCloseable {
         this.blas = blas;
         rmsNorm = ops.kernel("rms_norm");
         swiglu = ops.kernel("swiglu");
+        crossEntropy = ops.kernel("cross_entropy");
         module = device.module("device.cu");
         embed = module.kernel("embed_gather");
         rope = module.kernel("rope_seq");
@@ -37,6 +43,11 @@ public final class DeviceOps implements AutoCloseable {
         softmax = module.kernel("causal_softmax");
         nonFinite = module.kernel("any_nonfinite");
         stall = module.kernel("stall_ns");
+        toHalf = module.kernel("to_half");
+        add = module.kernel("add_into");
+        copyRows = module.kernel("copy_rows");
+        kvRoundTrip = module.kernel("kv_round_trip");
+        dequantGptq = module.kernel("dequant_gptq");
     }
 
     public CudaDevice device() {
@@ -70,6 +81,24 @@ public final class DeviceOps implements AutoCloseable {
         float[] out = new float[n];
         device.download(src, srcIndex * 4, MemorySegment.ofArray(out));
         return out;
+    }
+
+    /**
+     * A float sub-matrix copy on the device: dst[r, dstCol0 + c] = src[r, srcCol0 + c] for r &lt; rows,
+     * c &lt; width, where row r of src starts at element r·srcLd and of dst at r·dstLd (e.g. q, k, v
+     * out of a fused q|k|v projection, or a head's columns). src and dst must not overlap.
+     */
+    public void copyRows(long src, int srcLd, int srcCol0, long dst, int dstLd, int dstCol0, int rows, int width) {
+        if (rows < 0 || width < 0 || srcCol0 < 0 || dstCol0 < 0 || (long) srcCol0 + width > srcLd
+                || (long) dstCol0 + width > dstLd) {
+            throw new IllegalArgumentException("copyRows: " + rows + " rows of " + width + " columns from column "
+                    + srcCol0 + " of rows of " + srcLd + " to column " + dstCol0 + " of rows of " + dstLd);
+        }
+        if (rows == 0 || width == 0) {
+            return;
+        }
+        copyRows.launch(blocks((long) rows * width, 256), 1, 256, 0, src, srcLd, srcCol0, dst, dstLd, dstCol0,
+                (long) rows, width);
     }
 
     // ---------------------------------------------------------------- GEMM
@@ -135,6 +164,26 @@ public final class DeviceOps implements AutoCloseable {
         rope.launch(blocks(rows * heads * (D / 2), 256), 1, 256, 0, x, cos, sin, rows, heads, D, T);
     }
 
+    /** x[i] += d[i] for i &lt; n (the residual add); x, d: float32 [n]. */
+    public void add(long x, long d, long n) {
+        checkCount("add", n);
+        if (n > 0) {
+            add.launch(blocks(n, 256), 1, 256, 0, x, d, n);
+        }
+    }
+
+    /**
+     * dst[i] = the fp16 bits of src[i] for i &lt; n; src: float32 [n], dst: fp16 [n] (2 bytes each).
+     * Bit for bit core's {@code Floats.floatToF16} ({@link Float#floatToFloat16}): round to nearest
+     * even, subnormal halves kept, |x| ≥ 65520 to ±Inf; a NaN stays a NaN of the same sign.
+     */
+    public void toHalf(long srcF32, long dstF16, long n) {
+        checkCount("toHalf", n);
+        if (n > 0) {
+            toHalf.launch(blocks(n, 256), 1, 256, 0, srcF32, dstF16, n);
+        }
+    }
+
     /** y[m, :] += b for y: [M, N], b: [N]. */
     public void addBias(long y, long b, long M, int N) {
         addBias.launch(blocks(M * N, 256), 1, 256, 0, y, b, M, N);
@@ -147,6 +196,12 @@ public final class DeviceOps implements AutoCloseable {
         return (long) H * T * T;
     }
 
+    /** {@link #attention(long, long, long, int, int, int, int, int, int, long, DeviceBuffer)} without a window: plain causal. */
+    public void attention(long q, long k, long v, int B, int T, int H, int Hkv, int D, long out,
+                          DeviceBuffer scores) {
+        attention(q, k, v, B, T, H, Hkv, D, 0, out, scores);
+    }
+
     /**
      * Causal self-attention of B independent sequences of T tokens (each from position 0) with
      * grouped KV heads. q, out: [B·T, H, D]; k, v: [B·T, Hkv, D]; scores: at least
@@ -154,9 +209,20 @@ public final class DeviceOps implements AutoCloseable {
      * batched over the KV heads, once per query head of a group), a causal softmax in place, then
      * out = P·v (batched the same way): the [T, T] scores are materialised, which at T ≤ a few
      * thousand costs less than the tensor-core GEMMs save.
+     *
+     * <p>{@code window}: a sliding window as {@code Ops.attention}'s: the query at position p
+     * attends keys max(0, p − window + 1)..p only; ≤ 0 or ≥ T is plain causal attention. The
+     * softmax zeroes the keys outside the window; the GEMMs still run over all T keys.
      */
-    public void attention(long q, long k, long v, int B, int T, int H, int Hkv, int D, long out,
+    public void attention(long q, long k, long v, int B, int T, int H, int Hkv, int D, int window, long out,
                           DeviceBuffer scores) {
+        if (B < 0 || T < 0 || H <= 0 || Hkv <= 0 || H % Hkv != 0 || D <= 0) {
+            throw new IllegalArgumentException("attention: B " + B + ", T " + T + ", H " + H + ", Hkv " + Hkv + ", D "
+                    + D + " (H must be a positive multiple of Hkv)");
+        }
+        if (B == 0 || T == 0) {
+            return;
+        }
         if (scores.bytes() < attentionScratch(T, H) * 4) {
             throw new IllegalArgumentException("attention scratch of " + scores.bytes() + " bytes; needs "
                     + attentionScratch(T, H) * 4);
@@ -173,13 +239,85 @@ public final class DeviceOps implements AutoCloseable {
                 blas.gemmStridedBatchedRowMajor(math(), false, true, T, T, D, scale,
                         qb + 4L * r * D, qDim, (long) g * D, kb, kvDim, D, 0f, S + 4L * r * TT, T, g * TT, Hkv);
             }
-            softmax.launch(H * T, 1, Math.min(1024, Math.max(32, (T + 31) / 32 * 32)), 0, S, T);
+            softmax.launch(H * T, 1, Math.min(1024, Math.max(32, (T + 31) / 32 * 32)), 0, S, T,
+                    window > 0 && window < T ? window : 0);
             for (int r = 0; r < g; r++) {
                 // O_h[T, D] = P_h · V_j, written into out's head-h columns
                 blas.gemmStridedBatchedRowMajor(math(), false, false, T, D, T, 1f,
                         S + 4L * r * TT, T, g * TT, vb, kvDim, D, 0f, ob + 4L * r * D, qDim, (long) g * D, Hkv);
             }
         }
+    }
+
+    // ---------------------------------------------------------------- loss
+
+    /**
+     * Per-row negative log-likelihood, the math of {@link CudaOps#crossEntropy} (its kernel):
+     * nll[m] = max + log Σ_v exp(logits[m, v] − max) − logits[m, targets[m]], the exponentials summed
+     * in double. logits: float32 [M, V]; targets: int32 [M], each in 0..V−1 (the caller checks) or
+     * negative: a row to ignore, whose nll is 0; nll: float64 [M].
+     */
+    public void crossEntropy(long logits, long targets, int M, int V, long nll) {
+        if (M < 0 || V <= 0) {
+            throw new IllegalArgumentException("crossEntropy: M = " + M + ", V = " + V + " (V must be positive)");
+        }
+        if (M > 0) {
+            crossEntropy.launch(M, 1, rowThreads(V), 0, logits, targets, nll, V);
+        }
+    }
+
+    // ---------------------------------------------------------------- KV cache and quantized weights
+
+    /**
+     * In place on x: float32 [rows, heads·D], what {@link KvCacheType#roundTrip} does on the host
+     * (per row and head, the D values quantized to int8/int4 with an fp16 scale and zero point and
+     * dequantized back), bit for bit: the same float32 operations each rounded to nearest (no fused
+     * multiply-add), Java's min/max (a NaN in a group makes the whole group NaN, as on the host;
+     * only NaN payloads may differ). Nothing for {@link KvCacheType#FP16}.
+     */
+    public void kvRoundTrip(long x, long rows, int heads, int D, KvCacheType type) {
+        if (rows < 0 || heads < 0 || D < 0) {
+            throw new IllegalArgumentException("kvRoundTrip: rows " + rows + ", heads " + heads + ", D " + D);
+        }
+        if (!type.quantized() || rows == 0 || heads == 0 || D == 0) {
+            return;
+        }
+        int qmax = (1 << type.bits()) - 1;
+        long groups = rows * heads;
+        kvRoundTrip.launch(blocks(groups, 256 / 32), 1, 256, 0, x, groups, D, qmax, 1f / qmax);
+    }
+
+    /**
+     * Dequantizes a GPTQ-packed linear on the device into fp16 W [N, K] row-major (PyTorch's weight
+     * layout): W[n, k] = fp16(scale[g, n] · (code[n, k] − zero[g, n])), the product in float32 rounded
+     * to fp16 once, i.e. {@code Floats.floatToF16} of core's {@code QuantizedLinear.dequantize()}.
+     * Packing as core's {@code GptqPacking}: qweight int32 [K·bits/32, N], qzeros int32 [G, N·bits/32],
+     * scales fp16 [G, N].
+     *
+     * @param gIdx      int32 [K], the group of each input column (act-order; each in 0..G−1, the caller
+     *                  checks), or 0: sequential, k / groupSize
+     * @param groupSize input columns per group, or −1 for one group over all of K
+     * @param bits      4 or 8
+     * @param v1Zeros   qzeros in the v1 ("gptq") convention, which stores z − 1 (see
+     *                  {@code GptqPacking.packQzeros}); false: v2 ("gptq_v2"), z as it is
+     * @throws IllegalArgumentException for other bits, a group size that is neither positive nor −1,
+     *                                  or K·bits or N·bits not a multiple of 32
+     */
+    public void dequantW4(long qweight, long qzeros, long scalesF16, long gIdx, int K, int N, int groupSize, int bits,
+                          boolean v1Zeros, long outF16) {
+        if (bits != 4 && bits != 8) {
+            throw new IllegalArgumentException("dequantW4: bits " + bits + " is not supported on the device (4, 8)");
+        }
+        if (K <= 0 || N <= 0 || (long) K * bits % 32 != 0 || (long) N * bits % 32 != 0) {
+            throw new IllegalArgumentException("dequantW4: K = " + K + " and N = " + N + " must be positive and, times "
+                    + bits + " bits, multiples of 32");
+        }
+        if (groupSize <= 0 && groupSize != -1) {
+            throw new IllegalArgumentException("dequantW4: group size " + groupSize + " must be positive or -1");
+        }
+        long words = (long) K * bits / 32 * N;
+        dequantGptq.launch(blocks(words, 256), 1, 256, 0, qweight, qzeros, scalesF16, gIdx, K, N, groupSize, bits,
+                v1Zeros ? 1 : 0, outF16);
     }
 
     // ---------------------------------------------------------------- checks
@@ -203,6 +341,12 @@ public final class DeviceOps implements AutoCloseable {
      */
     public void stall(long nanos) {
         stall.launch(1, 1, 32, 0, nanos);
+    }
+
+    private static void checkCount(String op, long n) {
+        if (n < 0) {
+            throw new IllegalArgumentException(op + ": n = " + n + " is negative");
+        }
     }
 
     static int rowThreads(int C) {

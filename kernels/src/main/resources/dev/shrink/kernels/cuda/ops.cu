@@ -89,10 +89,17 @@ extern "C" __global__ void swiglu(const float* gate, const float* up, float* out
 // ---------------------------------------------------------------- log-softmax + NLL
 
 // nll[m] = log(sum_v exp(logits[m, v] - max_m)) + max_m - logits[m, target[m]]; logits: [M, V].
-// One block per row; the exponentials are summed in double, as in ReferenceOps.
+// One block per row; the exponentials are summed in double, as in ReferenceOps. A target < 0 (a row
+// to ignore, e.g. padding; DeviceOps.crossEntropy) writes 0 and reads nothing of the row; CudaOps'
+// checks reject such targets, so its host path never passes one.
 extern "C" __global__ void cross_entropy(const float* logits, const int* targets, double* nll, int V) {
     __shared__ float fscratch[32];
     __shared__ double dscratch[32];
+    const int t = targets[blockIdx.x];
+    if (t < 0) {                           // the whole block returns: no barrier is left half-reached
+        if (threadIdx.x == 0) nll[blockIdx.x] = 0.0;
+        return;
+    }
     const float* row = logits + (long long) blockIdx.x * V;
     float mx = NEG_INF;
     for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, row[c]);
@@ -101,7 +108,7 @@ extern "C" __global__ void cross_entropy(const float* logits, const int* targets
     for (int c = threadIdx.x; c < V; c += blockDim.x) s += exp((double) (row[c] - mx));
     s = block_sum(s, dscratch);
     if (threadIdx.x == 0) {
-        nll[blockIdx.x] = (double) mx + log(s) - (double) row[targets[blockIdx.x]];
+        nll[blockIdx.x] = (double) mx + log(s) - (double) row[t];
     }
 }
 
