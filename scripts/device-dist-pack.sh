@@ -21,7 +21,7 @@ scripts/dist.sh >&2
 rm -rf "$OUT"; mkdir -p "$OUT/t/lib" "$OUT/t/shared/golden"
 cp "$(ls -t dist/shrink-*-linux-x86_64.tar.gz | grep -v parquet | head -1)" "$OUT/"
 tar cf - -C "$SHARED/models" fixture-llama-14m | xz -9 -T0 > "$OUT/fixture.tar.xz"
-tar cJf "$OUT/datasets.tar.xz" -C "$SHARED/datasets" c4-sample literature-heldout
+tar cJf "$OUT/datasets.tar.xz" -C "$SHARED/datasets" c4-sample literature-heldout wikitext-2-raw
 cp "$SHARED/golden/goldens-fixture-llama-14m.json" "$SHARED/golden/fixture-llama-14m.calib-c4-128x512.safetensors" \
   "$OUT/t/shared/golden/"
 
@@ -44,7 +44,7 @@ for n in 8 64; do
     2>&1 | grep -v -e SLF4J -e incubator >&2
 done
 rm -f "$cp_file"
-cp scripts/device-dist-run.sh "$OUT/device-dist-run.sh"
+cp scripts/device-dist-run.sh scripts/device-eval-7b.sh scripts/bench/hf_ppl.py "$OUT/"
 size=$(du -sm "$OUT" | cut -f1)
 echo "device-dist-pack: $OUT holds $size MiB" >&2
 [ "$size" -lt 60 ] || { echo "device-dist-pack: $OUT is $size MiB; the device tool carries at most 64 MiB with the checkout" >&2; exit 2; }

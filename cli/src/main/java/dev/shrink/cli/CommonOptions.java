@@ -20,8 +20,10 @@ public final class CommonOptions {
 
     @Option(names = "--gpu-math", defaultValue = "fp32", paramLabel = "M",
             description = "GEMM arithmetic on the cuda backend: fp32 (float32: the CPU's results to rounding) or "
-                    + "tf32 (tensor cores: GPTQ at 7B scale ~3x faster, GEMM errors ~1e-3 relative). The CPU "
-                    + "backends ignore it. Default: ${DEFAULT-VALUE}.")
+                    + "tf32 (tensor cores: GPTQ at 7B scale ~3x faster, GEMM errors ~1e-3 relative) or fp16 (eval: "
+                    + "linears' weights kept fp16 on the GPU and multiplied with fp16-rounded activations, as "
+                    + "transformers' fp16; other commands treat it as tf32). The CPU backends ignore it. "
+                    + "Default: ${DEFAULT-VALUE}.")
     String gpuMath;
 
     @Option(names = {"-q", "--quiet"}, description = "No progress bar.")

@@ -3,12 +3,14 @@ package dev.shrink.cli;
 import dev.shrink.calib.CalibSource;
 import dev.shrink.calib.EvalText;
 import dev.shrink.core.ShrinkException;
-import dev.shrink.core.forward.CausalLM;
 import dev.shrink.core.forward.KvCacheType;
 import dev.shrink.core.io.SafeFiles;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.eval.LoadedModel;
 import dev.shrink.eval.Perplexity;
+import dev.shrink.eval.ResidentModel;
+import dev.shrink.eval.WindowScorer;
+import dev.shrink.kernels.cuda.CudaOps;
 import dev.shrink.eval.PplResult;
 import dev.shrink.eval.Speed;
 import dev.shrink.eval.SpeedResult;
@@ -108,8 +110,8 @@ final class EvalCommand implements Callable<Integer> {
         Ops ops = common.ops();
         List<PplResult> results = new ArrayList<>();
         SpeedResult speedResult = null;
+        Map<String, Object> gpu = null;
         try (LoadedModel m = LoadedModel.open(model, ops)) {
-            CausalLM lm = m.lm().withKvCache(kvCache);
             int T = seqlen != null ? seqlen : Math.min(m.dir().config().maxPositions(), 2048);
             if (T < 2) {
                 throw new ShrinkException("--seqlen must be at least 2, got " + T);
@@ -127,7 +129,7 @@ final class EvalCommand implements Callable<Integer> {
                     throw new ShrinkException(text.name() + ": " + ids.length + " tokens, fewer than --speed-prompt "
                             + speedPrompt);
                 }
-                speedResult = Speed.measure(model, ops, lm, Arrays.copyOf(ids, speedPrompt), speedDecode,
+                speedResult = Speed.measure(model, ops, m::lm, kvCache, Arrays.copyOf(ids, speedPrompt), speedDecode,
                         speedRepeats);
                 if (!common.json) {
                     spec.commandLine().getOut().println(String.format(Locale.ROOT,
@@ -138,13 +140,38 @@ final class EvalCommand implements Callable<Integer> {
                             + kvNote(kvCache));
                 }
             }
-            for (String d : speedOnly ? List.<String>of() : datasets) {
-                EvalText text = EvalText.load(d.strip());
-                int[] ids = m.tokenStream(text.text());
-                PplResult r = Perplexity.evaluate(lm, text.name(), ids, T, maxWindows, common.quiet);
-                results.add(r);
-                if (!common.json) {
-                    spec.commandLine().getOut().println(r.summary() + kvNote(kvCache));
+            List<String> sets = speedOnly ? List.of() : datasets;
+            // on the cuda backend the model is resident on the GPU: weights uploaded once, the one forward
+            // over device buffers, only the NLLs copied back (docs/FORWARD.md)
+            ResidentModel resident = !sets.isEmpty() && ops instanceof CudaOps cuda
+                    ? ResidentModel.load(m.dir(), cuda, kvCache, common.quiet) : null;
+            try {
+                WindowScorer scorer = resident != null ? resident : WindowScorer.host(m.lm().withKvCache(kvCache));
+                for (String d : sets) {
+                    EvalText text = EvalText.load(d.strip());
+                    int[] ids = m.tokenStream(text.text());
+                    PplResult r = Perplexity.evaluate(scorer, text.name(), ids, T, maxWindows, common.quiet);
+                    results.add(r);
+                    if (!common.json) {
+                        spec.commandLine().getOut().println(r.summary() + kvNote(kvCache));
+                    }
+                }
+                if (resident != null) {
+                    gpu = new LinkedHashMap<>();
+                    gpu.put("weights", resident.weightsNote());
+                    gpu.put("weight_bytes", resident.weightBytes());
+                    gpu.put("load_seconds", resident.loadSeconds());
+                    gpu.put("peak_bytes", resident.peakBytes());
+                    if (!common.json) {
+                        spec.commandLine().getOut().println(String.format(Locale.ROOT,
+                                "gpu    weights %.2f GiB resident (%s), loaded in %.1f s; peak %.2f GiB allocated",
+                                resident.weightBytes() / (double) (1L << 30), resident.weightsNote(),
+                                resident.loadSeconds(), resident.peakBytes() / (double) (1L << 30)));
+                    }
+                }
+            } finally {
+                if (resident != null) {
+                    resident.close();
                 }
             }
         }
@@ -155,6 +182,9 @@ final class EvalCommand implements Callable<Integer> {
         doc.put("results", results);
         if (speedResult != null) {
             doc.put("speed", speedResult);
+        }
+        if (gpu != null) {
+            doc.put("gpu", gpu);
         }
         if (common.json) {
             spec.commandLine().getOut().println(Json.write(doc));

@@ -50,10 +50,10 @@ class DeviceOptionTest {
     void gpuMathIsCheckedAndListed() {
         String[] help = run("gptq", "--help");
         assertTrue(help[1].contains("--gpu-math") && help[1].contains("tf32"), help[1]);
-        String[] r = run("eval", "--model", tmp.toString(), "--dataset", "tinystories", "--gpu-math", "fp16", "-q");
+        String[] r = run("eval", "--model", tmp.toString(), "--dataset", "tinystories", "--gpu-math", "bf16", "-q");
         assertEquals("2", r[0], r[2]);
         String err = r[2].strip();
         assertFalse(err.contains("\n"), "one line: " + err);
-        assertEquals("shrink: error: --gpu-math fp16: unknown GEMM math 'fp16'; choose fp32 or tf32", err);
+        assertEquals("shrink: error: --gpu-math bf16: unknown GEMM math 'bf16'; choose fp32, tf32 or fp16", err);
     }
 }

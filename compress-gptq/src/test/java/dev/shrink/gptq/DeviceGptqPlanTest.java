@@ -96,6 +96,6 @@ class DeviceGptqPlanTest {
         assertEquals(GemmMath.TF32, GemmMath.parse("TF32"));
         assertEquals("fp32", GemmMath.FP32.label());
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> GemmMath.parse("bf16"));
-        assertEquals("unknown GEMM math 'bf16'; choose fp32 or tf32", e.getMessage());
+        assertEquals("unknown GEMM math 'bf16'; choose fp32, tf32 or fp16", e.getMessage());
     }
 }

@@ -104,6 +104,11 @@ public final class DeviceModel implements AutoCloseable {
                         parts.add(spec.layer(l, spec.linear(r).name()));
                     }
                     String why = null;
+                    if (src instanceof GptqWeightSource g && parts.stream().allMatch(g::isQuantized)
+                            && loadW4Raw(dec, l, slot, g, parts)) {
+                        packed = "GPTQ";
+                        continue;
+                    }
                     if (src instanceof PackedWeightSource p && parts.stream().allMatch(p::isQuantized)) {
                         List<QuantizedLinear> qs = new ArrayList<>();
                         for (String x : parts) {
@@ -174,6 +179,60 @@ public final class DeviceModel implements AutoCloseable {
             }
         }
         return null;
+    }
+
+    /**
+     * GPTQ parts of one fused linear handed to the decoder as stored, without unpacking the codes:
+     * qweight [K/8, N_i] rows concatenated along N, scales likewise, zero points turned into the
+     * decoder's convention (z as it is) only when the folder stores v1's z − 1. False (nothing loaded)
+     * when a part is not 4-bit, has a bias or act-order groups, or the parts' K or groups differ.
+     */
+    private static boolean loadW4Raw(DeviceDecoder dec, int l, Slot slot, GptqWeightSource g, List<String> parts) {
+        List<GptqWeightSource.Packed> ps = new ArrayList<>();
+        for (String x : parts) {
+            GptqWeightSource.Packed p = g.packed(x);
+            if (p.bits() != 4 || p.bias() != null || p.gIdx() != null || p.groupSize() <= 0
+                    || p.K() != g.packed(parts.get(0)).K() || p.groupSize() != g.packed(parts.get(0)).groupSize()) {
+                return false;
+            }
+            ps.add(p);
+        }
+        WeightStore store = g.store();
+        int K = ps.get(0).K(), gs = ps.get(0).groupSize(), G = QuantizedLinear.groups(K, gs), rows = K / 8;
+        int N = ps.stream().mapToInt(GptqWeightSource.Packed::N).sum();
+        int[] qweight = new int[rows * N], qzeros = new int[G * N / 8];
+        short[] scales = new short[G * N];
+        int n0 = 0;
+        for (GptqWeightSource.Packed p : ps) {
+            int[] qw = store.ints(p.qweight());
+            for (int r = 0; r < rows; r++) {
+                System.arraycopy(qw, r * p.N(), qweight, r * N + n0, p.N());
+            }
+            int[] z = GptqPacking.unpackQzeros(store.ints(p.qzeros()), G, p.N(), 4, p.v1());
+            int[] zp = GptqPacking.packQzeros(z, G, p.N(), 4, false);
+            for (int gi = 0; gi < G; gi++) {
+                System.arraycopy(zp, gi * p.N() / 8, qzeros, (gi * N + n0) / 8, p.N() / 8);
+            }
+            short[] sc = store.info(p.scales()).dtype() == DType.F16
+                    ? store.data(p.scales()).toArray(ValueLayout.JAVA_SHORT_UNALIGNED)
+                    : toF16Array(store.floats(p.scales()));
+            for (int gi = 0; gi < G; gi++) {
+                System.arraycopy(sc, gi * p.N(), scales, gi * N + n0, p.N());
+            }
+            n0 += p.N();
+        }
+        try {
+            dec.w4(l, slot, qweight, qzeros, scales, gs);
+        } catch (IllegalArgumentException e) {
+            return false; // a shape the GEMV refuses: the unpacking path below says why
+        }
+        return true;
+    }
+
+    private static short[] toF16Array(float[] f) {
+        short[] h = new short[f.length];
+        toF16(f, h, 0);
+        return h;
     }
 
     /** Fuses the parts along N, packs them in GPTQ's layout (zero points as they are) and hands them to the decoder. */

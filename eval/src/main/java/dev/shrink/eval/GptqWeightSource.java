@@ -276,6 +276,46 @@ public final class GptqWeightSource extends PackedWeightSource {
         return new QuantizedLinear(prefix, l.N, l.K, bits, groupSize, codes, scales, zeros, gIdx, bias);
     }
 
+    /**
+     * Linear {@code prefix}'s packed tensors as stored, checked as {@link #linear} checks them but not
+     * unpacked: for the GPU, which dequantizes the codes itself. {@code gIdx} is null when the layer
+     * has none or it is sequential (k / groupSize).
+     */
+    public record Packed(int N, int K, int bits, int groupSize, boolean v1, String qweight, String qzeros,
+                         String scales, int[] gIdx, String bias) {
+    }
+
+    public Packed packed(String prefix) {
+        Layout l = layout(prefix);
+        int groupSize = settings.groupSize;
+        if (QuantizedLinear.groups(l.K, groupSize) != l.G) {
+            groupSize = l.G == 1 ? -1 : groupSizeFor(prefix, l.K, l.G);
+        }
+        int[] gIdx = null;
+        if (l.hasGIdx) {
+            gIdx = store.ints(prefix + ".g_idx");
+            for (int k = 0; k < gIdx.length; k++) {
+                if (gIdx[k] < 0 || gIdx[k] >= l.G) {
+                    throw bad(prefix + ".g_idx", "entry " + k + " = " + gIdx[k] + " is outside the " + l.G
+                            + " groups of " + prefix + ".scales");
+                }
+            }
+            if (java.util.Arrays.equals(gIdx, QuantizedLinear.sequentialGIdx(l.K, groupSize))) {
+                gIdx = null;
+            }
+        }
+        String bias = null;
+        if (store.has(prefix + ".bias")) {
+            TensorInfo b = store.info(prefix + ".bias");
+            if (!Arrays.equals(b.shape(), new long[] {l.N})) {
+                throw bad(prefix + ".bias", "has shape " + Arrays.toString(b.shape()) + ", expected [" + l.N + "]");
+            }
+            bias = prefix + ".bias";
+        }
+        return new Packed(l.N, l.K, settings.bits, groupSize, settings.v1, prefix + ".qweight", prefix + ".qzeros",
+                prefix + ".scales", gIdx, bias);
+    }
+
     /** A group size that gives exactly G groups over K columns. */
     private int groupSizeFor(String prefix, int K, int G) {
         for (int gs = Math.max(1, K / G); gs <= K; gs++) {

@@ -8,28 +8,27 @@ import dev.shrink.core.ops.Ops;
 import java.nio.file.Path;
 
 /**
- * A model folder opened for evaluation or generation: its weights in float32, its tokenizer.
- * Quantized folders are read through a dequantizing {@link WeightSource} (per their
+ * A model folder opened for evaluation or generation: its config and tokenizer at once, its weights
+ * in float32 on the Java heap when {@link #lm()} is first asked for (the GPU's resident evaluation
+ * never asks). Quantized folders are read through a dequantizing {@link WeightSource} (per their
  * quantization_config), so one decoder serves every format.
  */
 public final class LoadedModel implements AutoCloseable {
     private final ModelDir dir;
-    private final CausalLM lm;
+    private final Ops ops;
     private final Tokenizer tokenizer;
+    private CausalLM lm;
 
-    private LoadedModel(ModelDir dir, CausalLM lm, Tokenizer tokenizer) {
+    private LoadedModel(ModelDir dir, Ops ops, Tokenizer tokenizer) {
         this.dir = dir;
-        this.lm = lm;
+        this.ops = ops;
         this.tokenizer = tokenizer;
     }
 
     public static LoadedModel open(Path path, Ops ops) {
         ModelDir dir = ModelDir.open(path);
         try {
-            Tokenizer tok = dir.tokenizer();
-            WeightSource src = WeightSources.forModel(dir);
-            CausalLM lm = CausalLM.load(src, dir.config(), dir.spec(), ops);
-            return new LoadedModel(dir, lm, tok);
+            return new LoadedModel(dir, ops, dir.tokenizer());
         } catch (RuntimeException e) {
             dir.close();
             throw e;
@@ -40,7 +39,12 @@ public final class LoadedModel implements AutoCloseable {
         return dir;
     }
 
-    public CausalLM lm() {
+    /** The weights in float32 on the heap, read on the first call. */
+    public synchronized CausalLM lm() {
+        if (lm == null) {
+            WeightSource src = WeightSources.forModel(dir);
+            lm = CausalLM.load(src, dir.config(), dir.spec(), ops);
+        }
         return lm;
     }
 

@@ -1,6 +1,7 @@
 package dev.shrink.eval;
 
 import dev.shrink.core.forward.CausalLM;
+import dev.shrink.core.forward.KvCacheType;
 import dev.shrink.core.forward.KvCache;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.ops.Ops;
@@ -49,13 +50,15 @@ public final class Speed {
 
     /**
      * The speed of the model folder {@code model}: on the cuda backend through a {@link DeviceModel}
-     * when the folder allows one (else on {@code lm}, the path saying why), elsewhere on {@code lm}.
+     * when the folder allows one (else on {@code lm}, the path saying why), elsewhere on {@code lm},
+     * which is asked for only then (a host model of a 7B folder takes minutes to read).
      */
-    public static SpeedResult measure(Path model, Ops ops, CausalLM lm, int[] prompt, int decodeTokens, int repeats) {
-        if (ops instanceof CudaOps && lm.decoder().kvCache().quantized()) {
+    public static SpeedResult measure(Path model, Ops ops, java.util.function.Supplier<CausalLM> lm, KvCacheType kvCache,
+                                      int[] prompt, int decodeTokens, int repeats) {
+        if (ops instanceof CudaOps && kvCache.quantized()) {
             // the device decoder keeps an fp16 cache: quantized codes on the device are a follow-up (docs/KV_CACHE.md)
-            SpeedResult r = measure(lm, prompt, decodeTokens, repeats);
-            return withPath(r, SpeedResult.HOST + " (device decoder refused: it has no " + lm.decoder().kvCache().id()
+            SpeedResult r = measure(lm.get().withKvCache(kvCache), prompt, decodeTokens, repeats);
+            return withPath(r, SpeedResult.HOST + " (device decoder refused: it has no " + kvCache.id()
                     + " KV cache yet)");
         }
         if (ops instanceof CudaOps cuda) {
@@ -65,10 +68,10 @@ public final class Speed {
             } catch (DeviceModel.Unsupported e) {
                 why = e.getMessage();
             }
-            SpeedResult r = measure(lm, prompt, decodeTokens, repeats);
+            SpeedResult r = measure(lm.get().withKvCache(kvCache), prompt, decodeTokens, repeats);
             return withPath(r, SpeedResult.HOST + " (device decoder refused: " + why + ")");
         }
-        return measure(lm, prompt, decodeTokens, repeats);
+        return measure(lm.get().withKvCache(kvCache), prompt, decodeTokens, repeats);
     }
 
     private static SpeedResult withPath(SpeedResult r, String path) {

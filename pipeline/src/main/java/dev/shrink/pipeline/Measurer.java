@@ -124,8 +124,8 @@ final class Measurer {
                 reference = KlDivergence.reference(m.lm(), names.get(eval.kl().dataset()), streams.get(eval.kl().dataset()),
                         seqlen, eval.kl().windows());
             }
-            Speed.measure(baseline, ops, m.lm(), Arrays.copyOf(first, eval.speed().prefillTokens()),
-                    eval.speed().decodeTokens(), eval.speed().repeats());
+            Speed.measure(baseline, ops, m::lm, dev.shrink.core.forward.KvCacheType.FP16,
+                    Arrays.copyOf(first, eval.speed().prefillTokens()), eval.speed().decodeTokens(), eval.speed().repeats());
         }
     }
 
@@ -154,13 +154,15 @@ final class Measurer {
         KlResult kl = null;
         Measures.Memory memory;
         try (LoadedModel loaded = LoadedModel.open(model, ops)) {
+            loaded.lm(); // read now: the heap it holds is measured
             long modelHeap = liveHeap() - heapBefore;
             // every measure through the recipe's KV cache (evaluation.kv_cache); the KL reference stays the
             // baseline with an fp16 cache, so KL includes what the quantized cache costs
             CausalLM lm = loaded.lm().withKvCache(eval.kvCache());
             int[] prompt = Arrays.copyOf(streams.get(eval.datasets().get(0)), eval.speed().prefillTokens());
             // on the cuda backend: the device-resident decoder (W4A16 GEMV for packed 4-bit folders)
-            speed = Speed.measure(model, ops, lm, prompt, eval.speed().decodeTokens(), eval.speed().repeats());
+            speed = Speed.measure(model, ops, () -> lm, eval.kvCache(), prompt, eval.speed().decodeTokens(),
+                    eval.speed().repeats());
             for (int i = 0; i < prompts.size(); i++) {
                 int[] ids = prompts.get(i);
                 int[] all = Generator.generate(lm, ids, eval.maxNewTokens(), 0, 0, eos, t -> { });

@@ -8,6 +8,12 @@ package dev.shrink.core.forward;
  */
 public interface ArrayTaps<A> {
 
+    /** Taps that observe nothing. */
+    @SuppressWarnings("unchecked")
+    static <A> ArrayTaps<A> none() {
+        return (ArrayTaps<A>) Taps.NONE;
+    }
+
     /** The residual stream entering block {@code layer}: x: [M, C]. */
     default void blockInput(int layer, A x, int M, int C) {
     }

@@ -5,10 +5,15 @@ package dev.shrink.kernels.cuda;
  * specifies; results agree with the CPU backends to float rounding). {@link #TF32}: float32 data,
  * products on the tensor cores with inputs rounded to TF32 (10-bit mantissa, like fp16's) and
  * float32 sums: several times faster, errors of ~1e-3·sqrt(K) relative instead of ~1e-6.
+ * {@link #FP16}: the resident model forward keeps its linears' weights in fp16 and multiplies them
+ * with activations rounded to fp16 on the tensor cores, float32 sums (half the weight memory, twice
+ * TF32's rate, transformers' fp16 arithmetic with a float32 residual stream); its float32-data
+ * products (attention's) and every other stage's GEMMs run as {@link #TF32}.
  */
 public enum GemmMath {
     FP32(Cublas.COMPUTE_32F),
-    TF32(Cublas.COMPUTE_32F_FAST_TF32);
+    TF32(Cublas.COMPUTE_32F_FAST_TF32),
+    FP16(Cublas.COMPUTE_32F_FAST_TF32);
 
     final int computeType;
 
@@ -16,7 +21,7 @@ public enum GemmMath {
         this.computeType = computeType;
     }
 
-    /** "fp32" or "tf32". */
+    /** "fp32", "tf32" or "fp16". */
     public String label() {
         return name().toLowerCase(java.util.Locale.ROOT);
     }
@@ -28,6 +33,6 @@ public enum GemmMath {
                 return m;
             }
         }
-        throw new IllegalArgumentException("unknown GEMM math '" + s + "'; choose fp32 or tf32");
+        throw new IllegalArgumentException("unknown GEMM math '" + s + "'; choose fp32, tf32 or fp16");
     }
 }

@@ -1,0 +1,235 @@
+package dev.shrink.kernels.cuda;
+
+import dev.shrink.core.forward.ForwardOps;
+import dev.shrink.core.forward.KvCache;
+import dev.shrink.core.forward.KvCacheType;
+import dev.shrink.core.forward.RopeTables;
+import dev.shrink.core.model.ModelConfig;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * The {@link dev.shrink.core.forward.Forward}'s arrays on the GPU: float32 {@link DeviceBuffer}s
+ * and {@link DeviceBlock} weights, every op queued on the device's stream through {@link DeviceOps}.
+ * Linears multiply by their weight's kind: float32 weights in {@link DeviceOps#math()} (fp32 or
+ * TF32), fp16 weights with the activations rounded to fp16 (cuBLAS GemmEx, float32 sums), packed
+ * GPTQ codes dequantized on the device into a reused fp16 buffer first.
+ *
+ * <p>Arrays from {@link #alloc} come from a pool keyed by size and go back to it on
+ * {@link #release}, so a forward's steady state allocates nothing; {@link #close} frees the pool.
+ * Host KV caches are not supported ({@link #attendCached} throws): decoding on the GPU is
+ * {@link DeviceDecoder}'s.
+ */
+public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBlock>, AutoCloseable {
+    private final DeviceOps d;
+    private final CudaDevice dev;
+    private final CublasHandle blas;
+    private final RopeTables rope;
+    private final Map<Long, ArrayDeque<DeviceBuffer>> pool = new HashMap<>();
+    private DeviceBuffer cos, sin, scores, half, weightScratch;
+    private int ropeOnDevice;
+
+    public CudaForwardOps(ModelConfig cfg, DeviceOps d) {
+        this.d = d;
+        this.dev = d.device();
+        this.rope = new RopeTables(cfg);
+        this.blas = dev.openCublas();
+    }
+
+    public DeviceOps deviceOps() {
+        return d;
+    }
+
+    public CudaDevice device() {
+        return dev;
+    }
+
+    @Override
+    public String name() {
+        return "cuda (" + d.math().label() + ")";
+    }
+
+    @Override
+    public DeviceBuffer alloc(long n) {
+        ArrayDeque<DeviceBuffer> free = pool.get(n);
+        DeviceBuffer b = free == null ? null : free.poll();
+        return b != null ? b : dev.alloc(Math.max(4, n * 4));
+    }
+
+    @Override
+    public void release(DeviceBuffer a) {
+        pool.computeIfAbsent(Math.max(1, a.bytes() / 4), k -> new ArrayDeque<>()).push(a);
+    }
+
+    /** A float32 device array holding {@code values}. */
+    public DeviceBuffer upload(float[] values) {
+        DeviceBuffer b = alloc(values.length);
+        d.upload(values, b);
+        return b;
+    }
+
+    @Override
+    public void copy(DeviceBuffer src, long srcOff, int srcLd, DeviceBuffer dst, long dstOff, int dstLd, int rows,
+                     int width) {
+        d.copyRows(src.floatAt(srcOff), srcLd, 0, dst.floatAt(dstOff), dstLd, 0, rows, width);
+    }
+
+    @Override
+    public void add(DeviceBuffer x, DeviceBuffer dd, long n) {
+        d.add(x.address(), dd.address(), n);
+    }
+
+    @Override
+    public void rmsNorm(DeviceBuffer x, DeviceBuffer weight, float eps, int M, int C, DeviceBuffer y) {
+        d.rmsNorm(x.address(), weight.address(), eps, M, C, y.address());
+    }
+
+    @Override
+    public void linear(DeviceBlock w, String name, DeviceBuffer x, int M, int K, int N, DeviceBuffer y) {
+        DeviceBlock.Linear l = w.linear(name);
+        if (l.N() != N || l.K() != K) {
+            throw new IllegalArgumentException("linear " + name + " of block " + w.layer() + " is [" + l.N() + ", "
+                    + l.K() + "], asked for [" + N + ", " + K + "]");
+        }
+        project(l, x.address(), M, y.address());
+    }
+
+    /**
+     * y[M, N] = x[M, K] · Wᵀ (+ b) for linear {@code l} on device addresses (x float32 [M, K], y float32
+     * [M, N]): float32 weights in {@link DeviceOps#math()}, fp16 and packed ones with x rounded to fp16.
+     */
+    public void project(DeviceBlock.Linear l, long x, int M, long y) {
+        int N = l.N(), K = l.K();
+        switch (l.kind()) {
+            case F32 -> d.linear(x, M, K, l.weight().address(), N, y, 0f);
+            case F16 -> linearF16(x, M, K, l.weight().address(), N, y);
+            case PACKED -> {
+                long wh = scratchWeight((long) N * K);
+                d.dequantW4(l.weight().address(), l.qzeros().address(), l.scales().address(),
+                        l.gIdx() == null ? 0 : l.gIdx().address(), K, N, l.groupSize(), l.bits(), l.v1Zeros(), wh);
+                linearF16(x, M, K, wh, N, y);
+            }
+        }
+        if (l.bias() != null) {
+            d.addBias(y, l.bias().address(), M, N);
+        }
+    }
+
+    /** y[M, N] = fp16(x)[M, K] · Whᵀ with W fp16 [N, K], float32 sums. */
+    private void linearF16(long x, int M, int K, long wh, int N, long y) {
+        long n = (long) M * K;
+        if (half == null || half.bytes() < n * 2) {
+            if (half != null) {
+                half.close();
+            }
+            half = dev.alloc(n * 2);
+        }
+        d.toHalf(x, half.address(), n);
+        blas.gemmRowMajorF16(false, true, M, N, K, 1f, half.address(), K, wh, K, 0f, y, N);
+    }
+
+    /** The reused fp16 buffer packed linears are dequantized into, of at least n halves. */
+    private long scratchWeight(long n) {
+        if (weightScratch == null || weightScratch.bytes() < n * 2) {
+            if (weightScratch != null) {
+                weightScratch.close();
+            }
+            weightScratch = dev.alloc(n * 2);
+        }
+        return weightScratch.address();
+    }
+
+    @Override
+    public void rope(DeviceBuffer x, int B, int T, int heads, int D, int start) {
+        if (start != 0 && B != 1) {
+            throw new IllegalArgumentException("device RoPE from position " + start + " needs one sequence");
+        }
+        rope.ensure(start + T);
+        int half = D / 2;
+        if (ropeOnDevice < rope.positions()) {
+            if (cos != null) {
+                cos.close();
+                sin.close();
+            }
+            cos = dev.alloc((long) rope.positions() * half * 4);
+            sin = dev.alloc((long) rope.positions() * half * 4);
+            d.upload(rope.cos(), cos);
+            d.upload(rope.sin(), sin);
+            ropeOnDevice = rope.positions();
+        }
+        long off = (long) start * half;
+        d.ropeSequences(x.address(), (long) B * T, heads, D, T, cos.floatAt(off), sin.floatAt(off));
+    }
+
+    @Override
+    public void kvRoundTrip(DeviceBuffer x, int rows, int heads, int D, KvCacheType type) {
+        d.kvRoundTrip(x.address(), rows, heads, D, type);
+    }
+
+    @Override
+    public void attention(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int B, int T, int H, int Hkv, int D,
+                          int window, DeviceBuffer out) {
+        long need = DeviceOps.attentionScratch(T, H) * 4;
+        if (scores == null || scores.bytes() < need) {
+            if (scores != null) {
+                scores.close();
+            }
+            scores = dev.alloc(need);
+        }
+        d.attention(q.address(), k.address(), v.address(), B, T, H, Hkv, D, window, out.address(), scores);
+    }
+
+    @Override
+    public void attendCached(KvCache cache, int layer, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int T, int H,
+                             int Hkv, int D, int window, DeviceBuffer out) {
+        throw new UnsupportedOperationException("host KV caches on the cuda forward (GPU decoding is DeviceDecoder's)");
+    }
+
+    @Override
+    public void swiglu(DeviceBuffer gate, DeviceBuffer up, long n, DeviceBuffer out) {
+        d.swiglu(gate.address(), up.address(), n, out.address());
+    }
+
+    @Override
+    public Float firstNonFinite(DeviceBuffer x, long n) {
+        return d.anyNonFinite(x.address(), n) ? Float.NaN : null;
+    }
+
+    @Override
+    public int layer(DeviceBlock w) {
+        return w.layer();
+    }
+
+    @Override
+    public DeviceBuffer inputNorm(DeviceBlock w) {
+        return w.inputNorm();
+    }
+
+    @Override
+    public DeviceBuffer postAttentionNorm(DeviceBlock w) {
+        return w.postAttentionNorm();
+    }
+
+    /** Copies {@code src} (host memory) into a new device buffer of its size. */
+    public DeviceBuffer uploadRaw(MemorySegment src) {
+        DeviceBuffer b = dev.alloc(Math.max(4, src.byteSize()));
+        dev.upload(src, b, 0);
+        return b;
+    }
+
+    /** Frees the pool and the scratch buffers (the DeviceOps and its device stay open). */
+    @Override
+    public void close() {
+        pool.values().forEach(q -> q.forEach(DeviceBuffer::close));
+        pool.clear();
+        for (DeviceBuffer b : new DeviceBuffer[] {cos, sin, scores, half, weightScratch}) {
+            if (b != null) {
+                b.close();
+            }
+        }
+        cos = sin = scores = half = weightScratch = null;
+        blas.close();
+    }
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine, from the repository root, after scripts/device-dist-pack.sh (the release tarball,
+# the datasets): the 7B-scale figures of docs/PERFORMANCE.md, through the CLI itself, beside transformers.
+#   run(command="bash .device/dist/device-eval-7b.sh a", carry=[".device/dist"])   synth 7B fp16; shrink eval --device
+#        cuda --gpu-math fp16 on wikitext2 at 2048 (all windows); transformers fp16 on the same windows (hf_ppl.py)
+#   run(command="bash .device/dist/device-eval-7b.sh b", carry=[".device/dist"])   gptq w4 of it; eval of the packed
+#        folder (kept packed on the GPU); eval --speed-only of it (load time, decode tok/s)
+# Stages skip what a warm machine already holds (/tmp/syn7, /tmp/syn7-q). Logs and JSON go to $OUT.
+set -uo pipefail
+P=$(cd "$(dirname "$0")" && pwd); ROOT=$(pwd); T0=$(date +%s)
+STAGE="${1:-a}"
+if [ ! -x /tmp/inst/shrink-*/bin/shrink ] 2>/dev/null || [ ! -d /tmp/shared/datasets/wikitext-2-raw ]; then
+  mkdir -p /tmp/inst /tmp/shared/datasets
+  tar xzf "$P"/shrink-*-linux-x86_64.tar.gz -C /tmp/inst
+  tar xJf "$P/datasets.tar.xz" -C /tmp/shared/datasets
+fi
+H=$(echo /tmp/inst/shrink-*); S="$H/bin/shrink"
+export SHRINK_SHARED=/tmp/shared SHRINK_HEAP=${SHRINK_HEAP:-48g}
+WIKI=/tmp/shared/datasets/wikitext-2-raw/wiki.test.raw
+t() { local s=$(date +%s.%N); "$@"; local rc=$?; echo "   [rc $rc, $(echo "$(date +%s.%N) - $s" | bc) s]"; return $rc; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+if [ "$STAGE" = a ]; then
+  [ -f /tmp/syn7/config.json ] || t "$S" synth /tmp/syn7 --preset llama2-7b --dtype fp16 -q
+  du -sh /tmp/syn7
+  echo "== shrink eval --device cuda --gpu-math fp16, wikitext2, seqlen 2048, all windows"
+  t "$S" eval /tmp/syn7 --device cuda --gpu-math fp16 --dataset wikitext2 --seqlen 2048 -q --json > "$OUT/eval-7b-fp.json"
+  python3 -c "import json,sys; d=json.load(open('$OUT/eval-7b-fp.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','tokens','seconds','tokens_per_second') if k in r}, d.get('gpu'))"
+  echo "== transformers fp16, the same windows"
+  t python3 "$P/hf_ppl.py" /tmp/syn7 "$WIKI" 2048 4 | tee "$OUT/hf-7b-fp.json"
+  echo "== shrink again (page cache warm for both now)"
+  t "$S" eval /tmp/syn7 --device cuda --gpu-math fp16 --dataset wikitext2 --seqlen 2048 -q --json > "$OUT/eval-7b-fp-2.json"
+  python3 -c "import json; d=json.load(open('$OUT/eval-7b-fp-2.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds','tokens_per_second') if k in r}, d.get('gpu'))"
+fi
+if [ "$STAGE" = b ]; then
+  [ -f /tmp/syn7-q/config.json ] || t "$S" gptq /tmp/syn7 --work-dir /tmp/syn7-q --device cuda --gpu-math tf32 \
+      --calib-dataset c4 --calib-samples 32 --calib-seqlen 2048 -q 2>&1 | tail -3
+  echo "== shrink eval of the GPTQ w4 folder (packed on the GPU)"
+  t "$S" eval /tmp/syn7-q --device cuda --gpu-math fp16 --dataset wikitext2 --seqlen 2048 -q --json > "$OUT/eval-7b-q.json"
+  python3 -c "import json; d=json.load(open('$OUT/eval-7b-q.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds','tokens_per_second') if k in r}, d.get('gpu'))"
+  echo "== eval --speed-only of the GPTQ folder"
+  t timeout 240 "$S" eval /tmp/syn7-q --device cuda --dataset wikitext2 --speed-only --speed-repeats 3
+fi
+echo "== stage $STAGE total $(( $(date +%s) - T0 )) s"
