@@ -13,6 +13,8 @@ H=$(echo /tmp/inst/shrink-*); S="$H/bin/shrink"
 export SHRINK_SHARED=/tmp/shared
 t() { local s=$(date +%s.%N); "$@"; local rc=$?; echo "   [rc $rc, $(echo "$(date +%s.%N) - $s" | bc) s]"; return $rc; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+echo "== architecture fixtures made by transformers (CPU, float32): come back in \$OUT/arch"
+timeout 120 python3 "$P/make_arch_fixtures.py" "$OUT/arch" 2>&1 | grep -v -i warn | tail -12
 echo "== the tarball alone; java on PATH: $(command -v java || echo none)"
 "$S" --version
 echo "== synth + gptq --device cuda + eval --device cuda"
