@@ -63,6 +63,9 @@ public final class DeviceModel implements AutoCloseable {
         ModelConfig cfg = dir.config();
         ArchitectureSpec spec = dir.spec();
         WeightSource src = WeightSources.forModel(dir);
+        if (!spec.plainLlamaBlock()) {
+            throw new Unsupported(spec.family() + "'s per-head q/k norms (the device decoder runs LLaMA's block)");
+        }
         int window = cfg.shortestWindow();
         if (window > 0 && window < maxTokens) {
             throw new Unsupported("sliding_window " + window + " is shorter than the " + maxTokens

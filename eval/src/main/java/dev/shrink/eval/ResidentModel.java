@@ -103,6 +103,10 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
                 DeviceBlock b = new DeviceBlock(l, upload(dev, checked(src, spec.layer(l, spec.inputNorm()), C)),
                         upload(dev, checked(src, spec.layer(l, spec.postAttentionNorm()), C)));
                 blocks.add(b);
+                if (spec.qNorm() != null) {
+                    b.setHeadNorms(upload(dev, checked(src, spec.layer(l, spec.qNorm()), cfg.headDim())),
+                            upload(dev, checked(src, spec.layer(l, spec.kNorm()), cfg.headDim())));
+                }
                 for (ArchitectureSpec.Linear lin : spec.linears()) {
                     int[] nk = switch (lin.role()) {
                         case Q -> new int[] {cfg.qDim(), C};

@@ -21,6 +21,8 @@ public final class BlockWeights {
     private final Map<String, float[]> weights = new LinkedHashMap<>(); // W: [N, K]
     private final Map<String, float[]> biases = new LinkedHashMap<>();  // b: [N]
     private final Map<String, int[]> shapes = new LinkedHashMap<>();    // (N, K)
+    private float[] qNorm;                    // [D] per-head RMSNorm of the queries (Qwen3), or null
+    private float[] kNorm;                    // [D] of the keys, or null
 
     public BlockWeights(int layer, float[] inputNorm, float[] postAttentionNorm) {
         this.layer = layer;
@@ -56,6 +58,10 @@ public final class BlockWeights {
         BlockWeights b = new BlockWeights(layer,
                 read(src, spec.layer(layer, spec.inputNorm()), C),
                 read(src, spec.layer(layer, spec.postAttentionNorm()), C));
+        if (spec.qNorm() != null) {
+            b.setHeadNorms(read(src, spec.layer(layer, spec.qNorm()), cfg.headDim()),
+                    read(src, spec.layer(layer, spec.kNorm()), cfg.headDim()));
+        }
         for (ArchitectureSpec.Linear l : spec.linears()) {
             int[] nk = switch (l.role()) {
                 case Q -> new int[] {cfg.qDim(), C};
@@ -96,6 +102,25 @@ public final class BlockWeights {
 
     public float[] postAttentionNorm() {
         return postAttentionNorm;
+    }
+
+    /** The per-head RMSNorm weight [D] of the queries (before RoPE), or null when the family has none. */
+    public float[] qNorm() {
+        return qNorm;
+    }
+
+    /** The per-head RMSNorm weight [D] of the keys, or null. */
+    public float[] kNorm() {
+        return kNorm;
+    }
+
+    /** Sets the per-head q and k norms (both or neither). */
+    public void setHeadNorms(float[] q, float[] k) {
+        if ((q == null) != (k == null)) {
+            throw new IllegalArgumentException("q_norm and k_norm go together");
+        }
+        qNorm = q;
+        kNorm = k;
     }
 
     public float[] weight(String linear) {

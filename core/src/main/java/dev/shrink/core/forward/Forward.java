@@ -8,7 +8,7 @@ import java.util.Set;
 /**
  * The decoder block forward of the LLaMA family, written once for every backend (docs/FORWARD.md):
  * pre-norm blocks x += Attn(RMSNorm(x)); x += MLP(RMSNorm(x)) with rotate-half RoPE, grouped KV
- * heads, optional sliding windows and a SwiGLU MLP, as transformers' LlamaForCausalLM computes them,
+ * heads, optional per-head q/k RMSNorms (Qwen3), optional sliding windows and a SwiGLU MLP, as transformers' LlamaForCausalLM computes them,
  * over the arrays of a {@link ForwardOps} backend: host float[] ({@link Decoder}, the CPU stages) or
  * device buffers (the GPU's resident evaluation). Taps deliver the backend's arrays.
  *
@@ -187,6 +187,14 @@ public final class Forward<A, W> {
         A q = linear(w, qn, h, M, C, R * qDim);   // [M, R·H·D]
         A k = linear(w, kn, h, M, C, R * kvDim);  // [M, R·Hkv·D]
         A v = linear(w, vn, h, M, C, R * kvDim);  // [M, R·Hkv·D]
+        A qNorm = ops.qNorm(w);
+        if (qNorm != null) { // Qwen3: RMSNorm over each head's D values of q and k, before RoPE
+            float eps = (float) cfg.rmsNormEps();
+            ops.rmsNorm(q, qNorm, eps, M * R * H, D, q);
+            ops.rmsNorm(k, ops.kNorm(w), eps, M * R * Hkv, D, k);
+            check(q, (long) M * R * qDim, layer, "q_norm (per-head RMSNorm)");
+            check(k, (long) M * R * kvDim, layer, "k_norm (per-head RMSNorm)");
+        }
         int window = cfg.slidingWindow(layer);
         A attn = ops.alloc((long) M * R * qDim);  // [M, R, H·D]
         if (caches == null && R == 1) {

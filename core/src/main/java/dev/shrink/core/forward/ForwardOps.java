@@ -78,4 +78,10 @@ public interface ForwardOps<A, W> {
 
     /** Block {@code w}'s post_attention_layernorm weight: [C]. */
     A postAttentionNorm(W w);
+
+    /** Block {@code w}'s per-head RMSNorm weight of the queries, [D] (Qwen3's q_norm), or null. */
+    A qNorm(W w);
+
+    /** Block {@code w}'s per-head RMSNorm weight of the keys, [D], or null. */
+    A kNorm(W w);
 }

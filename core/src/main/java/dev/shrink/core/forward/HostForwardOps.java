@@ -131,4 +131,14 @@ public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
     public float[] postAttentionNorm(BlockWeights w) {
         return w.postAttentionNorm();
     }
+
+    @Override
+    public float[] qNorm(BlockWeights w) {
+        return w.qNorm();
+    }
+
+    @Override
+    public float[] kNorm(BlockWeights w) {
+        return w.kNorm();
+    }
 }

@@ -22,6 +22,9 @@ import java.util.List;
  *                         the earlier groups already quantized
  * @param awqMappings     AWQ's scale mappings: the op whose output is scaled down, the linears whose
  *                        columns are scaled up, the module whose output is compared
+ * @param qNorm           the per-head RMSNorm of the queries before RoPE (Qwen3's q_norm, weight [D]),
+ *                        under the layer prefix, or null
+ * @param kNorm           the same for the keys (k_norm), or null
  */
 public record ArchitectureSpec(
         String family,
@@ -34,7 +37,9 @@ public record ArchitectureSpec(
         String postAttentionNorm,
         List<Linear> linears,
         List<List<String>> sequentialGroups,
-        List<AwqMapping> awqMappings) {
+        List<AwqMapping> awqMappings,
+        String qNorm,
+        String kNorm) {
 
     /** The roles of a block's linears; the forward pass wires them by role. */
     public enum Role { Q, K, V, O, GATE, UP, DOWN }
@@ -130,7 +135,20 @@ public record ArchitectureSpec(
         throw new IllegalStateException(family + " has no " + role);
     }
 
+    /**
+     * Whether the block is LLaMA's exactly (no per-head q/k norms): the device-only loops of GPTQ, AWQ
+     * and the batch-1 decoder handle only that; other families run the one forward (docs/FORWARD.md).
+     */
+    public boolean plainLlamaBlock() {
+        return qNorm == null && kNorm == null;
+    }
+
     private static ArchitectureSpec llamaLike(String family, List<String> archs, boolean qkvBias) {
+        return llamaLike(family, archs, qkvBias, null, null);
+    }
+
+    private static ArchitectureSpec llamaLike(String family, List<String> archs, boolean qkvBias, String qNorm,
+                                              String kNorm) {
         List<Linear> linears = List.of(
                 new Linear("self_attn.q_proj", Role.Q, qkvBias),
                 new Linear("self_attn.k_proj", Role.K, qkvBias),
@@ -151,14 +169,18 @@ public record ArchitectureSpec(
                 new AwqMapping("mlp.up_proj", List.of("mlp.down_proj"), "mlp.down_proj", false));
         return new ArchitectureSpec(family, archs, "model.embed_tokens.weight", "model.norm.weight",
                 "lm_head.weight", "model.layers.%d.", "input_layernorm.weight",
-                "post_attention_layernorm.weight", linears, groups, awq);
+                "post_attention_layernorm.weight", linears, groups, awq, qNorm, kNorm);
     }
 
     public static final ArchitectureSpec LLAMA = llamaLike("llama", List.of("LlamaForCausalLM"), false);
     public static final ArchitectureSpec MISTRAL = llamaLike("mistral", List.of("MistralForCausalLM"), false);
     public static final ArchitectureSpec QWEN2 = llamaLike("qwen2", List.of("Qwen2ForCausalLM"), true);
 
-    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2);
+    /** Qwen3: LLaMA's block with an RMSNorm over each query and key head before RoPE. */
+    public static final ArchitectureSpec QWEN3 = llamaLike("qwen3", List.of("Qwen3ForCausalLM"), true,
+            "self_attn.q_norm.weight", "self_attn.k_norm.weight");
+
+    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2, QWEN3);
 
     /** The spec for a config.json "architectures" value, or an error naming the file and the supported ones. */
     public static ArchitectureSpec forArchitecture(String architecture, Path configFile) {
@@ -168,6 +190,6 @@ public record ArchitectureSpec(
             }
         }
         throw ShrinkException.at(configFile, "unsupported architecture '" + architecture
-                + "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+                + "' (supported: " + String.join(", ", ALL.stream().flatMap(a -> a.architectures.stream()).toList()) + ")");
     }
 }

@@ -192,13 +192,13 @@ public record ModelConfig(
 
     /**
      * The attention window of block {@code layer}, or 0 for full attention, as transformers decides
-     * it: Mistral uses {@code sliding_window} in every block; Qwen2 only with {@code use_sliding_window}
+     * it: Mistral uses {@code sliding_window} in every block; Qwen2 and Qwen3 only with {@code use_sliding_window}
      * and then in the blocks marked "sliding_attention" by {@code layer_types}, or without that list
      * in blocks {@code ≥ max_window_layers} (default 28); LLaMA has none. A query at position p sees
      * the keys p − window + 1 .. p (transformers' masking_utils: kv_idx &gt; q_idx − sliding_window).
      */
     public int slidingWindow(int layer) {
-        if (slidingWindow <= 0 || !architecture.equals("Qwen2ForCausalLM")) {
+        if (slidingWindow <= 0 || !(architecture.equals("Qwen2ForCausalLM") || architecture.equals("Qwen3ForCausalLM"))) {
             return slidingWindow;
         }
         JsonNode types = raw.get("layer_types");
@@ -353,7 +353,7 @@ public record ModelConfig(
         int slidingWindow(String arch) {
             boolean present = switch (arch) {
                 case "MistralForCausalLM" -> true;
-                case "Qwen2ForCausalLM" -> bool("use_sliding_window", false);
+                case "Qwen2ForCausalLM", "Qwen3ForCausalLM" -> bool("use_sliding_window", false);
                 default -> false;
             };
             if (!present) {

@@ -212,6 +212,16 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
         return w.postAttentionNorm();
     }
 
+    @Override
+    public DeviceBuffer qNorm(DeviceBlock w) {
+        return w.qNorm();
+    }
+
+    @Override
+    public DeviceBuffer kNorm(DeviceBlock w) {
+        return w.kNorm();
+    }
+
     /** Copies {@code src} (host memory) into a new device buffer of its size. */
     public DeviceBuffer uploadRaw(MemorySegment src) {
         DeviceBuffer b = dev.alloc(Math.max(4, src.byteSize()));

@@ -56,6 +56,7 @@ public final class DeviceBlock implements AutoCloseable {
     private final DeviceBuffer inputNorm;
     private final DeviceBuffer postAttentionNorm;
     private final Map<String, Linear> linears = new LinkedHashMap<>();
+    private DeviceBuffer qNorm, kNorm;
 
     public DeviceBlock(int layer, DeviceBuffer inputNorm, DeviceBuffer postAttentionNorm) {
         this.layer = layer;
@@ -73,6 +74,21 @@ public final class DeviceBlock implements AutoCloseable {
 
     public DeviceBuffer postAttentionNorm() {
         return postAttentionNorm;
+    }
+
+    /** The per-head q and k RMSNorm weights [D] (Qwen3), or null. */
+    public DeviceBuffer qNorm() {
+        return qNorm;
+    }
+
+    public DeviceBuffer kNorm() {
+        return kNorm;
+    }
+
+    /** Takes over the per-head q and k norms (both or neither). */
+    public void setHeadNorms(DeviceBuffer q, DeviceBuffer k) {
+        qNorm = q;
+        kNorm = k;
     }
 
     public void put(String name, Linear l) {
@@ -96,7 +112,7 @@ public final class DeviceBlock implements AutoCloseable {
 
     /** Device bytes held by this block. */
     public long bytes() {
-        long b = inputNorm.bytes() + postAttentionNorm.bytes();
+        long b = inputNorm.bytes() + postAttentionNorm.bytes() + (qNorm == null ? 0 : qNorm.bytes() + kNorm.bytes());
         for (Linear l : linears.values()) {
             b += l.bytes();
         }
@@ -109,5 +125,9 @@ public final class DeviceBlock implements AutoCloseable {
         linears.clear();
         inputNorm.close();
         postAttentionNorm.close();
+        if (qNorm != null) {
+            qNorm.close();
+            kNorm.close();
+        }
     }
 }
