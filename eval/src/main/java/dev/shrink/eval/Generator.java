@@ -54,7 +54,7 @@ public final class Generator {
         return Arrays.copyOf(out, n);
     }
 
-    static int argmax(float[] logits, int V) {
+    public static int argmax(float[] logits, int V) {
         int best = 0;
         for (int i = 1; i < V; i++) {
             if (logits[i] > logits[best]) {

@@ -12,7 +12,10 @@ import dev.shrink.eval.KlResult;
 import dev.shrink.eval.LoadedModel;
 import dev.shrink.eval.ModelSize;
 import dev.shrink.eval.PeakMemory;
+import dev.shrink.eval.DeviceModel;
 import dev.shrink.eval.Perplexity;
+import dev.shrink.eval.ResidentModel;
+import dev.shrink.kernels.cuda.CudaOps;
 import dev.shrink.eval.PplResult;
 import dev.shrink.eval.SizeResult;
 import dev.shrink.eval.Speed;
@@ -153,6 +156,9 @@ final class Measurer {
         List<PplResult> ppl = new ArrayList<>();
         KlResult kl = null;
         Measures.Memory memory;
+        if (ops instanceof CudaOps cuda) {
+            return measureResident(model, cuda, size, t0);
+        }
         try (LoadedModel loaded = LoadedModel.open(model, ops)) {
             loaded.lm(); // read now: the heap it holds is measured
             long modelHeap = liveHeap() - heapBefore;
@@ -181,5 +187,81 @@ final class Measurer {
             }
         }
         return new Measures(size, ppl, kl, speed, memory, continuations, ops.name(), (System.nanoTime() - t0) / 1e9);
+    }
+
+    /**
+     * The measures on the cuda backend, with nothing of the model on the heap unless KL asks for it:
+     * speed and greedy continuations on the batch-1 device decoder (the host model where that refuses
+     * the folder), perplexity on the GPU-resident model (docs/FORWARD.md), KL on the host.
+     */
+    private Measures measureResident(Path model, CudaOps cuda, SizeResult size, long t0) {
+        boolean reset = PeakMemory.resetPeak();
+        OptionalLong start = PeakMemory.rss();
+        List<Measures.Continuation> continuations = new ArrayList<>();
+        List<PplResult> ppl = new ArrayList<>();
+        KlResult kl = null;
+        SpeedResult speed;
+        long deviceBytes;
+        try (LoadedModel loaded = LoadedModel.open(model, ops)) {
+            java.util.function.Supplier<CausalLM> lm = () -> loaded.lm().withKvCache(eval.kvCache());
+            int[] prompt = Arrays.copyOf(streams.get(eval.datasets().get(0)), eval.speed().prefillTokens());
+            speed = Speed.measure(model, ops, lm, eval.kvCache(), prompt, eval.speed().decodeTokens(), eval.speed().repeats());
+            int longest = prompts.stream().mapToInt(p -> p.length).max().orElse(1) + eval.maxNewTokens();
+            DeviceModel dm = null;
+            if (!prompts.isEmpty() && !eval.kvCache().quantized()) {
+                try {
+                    dm = DeviceModel.load(loaded.dir(), cuda.device(), longest);
+                } catch (DeviceModel.Unsupported e) {
+                    dm = null; // the host model below
+                }
+            }
+            try {
+                for (int i = 0; i < prompts.size(); i++) {
+                    int[] ids = prompts.get(i);
+                    int[] all = dm != null ? greedy(dm, ids, eval.maxNewTokens())
+                            : Generator.generate(lm.get(), ids, eval.maxNewTokens(), 0, 0, eos, t -> { });
+                    int[] added = Arrays.copyOfRange(all, ids.length, all.length);
+                    continuations.add(new Measures.Continuation(eval.prompts().get(i),
+                            loaded.tokenizer().decode(added, true), added.length));
+                }
+            } finally {
+                if (dm != null) {
+                    dm.close();
+                }
+            }
+            try (ResidentModel resident = ResidentModel.load(loaded.dir(), cuda, eval.kvCache(), true)) {
+                deviceBytes = resident.weightBytes();
+                for (String d : eval.datasets()) {
+                    ppl.add(Perplexity.evaluate(resident, names.get(d), streams.get(d), seqlen, eval.maxWindows(), quiet));
+                }
+            }
+            if (reference != null) {
+                kl = KlDivergence.evaluate(reference, lm.get(), quiet);
+            }
+        }
+        OptionalLong peak = PeakMemory.peakRss();
+        Measures.Memory memory = new Measures.Memory(0, reset && peak.isPresent() ? peak.getAsLong() : null,
+                start.isPresent() ? start.getAsLong() : null, deviceBytes);
+        return new Measures(size, ppl, kl, speed, memory, continuations, ops.name(), (System.nanoTime() - t0) / 1e9);
+    }
+
+    /** Greedy tokens after {@code prompt} on the device decoder, stopping after an end-of-sequence id. */
+    private int[] greedy(DeviceModel dm, int[] prompt, int maxNew) {
+        dm.reset();
+        float[] logits = null;
+        for (int t : prompt) {
+            logits = dm.step(t);
+        }
+        int[] out = Arrays.copyOf(prompt, prompt.length + maxNew);
+        int n = prompt.length;
+        for (int s = 0; s < maxNew; s++) {
+            int next = Generator.argmax(logits, dm.vocab());
+            out[n++] = next;
+            if (eos.contains(next) || s + 1 == maxNew) {
+                break;
+            }
+            logits = dm.step(next);
+        }
+        return Arrays.copyOf(out, n);
     }
 }

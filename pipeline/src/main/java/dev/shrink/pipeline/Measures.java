@@ -34,8 +34,13 @@ public record Measures(SizeResult size, List<PplResult> perplexity, KlResult kl,
      *                       JVM, earlier work's heap that the JVM keeps committed and mapped files
      *                       included; null where /proc is not available
      * @param startRssBytes  VmRSS just before loading (same caveats); null where not available
+     * @param deviceBytes    on the cuda backend: the GPU memory of the resident model's weights (the
+     *                       heap then holds no weights); null on the CPU
      */
-    public record Memory(long modelHeapBytes, Long peakRssBytes, Long startRssBytes) {
+    public record Memory(long modelHeapBytes, Long peakRssBytes, Long startRssBytes, Long deviceBytes) {
+        public Memory(long modelHeapBytes, Long peakRssBytes, Long startRssBytes) {
+            this(modelHeapBytes, peakRssBytes, startRssBytes, null);
+        }
     }
 
     /** A prompt and the model's greedy continuation (the new text only). */
