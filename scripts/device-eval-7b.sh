@@ -24,19 +24,19 @@ if [ "$STAGE" = a ]; then
   du -sh /tmp/syn7
   echo "== shrink eval --device cuda --gpu-math fp16, wikitext2, seqlen 2048, all windows"
   t "$S" eval /tmp/syn7 --device cuda --gpu-math fp16 --dataset wikitext2 --seqlen 2048 -q --json > "$OUT/eval-7b-fp.json"
-  python3 -c "import json,sys; d=json.load(open('$OUT/eval-7b-fp.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','tokens','seconds','tokens_per_second') if k in r}, d.get('gpu'))"
+  python3 -c "import json,sys; d=json.load(open('$OUT/eval-7b-fp.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','tokens','seconds') if k in r}, 'tok/s', round(r['windows']*r['seqlen']/r['seconds']), d.get('gpu'))"
   echo "== transformers fp16, the same windows"
   t python3 "$P/hf_ppl.py" /tmp/syn7 "$WIKI" 2048 4 | tee "$OUT/hf-7b-fp.json"
   echo "== shrink again (page cache warm for both now)"
   t "$S" eval /tmp/syn7 --device cuda --gpu-math fp16 --dataset wikitext2 --seqlen 2048 -q --json > "$OUT/eval-7b-fp-2.json"
-  python3 -c "import json; d=json.load(open('$OUT/eval-7b-fp-2.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds','tokens_per_second') if k in r}, d.get('gpu'))"
+  python3 -c "import json; d=json.load(open('$OUT/eval-7b-fp-2.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds') if k in r}, 'tok/s', round(r['windows']*r['seqlen']/r['seconds']), d.get('gpu'))"
 fi
 if [ "$STAGE" = b ]; then
   [ -f /tmp/syn7-q/config.json ] || t "$S" gptq /tmp/syn7 --work-dir /tmp/syn7-q --device cuda --gpu-math tf32 \
       --calib-dataset c4 --calib-samples 32 --calib-seqlen 2048 -q 2>&1 | tail -3
   echo "== shrink eval of the GPTQ w4 folder (packed on the GPU)"
   t "$S" eval /tmp/syn7-q --device cuda --gpu-math fp16 --dataset wikitext2 --seqlen 2048 -q --json > "$OUT/eval-7b-q.json"
-  python3 -c "import json; d=json.load(open('$OUT/eval-7b-q.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds','tokens_per_second') if k in r}, d.get('gpu'))"
+  python3 -c "import json; d=json.load(open('$OUT/eval-7b-q.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds') if k in r}, 'tok/s', round(r['windows']*r['seqlen']/r['seconds']), d.get('gpu'))"
   echo "== eval --speed-only of the GPTQ folder"
   t timeout 240 "$S" eval /tmp/syn7-q --device cuda --dataset wikitext2 --speed-only --speed-repeats 3
 fi
