@@ -217,6 +217,10 @@ class CudaGptqParityTest {
                 gpu.layers().stream().map(GptqStage.LayerReport::name).toList(), "the same linears in the same order");
         String block0 = "model.layers.0.self_attn.";
         double agree0 = agreement(cpu.quantized(), gpu.quantized(), block0);
+        // the CPU against itself under another summation order of the same Hessian (batches of 16 windows):
+        // since RMSNorm and the Hessian sum in one canonical order (LaneSums), the GPU's cuBLAS order differs
+        // from the CPU's by as much as that, not by less
+        double baseline0 = agreement(cpu.quantized(), cpu16.quantized(), block0);
         double agree = agreement(cpu.quantized(), gpu.quantized(), ""), agreeTf32 = agreement(cpu.quantized(),
                 tf32.quantized(), ""), baseline = agreement(cpu.quantized(), cpu16.quantized(), "");
 
@@ -227,8 +231,8 @@ class CudaGptqParityTest {
         double pCpu = ppl(cpuDir, ids), p16 = ppl(cpu16Dir, ids), pGpu = ppl(gpuDir, ids), pTf = ppl(tfDir, ids);
         System.out.printf("fixture GPTQ w4 g128 sym, 128x512 calibration: cpu %.1f s, gpu fp32 %.1f s, gpu tf32 %.1f s%n",
                 cpu.seconds(), gpu.seconds(), tf32.seconds());
-        System.out.printf("  codes identical to cpu: block 0 q/k/v %.5f; all: gpu fp32 %.5f, gpu tf32 %.5f,"
-                + " cpu --batch 16 %.5f%n", agree0, agree, agreeTf32, baseline);
+        System.out.printf("  codes identical to cpu: block 0 q/k/v %.5f (cpu --batch 16 %.5f); all: gpu fp32 %.5f, gpu tf32 %.5f,"
+                + " cpu --batch 16 %.5f%n", agree0, baseline0, agree, agreeTf32, baseline);
         System.out.printf("  heldout ppl (%d windows): cpu %.5f, cpu --batch 16 %.5f (%+.4f%%), gpu fp32 %.5f (%+.4f%%),"
                 + " gpu tf32 %.5f (%+.4f%%)%n", nw, pCpu, p16, 100 * (p16 / pCpu - 1), pGpu, 100 * (pGpu / pCpu - 1),
                 pTf, 100 * (pTf / pCpu - 1));
@@ -238,7 +242,8 @@ class CudaGptqParityTest {
                 copyTree(p, Path.of(keep).resolve(p.getFileName()));
             }
         }
-        assertTrue(agree0 >= 0.999, () -> "block 0 q/k/v: codes identical to the CPU's: " + agree0);
+        assertTrue(agree0 >= Math.min(0.999, baseline0 - 0.002), () -> "block 0 q/k/v: codes identical to the CPU's: "
+                + agree0 + ", the CPU's own under another summation order " + baseline0);
         assertTrue(agree >= Math.min(0.999, baseline - 0.05),
                 () -> "fp32: codes identical to the CPU's " + agree + ", the CPU's own under another summation order " + baseline);
         // perplexity: as close to the CPU's as the CPU's own run under another summation order, or 0.2%

@@ -60,6 +60,7 @@ public final class DeviceModel implements AutoCloseable {
     }
 
     public static DeviceModel load(ModelDir dir, CudaDevice device, int maxTokens) {
+        long t0 = System.nanoTime();
         ModelConfig cfg = dir.config();
         ArchitectureSpec spec = dir.spec();
         WeightSource src = WeightSources.forModel(dir);
@@ -148,7 +149,8 @@ public final class DeviceModel implements AutoCloseable {
                 p = String.format(Locale.ROOT, "device-resident W4A16 GEMV (%s; %d of %d fused linears W4A16%s)", packed,
                         n[0], n[0] + n[1], fallbacks.isEmpty() ? "" : "; " + fb);
             }
-            return new DeviceModel(dec, p);
+            device.synchronize();
+            return new DeviceModel(dec, String.format(Locale.ROOT, "%s; loaded in %.1f s", p, (System.nanoTime() - t0) / 1e9));
         } catch (RuntimeException e) {
             dec.close();
             throw e;

@@ -89,14 +89,17 @@ public final class Speed {
         }
         double[] prefill = new double[repeats], decode = new double[repeats];
         double[] t = new double[2];
+        long w0 = System.nanoTime();
         once(m, prompt, decodeTokens, t); // warm-up (and the CUDA graph's capture)
+        double warmup = (System.nanoTime() - w0) / 1e9;
         for (int r = 0; r < repeats; r++) {
             once(m, prompt, decodeTokens, t);
             prefill[r] = prompt.length / t[0];
             decode[r] = decodeTokens / t[1];
         }
         return new SpeedResult(prompt.length, decodeTokens, repeats, median(prefill), min(prefill), max(prefill),
-                median(decode), min(decode), max(decode), backend, m.path());
+                median(decode), min(decode), max(decode), backend,
+                m.path() + String.format(java.util.Locale.ROOT, "; warm-up run %.1f s", warmup));
     }
 
     /** Greedy tokens after {@code prompt} on a device-resident model (for checks). */
