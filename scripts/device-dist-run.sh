@@ -11,7 +11,7 @@ tar xzf "$P"/shrink-*-linux-x86_64.tar.gz -C /tmp/inst
 tar xJf "$P/datasets.tar.xz" -C /tmp/shared/datasets
 H=$(echo /tmp/inst/shrink-*); S="$H/bin/shrink"
 export SHRINK_SHARED=/tmp/shared
-t() { local s=$(date +%s.%N); "$@"; local rc=$?; echo "   [rc $rc, $(echo "$(date +%s.%N) - $s" | bc) s]"; return $rc; }
+t() { local s=$(date +%s%N); "$@"; local rc=$?; echo "   [rc $rc, $(( ($(date +%s%N) - s) / 1000000 )) ms]" >&2; return $rc; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "== architecture fixtures made by transformers (CPU, float32): come back in \$OUT/arch"
 timeout 120 python3 "$P/make_arch_fixtures.py" "$OUT/arch" 2>&1 | grep -v -i warn | tail -12

@@ -17,7 +17,7 @@ fi
 H=$(echo /tmp/inst/shrink-*); S="$H/bin/shrink"
 export SHRINK_SHARED=/tmp/shared SHRINK_HEAP=${SHRINK_HEAP:-48g}
 WIKI=/tmp/shared/datasets/wikitext-2-raw/wiki.test.raw
-t() { local s=$(date +%s.%N); "$@"; local rc=$?; echo "   [rc $rc, $(echo "$(date +%s.%N) - $s" | bc) s]"; return $rc; }
+t() { local s=$(date +%s%N); "$@"; local rc=$?; echo "   [rc $rc, $(( ($(date +%s%N) - s) / 1000000 )) ms]" >&2; return $rc; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if [ "$STAGE" = a ]; then
   [ -f /tmp/syn7/config.json ] || t "$S" synth /tmp/syn7 --preset llama2-7b --dtype fp16 -q
