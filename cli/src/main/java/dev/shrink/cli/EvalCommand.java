@@ -9,6 +9,7 @@ import dev.shrink.core.ops.Ops;
 import dev.shrink.eval.LoadedModel;
 import dev.shrink.eval.Perplexity;
 import dev.shrink.eval.ResidentModel;
+import dev.shrink.eval.SpeedEstimate;
 import dev.shrink.eval.WindowScorer;
 import dev.shrink.kernels.cuda.CudaOps;
 import dev.shrink.eval.PplResult;
@@ -138,6 +139,11 @@ final class EvalCommand implements Callable<Integer> {
                             speedResult.decodeTokensPerSecond(), speedPrompt, speedDecode, speedRepeats,
                             speedResult.decodeMin(), speedResult.decodeMax(), speedResult.backend(), speedResult.path())
                             + kvNote(kvCache));
+                    if (ops instanceof CudaOps cuda) {
+                        double measured = speedResult.decodeTokensPerSecond();
+                        SpeedEstimate.of(m.dir(), cuda.device().name(), kvCache, speedPrompt, speedDecode).ifPresent(
+                                e -> spec.commandLine().getOut().println("       " + e.versus(measured)));
+                    }
                 }
             }
             List<String> sets = speedOnly ? List.of() : datasets;

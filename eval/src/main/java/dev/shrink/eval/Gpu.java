@@ -96,4 +96,35 @@ public record Gpu(String id, String name, long memoryBytes, double bandwidth, St
         }
         throw new ShrinkException("--gpu: unknown GPU '" + id + "' (known: " + knownIds() + ")");
     }
+
+    /**
+     * The known GPU a CUDA device name denotes ("NVIDIA H100 80GB HBM3" is the H100 SXM, "NVIDIA H200",
+     * "NVIDIA A100-SXM4-80GB", "NVIDIA L40S" ...), or empty when it is none of them.
+     */
+    public static java.util.Optional<Gpu> forDeviceName(String deviceName) {
+        String n = deviceName.toUpperCase(Locale.ROOT).replace('-', ' ');
+        String id = null;
+        if (n.contains("H200")) {
+            id = "h200";
+        } else if (n.contains("H100")) {
+            id = n.contains("PCIE") ? "h100-pcie" : n.contains("NVL") ? "h100-nvl" : "h100";
+        } else if (n.contains("A100")) {
+            id = n.contains("40GB") ? "a100-40g" : n.contains("PCIE") ? "a100-80g-pcie" : "a100-80g";
+        } else if (n.contains("L40S")) {
+            id = "l40s";
+        } else if (n.matches(".*\\bL4\\b.*")) {
+            id = "l4";
+        } else if (n.matches(".*\\bA10\\b.*")) {
+            id = "a10";
+        } else if (n.contains("4090")) {
+            id = "rtx4090";
+        } else if (n.contains("3090")) {
+            id = "rtx3090";
+        } else if (n.contains("V100")) {
+            id = "v100-32g";
+        } else if (n.matches(".*\\bT4\\b.*")) {
+            id = "t4";
+        }
+        return id == null ? java.util.Optional.empty() : java.util.Optional.of(named(id));
+    }
 }

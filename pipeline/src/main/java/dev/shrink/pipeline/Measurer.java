@@ -19,6 +19,7 @@ import dev.shrink.kernels.cuda.CudaOps;
 import dev.shrink.eval.PplResult;
 import dev.shrink.eval.SizeResult;
 import dev.shrink.eval.Speed;
+import dev.shrink.eval.SpeedEstimate;
 import dev.shrink.eval.SpeedResult;
 import dev.shrink.pipeline.Recipe.Evaluation;
 import java.io.PrintWriter;
@@ -242,7 +243,13 @@ final class Measurer {
         OptionalLong peak = PeakMemory.peakRss();
         Measures.Memory memory = new Measures.Memory(0, reset && peak.isPresent() ? peak.getAsLong() : null,
                 start.isPresent() ? start.getAsLong() : null, deviceBytes);
-        return new Measures(size, ppl, kl, speed, memory, continuations, ops.name(), (System.nanoTime() - t0) / 1e9);
+        SpeedEstimate estimate;
+        try (ModelDir dir = ModelDir.open(model)) {
+            estimate = SpeedEstimate.of(dir, cuda.device().name(), eval.kvCache(), eval.speed().prefillTokens(),
+                    eval.speed().decodeTokens()).orElse(null);
+        }
+        return new Measures(size, ppl, kl, speed, memory, continuations, ops.name(), (System.nanoTime() - t0) / 1e9,
+                estimate);
     }
 
     /** Greedy tokens after {@code prompt} on the device decoder, stopping after an end-of-sequence id. */

@@ -3,6 +3,7 @@ package dev.shrink.pipeline;
 import dev.shrink.eval.KlResult;
 import dev.shrink.eval.PplResult;
 import dev.shrink.eval.SizeResult;
+import dev.shrink.eval.SpeedEstimate;
 import dev.shrink.eval.SpeedResult;
 import java.util.List;
 
@@ -18,9 +19,16 @@ import java.util.List;
  * @param continuations greedy continuations of the recipe's prompts
  * @param backend       the Ops backend that ran every measurement
  * @param seconds       wall time of the measurements
+ * @param estimate      on the cuda backend with a known GPU: what {@code shrink estimate} predicts for the speed
+ *                      measurement (measured / estimated in the report); null elsewhere
  */
 public record Measures(SizeResult size, List<PplResult> perplexity, KlResult kl, SpeedResult speed, Memory memory,
-                       List<Continuation> continuations, String backend, double seconds) {
+                       List<Continuation> continuations, String backend, double seconds, SpeedEstimate estimate) {
+
+    public Measures(SizeResult size, List<PplResult> perplexity, KlResult kl, SpeedResult speed, Memory memory,
+                    List<Continuation> continuations, String backend, double seconds) {
+        this(size, perplexity, kl, speed, memory, continuations, backend, seconds, null);
+    }
 
     /**
      * Memory of a loaded model.

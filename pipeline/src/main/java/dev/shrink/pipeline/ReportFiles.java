@@ -68,6 +68,9 @@ public final class ReportFiles {
         if (m.speed().path() != null && !m.speed().path().equals(dev.shrink.eval.SpeedResult.HOST)) {
             sb.append(" (").append(m.speed().path()).append(")");
         }
+        if (m.estimate() != null) {
+            sb.append("; ").append(m.estimate().versus(m.speed().decodeTokensPerSecond()));
+        }
         sb.append(m.memory().deviceBytes() != null ? "; model on the GPU " + mib(m.memory().deviceBytes())
                 : "; model heap " + mib(m.memory().modelHeapBytes()));
         return sb.toString();
@@ -140,7 +143,8 @@ public final class ReportFiles {
             }
             cells.add(m.kl() == null ? "–" : String.format(Locale.ROOT, "%.5f", m.kl().mean()));
             cells.add(String.format(Locale.ROOT, "%.0f", m.speed().prefillTokensPerSecond()));
-            cells.add(decode(m.speed()));
+            cells.add(decode(m.speed()) + (m.estimate() == null ? "" : String.format(Locale.ROOT, " (%.0f%% of est.)",
+                    100 * m.speed().decodeTokensPerSecond() / m.estimate().decodeTokensPerSecond())));
             cells.add(m.memory().deviceBytes() != null
                     ? String.format(Locale.ROOT, "GPU %.1f MiB", m.memory().deviceBytes() / 1048576.0)
                     : String.format(Locale.ROOT, "%.1f MiB", m.memory().modelHeapBytes() / 1048576.0));
