@@ -517,7 +517,7 @@ public final class AwqStage {
      */
     private static BlockWeights stacked(BlockWeights w, ArchitectureSpec spec, Resolved r, float[][] cand, int r0, int R,
                                         int gs, int maxq) {
-        BlockWeights b = new BlockWeights(w.layer(), w.inputNorm(), w.postAttentionNorm());
+        BlockWeights b = w.withNorms(w.inputNorm(), w.postAttentionNorm());
         List<String> stackedNames = stackedLinears(spec, r.module);
         for (ArchitectureSpec.Linear l : spec.linears()) {
             String lin = l.name();
@@ -571,15 +571,17 @@ public final class AwqStage {
     /**
      * Puts into {@code modified} the float tensors of block {@code layer} that the scaling changed and that are
      * not written as quantized linears: the norms that precede scaled linears, the weights of preceding linears
-     * that are not quantized, and their biases. Shared by the host loop and {@link DeviceAwq}.
+     * that are not quantized, and their biases. Shared by the host loop and {@link DeviceAwq}. A norm is
+     * put as it is stored ({@link ArchitectureSpec#storedNorm}: Gemma's (1 + w) norms as the scaled
+     * multiplier less 1), since the block holds the multiplier the forward uses.
      */
     static void keepModified(ArchitectureSpec spec, int layer, BlockWeights w, Set<String> modifiedNames, Set<String> fit,
                              Map<String, float[]> modified) {
         for (String prev : modifiedNames) {
             if ((prev + ".weight").equals(spec.inputNorm())) {
-                modified.put(spec.layer(layer, spec.inputNorm()), w.inputNorm());
+                modified.put(spec.layer(layer, spec.inputNorm()), spec.storedNorm(w.inputNorm()));
             } else if ((prev + ".weight").equals(spec.postAttentionNorm())) {
-                modified.put(spec.layer(layer, spec.postAttentionNorm()), w.postAttentionNorm());
+                modified.put(spec.layer(layer, spec.postAttentionNorm()), spec.storedNorm(w.postAttentionNorm()));
             } else {
                 if (!fit.contains(prev)) {
                     modified.put(spec.layer(layer, prev) + ".weight", w.weight(prev));

@@ -78,7 +78,7 @@ final class DeviceAwq {
     /** Why the spec cannot run on this loop (it hard-wires a LLaMA block), or null when it can. */
     static String unsupported(ArchitectureSpec spec) {
         if (!spec.plainLlamaBlock()) {
-            return spec.family() + "'s per-head q/k norms";
+            return spec.unlikeLlama();
         }
         EnumSet<Role> seen = EnumSet.noneOf(Role.class);
         for (ArchitectureSpec.Linear l : spec.linears()) {

@@ -61,7 +61,7 @@ final class DeviceGptq {
     /** Why this configuration cannot run on the device loop, or null when it can. */
     static String unsupported(GptqStage.Config cfg, ArchitectureSpec spec) {
         if (!spec.plainLlamaBlock()) {
-            return spec.family() + "'s per-head q/k norms";
+            return spec.unlikeLlama();
         }
         if (!cfg.method().equals("gptq")) {
             return "method " + cfg.method();

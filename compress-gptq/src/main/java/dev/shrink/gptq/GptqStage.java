@@ -317,7 +317,7 @@ public final class GptqStage {
 
     /** A deep copy of a block's weights. */
     private static BlockWeights copy(BlockWeights w) {
-        BlockWeights c = new BlockWeights(w.layer(), w.inputNorm().clone(), w.postAttentionNorm().clone());
+        BlockWeights c = w.withNorms(w.inputNorm().clone(), w.postAttentionNorm().clone());
         for (String lin : w.linearNames()) {
             int[] nk = w.shape(lin);
             float[] b = w.bias(lin);

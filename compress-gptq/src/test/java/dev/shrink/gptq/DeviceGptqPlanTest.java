@@ -29,8 +29,11 @@ class DeviceGptqPlanTest {
     void takesPlainGptqAndSaysWhatItDoesNotTake() {
         QuantScheme w4 = QuantScheme.of(4, 128, true);
         for (ArchitectureSpec spec : ArchitectureSpec.ALL) {
-            assertNull(DeviceGptq.unsupported(cfg("gptq", w4, true, 128, null), spec), spec.family());
+            // LLaMA's block runs on the device loop; the others (Qwen3, Gemma) say why not and take the host loop
+            assertEquals(spec.plainLlamaBlock() ? null : spec.unlikeLlama(),
+                    DeviceGptq.unsupported(cfg("gptq", w4, true, 128, null), spec), spec.family());
         }
+        assertTrue(DeviceGptq.unsupported(cfg("gptq", w4, true, 128, null), ArchitectureSpec.GEMMA2).startsWith("gemma2's"));
         ArchitectureSpec llama = ArchitectureSpec.LLAMA;
         assertNull(DeviceGptq.unsupported(new GptqStage.Config("gptq", QuantScheme.of(3, -1, false), true, true, true,
                 0.05, 64, 8), llama), "asym, per-row, act-order, static groups");

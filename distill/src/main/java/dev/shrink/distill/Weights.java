@@ -69,7 +69,7 @@ public final class Weights<A> {
     public static <A> Weights<A> load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, TrainOps<A> ops) {
         if (!spec.plainLlamaBlock()) {
             throw new ShrinkException(src.origin(spec.embedTokens()) + ": distillation trains LLaMA's block; "
-                    + spec.family() + "'s per-head q/k norms have no backward yet");
+                    + spec.unlikeLlama() + " have no backward yet");
         }
         int C = cfg.hidden(), V = cfg.vocab();
         A embed = ops.adopt(read(src, spec.embedTokens(), V, C));

@@ -65,7 +65,7 @@ public final class DeviceModel implements AutoCloseable {
         ArchitectureSpec spec = dir.spec();
         WeightSource src = WeightSources.forModel(dir);
         if (!spec.plainLlamaBlock()) {
-            throw new Unsupported(spec.family() + "'s per-head q/k norms (the device decoder runs LLaMA's block)");
+            throw new Unsupported(spec.unlikeLlama() + " (the device decoder runs LLaMA's block)");
         }
         int window = cfg.shortestWindow();
         if (window > 0 && window < maxTokens) {

@@ -97,15 +97,20 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
                         + "' and config.json does not set tie_word_embeddings: true");
             }
             head = dense(dev, src, store, headName, V, C, half);
-            norm = upload(dev, checked(src, spec.finalNorm(), C));
+            norm = upload(dev, spec.normWeight(checked(src, spec.finalNorm(), C)));
             progress.step(2);
             for (int l = 0; l < cfg.layers(); l++) {
-                DeviceBlock b = new DeviceBlock(l, upload(dev, checked(src, spec.layer(l, spec.inputNorm()), C)),
-                        upload(dev, checked(src, spec.layer(l, spec.postAttentionNorm()), C)));
+                // norms as the multipliers the forward uses (Gemma's stored w as 1 + w), as BlockWeights reads them
+                DeviceBlock b = new DeviceBlock(l, upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.inputNorm()), C))),
+                        upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.postAttentionNorm()), C))));
                 blocks.add(b);
                 if (spec.qNorm() != null) {
-                    b.setHeadNorms(upload(dev, checked(src, spec.layer(l, spec.qNorm()), cfg.headDim())),
-                            upload(dev, checked(src, spec.layer(l, spec.kNorm()), cfg.headDim())));
+                    b.setHeadNorms(upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.qNorm()), cfg.headDim()))),
+                            upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.kNorm()), cfg.headDim()))));
+                }
+                if (spec.attentionOutputNorm() != null) {
+                    b.setOutputNorms(upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.attentionOutputNorm()), C))),
+                            upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.mlpOutputNorm()), C))));
                 }
                 for (ArchitectureSpec.Linear lin : spec.linears()) {
                     int[] nk = switch (lin.role()) {
@@ -271,6 +276,7 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
             d.upload(tokens, ids, 0);
             d.upload(targets, tg, 0);
             d.embed(embed.address(), ids.address(), rows, C, x.address());
+            f.scaleEmbeddings(x, rows);
             for (DeviceBlock b : blocks) {
                 f.block(b, x, B, T, null, ArrayTaps.none());
             }
@@ -281,6 +287,7 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
                 for (int r0 = 0; r0 < rows; r0 += chunk) {
                     int n = Math.min(chunk, rows - r0);
                     ops.project(head, x.floatAt((long) r0 * C), n, logits.address());
+                    f.capLogits(logits, (long) n * V);
                     f.check(logits, (long) n * V, "the logits (lm_head)");
                     d.crossEntropy(logits.address(), tg.floatAt(r0), n, V, nll.floatAt(2L * r0));
                 }

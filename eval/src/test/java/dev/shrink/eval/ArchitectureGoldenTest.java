@@ -41,7 +41,8 @@ class ArchitectureGoldenTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"qwen3, cpu", "qwen3, cpu-reference"})
+    @CsvSource({"qwen3, cpu", "qwen3, cpu-reference", "gemma2, cpu", "gemma2, cpu-reference", "gemma3, cpu",
+            "gemma3, cpu-reference"})
     void logitsAndGreedyMatchTransformers(String family, String backend) {
         Path dir = fixture(family);
         Ops ops = Backends.select(backend, 0);
@@ -74,7 +75,7 @@ class ArchitectureGoldenTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"qwen3"})
+    @CsvSource({"qwen3", "gemma2", "gemma3"})
     void residentNllMatchesTransformers(String family) {
         Cuda.Availability a = Cuda.availability();
         assumeTrue(a.available(), () -> "no CUDA device: " + a.reason());

@@ -23,6 +23,8 @@ public final class BlockWeights {
     private final Map<String, int[]> shapes = new LinkedHashMap<>();    // (N, K)
     private float[] qNorm;                    // [D] per-head RMSNorm of the queries (Qwen3), or null
     private float[] kNorm;                    // [D] of the keys, or null
+    private float[] attentionOutputNorm;      // [C] Gemma's post_attention_layernorm, or null
+    private float[] mlpOutputNorm;            // [C] Gemma's post_feedforward_layernorm, or null
 
     public BlockWeights(int layer, float[] inputNorm, float[] postAttentionNorm) {
         this.layer = layer;
@@ -52,15 +54,22 @@ public final class BlockWeights {
         }
     }
 
-    /** Reads block {@code layer}, checking every shape against the config. */
+    /**
+     * Reads block {@code layer}, checking every shape against the config. Norm weights are held as the
+     * multipliers the forward uses ({@link ArchitectureSpec#normWeight}: 1 + w for Gemma's stored w).
+     */
     public static BlockWeights load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, int layer) {
         int C = cfg.hidden();
         BlockWeights b = new BlockWeights(layer,
-                read(src, spec.layer(layer, spec.inputNorm()), C),
-                read(src, spec.layer(layer, spec.postAttentionNorm()), C));
+                spec.normWeight(read(src, spec.layer(layer, spec.inputNorm()), C)),
+                spec.normWeight(read(src, spec.layer(layer, spec.postAttentionNorm()), C)));
         if (spec.qNorm() != null) {
-            b.setHeadNorms(read(src, spec.layer(layer, spec.qNorm()), cfg.headDim()),
-                    read(src, spec.layer(layer, spec.kNorm()), cfg.headDim()));
+            b.setHeadNorms(spec.normWeight(read(src, spec.layer(layer, spec.qNorm()), cfg.headDim())),
+                    spec.normWeight(read(src, spec.layer(layer, spec.kNorm()), cfg.headDim())));
+        }
+        if (spec.attentionOutputNorm() != null) {
+            b.setOutputNorms(spec.normWeight(read(src, spec.layer(layer, spec.attentionOutputNorm()), C)),
+                    spec.normWeight(read(src, spec.layer(layer, spec.mlpOutputNorm()), C)));
         }
         for (ArchitectureSpec.Linear l : spec.linears()) {
             int[] nk = switch (l.role()) {
@@ -121,6 +130,37 @@ public final class BlockWeights {
         }
         qNorm = q;
         kNorm = k;
+    }
+
+    /** The RMSNorm weight [C] of the attention's output (Gemma's post_attention_layernorm), or null. */
+    public float[] attentionOutputNorm() {
+        return attentionOutputNorm;
+    }
+
+    /** The RMSNorm weight [C] of the MLP's output (Gemma's post_feedforward_layernorm), or null. */
+    public float[] mlpOutputNorm() {
+        return mlpOutputNorm;
+    }
+
+    /** Sets the norms of the attention and MLP outputs (both or neither). */
+    public void setOutputNorms(float[] attention, float[] mlp) {
+        if ((attention == null) != (mlp == null)) {
+            throw new IllegalArgumentException("the attention and MLP output norms go together");
+        }
+        attentionOutputNorm = attention;
+        mlpOutputNorm = mlp;
+    }
+
+    /**
+     * A block of the same layer with {@code inputNorm} and {@code postAttentionNorm} as its first two
+     * norms and this block's other norms (per-head and output norms, shared, not copied); no linears.
+     * Stages that build a changed block (GPTQ's copy, AWQ's candidates) start from it.
+     */
+    public BlockWeights withNorms(float[] inputNorm, float[] postAttentionNorm) {
+        BlockWeights b = new BlockWeights(layer, inputNorm, postAttentionNorm);
+        b.setHeadNorms(qNorm, kNorm);
+        b.setOutputNorms(attentionOutputNorm, mlpOutputNorm);
+        return b;
     }
 
     public float[] weight(String linear) {

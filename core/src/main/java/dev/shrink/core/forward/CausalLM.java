@@ -51,7 +51,7 @@ public final class CausalLM {
             throw new ShrinkException(src.origin(spec.lmHead()) + ": the weights have no '" + spec.lmHead()
                     + "' and config.json does not set tie_word_embeddings: true");
         }
-        float[] norm = read(src, spec.finalNorm(), C);
+        float[] norm = spec.normWeight(read(src, spec.finalNorm(), C));
         List<BlockWeights> blocks = new ArrayList<>();
         for (int i = 0; i < cfg.layers(); i++) {
             blocks.add(BlockWeights.load(src, cfg, spec, i));

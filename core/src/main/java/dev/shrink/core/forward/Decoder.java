@@ -66,7 +66,7 @@ public final class Decoder {
         return forward.kvCache();
     }
 
-    /** x[t, :] = E[tokens[t], :]; E: [V, C] → x: [M, C]. */
+    /** x[t, :] = E[tokens[t], :] (times √C where the family scales embeddings: {@link Forward#scaleEmbeddings}); E: [V, C] → x: [M, C]. */
     public float[] embed(float[] E, int[] tokens) {
         ModelConfig cfg = forward.config();
         int C = cfg.hidden();
@@ -78,6 +78,7 @@ public final class Decoder {
             }
             System.arraycopy(E, id * C, x, t * C, C);
         }
+        forward.scaleEmbeddings(x, tokens.length);
         return x;
     }
 
@@ -113,11 +114,12 @@ public final class Decoder {
         forward.finalNorm(normWeight, x, M);
     }
 
-    /** logits: [rows, V] = x[row0 .. row0+rows, :] · headᵀ, head: [V, C]. */
+    /** logits: [rows, V] = x[row0 .. row0+rows, :] · headᵀ, head: [V, C] (soft-capped: {@link Forward#capLogits}). */
     public float[] logits(float[] head, float[] x, int row0, int rows) {
         int C = forward.config().hidden(), V = forward.config().vocab();
         float[] out = new float[rows * V];
         ops.gemm(false, true, rows, V, C, 1f, x, row0 * C, C, head, 0, C, 0f, out, 0, V);
+        forward.capLogits(out, out.length);
         forward.check(out, out.length, "the logits (lm_head)");
         return out;
     }

@@ -8,7 +8,10 @@ import java.util.Set;
 /**
  * The decoder block forward of the LLaMA family, written once for every backend (docs/FORWARD.md):
  * pre-norm blocks x += Attn(RMSNorm(x)); x += MLP(RMSNorm(x)) with rotate-half RoPE, grouped KV
- * heads, optional per-head q/k RMSNorms (Qwen3), optional sliding windows and a SwiGLU MLP, as transformers' LlamaForCausalLM computes them,
+ * heads, optional per-head q/k RMSNorms (Qwen3), optional sliding windows and a SwiGLU MLP, as transformers' LlamaForCausalLM computes them;
+ * Gemma 2 / 3 as the same block with data of their spec and config: RMSNorms of the attention and MLP
+ * outputs before the residual adds, GeGLU, query_pre_attn_scalar's attention scale, soft-capped scores,
+ * a RoPE per layer type, scaled embeddings and soft-capped logits ({@link #scaleEmbeddings}, {@link #capLogits}),
  * over the arrays of a {@link ForwardOps} backend: host float[] ({@link Decoder}, the CPU stages) or
  * device buffers (the GPU's resident evaluation). Taps deliver the backend's arrays.
  *
@@ -91,19 +94,29 @@ public final class Forward<A, W> {
         ops.rmsNorm(x, ops.inputNorm(w), eps, M, C, h);
         check(h, MC, layer, "input_layernorm (RMSNorm)");
         A o = attention(w, h, B, T, 1, caches, taps);
+        outputNorm(ops.attentionOutputNorm(w), o, M, layer, "the attention output");
         ops.add(x, o, MC);
         ops.release(o);
         check(x, MC, layer, "residual add after attention");
 
         // MLP: h = RMSNorm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
         ops.rmsNorm(x, ops.postAttentionNorm(w), eps, M, C, h);
-        check(h, MC, layer, "post_attention_layernorm (RMSNorm)");
+        check(h, MC, layer, spec.postAttentionNorm().replace(".weight", "") + " (RMSNorm)");
         A d = mlp(w, h, M, 1, taps);
         ops.release(h);
+        outputNorm(ops.mlpOutputNorm(w), d, M, layer, "the MLP output");
         ops.add(x, d, MC);
         ops.release(d);
         check(x, MC, layer, "residual add after the MLP");
         taps.blockOutput(layer, x, M, C);
+    }
+
+    /** Gemma's RMSNorm of a sub-block's output y: [M, C] in place before its residual add; nothing when norm is null. */
+    private void outputNorm(A norm, A y, int M, int layer, String what) {
+        if (norm != null) {
+            ops.rmsNorm(y, norm, (float) cfg.rmsNormEps(), M, cfg.hidden(), y);
+            check(y, (long) M * cfg.hidden(), layer, "RMSNorm of " + what);
+        }
     }
 
     /**
@@ -145,6 +158,7 @@ public final class Forward<A, W> {
                 ops.release(o);
                 return;
             }
+            outputNorm(ops.attentionOutputNorm(w), o, M, layer, "the attention output");
             A x2 = ops.alloc(MC);
             ops.copy(x, 0, C, x2, 0, C, M, C);
             ops.add(x2, o, MC);
@@ -164,7 +178,8 @@ public final class Forward<A, W> {
 
     /**
      * The attention sub-block's output for a normed input: {@code o = Attn(h)·Woᵀ (+ b)}, where
-     * q, k, v = h·Wᵀ (+ b), RoPE, softmax(q·kᵀ/√D)·v. h: [M, C] with M = B·T → o: [M·R, C].
+     * q, k, v = h·Wᵀ (+ b), RoPE, softmax(q·kᵀ/√D)·v (the config's scale and soft-cap in place of 1/√D);
+     * Gemma's norm of this output is not applied here. h: [M, C] with M = B·T → o: [M·R, C].
      *
      * <p>{@code R} candidate weight sets are evaluated at once (AWQ's grid search): the q, k and v
      * linears of {@code w} then hold R sets stacked along the output dim ([R·H·D, C], [R·Hkv·D, C],
@@ -244,22 +259,25 @@ public final class Forward<A, W> {
     private void rotateAndAttend(A q, A k, A v, int B, int T, int start, int layer, int window, KvCache cache, A out) {
         int H = cfg.heads(), Hkv = cfg.kvHeads(), D = cfg.headDim();
         long rows = (long) B * T;
-        ops.rope(q, B, T, H, D, start);
-        ops.rope(k, B, T, Hkv, D, start);
+        ops.rope(q, B, T, H, D, start, layer);
+        ops.rope(k, B, T, Hkv, D, start, layer);
         check(q, rows * H * D, layer, "rotary embedding of the queries");
         check(k, rows * Hkv * D, layer, "rotary embedding of the keys");
         ops.kvRoundTrip(k, B * T, Hkv, D, kvCache); // what a quantized cache gives back (nothing for fp16)
         ops.kvRoundTrip(v, B * T, Hkv, D, kvCache);
+        double scale = cfg.attentionScale();
+        float cap = cfg.attentionSoftcap();
         if (cache == null) {
-            ops.attention(q, k, v, B, T, H, Hkv, D, window, out);
+            ops.attention(q, k, v, B, T, H, Hkv, D, window, scale, cap, out);
         } else {
-            ops.attendCached(cache, layer, q, k, v, T, H, Hkv, D, window, out);
+            ops.attendCached(cache, layer, q, k, v, T, H, Hkv, D, window, scale, cap, out);
         }
         check(out, rows * H * D, layer, "attention (softmax(q·kᵀ/√D)·v)");
     }
 
     /**
-     * The MLP sub-block's output for a normed input: {@code d = (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ}.
+     * The MLP sub-block's output for a normed input: {@code d = (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ} (gelu_tanh
+     * in place of silu for Gemma's GeGLU); Gemma's norm of this output is not applied here.
      * h: [M, C] → d: [M·R, C].
      *
      * <p>{@code R} candidate weight sets at once, as in {@link #attention}: gate and up of
@@ -278,9 +296,14 @@ public final class Forward<A, W> {
         A g = linear(w, gn, h, M, C, R * F);   // [M, R·F] = [M·R, F]
         A u = linear(w, un, h, M, C, R * F);   // [M, R·F]
         long n = (long) M * R * F;
-        ops.swiglu(g, u, n, g);
+        if (cfg.activation() == ModelConfig.Activation.GELU_TANH) {
+            ops.geglu(g, u, n, g);
+        } else {
+            ops.swiglu(g, u, n, g);
+        }
         ops.release(u);
-        check(g, n, layer, "SwiGLU (silu(gate) · up)");
+        check(g, n, layer, cfg.activation() == ModelConfig.Activation.GELU_TANH ? "GeGLU (gelu_tanh(gate) · up)"
+                : "SwiGLU (silu(gate) · up)");
         taps.linearInput(layer, dn, g, M * R, F);
         A d = linear(w, dn, g, M * R, F, C);   // [M·R, C]
         ops.release(g);
@@ -296,6 +319,20 @@ public final class Forward<A, W> {
             check(y, (long) M * N, "layer " + layer + " " + name + " (linear " + spec.layer(layer, name) + ")");
         }
         return y;
+    }
+
+    /** The embedded tokens x: [M, C] in place times √hidden (in float32) where the family scales them (Gemma). */
+    public void scaleEmbeddings(A x, int M) {
+        if (spec.scaledEmbeddings()) {
+            ops.scale(x, (float) Math.sqrt(cfg.hidden()), (long) M * cfg.hidden());
+        }
+    }
+
+    /** Logits [n] in place soft-capped to c·tanh(l / c) where the config sets final_logit_softcapping c (Gemma 2). */
+    public void capLogits(A logits, long n) {
+        if (cfg.finalSoftcap() > 0) {
+            ops.softcap(logits, cfg.finalSoftcap(), n);
+        }
     }
 
     /** Final RMSNorm in place on x: [M, C]. */

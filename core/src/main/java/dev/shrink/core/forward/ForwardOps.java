@@ -40,11 +40,17 @@ public interface ForwardOps<A, W> {
     /** y[M, N] = x[M, K] · Wᵀ (+ b) for linear {@code name} (spec name) of block {@code w}. */
     void linear(W w, String name, A x, int M, int K, int N, A y);
 
+    /** x[i] *= s for i &lt; n (Gemma's √hidden embedding normalizer). */
+    void scale(A x, float s, long n);
+
+    /** x[i] = cap · tanh(x[i] / cap) for i &lt; n (Gemma 2's final logit soft-capping), cap &gt; 0. */
+    void softcap(A x, float cap, long n);
+
     /**
      * Rotate-half RoPE in place on x: [B·T, heads, D]; token t of every sequence sits at position
-     * {@code start + t}.
+     * {@code start + t}; with block {@code layer}'s RoPE ({@link dev.shrink.core.model.ModelConfig#rope(int)}).
      */
-    void rope(A x, int B, int T, int heads, int D, int start);
+    void rope(A x, int B, int T, int heads, int D, int start, int layer);
 
     /** In place on x: [rows, heads·D], what {@code type}'s cache stores and gives back ({@link KvCacheType#roundTrip}). */
     void kvRoundTrip(A x, int rows, int heads, int D, KvCacheType type);
@@ -52,9 +58,10 @@ public interface ForwardOps<A, W> {
     /**
      * Causal attention of B independent sequences of T tokens, each from position 0, with grouped KV
      * heads and an optional sliding window ({@link dev.shrink.core.ops.Ops#attention(float[], float[],
-     * float[], int, int, int, int, int, int, float[])}): q, out: [B·T, H·D]; k, v: [B·T, Hkv·D].
+     * float[], int, int, int, int, int, int, float[])}): q, out: [B·T, H·D]; k, v: [B·T, Hkv·D]. The scores
+     * are (q·k)·{@code scale}, soft-capped to c·tanh(s/c) with {@code softcap} c &gt; 0 (0: none).
      */
-    void attention(A q, A k, A v, int B, int T, int H, int Hkv, int D, int window, A out);
+    void attention(A q, A k, A v, int B, int T, int H, int Hkv, int D, int window, double scale, float softcap, A out);
 
     /**
      * One sequence continuing its cache: appends k, v ([T, Hkv·D], positions cache.length()..) to
@@ -62,10 +69,14 @@ public interface ForwardOps<A, W> {
      *
      * @throws UnsupportedOperationException on a backend without host caches
      */
-    void attendCached(KvCache cache, int layer, A q, A k, A v, int T, int H, int Hkv, int D, int window, A out);
+    void attendCached(KvCache cache, int layer, A q, A k, A v, int T, int H, int Hkv, int D, int window, double scale,
+                      float softcap, A out);
 
     /** out[i] = silu(gate[i]) · up[i] for i &lt; n; out may be gate. */
     void swiglu(A gate, A up, long n, A out);
+
+    /** out[i] = gelu_tanh(gate[i]) · up[i] for i &lt; n ({@link dev.shrink.core.ops.Ops#geglu}); out may be gate. */
+    void geglu(A gate, A up, long n, A out);
 
     /** The first NaN or ±Inf among x[0..n) (NaN when the backend cannot say which), or null when all are finite. */
     Float firstNonFinite(A x, long n);
@@ -76,7 +87,7 @@ public interface ForwardOps<A, W> {
     /** Block {@code w}'s input_layernorm weight: [C]. */
     A inputNorm(W w);
 
-    /** Block {@code w}'s post_attention_layernorm weight: [C]. */
+    /** Block {@code w}'s RMSNorm weight [C] of the MLP's input (LLaMA's post_attention_layernorm, Gemma's pre_feedforward_layernorm). */
     A postAttentionNorm(W w);
 
     /** Block {@code w}'s per-head RMSNorm weight of the queries, [D] (Qwen3's q_norm), or null. */
@@ -84,4 +95,10 @@ public interface ForwardOps<A, W> {
 
     /** Block {@code w}'s per-head RMSNorm weight of the keys, [D], or null. */
     A kNorm(W w);
+
+    /** Block {@code w}'s RMSNorm weight [C] of the attention's output (Gemma's post_attention_layernorm), or null. */
+    A attentionOutputNorm(W w);
+
+    /** Block {@code w}'s RMSNorm weight [C] of the MLP's output (Gemma's post_feedforward_layernorm), or null. */
+    A mlpOutputNorm(W w);
 }

@@ -10,11 +10,13 @@ import dev.shrink.core.ops.Ops;
  */
 public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
     private final Ops ops;
-    private final RopeTables rope;
+    private final ModelConfig cfg;
+    private final java.util.Map<ModelConfig.RopeConfig, RopeTables> ropes = new java.util.HashMap<>();
 
     public HostForwardOps(ModelConfig cfg, Ops ops) {
         this.ops = ops;
-        this.rope = new RopeTables(cfg);
+        this.cfg = cfg;
+        ropes.put(cfg.rope(), new RopeTables(cfg));
     }
 
     public Ops ops() {
@@ -67,7 +69,25 @@ public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
     }
 
     @Override
-    public void rope(float[] x, int B, int T, int heads, int D, int start) {
+    public void scale(float[] x, float s, long n) {
+        for (int i = 0; i < n; i++) {
+            x[i] *= s;
+        }
+    }
+
+    @Override
+    public void softcap(float[] x, float cap, long n) {
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) Math.tanh(x[i] / cap) * cap;
+        }
+    }
+
+    @Override
+    public void rope(float[] x, int B, int T, int heads, int D, int start, int layer) {
+        RopeTables rope;
+        synchronized (ropes) {
+            rope = ropes.computeIfAbsent(cfg.rope(layer), r -> new RopeTables(cfg, r));
+        }
         rope.ensure(start + T);
         int[] positions = new int[B * T];
         for (int i = 0; i < positions.length; i++) {
@@ -82,9 +102,10 @@ public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
     }
 
     @Override
-    public void attention(float[] q, float[] k, float[] v, int B, int T, int H, int Hkv, int D, int window, float[] out) {
+    public void attention(float[] q, float[] k, float[] v, int B, int T, int H, int Hkv, int D, int window, double scale,
+                          float softcap, float[] out) {
         if (B == 1) {
-            ops.attention(q, k, v, T, T, H, Hkv, D, window, out);
+            ops.attention(q, k, v, T, T, H, Hkv, D, window, scale, softcap, out);
             return;
         }
         int qn = T * H * D, kvn = T * Hkv * D;
@@ -93,22 +114,27 @@ public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
             System.arraycopy(q, b * qn, qb, 0, qn);
             System.arraycopy(k, b * kvn, kb, 0, kvn);
             System.arraycopy(v, b * kvn, vb, 0, kvn);
-            ops.attention(qb, kb, vb, T, T, H, Hkv, D, window, ob);
+            ops.attention(qb, kb, vb, T, T, H, Hkv, D, window, scale, softcap, ob);
             System.arraycopy(ob, 0, out, b * qn, qn);
         }
     }
 
     @Override
     public void attendCached(KvCache cache, int layer, float[] q, float[] k, float[] v, int T, int H, int Hkv, int D,
-                             int window, float[] out) {
+                             int window, double scale, float softcap, float[] out) {
         int start = cache.length();
         cache.append(layer, k, 0, v, 0, T);
-        ops.attention(q, cache.keys(layer), cache.values(layer), T, start + T, H, Hkv, D, window, out);
+        ops.attention(q, cache.keys(layer), cache.values(layer), T, start + T, H, Hkv, D, window, scale, softcap, out);
     }
 
     @Override
     public void swiglu(float[] gate, float[] up, long n, float[] out) {
         ops.swiglu(gate, up, (int) n, out);
+    }
+
+    @Override
+    public void geglu(float[] gate, float[] up, long n, float[] out) {
+        ops.geglu(gate, up, (int) n, out);
     }
 
     @Override
@@ -140,5 +166,15 @@ public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
     @Override
     public float[] kNorm(BlockWeights w) {
         return w.kNorm();
+    }
+
+    @Override
+    public float[] attentionOutputNorm(BlockWeights w) {
+        return w.attentionOutputNorm();
+    }
+
+    @Override
+    public float[] mlpOutputNorm(BlockWeights w) {
+        return w.mlpOutputNorm();
     }
 }

@@ -11,12 +11,19 @@ import dev.shrink.core.model.ModelConfig;
  */
 public final class RopeTables {
     private final ModelConfig cfg;
+    private final ModelConfig.RopeConfig params;
     private float[] cos = new float[0];
     private float[] sin = new float[0];
     private int positions;
 
     public RopeTables(ModelConfig cfg) {
+        this(cfg, cfg.rope());
+    }
+
+    /** Tables of {@code params} (a block's RoPE: {@link ModelConfig#rope(int)}) at cfg's head dim. */
+    public RopeTables(ModelConfig cfg, ModelConfig.RopeConfig params) {
         this.cfg = cfg;
+        this.params = params;
         ensure(Math.min(cfg.maxPositions(), 16));
     }
 
@@ -31,7 +38,7 @@ public final class RopeTables {
             throw new IllegalArgumentException("RoPE tables for " + needed + " positions exceed a Java array");
         }
         int P = (int) grown;
-        double[] inv = cfg.rope().inverseFrequencies(cfg.headDim());
+        double[] inv = params.inverseFrequencies(cfg.headDim());
         float[] c = new float[P * half];
         float[] s = new float[P * half];
         for (int p = 0; p < P; p++) {

@@ -16,7 +16,8 @@ import java.util.List;
  * @param lmHead          output head [V, C]; absent when embeddings are tied
  * @param layerPrefix     a block's tensor prefix with %d for the layer index
  * @param inputNorm       the attention RMSNorm's weight, under the layer prefix
- * @param postAttentionNorm the MLP RMSNorm's weight, under the layer prefix
+ * @param postAttentionNorm the MLP's input RMSNorm's weight, under the layer prefix (LLaMA's
+ *                        post_attention_layernorm, Gemma's pre_feedforward_layernorm)
  * @param linears         the block's linears in forward order, under the layer prefix
  * @param sequentialGroups GPTQ's true-sequential order: each group sees the inputs produced with
  *                         the earlier groups already quantized
@@ -25,6 +26,14 @@ import java.util.List;
  * @param qNorm           the per-head RMSNorm of the queries before RoPE (Qwen3's q_norm, weight [D]),
  *                        under the layer prefix, or null
  * @param kNorm           the same for the keys (k_norm), or null
+ * @param attentionOutputNorm the RMSNorm of the attention's output before the residual add (Gemma's
+ *                        post_attention_layernorm), under the layer prefix, or null
+ * @param mlpOutputNorm   the RMSNorm of the MLP's output before the residual add (Gemma's
+ *                        post_feedforward_layernorm), or null
+ * @param unitOffsetNorms every RMSNorm weight w is stored as an offset from 1: the norm multiplies by
+ *                        (1 + w) (Gemma). Readers add the 1 ({@link #normWeight}); writers that change a
+ *                        norm store its value less 1 ({@link #storedNorm})
+ * @param scaledEmbeddings the embedded tokens are multiplied by √hidden (Gemma's normalizer, in float32)
  */
 public record ArchitectureSpec(
         String family,
@@ -39,7 +48,11 @@ public record ArchitectureSpec(
         List<List<String>> sequentialGroups,
         List<AwqMapping> awqMappings,
         String qNorm,
-        String kNorm) {
+        String kNorm,
+        String attentionOutputNorm,
+        String mlpOutputNorm,
+        boolean unitOffsetNorms,
+        boolean scaledEmbeddings) {
 
     /** The roles of a block's linears; the forward pass wires them by role. */
     public enum Role { Q, K, V, O, GATE, UP, DOWN }
@@ -136,11 +149,54 @@ public record ArchitectureSpec(
     }
 
     /**
-     * Whether the block is LLaMA's exactly (no per-head q/k norms): the device-only loops of GPTQ, AWQ
-     * and the batch-1 decoder handle only that; other families run the one forward (docs/FORWARD.md).
+     * Whether the block is LLaMA's exactly (no per-head q/k norms, no norms of the sub-blocks' outputs,
+     * plain RMSNorm weights and embeddings): the device-only loops of GPTQ, AWQ and the batch-1 decoder
+     * and distillation handle only that; other families run the one forward (docs/FORWARD.md).
      */
     public boolean plainLlamaBlock() {
-        return qNorm == null && kNorm == null;
+        return unlikeLlama() == null;
+    }
+
+    /** What of this family's block LLaMA's has not (for the messages of the loops that refuse it), or null. */
+    public String unlikeLlama() {
+        List<String> what = new java.util.ArrayList<>();
+        if (qNorm != null || kNorm != null) {
+            what.add("per-head q/k norms");
+        }
+        if (attentionOutputNorm != null || mlpOutputNorm != null) {
+            what.add("norms of the attention and MLP outputs");
+        }
+        if (unitOffsetNorms) {
+            what.add("(1 + w) norm weights");
+        }
+        if (scaledEmbeddings) {
+            what.add("scaled embeddings");
+        }
+        return what.isEmpty() ? null : family + "'s " + String.join(", ", what);
+    }
+
+    /** The multiplier of an RMSNorm as computed from its stored weight: w itself, or 1 + w (in float32) for unit-offset norms. */
+    public float[] normWeight(float[] stored) {
+        if (!unitOffsetNorms) {
+            return stored;
+        }
+        float[] g = new float[stored.length];
+        for (int i = 0; i < g.length; i++) {
+            g[i] = 1f + stored[i];
+        }
+        return g;
+    }
+
+    /** The stored weight of an RMSNorm whose multiplier is {@code g}: the inverse of {@link #normWeight}. */
+    public float[] storedNorm(float[] g) {
+        if (!unitOffsetNorms) {
+            return g;
+        }
+        float[] w = new float[g.length];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = g[i] - 1f;
+        }
+        return w;
     }
 
     private static ArchitectureSpec llamaLike(String family, List<String> archs, boolean qkvBias) {
@@ -169,7 +225,25 @@ public record ArchitectureSpec(
                 new AwqMapping("mlp.up_proj", List.of("mlp.down_proj"), "mlp.down_proj", false));
         return new ArchitectureSpec(family, archs, "model.embed_tokens.weight", "model.norm.weight",
                 "lm_head.weight", "model.layers.%d.", "input_layernorm.weight",
-                "post_attention_layernorm.weight", linears, groups, awq, qNorm, kNorm);
+                "post_attention_layernorm.weight", linears, groups, awq, qNorm, kNorm, null, null, false, false);
+    }
+
+    /**
+     * Gemma 2 and 3: LLaMA's linears in a "sandwich" block, x += N₂(Attn(N₁(x))); x += N₄(MLP(N₃(x)))
+     * with N₁..N₄ input_layernorm, post_attention_layernorm, pre_feedforward_layernorm and
+     * post_feedforward_layernorm, every RMSNorm multiplying by (1 + w), embeddings scaled by √hidden.
+     * The MLP's input norm is pre_feedforward_layernorm, so AWQ scales that one for gate/up.
+     */
+    private static ArchitectureSpec gemma(String family, String arch, String qNorm, String kNorm) {
+        ArchitectureSpec l = llamaLike(family, List.of(arch), false);
+        List<AwqMapping> awq = List.of(
+                l.awqMappings.get(0),
+                l.awqMappings.get(1),
+                new AwqMapping("pre_feedforward_layernorm", List.of("mlp.gate_proj", "mlp.up_proj"), "mlp", false),
+                l.awqMappings.get(3));
+        return new ArchitectureSpec(family, l.architectures, l.embedTokens, l.finalNorm, l.lmHead, l.layerPrefix,
+                l.inputNorm, "pre_feedforward_layernorm.weight", l.linears, l.sequentialGroups, awq, qNorm, kNorm,
+                "post_attention_layernorm.weight", "post_feedforward_layernorm.weight", true, true);
     }
 
     public static final ArchitectureSpec LLAMA = llamaLike("llama", List.of("LlamaForCausalLM"), false);
@@ -180,7 +254,14 @@ public record ArchitectureSpec(
     public static final ArchitectureSpec QWEN3 = llamaLike("qwen3", List.of("Qwen3ForCausalLM"), true,
             "self_attn.q_norm.weight", "self_attn.k_norm.weight");
 
-    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2, QWEN3);
+    /** Gemma 2: the sandwich block, GeGLU, soft-capped attention and logits (in the config), alternating sliding windows. */
+    public static final ArchitectureSpec GEMMA2 = gemma("gemma2", "Gemma2ForCausalLM", null, null);
+
+    /** Gemma 3 (text): Gemma 2's block with Qwen3's per-head q/k norms (also (1 + w)), a second RoPE for sliding blocks. */
+    public static final ArchitectureSpec GEMMA3 = gemma("gemma3", "Gemma3ForCausalLM", "self_attn.q_norm.weight",
+            "self_attn.k_norm.weight");
+
+    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2, QWEN3, GEMMA2, GEMMA3);
 
     /** The spec for a config.json "architectures" value, or an error naming the file and the supported ones. */
     public static ArchitectureSpec forArchitecture(String architecture, Path configFile) {

@@ -13,7 +13,8 @@ import java.util.List;
 
 /**
  * The parts of a Hugging Face {@code config.json} the decoder needs, for the LLaMA family
- * (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM).
+ * (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM) and Gemma 2 / Gemma 3
+ * (Gemma2ForCausalLM, Gemma3ForCausalLM, text only), with transformers' defaults for absent keys.
  *
  * @param architecture    e.g. "LlamaForCausalLM"
  * @param hidden          C, hidden_size
@@ -31,7 +32,13 @@ import java.util.List;
  * @param torchDtype      the weights' declared dtype ("bfloat16", ...), or null
  * @param bosTokenId      BOS id prepended once to evaluation text, or null when the model has none
  * @param eosTokenIds     ids that end generation (may be empty)
- * @param slidingWindow   Mistral's attention window, or 0 for full attention
+ * @param slidingWindow   the attention window of the sliding blocks ({@link #slidingWindow(int)}), or 0 for full attention
+ * @param activation      the MLP's gate activation: silu (SwiGLU) or gelu with the tanh approximation (GeGLU, Gemma)
+ * @param attentionScale  the factor of q·k before the softmax: 1/√head_dim, Gemma's query_pre_attn_scalar^-0.5
+ * @param attentionSoftcap Gemma 2's attn_logit_softcapping c: scores become c·tanh(s/c) before the mask; 0: none
+ * @param finalSoftcap    Gemma 2's final_logit_softcapping of the logits, the same way; 0: none
+ * @param localRope       Gemma 3's RoPE of its sliding-window blocks (rope_local_base_freq), or null when
+ *                        every block uses {@code rope}
  * @param raw             the whole JSON, kept so writers can copy unknown keys through unchanged
  */
 public record ModelConfig(
@@ -52,7 +59,29 @@ public record ModelConfig(
         Integer bosTokenId,
         List<Integer> eosTokenIds,
         int slidingWindow,
+        Activation activation,
+        double attentionScale,
+        float attentionSoftcap,
+        float finalSoftcap,
+        RopeConfig localRope,
         ObjectNode raw) {
+
+    /** The gate activation of the MLP: out = act(gate) · up. */
+    public enum Activation {
+        /** silu(g) = g·sigmoid(g): SwiGLU (LLaMA, Mistral, Qwen). */
+        SILU,
+        /** gelu with the tanh approximation (transformers' gelu_pytorch_tanh): GeGLU (Gemma). */
+        GELU_TANH
+    }
+
+    /** Whether this is a Gemma 2 or Gemma 3 config. */
+    public boolean gemma() {
+        return isGemma(architecture);
+    }
+
+    private static boolean isGemma(String arch) {
+        return arch.equals("Gemma2ForCausalLM") || arch.equals("Gemma3ForCausalLM");
+    }
 
     /**
      * Rotary embedding: inv_freq[i] = 1 / theta^(2i/D), then adjusted by the scaling type.
@@ -131,7 +160,8 @@ public record ModelConfig(
         int hidden = r.requiredInt("hidden_size");
         int heads = r.requiredInt("num_attention_heads");
         int kvHeads = r.optionalInt("num_key_value_heads", heads, true);
-        int headDim = r.optionalInt("head_dim", 0, true);
+        boolean gemma = isGemma(arch);
+        int headDim = r.optionalInt("head_dim", gemma ? 256 : 0, true); // Gemma's configs default to 256
         if (headDim == 0) {
             if (hidden % heads != 0) {
                 throw ShrinkException.at(source, "hidden_size " + hidden + " is not divisible by num_attention_heads " + heads + " and head_dim is missing");
@@ -151,20 +181,42 @@ public record ModelConfig(
             throw ShrinkException.at(source, "num_attention_heads " + heads + " × head_dim " + headDim
                     + " is too large (the attention width must fit in an int)");
         }
-        String act = r.string("hidden_act", "silu", false);
-        if (!act.equals("silu") && !act.equals("swish")) {
-            throw ShrinkException.at(source, "hidden_act '" + act + "' is not supported (only silu)");
+        Activation activation;
+        if (gemma) { // Gemma's MLP reads hidden_activation (hidden_act, where present, is not used)
+            String act = r.string("hidden_activation", "gelu_pytorch_tanh", true);
+            if (!act.equals("gelu_pytorch_tanh")) {
+                throw ShrinkException.at(source, "hidden_activation '" + act + "' is not supported (only gelu_pytorch_tanh)");
+            }
+            activation = Activation.GELU_TANH;
+            if (r.bool("use_bidirectional_attention", false)) {
+                throw ShrinkException.at(source, "use_bidirectional_attention: true is not supported (causal attention only)");
+            }
+        } else {
+            String act = r.string("hidden_act", "silu", false);
+            if (!act.equals("silu") && !act.equals("swish")) {
+                throw ShrinkException.at(source, "hidden_act '" + act + "' is not supported (only silu)");
+            }
+            activation = Activation.SILU;
         }
         boolean qwen = arch.equals("Qwen2ForCausalLM");
         int intermediate = r.requiredInt("intermediate_size");
         int layers = r.requiredInt("num_hidden_layers");
         int vocab = r.requiredInt("vocab_size");
-        int maxPositions = r.optionalInt("max_position_embeddings", 2048, false);
+        int maxPositions = r.optionalInt("max_position_embeddings",
+                arch.equals("Gemma2ForCausalLM") ? 8192 : arch.equals("Gemma3ForCausalLM") ? 131072 : 2048, false);
         double eps = r.positiveNumber(root, "rms_norm_eps", 1e-6, "");
-        RopeConfig rope = r.rope();
+        RopeConfig rope, localRope = null;
+        if (arch.equals("Gemma3ForCausalLM")) {
+            RopeConfig[] both = r.gemma3Rope();
+            rope = both[0];
+            localRope = both[1];
+            checkFinitePositive(source, "rope_local_base_freq", localRope.theta());
+        } else {
+            rope = r.rope();
+        }
         checkFinitePositive(source, "rope_theta", rope.theta());
         checkFinitePositive(source, "rope factor", rope.factor());
-        boolean tied = r.bool("tie_word_embeddings", false);
+        boolean tied = r.bool("tie_word_embeddings", gemma); // Gemma's configs default to tied embeddings
         boolean bias = r.bool("attention_bias", false);
         String dtype = r.string("torch_dtype", null, true);
         if (dtype == null) {
@@ -174,8 +226,19 @@ public record ModelConfig(
         List<Integer> eos = r.tokenIds("eos_token_id");
         int window = r.slidingWindow(arch);
         r.quantizationConfig();
+        double scale = 1.0 / Math.sqrt(headDim);
+        float attnCap = 0, finalCap = 0;
+        if (gemma) {
+            // transformers: scaling = query_pre_attn_scalar**-0.5; Gemma 2 soft-caps by default (50, 30), Gemma 3 not
+            scale = Math.pow(r.positiveNumber(root, "query_pre_attn_scalar", 256, ""), -0.5);
+            boolean g2 = arch.equals("Gemma2ForCausalLM");
+            attnCap = r.softcap("attn_logit_softcapping", g2 ? 50 : 0);
+            finalCap = r.softcap("final_logit_softcapping", g2 ? 30 : 0);
+            r.layerTypes(layers);
+        }
         return new ModelConfig(arch, hidden, intermediate, layers, heads, kvHeads, headDim, vocab, maxPositions, eps, rope,
-                tied, qwen || bias, dtype, bos < 0 ? null : bos, eos, window, root.deepCopy());
+                tied, qwen || bias, dtype, bos < 0 ? null : bos, eos, window, activation, scale, attnCap, finalCap,
+                localRope, root.deepCopy());
     }
 
     /**
@@ -194,10 +257,14 @@ public record ModelConfig(
      * The attention window of block {@code layer}, or 0 for full attention, as transformers decides
      * it: Mistral uses {@code sliding_window} in every block; Qwen2 and Qwen3 only with {@code use_sliding_window}
      * and then in the blocks marked "sliding_attention" by {@code layer_types}, or without that list
-     * in blocks {@code ≥ max_window_layers} (default 28); LLaMA has none. A query at position p sees
-     * the keys p − window + 1 .. p (transformers' masking_utils: kv_idx &gt; q_idx − sliding_window).
+     * in blocks {@code ≥ max_window_layers} (default 28); Gemma in the blocks {@link #slidingLayer} names;
+     * LLaMA has none. A query at position p sees the keys p − window + 1 .. p (transformers'
+     * masking_utils: kv_idx &gt; q_idx − sliding_window).
      */
     public int slidingWindow(int layer) {
+        if (gemma()) {
+            return slidingLayer(layer) ? slidingWindow : 0;
+        }
         if (slidingWindow <= 0 || !(architecture.equals("Qwen2ForCausalLM") || architecture.equals("Qwen3ForCausalLM"))) {
             return slidingWindow;
         }
@@ -206,6 +273,32 @@ public record ModelConfig(
             return "sliding_attention".equals(types.get(layer).asText()) ? slidingWindow : 0;
         }
         return layer >= raw.path("max_window_layers").asInt(28) ? slidingWindow : 0;
+    }
+
+    /**
+     * Whether Gemma's block {@code layer} is a "sliding_attention" one: as {@code layer_types} says, or
+     * without that list as transformers fills it in: Gemma 2 every even block (0, 2, ...), Gemma 3 all
+     * but every {@code sliding_window_pattern}-th (default 6: blocks 5, 11, ... attend to all keys).
+     * Gemma 3's sliding blocks also use {@link #localRope}. False for the other families.
+     */
+    public boolean slidingLayer(int layer) {
+        if (!gemma()) {
+            return false;
+        }
+        JsonNode types = raw.get("layer_types");
+        if (types != null && types.isArray() && layer < types.size()) {
+            return "sliding_attention".equals(types.get(layer).asText());
+        }
+        if (architecture.equals("Gemma2ForCausalLM")) {
+            return layer % 2 == 0;
+        }
+        int pattern = raw.path("sliding_window_pattern").asInt(6);
+        return (layer + 1) % pattern != 0;
+    }
+
+    /** The RoPE of block {@code layer}: Gemma 3's local one in its sliding blocks, else {@link #rope()}. */
+    public RopeConfig rope(int layer) {
+        return localRope != null && slidingLayer(layer) ? localRope : rope;
     }
 
     /** The shortest attention window of any block, or 0 when every block attends to all keys. */
@@ -352,15 +445,15 @@ public record ModelConfig(
          */
         int slidingWindow(String arch) {
             boolean present = switch (arch) {
-                case "MistralForCausalLM" -> true;
+                case "MistralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM" -> true;
                 case "Qwen2ForCausalLM", "Qwen3ForCausalLM" -> bool("use_sliding_window", false);
                 default -> false;
             };
             if (!present) {
                 return 0;
             }
-            if (!root.has("sliding_window") && arch.equals("MistralForCausalLM")) {
-                return 4096;
+            if (!root.has("sliding_window") && !arch.startsWith("Qwen")) {
+                return 4096; // Mistral's and Gemma's default
             }
             JsonNode n = root.get("sliding_window");
             if (n == null || n.isNull()) {
@@ -381,8 +474,74 @@ public record ModelConfig(
             }
         }
 
+        /** A soft-capping value: a positive number, {@code fallback} when absent, 0 (none) when null. */
+        float softcap(String key, float fallback) {
+            JsonNode n = root.get(key);
+            if (n == null) {
+                return fallback;
+            }
+            return n.isNull() ? 0 : (float) positiveNumber(root, key, fallback, "");
+        }
+
+        /** layer_types, where present: one "sliding_attention" or "full_attention" per block. */
+        void layerTypes(int layers) {
+            JsonNode n = root.get("layer_types");
+            if (n == null || n.isNull()) {
+                return;
+            }
+            if (!n.isArray() || n.size() != layers) {
+                throw bad("layer_types", "must be a list of " + layers + " layer types (one per num_hidden_layers)", n);
+            }
+            for (JsonNode t : n) {
+                if (!t.isTextual() || !List.of("sliding_attention", "full_attention").contains(t.textValue())) {
+                    throw bad("layer_types", "must hold only \"sliding_attention\" and \"full_attention\"", t);
+                }
+            }
+            JsonNode p = root.get("sliding_window_pattern");
+            if (p != null && !p.isNull()) {
+                positiveInt("sliding_window_pattern", p);
+            }
+        }
+
+        /**
+         * Gemma 3's two RoPEs, {global (full attention), local (sliding attention)}: transformers 5's
+         * rope_parameters per layer type ({"full_attention": {...}, "sliding_attention": {...}}), or the
+         * older keys rope_theta (default 1e6) with rope_scaling for the global one and
+         * rope_local_base_freq (default 1e4) for the local one.
+         */
+        RopeConfig[] gemma3Rope() {
+            JsonNode p = root.get("sliding_window_pattern");
+            if (p != null && !p.isNull()) {
+                positiveInt("sliding_window_pattern", p);
+            }
+            JsonNode params = root.get("rope_parameters");
+            if (params != null && params.isObject() && (params.has("full_attention") || params.has("sliding_attention"))) {
+                RopeConfig[] out = new RopeConfig[2];
+                String[] types = {"full_attention", "sliding_attention"};
+                double[] thetas = {1e6, 1e4};
+                for (int i = 0; i < 2; i++) {
+                    JsonNode t = params.get(types[i]);
+                    if (t != null && !t.isNull() && !t.isObject()) {
+                        throw bad("rope_parameters." + types[i], "must be an object or null", t);
+                    }
+                    String where = "rope_parameters." + types[i] + ".";
+                    double theta = t == null || t.isNull() ? thetas[i] : positiveNumber(t, "rope_theta", thetas[i], where);
+                    out[i] = ropeOf(t == null || t.isNull() ? null : t, theta, where);
+                }
+                return out;
+            }
+            RopeConfig global = rope(1e6);
+            double local = root.path("rope_local_base_freq").isNull() ? 1e4
+                    : positiveNumber(root, "rope_local_base_freq", 1e4, "");
+            return new RopeConfig[] {global, ropeOf(null, local, "")};
+        }
+
         /** rope_theta at the top level (transformers ≤ 4) or inside rope_parameters (transformers 5); rope_scaling too. */
         RopeConfig rope() {
+            return rope(10000.0);
+        }
+
+        private RopeConfig rope(double defaultTheta) {
             JsonNode params = root.get("rope_parameters");
             JsonNode scaling = root.get("rope_scaling");
             for (String k : new String[] {"rope_parameters", "rope_scaling"}) {
@@ -392,7 +551,8 @@ public record ModelConfig(
                 }
             }
             // transformers 5 keeps rope_theta in rope_parameters; a null at the top level means "not here"
-            double theta = root.path("rope_theta").isNull() ? 10000.0 : positiveNumber(root, "rope_theta", 10000.0, "");
+            double theta = root.path("rope_theta").isNull() ? defaultTheta
+                    : positiveNumber(root, "rope_theta", defaultTheta, "");
             JsonNode spec = null;
             if (params != null && params.isObject()) {
                 theta = positiveNumber(params, "rope_theta", theta, "rope_parameters.");
@@ -403,6 +563,11 @@ public record ModelConfig(
                 spec = scaling;
                 where = "rope_scaling.";
             }
+            return ropeOf(spec, theta, where);
+        }
+
+        /** The RoPE of theta with the scaling {@code spec} gives (null: none); {@code where} prefixes its keys in messages. */
+        private RopeConfig ropeOf(JsonNode spec, double theta, String where) {
             String type = "default";
             double factor = 1, low = 1, high = 4;
             int orig = 8192;

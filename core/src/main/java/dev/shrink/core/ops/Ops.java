@@ -71,8 +71,35 @@ public interface Ops {
         }
     }
 
+    /**
+     * {@link #attention(float[], float[], float[], int, int, int, int, int, int, float[])} with the
+     * score math of a family: s = (q·k)·{@code scale}, then with {@code softcap} c &gt; 0 (Gemma 2's
+     * attn_logit_softcapping) s = c·tanh(s / c), before the mask and the float32 softmax (transformers'
+     * eager attention). {@code scale} = 1/√D with {@code softcap} = 0 is exactly the plain op, which
+     * this default runs; backends override it for the other values.
+     *
+     * @throws UnsupportedOperationException from this default for another scale or a soft-cap
+     */
+    default void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
+                           double scale, float softcap, float[] out) {
+        if (softcap != 0 || scale != 1.0 / Math.sqrt(D)) {
+            throw new UnsupportedOperationException(name() + ": attention with scale " + scale + " and soft-cap " + softcap);
+        }
+        attention(q, k, v, Tq, Tk, H, Hkv, D, window, out);
+    }
+
     /** SwiGLU: out[i] = silu(gate[i]) · up[i] for i < n; out may alias gate. */
     void swiglu(float[] gate, float[] up, int n, float[] out);
+
+    /**
+     * GeGLU (Gemma's MLP): out[i] = gelu_tanh(gate[i]) · up[i] for i &lt; n, out may alias gate, with
+     * transformers' gelu_pytorch_tanh: gelu_tanh(g) = g/2 · (1 + tanh(√(2/π)·(g + 0.044715·g³))).
+     *
+     * @throws UnsupportedOperationException from this default (backends implement it)
+     */
+    default void geglu(float[] gate, float[] up, int n, float[] out) {
+        throw new UnsupportedOperationException(name() + " has no GeGLU");
+    }
 
     /**
      * Negative log-likelihood per row: nll[m] = logsumexp(logits[m, :]) − logits[m, target[m]],

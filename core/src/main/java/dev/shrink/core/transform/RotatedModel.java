@@ -70,6 +70,11 @@ public final class RotatedModel implements WeightSource {
         this.hd = hd;
         int C = cfg.hidden(), V = cfg.vocab();
         String embed = spec.embedTokens(), head = spec.lmHead(), finalNorm = spec.finalNorm();
+        if (spec.attentionOutputNorm() != null || spec.mlpOutputNorm() != null || spec.unitOffsetNorms()) {
+            // RMSNorm(o·Q) of a sub-block's output is not RMSNorm(o)·Q unless its weight is constant
+            throw new ShrinkException(src.origin(embed) + ": rotation folds the norms of LLaMA's block; " + spec.family()
+                    + "'s norms of the attention and MLP outputs (and (1 + w) weights) do not commute with it");
+        }
         require(embed, V, C);
         require(finalNorm, C);
         float[] g = src.floats(finalNorm);

@@ -120,6 +120,14 @@ public final class OpsChecks {
         length("swiglu", "out", out, n);
     }
 
+    /** geglu: gate, up, out of n. */
+    public static void geglu(float[] gate, float[] up, int n, float[] out) {
+        nonNegative("geglu", "n", n);
+        length("geglu", "gate", gate, n);
+        length("geglu", "up", up, n);
+        length("geglu", "out", out, n);
+    }
+
     /** crossEntropy: logits [M, V], every target in [0, V). */
     public static void crossEntropy(float[] logits, int M, int V, int[] targets, double[] nll) {
         nonNegative("crossEntropy", "M", M);

@@ -92,9 +92,15 @@ public final class ReferenceOps implements Ops {
     @Override
     public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
                           float[] out) {
+        attention(q, k, v, Tq, Tk, H, Hkv, D, window, 1.0 / Math.sqrt(D), 0f, out);
+    }
+
+    /** Scores s = (q·k)·scale (in float32), then c·tanh(s/c) with a soft-cap c &gt; 0, then the window, the causal mask and the softmax. */
+    @Override
+    public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
+                          double scale, float softcap, float[] out) {
         OpsChecks.attention(q, k, v, Tq, Tk, H, Hkv, D, out);
         int group = H / Hkv;
-        double scale = 1.0 / Math.sqrt(D);
         float[] scores = new float[Tk];
         double[] acc = new double[D];
         for (int i = 0; i < Tq; i++) {
@@ -112,6 +118,9 @@ public final class ReferenceOps implements Ops {
                         dot += (double) q[qRow + d] * k[kRow + d];
                     }
                     scores[j] = (float) (dot * scale);
+                    if (softcap > 0) {
+                        scores[j] = (float) (softcap * Math.tanh(scores[j] / (double) softcap));
+                    }
                     max = Math.max(max, scores[j]);
                 }
                 // softmax weights e_j = exp(s_j − max), normalized at the end
@@ -139,6 +148,17 @@ public final class ReferenceOps implements Ops {
         for (int i = 0; i < n; i++) {
             double g = gate[i];
             out[i] = (float) (g / (1 + Math.exp(-g)) * up[i]);
+        }
+    }
+
+    /** out[i] = gelu_tanh(gate[i]) · up[i], gelu_tanh(g) = g/2 · (1 + tanh(√(2/π)·(g + 0.044715·g³))), in double. */
+    @Override
+    public void geglu(float[] gate, float[] up, int n, float[] out) {
+        OpsChecks.geglu(gate, up, n, out);
+        double c = Math.sqrt(2 / Math.PI);
+        for (int i = 0; i < n; i++) {
+            double g = gate[i];
+            out[i] = (float) (0.5 * g * (1 + Math.tanh(c * (g + 0.044715 * g * g * g))) * up[i]);
         }
     }
 

@@ -145,8 +145,19 @@ public final class VectorOps implements Ops {
     @Override
     public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
                           float[] out) {
+        attention(q, k, v, Tq, Tk, H, Hkv, D, window, 1.0 / Math.sqrt(D), 0f, out);
+    }
+
+    /**
+     * With the scores' scale (the first GEMM's alpha, in float32) and a soft-cap c &gt; 0: each visible
+     * score s becomes c·tanh(s/c) ({@link StrictMath#tanh}: the same bits on every JIT state) before its softmax.
+     */
+    @Override
+    public void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
+                          double scale, float softcap, float[] out) {
         OpsChecks.attention(q, k, v, Tq, Tk, H, Hkv, D, out);
         int W = window > 0 && window < Tk ? window : 0;
+        float alpha = (float) scale;
         if (Tq == 0 || D == 0) {
             return;
         }
@@ -154,18 +165,18 @@ public final class VectorOps implements Ops {
         int tasks = H * qBlocks;
         if ((long) Tq * Tk * H * D < GRAIN) {
             for (int t = 0; t < tasks; t++) {
-                attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, W, out, t % H, t / H);
+                attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, W, alpha, softcap, out, t % H, t / H);
             }
             return;
         }
         // Neighbouring tasks are different heads of one query block, so the costly late blocks
         // (more visible keys) spread over the threads.
-        workers.forEach(tasks, t -> attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, W, out, t % H, t / H));
+        workers.forEach(tasks, t -> attentionBlock(q, k, v, Tq, Tk, H, Hkv, D, W, alpha, softcap, out, t % H, t / H));
     }
 
     /** Queries qBlock·QUERY_BLOCK.. of head h; see {@link #attention}. */
     private void attentionBlock(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D, int window,
-                                float[] out, int h, int qBlock) {
+                                float alpha, float softcap, float[] out, int h, int qBlock) {
         int kvHead = h / (H / Hkv);
         int i0 = qBlock * QUERY_BLOCK, rows = Math.min(Tq, i0 + QUERY_BLOCK) - i0;
         int k0 = window > 0 ? Math.max(0, Tk - Tq + i0 + 1 - window) : 0; // first key of the block's first query
@@ -176,13 +187,18 @@ public final class VectorOps implements Ops {
             scores.set(p);
         }
         // S[rows, keys] = Q[i0.., h, :] · K[.., kvHead, :]ᵀ / sqrt(D); rows of Q and K are H·D and Hkv·D apart
-        sgemm.gemmOnCaller(false, true, rows, keys, D, (float) (1.0 / Math.sqrt(D)),
+        sgemm.gemmOnCaller(false, true, rows, keys, D, alpha,
                 q, (i0 * H + h) * D, H * D, k, (k0 * Hkv + kvHead) * D, Hkv * D, 0f, p, 0, keys);
         for (int r = 0; r < rows; r++) {
             int visible = Tk - Tq + i0 + r + 1 - k0;
             int first = window > 0 ? Math.max(0, visible + k0 - window) - k0 : 0;
             int row = r * keys;
             java.util.Arrays.fill(p, row, row + first, 0f); // before the window
+            if (softcap > 0) {
+                for (int j = row + first; j < row + visible; j++) {
+                    p[j] = (float) StrictMath.tanh(p[j] / softcap) * softcap;
+                }
+            }
             softmaxInPlace(p, row + first, visible - first);
             java.util.Arrays.fill(p, row + visible, row + keys, 0f); // causal mask
         }
@@ -265,6 +281,32 @@ public final class VectorOps implements Ops {
             for (; i < end; i++) {
                 float g = gate[i];
                 out[i] = g / (1f + VectorMath.exp(-g)) * up[i];
+            }
+        });
+    }
+
+    /**
+     * out[i] = gelu_tanh(gate[i]) · up[i], computed as g·sigmoid(2u) = g / (1 + exp(−2u)) with
+     * u = √(2/π)·(g + 0.044715·g³) (equal to g/2·(1 + tanh(u))); out may alias gate. Chunks as
+     * {@link #swiglu}'s, the same float operations in the lanes and the scalar tail.
+     */
+    @Override
+    public void geglu(float[] gate, float[] up, int n, float[] out) {
+        OpsChecks.geglu(gate, up, n, out);
+        final float c2 = (float) (2 * Math.sqrt(2 / Math.PI)), k = 0.044715f;
+        int vectors = (n + L - 1) / L;
+        workers.forRange(vectors, GRAIN / L, (v0, v1) -> {
+            int i = v0 * L, end = Math.min(n, v1 * L);
+            for (int bound = i + S.loopBound(end - i); i < bound; i += L) {
+                FloatVector g = FloatVector.fromArray(S, gate, i);
+                FloatVector u2 = g.mul(g).mul(g).mul(k).add(g).mul(c2); // 2u
+                FloatVector gelu = g.div(VectorMath.exp(u2.neg()).add(1f));
+                gelu.mul(FloatVector.fromArray(S, up, i)).intoArray(out, i);
+            }
+            for (; i < end; i++) {
+                float g = gate[i];
+                float u2 = (g * g * g * k + g) * c2;
+                out[i] = g / (1f + VectorMath.exp(-u2)) * up[i];
             }
         });
     }

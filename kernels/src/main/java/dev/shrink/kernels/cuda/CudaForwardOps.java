@@ -26,15 +26,26 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
     private final DeviceOps d;
     private final CudaDevice dev;
     private final CublasHandle blas;
-    private final RopeTables rope;
+    private final ModelConfig cfg;
+    private final Map<ModelConfig.RopeConfig, Rope> ropes = new HashMap<>();
     private final Map<Long, ArrayDeque<DeviceBuffer>> pool = new HashMap<>();
-    private DeviceBuffer cos, sin, scores, half, weightScratch;
-    private int ropeOnDevice;
+    private DeviceBuffer scores, half, weightScratch;
+
+    /** One RoPE's host tables and their copy on the device (uploaded again when they grow). */
+    private static final class Rope {
+        final RopeTables tables;
+        DeviceBuffer cos, sin;
+        int onDevice;
+
+        Rope(RopeTables tables) {
+            this.tables = tables;
+        }
+    }
 
     public CudaForwardOps(ModelConfig cfg, DeviceOps d) {
         this.d = d;
         this.dev = d.device();
-        this.rope = new RopeTables(cfg);
+        this.cfg = cfg;
         this.blas = dev.openCublas();
     }
 
@@ -142,25 +153,37 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
     }
 
     @Override
-    public void rope(DeviceBuffer x, int B, int T, int heads, int D, int start) {
+    public void scale(DeviceBuffer x, float s, long n) {
+        d.scale(x.address(), s, n);
+    }
+
+    @Override
+    public void softcap(DeviceBuffer x, float cap, long n) {
+        d.softcap(x.address(), cap, n);
+    }
+
+    @Override
+    public void rope(DeviceBuffer x, int B, int T, int heads, int D, int start, int layer) {
         if (start != 0 && B != 1) {
             throw new IllegalArgumentException("device RoPE from position " + start + " needs one sequence");
         }
+        Rope r = ropes.computeIfAbsent(cfg.rope(layer), p -> new Rope(new RopeTables(cfg, p)));
+        RopeTables rope = r.tables;
         rope.ensure(start + T);
         int half = D / 2;
-        if (ropeOnDevice < rope.positions()) {
-            if (cos != null) {
-                cos.close();
-                sin.close();
+        if (r.onDevice < rope.positions()) {
+            if (r.cos != null) {
+                r.cos.close();
+                r.sin.close();
             }
-            cos = dev.alloc((long) rope.positions() * half * 4);
-            sin = dev.alloc((long) rope.positions() * half * 4);
-            d.upload(rope.cos(), cos);
-            d.upload(rope.sin(), sin);
-            ropeOnDevice = rope.positions();
+            r.cos = dev.alloc((long) rope.positions() * half * 4);
+            r.sin = dev.alloc((long) rope.positions() * half * 4);
+            d.upload(rope.cos(), r.cos);
+            d.upload(rope.sin(), r.sin);
+            r.onDevice = rope.positions();
         }
         long off = (long) start * half;
-        d.ropeSequences(x.address(), (long) B * T, heads, D, T, cos.floatAt(off), sin.floatAt(off));
+        d.ropeSequences(x.address(), (long) B * T, heads, D, T, r.cos.floatAt(off), r.sin.floatAt(off));
     }
 
     @Override
@@ -170,7 +193,7 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
 
     @Override
     public void attention(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int B, int T, int H, int Hkv, int D,
-                          int window, DeviceBuffer out) {
+                          int window, double scale, float softcap, DeviceBuffer out) {
         long need = DeviceOps.attentionScratch(T, H) * 4;
         if (scores == null || scores.bytes() < need) {
             if (scores != null) {
@@ -178,18 +201,23 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
             }
             scores = dev.alloc(need);
         }
-        d.attention(q.address(), k.address(), v.address(), B, T, H, Hkv, D, window, out.address(), scores);
+        d.attention(q.address(), k.address(), v.address(), B, T, H, Hkv, D, window, scale, softcap, out.address(), scores);
     }
 
     @Override
     public void attendCached(KvCache cache, int layer, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int T, int H,
-                             int Hkv, int D, int window, DeviceBuffer out) {
+                             int Hkv, int D, int window, double scale, float softcap, DeviceBuffer out) {
         throw new UnsupportedOperationException("host KV caches on the cuda forward (GPU decoding is DeviceDecoder's)");
     }
 
     @Override
     public void swiglu(DeviceBuffer gate, DeviceBuffer up, long n, DeviceBuffer out) {
         d.swiglu(gate.address(), up.address(), n, out.address());
+    }
+
+    @Override
+    public void geglu(DeviceBuffer gate, DeviceBuffer up, long n, DeviceBuffer out) {
+        d.geglu(gate.address(), up.address(), n, out.address());
     }
 
     @Override
@@ -222,6 +250,16 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
         return w.kNorm();
     }
 
+    @Override
+    public DeviceBuffer attentionOutputNorm(DeviceBlock w) {
+        return w.attentionOutputNorm();
+    }
+
+    @Override
+    public DeviceBuffer mlpOutputNorm(DeviceBlock w) {
+        return w.mlpOutputNorm();
+    }
+
     /** Copies {@code src} (host memory) into a new device buffer of its size. */
     public DeviceBuffer uploadRaw(MemorySegment src) {
         DeviceBuffer b = dev.alloc(Math.max(4, src.byteSize()));
@@ -234,12 +272,19 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
     public void close() {
         pool.values().forEach(q -> q.forEach(DeviceBuffer::close));
         pool.clear();
-        for (DeviceBuffer b : new DeviceBuffer[] {cos, sin, scores, half, weightScratch}) {
+        for (Rope r : ropes.values()) {
+            if (r.cos != null) {
+                r.cos.close();
+                r.sin.close();
+            }
+        }
+        ropes.clear();
+        for (DeviceBuffer b : new DeviceBuffer[] {scores, half, weightScratch}) {
             if (b != null) {
                 b.close();
             }
         }
-        cos = sin = scores = half = weightScratch = null;
+        scores = half = weightScratch = null;
         blas.close();
     }
 }

@@ -28,7 +28,7 @@ public final class CudaOps implements Ops, AutoCloseable {
     private final CudaDevice device;
     private final CublasHandle blas;
     private final CudaModule module;
-    private final CudaKernel rmsNorm, rope, swiglu, crossEntropy, attention;
+    private final CudaKernel rmsNorm, rope, swiglu, geglu, crossEntropy, attention;
     /** Device buffers by argument position, grown on demand. */
     private final DeviceBuffer[] slots = new DeviceBuffer[4];
     private boolean poison;
@@ -46,6 +46,7 @@ public final class CudaOps implements Ops, AutoCloseable {
             rmsNorm = m.kernel("rms_norm");
             rope = m.kernel("rope");
             swiglu = m.kernel("swiglu");
+            geglu = m.kernel("geglu");
             crossEntropy = m.kernel("cross_entropy");
             attention = m.kernel("attention");
         } catch (RuntimeException e) {
@@ -257,6 +258,13 @@ public final class CudaOps implements Ops, AutoCloseable {
     @Override
     public synchronized void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D,
                                        int window, float[] out) {
+        attention(q, k, v, Tq, Tk, H, Hkv, D, window, 1.0 / Math.sqrt(D), 0f, out);
+    }
+
+    /** With the scores' scale and a soft-cap c &gt; 0 (c·tanh(s/c) before the mask and the softmax). */
+    @Override
+    public synchronized void attention(float[] q, float[] k, float[] v, int Tq, int Tk, int H, int Hkv, int D,
+                                       int window, double scale, float softcap, float[] out) {
         OpsChecks.attention(q, k, v, Tq, Tk, H, Hkv, D, out);
         if (Tq == 0 || D == 0) {
             return;
@@ -267,16 +275,20 @@ public final class CudaOps implements Ops, AutoCloseable {
         device.upload(floats(k, 0, nkv), dk, 0);
         device.upload(floats(v, 0, nkv), dv, 0);
         poison(dout, nq);
-        attentionOnDevice(dq, dk, dv, Tq, Tk, H, Hkv, D, window, dout);
+        attentionOnDevice(dq, dk, dv, Tq, Tk, H, Hkv, D, window, scale, softcap, dout);
         device.download(dout, 0, floats(out, 0, nq));
     }
 
     /** {@link #attention} on device buffers (Tq ≥ 1, D ≥ 1). */
     void attentionOnDevice(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int Tq, int Tk, int H, int Hkv, int D,
                            int window, DeviceBuffer out) {
-        float scale = (float) (1.0 / Math.sqrt(D));
+        attentionOnDevice(q, k, v, Tq, Tk, H, Hkv, D, window, 1.0 / Math.sqrt(D), 0f, out);
+    }
+
+    private void attentionOnDevice(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int Tq, int Tk, int H, int Hkv, int D,
+                                   int window, double scale, float softcap, DeviceBuffer out) {
         attention.launch((Tq + ATT_BQ - 1) / ATT_BQ, H, ATT_THREADS, attentionSmem(D),
-                q, k, v, out, Tq, Tk, H, Hkv, D, window > 0 && window < Tk ? window : 0, scale);
+                q, k, v, out, Tq, Tk, H, Hkv, D, window > 0 && window < Tk ? window : 0, (float) scale, softcap);
     }
 
     // ---------------------------------------------------------------- SwiGLU
@@ -293,6 +305,21 @@ public final class CudaOps implements Ops, AutoCloseable {
         device.upload(floats(up, 0, n), du, 0);
         poison(dout, n);
         swigluOnDevice(dg, du, n, dout);
+        device.download(dout, 0, floats(out, 0, n));
+    }
+
+    /** out[i] = gelu_tanh(gate[i]) · up[i] (GeGLU); out may be gate. */
+    @Override
+    public synchronized void geglu(float[] gate, float[] up, int n, float[] out) {
+        OpsChecks.geglu(gate, up, n, out);
+        if (n == 0) {
+            return;
+        }
+        DeviceBuffer dg = slot(0, n * 4L), du = slot(1, n * 4L), dout = slot(2, n * 4L);
+        device.upload(floats(gate, 0, n), dg, 0);
+        device.upload(floats(up, 0, n), du, 0);
+        poison(dout, n);
+        geglu.launch(blocks(n, 256), 1, 256, 0, dg, du, dout, (long) n);
         device.download(dout, 0, floats(out, 0, n));
     }
 

@@ -57,6 +57,7 @@ public final class DeviceBlock implements AutoCloseable {
     private final DeviceBuffer postAttentionNorm;
     private final Map<String, Linear> linears = new LinkedHashMap<>();
     private DeviceBuffer qNorm, kNorm;
+    private DeviceBuffer attentionOutputNorm, mlpOutputNorm;
 
     public DeviceBlock(int layer, DeviceBuffer inputNorm, DeviceBuffer postAttentionNorm) {
         this.layer = layer;
@@ -91,6 +92,21 @@ public final class DeviceBlock implements AutoCloseable {
         kNorm = k;
     }
 
+    /** The RMSNorm weights [C] of the attention's and the MLP's outputs (Gemma), or null. */
+    public DeviceBuffer attentionOutputNorm() {
+        return attentionOutputNorm;
+    }
+
+    public DeviceBuffer mlpOutputNorm() {
+        return mlpOutputNorm;
+    }
+
+    /** Takes over the norms of the attention's and the MLP's outputs (both or neither). */
+    public void setOutputNorms(DeviceBuffer attention, DeviceBuffer mlp) {
+        attentionOutputNorm = attention;
+        mlpOutputNorm = mlp;
+    }
+
     public void put(String name, Linear l) {
         Linear old = linears.put(name, l);
         if (old != null) {
@@ -112,7 +128,8 @@ public final class DeviceBlock implements AutoCloseable {
 
     /** Device bytes held by this block. */
     public long bytes() {
-        long b = inputNorm.bytes() + postAttentionNorm.bytes() + (qNorm == null ? 0 : qNorm.bytes() + kNorm.bytes());
+        long b = inputNorm.bytes() + postAttentionNorm.bytes() + (qNorm == null ? 0 : qNorm.bytes() + kNorm.bytes())
+                + (attentionOutputNorm == null ? 0 : attentionOutputNorm.bytes() + mlpOutputNorm.bytes());
         for (Linear l : linears.values()) {
             b += l.bytes();
         }
@@ -128,6 +145,10 @@ public final class DeviceBlock implements AutoCloseable {
         if (qNorm != null) {
             qNorm.close();
             kNorm.close();
+        }
+        if (attentionOutputNorm != null) {
+            attentionOutputNorm.close();
+            mlpOutputNorm.close();
         }
     }
 }

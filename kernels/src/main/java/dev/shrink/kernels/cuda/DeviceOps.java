@@ -25,8 +25,8 @@ public final class DeviceOps implements AutoCloseable {
     private final CudaDevice device;
     private final CublasHandle blas;
     private final CudaModule module;
-    private final CudaKernel rmsNorm, swiglu, crossEntropy, embed, rope, addBias, softmax, nonFinite, stall;
-    private final CudaKernel toHalf, add, copyRows, kvRoundTrip, dequantGptq;
+    private final CudaKernel rmsNorm, swiglu, geglu, crossEntropy, embed, rope, addBias, softmax, nonFinite, stall;
+    private final CudaKernel toHalf, add, copyRows, kvRoundTrip, dequantGptq, scaleKernel, softcapKernel;
     private DeviceBuffer flag;
 
     DeviceOps(CudaOps owner, CudaDevice device, CublasHandle blas, CudaModule ops) {
@@ -35,6 +35,7 @@ public final class DeviceOps implements AutoCloseable {
         this.blas = blas;
         rmsNorm = ops.kernel("rms_norm");
         swiglu = ops.kernel("swiglu");
+        geglu = ops.kernel("geglu");
         crossEntropy = ops.kernel("cross_entropy");
         module = device.module("device.cu");
         embed = module.kernel("embed_gather");
@@ -48,6 +49,8 @@ public final class DeviceOps implements AutoCloseable {
         copyRows = module.kernel("copy_rows");
         kvRoundTrip = module.kernel("kv_round_trip");
         dequantGptq = module.kernel("dequant_gptq");
+        scaleKernel = module.kernel("scale_into");
+        softcapKernel = module.kernel("softcap_into");
     }
 
     public CudaDevice device() {
@@ -151,6 +154,27 @@ public final class DeviceOps implements AutoCloseable {
         swiglu.launch(blocks(n, 256), 1, 256, 0, gate, up, out, n);
     }
 
+    /** out[i] = gelu_tanh(gate[i]) · up[i] for n elements (GeGLU, {@code Ops.geglu}); out may be gate. */
+    public void geglu(long gate, long up, long n, long out) {
+        geglu.launch(blocks(n, 256), 1, 256, 0, gate, up, out, n);
+    }
+
+    /** x[i] *= s for i &lt; n. */
+    public void scale(long x, float s, long n) {
+        checkCount("scale", n);
+        if (n > 0) {
+            scaleKernel.launch(blocks(n, 256), 1, 256, 0, x, s, n);
+        }
+    }
+
+    /** x[i] = cap · tanh(x[i] / cap) for i &lt; n, cap &gt; 0. */
+    public void softcap(long x, float cap, long n) {
+        checkCount("softcap", n);
+        if (n > 0) {
+            softcapKernel.launch(blocks(n, 256), 1, 256, 0, x, cap, n);
+        }
+    }
+
     /** x[m, :] = E[ids[m], :]; E: [V, C], ids: int32 [M] (each in 0..V−1: the caller checks), x: [M, C]. */
     public void embed(long E, long ids, long M, int C, long x) {
         embed.launch(blocks(M * C, 256), 1, 256, 0, E, ids, x, M, C);
@@ -216,6 +240,16 @@ public final class DeviceOps implements AutoCloseable {
      */
     public void attention(long q, long k, long v, int B, int T, int H, int Hkv, int D, int window, long out,
                           DeviceBuffer scores) {
+        attention(q, k, v, B, T, H, Hkv, D, window, 1.0 / Math.sqrt(D), 0f, out, scores);
+    }
+
+    /**
+     * {@link #attention(long, long, long, int, int, int, int, int, int, long, DeviceBuffer)} with the
+     * scores' scale (the first GEMM's alpha, in float32) and a soft-cap c &gt; 0: each visible score s
+     * becomes c·tanh(s/c) in the softmax kernel before its max (Gemma 2; {@code Ops.attention}'s math).
+     */
+    public void attention(long q, long k, long v, int B, int T, int H, int Hkv, int D, int window, double scoreScale,
+                          float softcap, long out, DeviceBuffer scores) {
         if (B < 0 || T < 0 || H <= 0 || Hkv <= 0 || H % Hkv != 0 || D <= 0) {
             throw new IllegalArgumentException("attention: B " + B + ", T " + T + ", H " + H + ", Hkv " + Hkv + ", D "
                     + D + " (H must be a positive multiple of Hkv)");
@@ -228,7 +262,7 @@ public final class DeviceOps implements AutoCloseable {
                     + attentionScratch(T, H) * 4);
         }
         int g = H / Hkv, qDim = H * D, kvDim = Hkv * D;
-        float scale = (float) (1.0 / Math.sqrt(D));
+        float scale = (float) scoreScale;
         long S = scores.address();
         long TT = (long) T * T;
         for (int b = 0; b < B; b++) {
@@ -240,7 +274,7 @@ public final class DeviceOps implements AutoCloseable {
                         qb + 4L * r * D, qDim, (long) g * D, kb, kvDim, D, 0f, S + 4L * r * TT, T, g * TT, Hkv);
             }
             softmax.launch(H * T, 1, Math.min(1024, Math.max(32, (T + 31) / 32 * 32)), 0, S, T,
-                    window > 0 && window < T ? window : 0);
+                    window > 0 && window < T ? window : 0, softcap);
             for (int r = 0; r < g; r++) {
                 // O_h[T, D] = P_h · V_j, written into out's head-h columns
                 blas.gemmStridedBatchedRowMajor(math(), false, false, T, D, T, 1f,

@@ -97,7 +97,8 @@ extern "C" __global__ void add_bias(float* y, const float* b, long long M, int N
 // with a sliding window (window > 0; Ops.attention's semantics), else 0: p_j = exp(s_j - max) / sum,
 // and p_j = 0 for the other keys, so that the following P·V product may run over all T keys. One
 // block per row; the sum in double, as ReferenceOps sums its softmax weights.
-extern "C" __global__ void causal_softmax(float* S, int T, int window) {
+// With softcap > 0 (Gemma 2's attn_logit_softcapping c) each visible score s first becomes c*tanh(s/c).
+extern "C" __global__ void causal_softmax(float* S, int T, int window, float softcap) {
     __shared__ float fs[32];
     __shared__ double ds[32];
     const long long row = blockIdx.x;
@@ -105,6 +106,10 @@ extern "C" __global__ void causal_softmax(float* S, int T, int window) {
     const int lo = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
     float* s = S + row * T;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    if (softcap > 0.f) {
+        for (int j = lo + threadIdx.x; j <= i; j += blockDim.x) s[j] = tanhf(s[j] / softcap) * softcap;
+        __syncthreads();
+    }
     float mx = NEG_INF;
     for (int j = lo + threadIdx.x; j <= i; j += blockDim.x) mx = fmaxf(mx, s[j]);
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -121,6 +126,22 @@ extern "C" __global__ void causal_softmax(float* S, int T, int window) {
     for (int w = 0; w < warps; w++) sum += ds[w];
     const float inv = (float) (1.0 / sum);
     for (int j = threadIdx.x; j < T; j += blockDim.x) s[j] = j >= lo && j <= i ? expf(s[j] - mx) * inv : 0.f;
+}
+
+// x[i] *= s for i < n (Gemma's embedding normalizer).
+extern "C" __global__ void scale_into(float* x, float s, long long n) {
+    for (long long e = blockIdx.x * (long long) blockDim.x + threadIdx.x; e < n;
+         e += (long long) gridDim.x * blockDim.x) {
+        x[e] *= s;
+    }
+}
+
+// x[i] = cap * tanh(x[i] / cap) for i < n (Gemma 2's final logit soft-capping).
+extern "C" __global__ void softcap_into(float* x, float cap, long long n) {
+    for (long long e = blockIdx.x * (long long) blockDim.x + threadIdx.x; e < n;
+         e += (long long) gridDim.x * blockDim.x) {
+        x[e] = tanhf(x[e] / cap) * cap;
+    }
 }
 
 // flag[0] = 1 if any of x[0..n) is NaN or Inf (flag is left alone otherwise).

@@ -86,6 +86,17 @@ extern "C" __global__ void swiglu(const float* gate, const float* up, float* out
     }
 }
 
+// GeGLU: out[i] = gelu_tanh(gate[i]) * up[i] with gelu_tanh(g) = g * sigmoid(2u), u = sqrt(2/pi) (g + 0.044715 g^3)
+// (= g/2 (1 + tanh u), transformers' gelu_pytorch_tanh); out may be gate.
+extern "C" __global__ void geglu(const float* gate, const float* up, float* out, long long n) {
+    for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n;
+         i += (long long) gridDim.x * blockDim.x) {
+        const float g = gate[i];
+        const float u2 = 1.5957691216057308f * (g + 0.044715f * g * g * g);
+        out[i] = g / (1.0f + expf(-u2)) * up[i];
+    }
+}
+
 // ---------------------------------------------------------------- log-softmax + NLL
 
 // nll[m] = log(sum_v exp(logits[m, v] - max_m)) + max_m - logits[m, target[m]]; logits: [M, V].
@@ -128,7 +139,7 @@ extern "C" __global__ void cross_entropy(const float* logits, const int* targets
 // Dynamic shared memory: (2*BQ*D + BK*(D+1) + BK*D + BQ*(BK+1)) floats (CudaOps.attentionSmem).
 extern "C" __global__ void __launch_bounds__(ATT_THREADS)
 attention(const float* q, const float* k, const float* v, float* out,
-          int Tq, int Tk, int H, int Hkv, int D, int window, float scale) {
+          int Tq, int Tk, int H, int Hkv, int D, int window, float scale, float softcap) {
     extern __shared__ float smem[];
     const int ks = D + 1;                  // padded row stride of the K tile (no bank conflicts)
     const int ss = ATT_BK + 1;             // padded row stride of the score tile
@@ -175,6 +186,7 @@ attention(const float* q, const float* k, const float* v, float* out,
                 float dot = 0.f;
                 for (int d = 0; d < D; d++) dot = fmaf(qr[d], kr[d], dot);
                 s = dot * scale;
+                if (softcap > 0.f) s = tanhf(s / softcap) * softcap; // Gemma 2's attn_logit_softcapping
             }
             Ss[rr * ss + c] = s;
         }
