@@ -188,7 +188,8 @@ public record ModelConfig(
                 throw ShrinkException.at(source, "hidden_activation '" + act + "' is not supported (only gelu_pytorch_tanh)");
             }
             activation = Activation.GELU_TANH;
-            if (r.bool("use_bidirectional_attention", false)) {
+            // transformers 5 writes null for "not set" (Gemma 3's vision variants set true)
+            if (!root.path("use_bidirectional_attention").isNull() && r.bool("use_bidirectional_attention", false)) {
                 throw ShrinkException.at(source, "use_bidirectional_attention: true is not supported (causal attention only)");
             }
         } else {
