@@ -106,6 +106,9 @@ final class AwqCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, true, batch);
         Calibration calibration;
+        try (ModelDir dir = ModelDir.open(model)) {
+            dir.spec().requireUnfused("awq", dir.dir()); // before the tokenizer or anything else is read
+        }
         try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
             AwqStage.checkSpace(dir, workDir, cfg, exportKind); // before the calibration text is read and tokenized
             calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(),

@@ -136,6 +136,7 @@ final class PruneCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         Ops ops = common.ops();
         try (ModelDir dir = ModelDir.open(model)) {
+            dir.spec().requireUnfused("prune", dir.dir());
             PrunedCheckpoint.requireUnquantized(dir);
             WeightSource src = WeightSource.of(dir.weights());
             PruneStage.plan(dir, src, cfg); // bad targets or an N:M misfit: refused before calibration

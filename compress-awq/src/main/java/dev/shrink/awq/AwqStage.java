@@ -132,6 +132,7 @@ public final class AwqStage {
      */
     public static Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows, Config cfg, Ops ops,
                              boolean quiet) {
+        spec.requireUnfused("awq");
         int window = mc.shortestWindow();
         // the GPU loop's attention (DeviceOps) attends to all keys; the host loop's ops take the window
         if (ops instanceof dev.shrink.kernels.cuda.CudaOps cuda && DeviceAwq.unsupported(spec) == null

@@ -161,6 +161,7 @@ public final class GptqStage {
      */
     public static Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows, Config cfg,
                              Ops ops, boolean quiet) {
+        spec.requireUnfused("gptq");
         if (ops instanceof CudaOps cuda && !cfg.method().equals("rtn")) {
             String why = DeviceGptq.unsupported(cfg, spec);
             int window = mc.shortestWindow();

@@ -13,7 +13,13 @@ public final class WeightSources {
     private WeightSources() {
     }
 
+    /** The folder's weights as the forward reads them: packed linears dequantized, fused tensors split ({@link FusedLinears}). */
     public static WeightSource forModel(ModelDir dir) {
+        return dev.shrink.core.forward.FusedLinears.split(stored(dir), dir.spec(), dir.config());
+    }
+
+    /** The folder's tensors as stored: packed linears dequantized by their format's reader. */
+    public static WeightSource stored(ModelDir dir) {
         var qc = dir.config().raw().get("quantization_config");
         if (qc == null || qc.isNull()) {
             // Older AutoGPTQ folders keep their settings only in quantize_config.json.

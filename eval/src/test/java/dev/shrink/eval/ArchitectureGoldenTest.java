@@ -42,7 +42,7 @@ class ArchitectureGoldenTest {
 
     @ParameterizedTest
     @CsvSource({"qwen3, cpu", "qwen3, cpu-reference", "gemma2, cpu", "gemma2, cpu-reference", "gemma3, cpu",
-            "gemma3, cpu-reference"})
+            "gemma3, cpu-reference", "phi3, cpu", "phi3, cpu-reference"})
     void logitsAndGreedyMatchTransformers(String family, String backend) {
         Path dir = fixture(family);
         Ops ops = Backends.select(backend, 0);
@@ -75,7 +75,7 @@ class ArchitectureGoldenTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"qwen3", "gemma2", "gemma3"})
+    @CsvSource({"qwen3", "gemma2", "gemma3", "phi3"})
     void residentNllMatchesTransformers(String family) {
         Cuda.Availability a = Cuda.availability();
         assumeTrue(a.available(), () -> "no CUDA device: " + a.reason());

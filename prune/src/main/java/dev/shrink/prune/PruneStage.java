@@ -232,6 +232,7 @@ public final class PruneStage {
      * @param quiet   no progress bar
      */
     public static Result run(ModelDir model, WeightSource src, int[][] windows, Config cfg, Ops ops, boolean quiet) {
+        model.spec().requireUnfused("prune");
         long t0 = System.nanoTime();
         List<Target> plan = plan(model, src, cfg);
         Map<String, float[]> weights = new LinkedHashMap<>();

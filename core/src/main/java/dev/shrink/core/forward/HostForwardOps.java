@@ -86,7 +86,7 @@ public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
     public void rope(float[] x, int B, int T, int heads, int D, int start, int layer) {
         RopeTables rope;
         synchronized (ropes) {
-            rope = ropes.computeIfAbsent(cfg.rope(layer), r -> new RopeTables(cfg, r));
+            rope = ropes.computeIfAbsent(cfg.rope(layer, start + T), r -> new RopeTables(cfg, r));
         }
         rope.ensure(start + T);
         int[] positions = new int[B * T];

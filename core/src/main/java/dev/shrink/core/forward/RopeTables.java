@@ -41,11 +41,12 @@ public final class RopeTables {
         double[] inv = params.inverseFrequencies(cfg.headDim());
         float[] c = new float[P * half];
         float[] s = new float[P * half];
+        float scale = (float) params.attentionFactor(); // LongRoPE's: cos and sin times it, in float32 as torch does
         for (int p = 0; p < P; p++) {
             for (int i = 0; i < half; i++) {
                 float angle = (float) p * (float) inv[i];
-                c[p * half + i] = (float) Math.cos(angle);
-                s[p * half + i] = (float) Math.sin(angle);
+                c[p * half + i] = scale == 1f ? (float) Math.cos(angle) : (float) Math.cos(angle) * scale;
+                s[p * half + i] = scale == 1f ? (float) Math.sin(angle) : (float) Math.sin(angle) * scale;
             }
         }
         cos = c;

@@ -34,6 +34,10 @@ import java.util.List;
  *                        (1 + w) (Gemma). Readers add the 1 ({@link #normWeight}); writers that change a
  *                        norm store its value less 1 ({@link #storedNorm})
  * @param scaledEmbeddings the embedded tokens are multiplied by √hidden (Gemma's normalizer, in float32)
+ * @param storedFused     linears the checkpoint stores fused, by the fused name under the layer prefix:
+ *                        the parts (spec linear names) whose weights are its rows, in order (Phi-3's
+ *                        self_attn.qkv_proj = q|k|v, mlp.gate_up_proj = gate|up). Readers split them
+ *                        ({@code FusedLinears}); empty for every other family
  */
 public record ArchitectureSpec(
         String family,
@@ -52,7 +56,8 @@ public record ArchitectureSpec(
         String attentionOutputNorm,
         String mlpOutputNorm,
         boolean unitOffsetNorms,
-        boolean scaledEmbeddings) {
+        boolean scaledEmbeddings,
+        java.util.SequencedMap<String, List<String>> storedFused) {
 
     /** The roles of a block's linears; the forward pass wires them by role. */
     public enum Role { Q, K, V, O, GATE, UP, DOWN }
@@ -91,6 +96,9 @@ public record ArchitectureSpec(
      * A quantized folder's exclusion list names a fused linear too when all of its parts are excluded.
      */
     public java.util.SequencedMap<String, List<String>> fusedLinears() {
+        if (!storedFused.isEmpty()) {
+            return storedFused;
+        }
         java.util.SequencedMap<String, List<String>> fused = new java.util.LinkedHashMap<>();
         fused.put("self_attn.qkv_proj", List.of(linear(Role.Q).name(), linear(Role.K).name(), linear(Role.V).name()));
         fused.put("mlp.gate_up_proj", List.of(linear(Role.GATE).name(), linear(Role.UP).name()));
@@ -172,7 +180,31 @@ public record ArchitectureSpec(
         if (scaledEmbeddings) {
             what.add("scaled embeddings");
         }
+        if (!storedFused.isEmpty()) {
+            what.add("fused " + String.join(" and ", storedFused.keySet()) + " tensors");
+        }
         return what.isEmpty() ? null : family + "'s " + String.join(", ", what);
+    }
+
+    /**
+     * Refuses a stage that writes a compressed folder of this family when its checkpoints store fused
+     * linears (Phi-3): the stages quantize and name q/k/v and gate/up apart, which Phi-3's loaders
+     * (transformers, vLLM) do not read.
+     *
+     * @throws ShrinkException naming the family and the stage
+     */
+    public void requireUnfused(String stage) {
+        requireUnfused(stage, null);
+    }
+
+    /** {@link #requireUnfused(String)} naming the model folder in the message. */
+    public void requireUnfused(String stage, Path folder) {
+        if (!storedFused.isEmpty()) {
+            String msg = stage + " of " + family + " models is not supported yet: their checkpoints store "
+                    + String.join(" and ", storedFused.keySet()) + " fused, which " + stage
+                    + " would write apart (evaluation works)";
+            throw folder == null ? new ShrinkException(msg) : ShrinkException.at(folder, msg);
+        }
     }
 
     /** The multiplier of an RMSNorm as computed from its stored weight: w itself, or 1 + w (in float32) for unit-offset norms. */
@@ -225,7 +257,8 @@ public record ArchitectureSpec(
                 new AwqMapping("mlp.up_proj", List.of("mlp.down_proj"), "mlp.down_proj", false));
         return new ArchitectureSpec(family, archs, "model.embed_tokens.weight", "model.norm.weight",
                 "lm_head.weight", "model.layers.%d.", "input_layernorm.weight",
-                "post_attention_layernorm.weight", linears, groups, awq, qNorm, kNorm, null, null, false, false);
+                "post_attention_layernorm.weight", linears, groups, awq, qNorm, kNorm, null, null, false, false,
+                new java.util.LinkedHashMap<>());
     }
 
     /**
@@ -243,7 +276,22 @@ public record ArchitectureSpec(
                 l.awqMappings.get(3));
         return new ArchitectureSpec(family, l.architectures, l.embedTokens, l.finalNorm, l.lmHead, l.layerPrefix,
                 l.inputNorm, "pre_feedforward_layernorm.weight", l.linears, l.sequentialGroups, awq, qNorm, kNorm,
-                "post_attention_layernorm.weight", "post_feedforward_layernorm.weight", true, true);
+                "post_attention_layernorm.weight", "post_feedforward_layernorm.weight", true, true,
+                new java.util.LinkedHashMap<>());
+    }
+
+    /**
+     * Phi-3: LLaMA's block whose checkpoints store q|k|v as one self_attn.qkv_proj and gate|up as one
+     * mlp.gate_up_proj (rows in that order); LongRoPE comes from the config.
+     */
+    private static ArchitectureSpec phi3() {
+        ArchitectureSpec l = llamaLike("phi3", List.of("Phi3ForCausalLM"), false);
+        java.util.SequencedMap<String, List<String>> fused = new java.util.LinkedHashMap<>();
+        fused.put("self_attn.qkv_proj", List.of("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"));
+        fused.put("mlp.gate_up_proj", List.of("mlp.gate_proj", "mlp.up_proj"));
+        return new ArchitectureSpec(l.family, l.architectures, l.embedTokens, l.finalNorm, l.lmHead, l.layerPrefix,
+                l.inputNorm, l.postAttentionNorm, l.linears, l.sequentialGroups, l.awqMappings, null, null, null, null,
+                false, false, fused);
     }
 
     public static final ArchitectureSpec LLAMA = llamaLike("llama", List.of("LlamaForCausalLM"), false);
@@ -261,7 +309,10 @@ public record ArchitectureSpec(
     public static final ArchitectureSpec GEMMA3 = gemma("gemma3", "Gemma3ForCausalLM", "self_attn.q_norm.weight",
             "self_attn.k_norm.weight");
 
-    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2, QWEN3, GEMMA2, GEMMA3);
+    /** Phi-3: fused qkv_proj and gate_up_proj in the checkpoint (split when read), LongRoPE. */
+    public static final ArchitectureSpec PHI3 = phi3();
+
+    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2, QWEN3, GEMMA2, GEMMA3, PHI3);
 
     /** The spec for a config.json "architectures" value, or an error naming the file and the supported ones. */
     public static ArchitectureSpec forArchitecture(String architecture, Path configFile) {

@@ -94,10 +94,37 @@ public record ModelConfig(
      * @param originalMaxPositions llama3's original_max_position_embeddings
      */
     public record RopeConfig(double theta, String type, double factor, double lowFreqFactor,
-                             double highFreqFactor, int originalMaxPositions) {
+                             double highFreqFactor, int originalMaxPositions, LongRope longRope) {
+
+        public RopeConfig(double theta, String type, double factor, double lowFreqFactor, double highFreqFactor,
+                          int originalMaxPositions) {
+            this(theta, type, factor, lowFreqFactor, highFreqFactor, originalMaxPositions, null);
+        }
+
+        /**
+         * The RoPE a forward uses whose positions reach {@code seqLen − 1}: for "longrope" (Phi-3) its
+         * short or long variant (transformers switches per forward on max(position) + 1 &gt;
+         * original_max_position_embeddings); every other type is the same whatever the length.
+         */
+        public RopeConfig forLength(int seqLen) {
+            if (longRope == null) {
+                return this;
+            }
+            String t = longRope.isLong(seqLen) ? "longrope-long" : "longrope-short";
+            return t.equals(type) ? this : new RopeConfig(theta, t, factor, lowFreqFactor, highFreqFactor,
+                    originalMaxPositions, longRope);
+        }
+
+        /** What cos and sin are multiplied by: LongRoPE's attention factor, else 1. */
+        public double attentionFactor() {
+            return longRope == null ? 1.0 : longRope.attentionFactor();
+        }
 
         /** inv_freq: [D/2], computed in double then rounded to float as torch does in float32. */
         public double[] inverseFrequencies(int headDim) {
+            if (longRope != null) { // "longrope" itself: the short factors, as transformers starts
+                return longRope.inverseFrequencies(theta, headDim, type.equals("longrope-long"));
+            }
             int half = headDim / 2;
             double[] inv = new double[half];
             for (int i = 0; i < half; i++) {
@@ -217,6 +244,12 @@ public record ModelConfig(
         }
         checkFinitePositive(source, "rope_theta", rope.theta());
         checkFinitePositive(source, "rope factor", rope.factor());
+        if (rope.longRope() != null && (rope.longRope().shortFactor().length != headDim / 2
+                || rope.longRope().longFactor().length != headDim / 2)) {
+            throw ShrinkException.at(source, "longrope short_factor and long_factor need head_dim / 2 = " + headDim / 2
+                    + " entries each, found " + rope.longRope().shortFactor().length + " and "
+                    + rope.longRope().longFactor().length);
+        }
         boolean tied = r.bool("tie_word_embeddings", gemma); // Gemma's configs default to tied embeddings
         boolean bias = r.bool("attention_bias", false);
         String dtype = r.string("torch_dtype", null, true);
@@ -300,6 +333,11 @@ public record ModelConfig(
     /** The RoPE of block {@code layer}: Gemma 3's local one in its sliding blocks, else {@link #rope()}. */
     public RopeConfig rope(int layer) {
         return localRope != null && slidingLayer(layer) ? localRope : rope;
+    }
+
+    /** Block {@code layer}'s RoPE for a forward whose positions reach {@code seqLen − 1} ({@link RopeConfig#forLength}). */
+    public RopeConfig rope(int layer, int seqLen) {
+        return rope(layer).forLength(seqLen);
     }
 
     /** The shortest attention window of any block, or 0 when every block attends to all keys. */
@@ -448,6 +486,7 @@ public record ModelConfig(
             boolean present = switch (arch) {
                 case "MistralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM" -> true;
                 case "Qwen2ForCausalLM", "Qwen3ForCausalLM" -> bool("use_sliding_window", false);
+                case "Phi3ForCausalLM" -> root.hasNonNull("sliding_window"); // transformers' Phi3 honours it when set
                 default -> false;
             };
             if (!present) {
@@ -567,6 +606,46 @@ public record ModelConfig(
             return ropeOf(spec, theta, where);
         }
 
+        /**
+         * Phi-3's LongRoPE: short_factor and long_factor lists, original_max_position_embeddings (in the
+         * RoPE object or at the top level), an optional factor and attention_factor, no partial rotary.
+         */
+        private LongRope longRope(JsonNode spec, String where) {
+            JsonNode partial = spec.has("partial_rotary_factor") ? spec.get("partial_rotary_factor")
+                    : root.get("partial_rotary_factor");
+            if (partial != null && !partial.isNull() && (!partial.isNumber() || partial.asDouble() != 1.0)) {
+                throw ShrinkException.at(source, "partial_rotary_factor " + partial + " is not supported (RoPE over the "
+                        + "whole head only)");
+            }
+            double[][] f = new double[2][];
+            String[] keys = {"short_factor", "long_factor"};
+            for (int i = 0; i < 2; i++) {
+                JsonNode n = spec.get(keys[i]);
+                if (n == null || !n.isArray() || n.isEmpty()) {
+                    throw bad(where + keys[i], "must be a list of numbers (longrope)", n);
+                }
+                f[i] = new double[n.size()];
+                for (int j = 0; j < n.size(); j++) {
+                    if (!n.get(j).isNumber() || !(n.get(j).asDouble() > 0) || !Double.isFinite(n.get(j).asDouble())) {
+                        throw bad(where + keys[i] + "[" + j + "]", "must be a finite number above 0", n.get(j));
+                    }
+                    f[i][j] = n.get(j).asDouble();
+                }
+            }
+            JsonNode o = spec.has("original_max_position_embeddings") ? spec.get("original_max_position_embeddings")
+                    : root.get("original_max_position_embeddings");
+            if (o == null || o.isNull()) {
+                throw ShrinkException.at(source, "longrope needs original_max_position_embeddings");
+            }
+            int orig = positiveInt("original_max_position_embeddings", o);
+            int maxPositions = root.has("max_position_embeddings") ? positiveInt("max_position_embeddings",
+                    root.get("max_position_embeddings")) : 2048;
+            Double factor = spec.hasNonNull("factor") ? positiveNumber(spec, "factor", 1.0, where) : null;
+            double attention = spec.hasNonNull("attention_factor") ? positiveNumber(spec, "attention_factor", 1.0, where)
+                    : LongRope.defaultAttentionFactor(maxPositions, orig, factor);
+            return new LongRope(f[0], f[1], orig, attention);
+        }
+
         /** The RoPE of theta with the scaling {@code spec} gives (null: none); {@code where} prefixes its keys in messages. */
         private RopeConfig ropeOf(JsonNode spec, double theta, String where) {
             String type = "default";
@@ -586,8 +665,12 @@ public record ModelConfig(
                 JsonNode o = spec.get("original_max_position_embeddings");
                 orig = o == null || o.isNull() ? 8192 : positiveInt(where + "original_max_position_embeddings", o);
             }
-            if (!List.of("default", "linear", "llama3").contains(type)) {
-                throw ShrinkException.at(source, "rope type '" + type + "' is not supported (default, linear, llama3)");
+            if (!List.of("default", "linear", "llama3", "longrope").contains(type)) {
+                throw ShrinkException.at(source, "rope type '" + type + "' is not supported (default, linear, llama3, "
+                        + "longrope)");
+            }
+            if (type.equals("longrope")) {
+                return new RopeConfig(theta, type, factor, low, high, orig, longRope(spec, where));
             }
             if (type.equals("llama3") && !(high > low)) {
                 throw ShrinkException.at(source, where + "high_freq_factor " + high + " must be above low_freq_factor " + low);

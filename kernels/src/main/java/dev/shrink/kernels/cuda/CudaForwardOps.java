@@ -167,7 +167,7 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
         if (start != 0 && B != 1) {
             throw new IllegalArgumentException("device RoPE from position " + start + " needs one sequence");
         }
-        Rope r = ropes.computeIfAbsent(cfg.rope(layer), p -> new Rope(new RopeTables(cfg, p)));
+        Rope r = ropes.computeIfAbsent(cfg.rope(layer, start + T), p -> new Rope(new RopeTables(cfg, p)));
         RopeTables rope = r.tables;
         rope.ensure(start + T);
         int half = D / 2;
