@@ -49,7 +49,7 @@ public final class PackedLinear {
     /** Per-thread buffers, shared by every PackedLinear (a thread runs one product at a time). */
     private static final ThreadLocal<float[]> A_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
     private static final ThreadLocal<float[]> B_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
-    private static final ThreadLocal<float[]> TILES = ThreadLocal.withInitial(() -> new float[8 * P]);
+    private static final ThreadLocal<float[]> TILES = ThreadLocal.withInitial(() -> new float[8 * P]); // ≥ 2P
 
     private final String name;
     private final int N, K, bits, groupSize;
@@ -65,10 +65,14 @@ public final class PackedLinear {
     private final float[] bias;
     /** Sgemm's K block depth for this K, and the number of blocks. */
     private final int kc, blocks;
-    /** Runs of columns of one group inside one K block: [segK0[s], segK0[s + 1]) has group segG[s]. */
-    private final int[] segK0, segG;
-    /** Block b holds the runs blockSeg[b] .. blockSeg[b + 1] − 1. */
-    private final int[] blockSeg;
+    /**
+     * Steps: the columns [stepK[t], stepK[t + 1]) lie in one word, one group and one K block; their
+     * group's parameters start at stepG[t] = group · np. A new step starts at each word, group
+     * change or K block, so K is walked in order whatever g_idx is.
+     */
+    private final int[] stepK, stepG;
+    /** Block b holds the steps blockStep[b] .. blockStep[b + 1] − 1. */
+    private final int[] blockStep;
 
     private PackedLinear(QuantizedLinear q) {
         if (q.bits() != 4 && q.bits() != 8) {
@@ -109,21 +113,21 @@ public final class PackedLinear {
         blocks = ceilDiv(K, kc);
         int[] gIdx = q.gIdx();
         int[] k0 = new int[K + 1], gs = new int[K];
-        blockSeg = new int[blocks + 1];
-        int segs = 0;
+        blockStep = new int[blocks + 1];
+        int steps = 0;
         for (int k = 0; k < K; k++) {
-            if (k % kc == 0 || gIdx[k] != gIdx[k - 1]) {
+            if (k % kc == 0 || k % cpw == 0 || gIdx[k] != gIdx[k - 1]) {
                 if (k % kc == 0) {
-                    blockSeg[k / kc] = segs;
+                    blockStep[k / kc] = steps;
                 }
-                k0[segs] = k;
-                gs[segs++] = gIdx[k];
+                k0[steps] = k;
+                gs[steps++] = gIdx[k] * np;
             }
         }
-        k0[segs] = K;
-        blockSeg[blocks] = segs;
-        segK0 = java.util.Arrays.copyOf(k0, segs + 1);
-        segG = java.util.Arrays.copyOf(gs, segs);
+        k0[steps] = K;
+        blockStep[blocks] = steps;
+        stepK = java.util.Arrays.copyOf(k0, steps + 1);
+        stepG = java.util.Arrays.copyOf(gs, steps);
     }
 
     /**
@@ -157,10 +161,10 @@ public final class PackedLinear {
         return groupSize;
     }
 
-    /** Heap bytes of the packed weights: codes, per-group scales and zeros, bias and the group runs. */
+    /** Heap bytes of the packed weights: codes, per-group scales and zeros, bias and the steps along K. */
     public long bytes() {
         return 4L * packed.length + 4L * scales.length + 4L * zeros.length + (bias == null ? 0 : 4L * bias.length)
-                + 4L * (segK0.length + segG.length + blockSeg.length);
+                + 4L * (stepK.length + stepG.length + blockStep.length);
     }
 
     /**
@@ -187,81 +191,58 @@ public final class PackedLinear {
         }
     }
 
-    /** The weights of lanes at column k from one vector of words: scale · (code − zero). */
-    private static FloatVector weights(IntVector word, int shift, int mask, FloatVector zero, FloatVector scale) {
-        FloatVector code = (FloatVector) word.lanewise(VectorOperators.LSHR, shift).and(mask)
-                .convert(VectorOperators.I2F, 0);
-        return code.sub(zero).mul(scale);
+    /**
+     * y[0, panel q] for M = 1: each K block's chain of FMAs ({@link #blockChain}), the block sums
+     * added in order, then the bias, in scalar code (a few adds per row and block).
+     */
+    private void gemvPanel(float[] x, int q, float[] y) {
+        float[] tile = TILES.get(); // [0, P): one block's sums; [P, 2P): the running total
+        int col = q * P;
+        for (int b = 0; b < blocks; b++) {
+            blockChain(x, q, b, tile);
+            for (int j = 0; j < P; j++) {
+                // Sgemm stores the first block (times alpha = 1, exact), then adds each: fma(C, 1, t) = C + t
+                tile[P + j] = b == 0 ? tile[j] : tile[P + j] + tile[j];
+            }
+        }
+        for (int j = 0, cols = Math.min(P, N - col); j < cols; j++) {
+            y[col + j] = bias == null ? tile[P + j] : tile[P + j] + bias[col + j];
+        }
     }
 
-    /** y[0, panel q] for M = 1: each K block a chain of FMAs per row, the blocks added in order, then the bias. */
-    private void gemvPanel(float[] x, int q, float[] y) {
+    /**
+     * tile[0, P) = the chain of block b for the rows of panel q: from +0, one FMA per column in
+     * order with the weight scale · (code − zero) (code and zero exact in float, one rounded
+     * product). One loop over the block's steps, one over a step's columns, and one call per block:
+     * C2 (JDK 25) then keeps the accumulators in registers. It boxed a vector per column (100 MB per
+     * call at 4096 × 4096, 5 to 8 times slower) when the shift was a second induction variable
+     * ({@code sh += bits}) and, in some runs, when the whole of K ran in one call (compiled on-stack
+     * before the code after the loop had a type profile).
+     */
+    private void blockChain(float[] x, int q, int b, float[] tile) {
         int base = q * words * P;
         int col = q * P;
-        FloatVector t0 = null, t1 = null;
-        for (int b = 0; b < blocks; b++) {
-            FloatVector a0 = FloatVector.zero(S), a1 = a0;
-            for (int s = blockSeg[b]; s < blockSeg[b + 1]; s++) {
-                int gp = segG[s] * np + col;
-                FloatVector s0 = FloatVector.fromArray(S, scales, gp), s1 = FloatVector.fromArray(S, scales, gp + L);
-                FloatVector z0 = FloatVector.fromArray(S, zeros, gp), z1 = FloatVector.fromArray(S, zeros, gp + L);
-                int k = segK0[s], k1 = segK0[s + 1];
-                int whole = Math.max(k, Math.min(k1, (k + cpw - 1) & -cpw)); // first word boundary
-                for (; k < whole; k++) { // columns before the first whole word
-                    int w = base + (k >> logCpw) * P, sh = (k & (cpw - 1)) * bits;
-                    FloatVector xb = FloatVector.broadcast(S, x[k]);
-                    a0 = xb.fma(weights(IntVector.fromArray(SI, packed, w), sh, mask, z0, s0), a0);
-                    a1 = xb.fma(weights(IntVector.fromArray(SI, packed, w + L), sh, mask, z1, s1), a1);
-                }
-                int wholeEnd = k1 & -cpw;
-                if (bits == 4) {
-                    for (; k < wholeEnd; k += 8) {
-                        int w = base + (k >> 3) * P;
-                        IntVector v0 = IntVector.fromArray(SI, packed, w), v1 = IntVector.fromArray(SI, packed, w + L);
-                        for (int j = 0; j < 8; j++) {
-                            FloatVector xb = FloatVector.broadcast(S, x[k + j]);
-                            a0 = xb.fma(weights(v0, 4 * j, 15, z0, s0), a0);
-                            a1 = xb.fma(weights(v1, 4 * j, 15, z1, s1), a1);
-                        }
-                    }
-                } else {
-                    for (; k < wholeEnd; k += 4) {
-                        int w = base + (k >> 2) * P;
-                        IntVector v0 = IntVector.fromArray(SI, packed, w), v1 = IntVector.fromArray(SI, packed, w + L);
-                        for (int j = 0; j < 4; j++) {
-                            FloatVector xb = FloatVector.broadcast(S, x[k + j]);
-                            a0 = xb.fma(weights(v0, 8 * j, 255, z0, s0), a0);
-                            a1 = xb.fma(weights(v1, 8 * j, 255, z1, s1), a1);
-                        }
-                    }
-                }
-                for (; k < k1; k++) { // columns after the last whole word
-                    int w = base + (k >> logCpw) * P, sh = (k & (cpw - 1)) * bits;
-                    FloatVector xb = FloatVector.broadcast(S, x[k]);
-                    a0 = xb.fma(weights(IntVector.fromArray(SI, packed, w), sh, mask, z0, s0), a0);
-                    a1 = xb.fma(weights(IntVector.fromArray(SI, packed, w + L), sh, mask, z1, s1), a1);
-                }
-            }
-            // Sgemm stores the first block (times alpha = 1, exact) and adds each later one: fma(C, 1, t) = C + t
-            t0 = b == 0 ? a0 : t0.add(a0);
-            t1 = b == 0 ? a1 : t1.add(a1);
-        }
-        int cols = Math.min(P, N - col);
-        if (cols == P) {
-            if (bias != null) {
-                t0 = t0.add(FloatVector.fromArray(S, bias, col));
-                t1 = t1.add(FloatVector.fromArray(S, bias, col + L));
-            }
-            t0.intoArray(y, col);
-            t1.intoArray(y, col + L);
-        } else {
-            float[] tile = TILES.get();
-            t0.intoArray(tile, 0);
-            t1.intoArray(tile, L);
-            for (int j = 0; j < cols; j++) {
-                y[col + j] = bias == null ? tile[j] : tile[j] + bias[col + j];
+        FloatVector a0 = FloatVector.zero(S), a1 = a0;
+        for (int t = blockStep[b], tEnd = blockStep[b + 1]; t < tEnd; t++) {
+            int gp = stepG[t] + col;
+            FloatVector s0 = FloatVector.fromArray(S, scales, gp), s1 = FloatVector.fromArray(S, scales, gp + L);
+            FloatVector z0 = FloatVector.fromArray(S, zeros, gp), z1 = FloatVector.fromArray(S, zeros, gp + L);
+            int k = stepK[t], k1 = stepK[t + 1];
+            int w = base + (k >> logCpw) * P;
+            IntVector v0 = IntVector.fromArray(SI, packed, w), v1 = IntVector.fromArray(SI, packed, w + L);
+            for (; k < k1; k++) {
+                int sh = (k & (cpw - 1)) * bits;
+                FloatVector xb = FloatVector.broadcast(S, x[k]);
+                FloatVector c0 = (FloatVector) v0.lanewise(VectorOperators.LSHR, sh).and(mask)
+                        .convert(VectorOperators.I2F, 0);
+                FloatVector c1 = (FloatVector) v1.lanewise(VectorOperators.LSHR, sh).and(mask)
+                        .convert(VectorOperators.I2F, 0);
+                a0 = xb.fma(c0.sub(z0).mul(s0), a0);
+                a1 = xb.fma(c1.sub(z1).mul(s1), a1);
             }
         }
+        a0.intoArray(tile, 0);
+        a1.intoArray(tile, L);
     }
 
     /**
@@ -274,27 +255,21 @@ public final class PackedLinear {
             int base = q * words * P;
             int col = q * P;
             int dst = jp * kcb * P - pc * P; // + k·P for column k
-            for (int s = blockSeg[b]; s < blockSeg[b + 1]; s++) {
-                int gp = segG[s] * np + col;
+            for (int t = blockStep[b], tEnd = blockStep[b + 1]; t < tEnd; t++) {
+                int gp = stepG[t] + col;
                 FloatVector s0 = FloatVector.fromArray(S, scales, gp), s1 = FloatVector.fromArray(S, scales, gp + L);
                 FloatVector z0 = FloatVector.fromArray(S, zeros, gp), z1 = FloatVector.fromArray(S, zeros, gp + L);
-                int k = segK0[s], k1 = segK0[s + 1];
-                int wholeEnd = k1 & -cpw;
-                while (k < k1) {
-                    int w = base + (k >> logCpw) * P;
-                    IntVector v0 = IntVector.fromArray(SI, packed, w), v1 = IntVector.fromArray(SI, packed, w + L);
-                    if ((k & (cpw - 1)) == 0 && k < wholeEnd) {
-                        for (int j = 0; j < cpw; j++, k++) {
-                            int d = dst + k * P;
-                            weights(v0, bits * j, mask, z0, s0).intoArray(bp, d);
-                            weights(v1, bits * j, mask, z1, s1).intoArray(bp, d + L);
-                        }
-                    } else {
-                        int d = dst + k * P, sh = (k & (cpw - 1)) * bits;
-                        weights(v0, sh, mask, z0, s0).intoArray(bp, d);
-                        weights(v1, sh, mask, z1, s1).intoArray(bp, d + L);
-                        k++;
-                    }
+                int k = stepK[t], k1 = stepK[t + 1];
+                int w = base + (k >> logCpw) * P;
+                IntVector v0 = IntVector.fromArray(SI, packed, w), v1 = IntVector.fromArray(SI, packed, w + L);
+                for (; k < k1; k++) {
+                    int sh = (k & (cpw - 1)) * bits, d = dst + k * P; // sh += bits made C2 box vectors
+                    FloatVector c0 = (FloatVector) v0.lanewise(VectorOperators.LSHR, sh).and(mask)
+                            .convert(VectorOperators.I2F, 0);
+                    FloatVector c1 = (FloatVector) v1.lanewise(VectorOperators.LSHR, sh).and(mask)
+                            .convert(VectorOperators.I2F, 0);
+                    c0.sub(z0).mul(s0).intoArray(bp, d);
+                    c1.sub(z1).mul(s1).intoArray(bp, d + L);
                 }
             }
         }
