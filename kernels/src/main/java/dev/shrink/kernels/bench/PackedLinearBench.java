@@ -60,6 +60,7 @@ public final class PackedLinearBench {
                 "packed ms", "min", "max", "f32 ms", "min", "max", "ratio", "min", "max", "bytes packed/f32");
         VectorOps ops = new VectorOps(threads);
         WorkerPool pool = new WorkerPool(threads);
+        List<Run> runs = new ArrayList<>();
         for (Shape s : shapes) {
             if (!s.label().contains(only)) {
                 continue;
@@ -77,24 +78,38 @@ public final class PackedLinearBench {
                     x[i] = rnd.nextFloat() * 2 - 1;
                 }
                 float[] y = new float[M * s.N()];
-                Runnable packed = () -> p.apply(x, M, y, pool);
-                Runnable dense = () -> ops.linear(x, M, s.K(), w, s.N(), y);
-                long end = System.nanoTime() + WARMUP_NANOS;
-                for (int i = 0; i < 3 || System.nanoTime() < end; i++) {
-                    packed.run();
-                    dense.run();
-                }
-                double[] tp = new double[reps], td = new double[reps], ratio = new double[reps];
-                for (int r = 0; r < reps; r++) {
-                    tp[r] = time(packed);
-                    td[r] = time(dense);
-                    ratio[r] = td[r] / tp[r];
-                }
-                double[] a = stats(tp), b = stats(td), c = stats(ratio);
-                System.out.printf("%-22s %4d %10.3f %10.3f %10.3f | %10.3f %10.3f %10.3f | %7.2f %7.2f %7.2f | %.1f MB / %.1f MB%n",
-                        s.label(), M, a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2],
-                        p.bytes() / 1e6, 4.0 * w.length / 1e6);
+                runs.add(new Run(s.label(), M, p.bytes(), 4L * w.length,
+                        () -> p.apply(x, M, y, pool), () -> ops.linear(x, M, s.K(), w, s.N(), y)));
             }
+        }
+        // warm-up of every case first (on a busy machine C2 compiles late), then again before each case
+        for (Run r : runs) {
+            warm(r, WARMUP_NANOS / 2);
+        }
+        for (Run r : runs) {
+            warm(r, WARMUP_NANOS / 2);
+            double[] tp = new double[reps], td = new double[reps], ratio = new double[reps];
+            for (int i = 0; i < reps; i++) {
+                tp[i] = time(r.packed());
+                td[i] = time(r.dense());
+                ratio[i] = td[i] / tp[i];
+            }
+            double[] a = stats(tp), b = stats(td), c = stats(ratio);
+            System.out.printf("%-22s %4d %10.3f %10.3f %10.3f | %10.3f %10.3f %10.3f | %7.2f %7.2f %7.2f | %.1f MB / %.1f MB%n",
+                    r.label(), r.M(), a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2],
+                    r.packedBytes() / 1e6, r.denseBytes() / 1e6);
+        }
+    }
+
+    /** One measured case: the packed product and the float32 one on the same input. */
+    private record Run(String label, int M, long packedBytes, long denseBytes, Runnable packed, Runnable dense) {
+    }
+
+    private static void warm(Run r, long nanos) {
+        long end = System.nanoTime() + nanos;
+        for (int i = 0; i < 3 || System.nanoTime() < end; i++) {
+            r.packed().run();
+            r.dense().run();
         }
     }
 

@@ -276,23 +276,36 @@ public final class PackedLinear {
     }
 
     /**
-     * M ≥ 2: regions of whole panels (columns first, so each block of W is dequantized once), each
-     * running Sgemm's blocked loop with the dequantized block in place of the packed B.
+     * M ≥ 2: regions of whole panels and rows, each running Sgemm's blocked loop with the
+     * dequantized block of W in place of the packed B.
      */
     private void gemm(float[] x, int M, float[] y, WorkerPool workers) {
         int threads = workers.threads();
         long macs = (long) M * N * K;
         int tasks = threads == 1 ? 1
                 : (int) Math.max(1, Math.min((long) Sgemm.TASKS_PER_THREAD * threads, macs / Sgemm.MIN_TASK_MACS));
-        int colSplits = Math.min(tasks, panels);
-        int rowSplits = Math.max(1, Math.min(ceilDiv(tasks, colSplits), ceilDiv(M, Sgemm.MIN_REGION_ROWS)));
+        // Each region dequantizes W for its columns (N·K per row split) and packs x for its rows
+        // (M·K per column split, scalar and strided: counted twice): the cheapest split into about
+        // `tasks` regions. Splits change no bits.
+        int maxRows = ceilDiv(M, Sgemm.MIN_REGION_ROWS);
+        int rowSplits = 1, colSplits = Math.min(tasks, panels);
+        double best = Double.MAX_VALUE;
+        for (int r = 1; r <= Math.min(tasks, maxRows); r++) {
+            int c = Math.min(panels, ceilDiv(tasks, r));
+            double cost = (double) r * N + 2.0 * c * M;
+            if (cost < best) {
+                best = cost;
+                rowSplits = r;
+                colSplits = c;
+            }
+        }
         int mr = L >= 16 ? 8 : 4; // Sgemm's choice; the tile height changes no bits
-        int rowUnits = ceilDiv(M, mr);
-        workers.forEach(rowSplits * colSplits, t -> {
-            int r = t / colSplits, c = t % colSplits;
-            int m0 = (int) Math.min(M, (long) rowUnits * r / rowSplits * mr);
-            int m1 = (int) Math.min(M, (long) rowUnits * (r + 1) / rowSplits * mr);
-            int q0 = (int) ((long) panels * c / colSplits), q1 = (int) ((long) panels * (c + 1) / colSplits);
+        int rowUnits = ceilDiv(M, mr), rows = rowSplits, cols = colSplits;
+        workers.forEach(rows * cols, t -> {
+            int r = t / cols, c = t % cols;
+            int m0 = (int) Math.min(M, (long) rowUnits * r / rows * mr);
+            int m1 = (int) Math.min(M, (long) rowUnits * (r + 1) / rows * mr);
+            int q0 = (int) ((long) panels * c / cols), q1 = (int) ((long) panels * (c + 1) / cols);
             if (m0 < m1 && q0 < q1) {
                 region(x, m0, m1, q0, q1, y, mr);
             }
