@@ -43,8 +43,12 @@ public final class PackedLinear {
     static final int P = Sgemm.NR;
     /** Columns of W dequantized per block for M ≥ 2: about 0.75 MiB of floats at kc = 384 (an L2). */
     static final int NC = 512;
-    /** Weights (N·K) per task at least for M = 1; fewer make one task on the caller. */
-    static final long MIN_TASK_WEIGHTS = 1L << 16;
+    /**
+     * Weights (N·K) per task at least for M = 1; fewer make one task on the caller. 2^18 is about
+     * 20 µs of work: on a busy 2-core machine a fork cost more than that (384 × 384 took 0.035 ms
+     * on two threads, 0.011 ms on one).
+     */
+    static final long MIN_TASK_WEIGHTS = 1L << 18;
 
     /** Per-thread buffers, shared by every PackedLinear (a thread runs one product at a time). */
     private static final ThreadLocal<float[]> A_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
