@@ -18,8 +18,9 @@ import jdk.incubator.vector.VectorSpecies;
  * {@code bits·j}: exactly a GPTQ qweight word (FORMATS.md, "GPTQ"), so one vector load gives P/2
  * rows' codes for c columns. Scales and zero points are floats {@code [G, panels · P]}, the rows
  * past N padded with scale 0 (their products are computed and dropped). g_idx is kept as it is (no
- * permutation of K): K is walked in order as runs of columns of one group, so act-order costs a
- * reload of the group's scale and zero vectors where the group changes.
+ * permutation of K): K is walked in order in steps of columns sharing one word, group and K block,
+ * each step loading its group's scale and zero vectors, so act-order (a new group at almost every
+ * column) costs a step per column, about 2.5 times the time of sequential groups at M = 1.
  *
  * <p><b>Bits.</b> Every output element gets the float operations that {@link Sgemm} gives it for
  * {@code linear(x, q.dequantize())} followed by {@code y += bias}: the weight is
