@@ -106,6 +106,9 @@ final class AwqCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, true, batch);
         Calibration calibration;
+        try (ModelDir dir = ModelDir.open(model)) {
+            dir.spec().requireDense(dir.dir(), "quantized");
+        }
         try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
             AwqStage.checkSpace(dir, workDir, cfg, exportKind); // before the calibration text is read and tokenized
             calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(),
