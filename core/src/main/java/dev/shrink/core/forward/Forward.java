@@ -299,21 +299,22 @@ public final class Forward<A, W> {
             }
             return experts(w, h, M, taps);
         }
-        return glu(w, spec.linear(Role.GATE).name(), spec.linear(Role.UP).name(), spec.linear(Role.DOWN).name(), h, M,
+        return glu(w, spec.linear(Role.GATE).name(), spec.linear(Role.UP).name(), spec.linear(Role.DOWN).name(), h, M, M,
                 cfg.intermediate(), R, taps);
     }
 
     /**
      * One gated MLP of width F on rows h: [M, C] → [M·R, C] with R candidate sets of gate and up
      * ({@link #mlp}): the dense MLP, a mixture's expert on its routed rows, Qwen2-MoE's shared expert.
+     * Its arrays are allocated for {@code cap} ≥ M rows ({@link ForwardOps#rowCapacity}) and hold M.
      */
-    private A glu(W w, String gn, String un, String dn, A h, int M, int F, int R, ArrayTaps<A> taps) {
+    private A glu(W w, String gn, String un, String dn, A h, int M, int cap, int F, int R, ArrayTaps<A> taps) {
         int C = cfg.hidden();
         int layer = ops.layer(w);
         taps.linearInput(layer, gn, h, M, C);
         taps.linearInput(layer, un, h, M, C);
-        A g = linear(w, gn, h, M, C, R * F);   // [M, R·F] = [M·R, F]
-        A u = linear(w, un, h, M, C, R * F);   // [M, R·F]
+        A g = linear(w, gn, h, M, cap, C, R * F);   // [M, R·F] = [M·R, F]
+        A u = linear(w, un, h, M, cap, C, R * F);   // [M, R·F]
         long n = (long) M * R * F;
         if (cfg.activation() == ModelConfig.Activation.GELU_TANH) {
             ops.geglu(g, u, n, g);
@@ -324,7 +325,7 @@ public final class Forward<A, W> {
         check(g, n, layer, cfg.activation() == ModelConfig.Activation.GELU_TANH ? "GeGLU (gelu_tanh(gate) · up)"
                 : "SwiGLU (silu(gate) · up)");
         taps.linearInput(layer, dn, g, M * R, F);
-        A d = linear(w, dn, g, M * R, F, C);   // [M·R, C]
+        A d = linear(w, dn, g, M * R, cap * R, F, C);   // [M·R, C]
         ops.release(g);
         return d;
     }
@@ -353,17 +354,18 @@ public final class Forward<A, W> {
             if (rows.length == 0) {
                 continue;
             }
-            A he = ops.alloc((long) rows.length * C);
+            int cap = Math.max(rows.length, ops.rowCapacity(rows.length));
+            A he = ops.alloc((long) cap * C);
             ops.gatherRows(h, rows, C, he);
             A d = glu(w, names.expert(e, names.gate()), names.expert(e, names.up()), names.expert(e, names.down()), he,
-                    rows.length, mc.expertIntermediate(), 1, taps);
+                    rows.length, cap, mc.expertIntermediate(), 1, taps);
             ops.release(he);
             ops.addScaledRows(d, rows, route.weights(e), C, out);
             ops.release(d);
         }
         check(out, MC, layer, "the routed experts' weighted sum");
         if (mc.sharedExpert()) {
-            A s = glu(w, names.shared(names.gate()), names.shared(names.up()), names.shared(names.down()), h, M,
+            A s = glu(w, names.shared(names.gate()), names.shared(names.up()), names.shared(names.down()), h, M, M,
                     mc.sharedIntermediate(), 1, taps);
             taps.linearInput(layer, names.sharedExpertGate(), h, M, C);
             A g = linear(w, names.sharedExpertGate(), h, M, C, 1);
@@ -383,7 +385,12 @@ public final class Forward<A, W> {
 
     /** y = x·Wᵀ + b for linear {@code name}: x: [M, K] → y: [M, N]. */
     private A linear(W w, String name, A x, int M, int K, int N) {
-        A y = ops.alloc((long) M * N);
+        return linear(w, name, x, M, M, K, N);
+    }
+
+    /** {@link #linear(Object, String, Object, int, int, int)} into an array allocated for {@code cap} ≥ M rows. */
+    private A linear(W w, String name, A x, int M, int cap, int K, int N) {
+        A y = ops.alloc((long) cap * N);
         ops.linear(w, name, x, M, K, N, y);
         if (checking) {
             int layer = ops.layer(w);

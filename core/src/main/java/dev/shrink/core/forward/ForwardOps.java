@@ -78,6 +78,15 @@ public interface ForwardOps<A, W> {
     /** out[i] = gelu_tanh(gate[i]) · up[i] for i &lt; n ({@link dev.shrink.core.ops.Ops#geglu}); out may be gate. */
     void geglu(A gate, A up, long n, A out);
 
+    /**
+     * The rows to allocate an expert's arrays for when n tokens are routed to it (at least n): n itself on
+     * the host; a backend that pools arrays by size rounds it up, so that it keeps a few dozen sizes rather
+     * than one array for every routed count it has seen.
+     */
+    default int rowCapacity(int n) {
+        return n;
+    }
+
     /** x[i] = 0 for i &lt; n. */
     void zero(A x, long n);
 
