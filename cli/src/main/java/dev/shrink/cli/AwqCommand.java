@@ -108,6 +108,7 @@ final class AwqCommand implements Callable<Integer> {
         Calibration calibration;
         try (ModelDir dir = ModelDir.open(model)) {
             dir.spec().requireUnfused("awq", dir.dir()); // before the tokenizer or anything else is read
+            dir.spec().requireDense(dir.dir(), "quantized");
         }
         try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
             AwqStage.checkSpace(dir, workDir, cfg, exportKind); // before the calibration text is read and tokenized

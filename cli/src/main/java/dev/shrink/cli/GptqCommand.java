@@ -131,6 +131,7 @@ final class GptqCommand implements Callable<Integer> {
                 damp, blockSize, batch).withMethods(awqScales, gptaq);
         try (ModelDir dir = ModelDir.open(model)) {
             dir.spec().requireUnfused("gptq", dir.dir()); // before anything is read
+            dir.spec().requireDense(dir.dir(), "quantized");
             GptqStage.checkSpace(dir, workDir, cfg); // before the calibration text is read and tokenized
         }
         int[][] windows;

@@ -77,6 +77,13 @@ final class InspectCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "  vocab %d, max positions %d, rms eps %g, rope %s theta %.0f, tied embeddings %s, dtype %s%n",
                     c.vocab(), c.maxPositions(), c.rmsNormEps(), c.rope().type(), c.rope().theta(),
                     c.tiedEmbeddings(), c.torchDtype());
+            if (c.moe() != null) {
+                var m = c.moe();
+                int sparse = (int) java.util.stream.IntStream.range(0, c.layers()).filter(c::sparseLayer).count();
+                out.printf(Locale.ROOT, "  mixture of experts: %d experts of width %d, %d per token%s%s, %d of %d blocks sparse%n",
+                        m.experts(), m.expertIntermediate(), m.topK(), m.normTopK() ? " (renormalised)" : "",
+                        m.sharedExpert() ? ", a shared expert of width " + m.sharedIntermediate() : "", sparse, c.layers());
+            }
             var qc = c.raw().get("quantization_config");
             if (qc != null && !qc.isNull()) {
                 out.println("  quantization_config: " + qc);

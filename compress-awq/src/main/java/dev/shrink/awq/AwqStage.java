@@ -122,6 +122,7 @@ public final class AwqStage {
      *                         when weights or activations are not finite, or a mapping does not fit
      */
     public static Result run(ModelDir model, WeightSource src, int[][] windows, Config cfg, Ops ops, boolean quiet) {
+        model.spec().requireDense(model.dir(), "quantized");
         return run(model.config(), model.spec(), src, windows, cfg, ops, quiet);
     }
 

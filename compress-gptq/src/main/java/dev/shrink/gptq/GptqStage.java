@@ -150,6 +150,7 @@ public final class GptqStage {
      * {@code windows}: [n][T] token ids.
      */
     public static Result run(ModelDir model, WeightSource src, int[][] windows, Config cfg, Ops ops, boolean quiet) {
+        model.spec().requireDense(model.dir(), cfg.quantizes() ? "quantized" : "pruned");
         return run(model.config(), model.spec(), src, windows, cfg, ops, quiet);
     }
 

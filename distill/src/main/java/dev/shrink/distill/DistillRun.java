@@ -124,6 +124,7 @@ public final class DistillRun {
         checkCheckpoints(r.checkpoints(), r.out(), inputs);
         try (ModelDir tdir = ModelDir.open(r.teacher());
              ModelDir sdir = r.student() == null ? null : ModelDir.open(r.student())) {
+            tdir.spec().requireDense(tdir.dir(), "distilled");
             Students students = sdir != null ? Students.fromFolder(sdir, ops, r.keepZeros())
                     : Students.dropLayers(tdir, r.dropLayers(), ops);
             ModelDir source = sdir != null ? sdir : tdir;

@@ -2,6 +2,7 @@ package dev.shrink.eval;
 
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.ArrayTaps;
+import dev.shrink.core.forward.BlockWeights;
 import dev.shrink.core.forward.Forward;
 import dev.shrink.core.forward.KvCacheType;
 import dev.shrink.core.forward.NonFinite;
@@ -112,24 +113,38 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
                     b.setOutputNorms(upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.attentionOutputNorm()), C))),
                             upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.mlpOutputNorm()), C))));
                 }
+                java.util.Map<String, int[]> linears = new java.util.LinkedHashMap<>();
+                boolean sparse = cfg.sparseLayer(l);
                 for (ArchitectureSpec.Linear lin : spec.linears()) {
                     int[] nk = switch (lin.role()) {
                         case Q -> new int[] {cfg.qDim(), C};
                         case K, V -> new int[] {cfg.kvDim(), C};
                         case O -> new int[] {C, cfg.qDim()};
-                        case GATE, UP -> new int[] {cfg.intermediate(), C};
-                        case DOWN -> new int[] {C, cfg.intermediate()};
+                        case GATE, UP -> sparse ? null : new int[] {cfg.intermediate(), C};
+                        case DOWN -> sparse ? null : new int[] {C, cfg.intermediate()};
                     };
-                    String base = spec.layer(l, lin.name());
+                    if (nk != null) { // a sparse block's MLP is its experts, as BlockWeights reads them
+                        linears.put(lin.name(), nk);
+                    }
+                }
+                if (sparse) {
+                    linears.putAll(BlockWeights.moeLinears(cfg, spec));
+                }
+                for (var lin : linears.entrySet()) {
+                    int[] nk = lin.getValue();
+                    String base = spec.layer(l, lin.getKey());
+                    // a mixture's router and shared-expert gate stay float32 in fp16 math: routing is a discrete choice
+                    boolean gate = spec.moe() != null && (lin.getKey().equals(spec.moe().router())
+                            || lin.getKey().equals(spec.moe().sharedExpertGate()));
                     DeviceBlock.Linear dl = half && src instanceof PackedWeightSource p && p.isQuantized(base)
                             ? packed(dev, p, base, nk[0], nk[1])
-                            : dense(dev, src, store, base + ".weight", nk[0], nk[1], half);
+                            : dense(dev, src, store, base + ".weight", nk[0], nk[1], half && !gate);
                     if (dl.bias() == null && src.has(base + ".bias")) {
                         dl = new DeviceBlock.Linear(dl.kind(), dl.N(), dl.K(), dl.weight(), dl.qzeros(), dl.scales(),
                                 dl.gIdx(), dl.groupSize(), dl.bits(), dl.v1Zeros(), upload(dev, checked(src, base + ".bias", nk[0])));
                     }
                     kinds[dl.kind().ordinal()]++;
-                    b.put(lin.name(), dl);
+                    b.put(lin.getKey(), dl);
                 }
                 progress.step(1);
             }

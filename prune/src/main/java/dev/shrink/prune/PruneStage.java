@@ -149,6 +149,7 @@ public final class PruneStage {
      */
     public static List<Target> plan(ModelDir model, WeightSource src, SparsityPattern pattern, List<String> targetPatterns,
                                     List<String> ignorePatterns) {
+        model.spec().requireDense(model.dir(), "pruned");
         ModelConfig mc = model.config();
         ArchitectureSpec spec = model.spec();
         List<NamePattern> targets = targetPatterns.stream().map(NamePattern::of).toList();

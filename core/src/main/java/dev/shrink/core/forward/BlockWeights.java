@@ -71,6 +71,7 @@ public final class BlockWeights {
             b.setOutputNorms(spec.normWeight(read(src, spec.layer(layer, spec.attentionOutputNorm()), C)),
                     spec.normWeight(read(src, spec.layer(layer, spec.mlpOutputNorm()), C)));
         }
+        boolean sparse = cfg.sparseLayer(layer);
         for (ArchitectureSpec.Linear l : spec.linears()) {
             int[] nk = switch (l.role()) {
                 case Q -> new int[] {cfg.qDim(), C};
@@ -79,14 +80,53 @@ public final class BlockWeights {
                 case GATE, UP -> new int[] {cfg.intermediate(), C};
                 case DOWN -> new int[] {C, cfg.intermediate()};
             };
-            String base = spec.layer(layer, l.name());
-            b.weights.put(l.name(), read(src, base + ".weight", nk[0], nk[1]));
-            b.shapes.put(l.name(), nk);
-            if (src.has(base + ".bias")) {
-                b.biases.put(l.name(), read(src, base + ".bias", nk[0]));
+            if (sparse && (l.role() == ArchitectureSpec.Role.GATE || l.role() == ArchitectureSpec.Role.UP
+                    || l.role() == ArchitectureSpec.Role.DOWN)) {
+                continue; // a sparse block's MLP is its experts (below)
+            }
+            b.readLinear(src, spec.layer(layer, l.name()), l.name(), nk[0], nk[1]);
+        }
+        if (sparse) {
+            for (var e : moeLinears(cfg, spec).entrySet()) {
+                int[] nk = e.getValue();
+                b.readLinear(src, spec.layer(layer, e.getKey()), e.getKey(), nk[0], nk[1]);
             }
         }
         return b;
+    }
+
+    /**
+     * The linears of a sparse block's MLP by name under the layer prefix, in forward order, each with its
+     * (N, K): the router [E, C], each expert's gate, up [F, C] and down [C, F], then the shared expert's
+     * (Qwen2-MoE) and its gate [1, C]. The resident GPU model reads the same list.
+     */
+    public static Map<String, int[]> moeLinears(ModelConfig cfg, ArchitectureSpec spec) {
+        ArchitectureSpec.Moe m = spec.moe();
+        int C = cfg.hidden(), F = cfg.moe().expertIntermediate();
+        Map<String, int[]> out = new LinkedHashMap<>();
+        out.put(m.router(), new int[] {cfg.moe().experts(), C});
+        for (int e = 0; e < cfg.moe().experts(); e++) {
+            out.put(m.expert(e, m.gate()), new int[] {F, C});
+            out.put(m.expert(e, m.up()), new int[] {F, C});
+            out.put(m.expert(e, m.down()), new int[] {C, F});
+        }
+        if (cfg.moe().sharedExpert()) {
+            int S = cfg.moe().sharedIntermediate();
+            out.put(m.shared(m.gate()), new int[] {S, C});
+            out.put(m.shared(m.up()), new int[] {S, C});
+            out.put(m.shared(m.down()), new int[] {C, S});
+            out.put(m.sharedExpertGate(), new int[] {1, C});
+        }
+        return out;
+    }
+
+    /** Reads linear {@code name} (full prefix {@code base}) of shape [N, K], with its bias [N] where the weights have one. */
+    private void readLinear(WeightSource src, String base, String name, int N, int K) {
+        weights.put(name, read(src, base + ".weight", N, K));
+        shapes.put(name, new int[] {N, K});
+        if (src.has(base + ".bias")) {
+            biases.put(name, read(src, base + ".bias", N));
+        }
     }
 
     private static float[] read(WeightSource src, String name, long... expected) {

@@ -3,6 +3,7 @@ package dev.shrink.core.forward;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ArchitectureSpec.Role;
 import dev.shrink.core.model.ModelConfig;
+import dev.shrink.core.model.MoeConfig;
 import java.util.Set;
 
 /**
@@ -131,8 +132,12 @@ public final class Forward<A, W> {
         long MC = (long) M * C;
         int layer = ops.layer(w);
         float eps = (float) cfg.rmsNormEps();
-        int depth = 0; // 0: q/k/v, 1: o, 2: gate/up, 3: down
+        int depth = 0; // 0: q/k/v, 1: o, 2: gate/up, 3: down (a sparse block's experts: the whole MLP)
         for (String name : linears) {
+            if (cfg.sparseLayer(layer) && spec.linears().stream().noneMatch(l -> l.name().equals(name)
+                    && l.role() != Role.GATE && l.role() != Role.UP && l.role() != Role.DOWN)) {
+                depth = 3;
+            }
             for (ArchitectureSpec.Linear l : spec.linears()) {
                 if (l.name().equals(name)) {
                     depth = Math.max(depth, switch (l.role()) {
@@ -165,7 +170,7 @@ public final class Forward<A, W> {
             ops.release(o);
             ops.rmsNorm(x2, ops.postAttentionNorm(w), eps, M, C, h);
             ops.release(x2);
-            if (depth == 2) {
+            if (depth == 2 && !cfg.sparseLayer(layer)) {
                 taps.linearInput(layer, spec.linear(Role.GATE).name(), h, M, C);
                 taps.linearInput(layer, spec.linear(Role.UP).name(), h, M, C);
                 return;
@@ -285,16 +290,31 @@ public final class Forward<A, W> {
      * {@code m·R + r} of the result is token m under set r; R = 1 is exactly {@link #block}'s MLP.
      */
     public A mlp(W w, A h, int M, int R, ArrayTaps<A> taps) {
-        int C = cfg.hidden(), F = cfg.intermediate();
         if (R < 1) {
             throw new IllegalArgumentException("R = " + R + " must be at least 1");
         }
+        if (cfg.sparseLayer(ops.layer(w))) {
+            if (R != 1) {
+                throw new IllegalArgumentException("R = " + R + " candidate sets of a mixture of experts; need R = 1");
+            }
+            return experts(w, h, M, taps);
+        }
+        return glu(w, spec.linear(Role.GATE).name(), spec.linear(Role.UP).name(), spec.linear(Role.DOWN).name(), h, M, M,
+                cfg.intermediate(), R, taps);
+    }
+
+    /**
+     * One gated MLP of width F on rows h: [M, C] → [M·R, C] with R candidate sets of gate and up
+     * ({@link #mlp}): the dense MLP, a mixture's expert on its routed rows, Qwen2-MoE's shared expert.
+     * Its arrays are allocated for {@code cap} ≥ M rows ({@link ForwardOps#rowCapacity}) and hold M.
+     */
+    private A glu(W w, String gn, String un, String dn, A h, int M, int cap, int F, int R, ArrayTaps<A> taps) {
+        int C = cfg.hidden();
         int layer = ops.layer(w);
-        String gn = spec.linear(Role.GATE).name(), un = spec.linear(Role.UP).name(), dn = spec.linear(Role.DOWN).name();
         taps.linearInput(layer, gn, h, M, C);
         taps.linearInput(layer, un, h, M, C);
-        A g = linear(w, gn, h, M, C, R * F);   // [M, R·F] = [M·R, F]
-        A u = linear(w, un, h, M, C, R * F);   // [M, R·F]
+        A g = linear(w, gn, h, M, cap, C, R * F);   // [M, R·F] = [M·R, F]
+        A u = linear(w, un, h, M, cap, C, R * F);   // [M, R·F]
         long n = (long) M * R * F;
         if (cfg.activation() == ModelConfig.Activation.GELU_TANH) {
             ops.geglu(g, u, n, g);
@@ -305,14 +325,72 @@ public final class Forward<A, W> {
         check(g, n, layer, cfg.activation() == ModelConfig.Activation.GELU_TANH ? "GeGLU (gelu_tanh(gate) · up)"
                 : "SwiGLU (silu(gate) · up)");
         taps.linearInput(layer, dn, g, M * R, F);
-        A d = linear(w, dn, g, M * R, F, C);   // [M·R, C]
+        A d = linear(w, dn, g, M * R, cap * R, F, C);   // [M·R, C]
         ops.release(g);
         return d;
     }
 
+    /**
+     * A sparse block's MLP, a mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE), as transformers computes
+     * it: router logits h·W_routerᵀ [M, E] (to the host: {@link Routing}), each token's top-k experts
+     * with their softmax weights; each expert runs on its routed rows only (so taps see each expert
+     * linear's input on those rows) and its output, times the weights, is added into the result in
+     * increasing expert index; Qwen2-MoE then adds sigmoid(h·w_gateᵀ) · shared_expert(h). h: [M, C] → [M, C].
+     */
+    private A experts(W w, A h, int M, ArrayTaps<A> taps) {
+        MoeConfig mc = cfg.moe();
+        ArchitectureSpec.Moe names = spec.moe();
+        int C = cfg.hidden(), E = mc.experts();
+        long MC = (long) M * C;
+        int layer = ops.layer(w);
+        taps.linearInput(layer, names.router(), h, M, C);
+        A logits = linear(w, names.router(), h, M, C, E);
+        Routing route = Routing.of(ops.toHost(logits, (long) M * E), M, E, mc.topK(), mc.normTopK());
+        ops.release(logits);
+        A out = ops.alloc(MC);
+        ops.zero(out, MC);
+        for (int e = 0; e < E; e++) {
+            int[] rows = route.rows(e);
+            if (rows.length == 0) {
+                continue;
+            }
+            int cap = Math.max(rows.length, ops.rowCapacity(rows.length));
+            A he = ops.alloc((long) cap * C);
+            ops.gatherRows(h, rows, C, he);
+            A d = glu(w, names.expert(e, names.gate()), names.expert(e, names.up()), names.expert(e, names.down()), he,
+                    rows.length, cap, mc.expertIntermediate(), 1, taps);
+            ops.release(he);
+            ops.addScaledRows(d, rows, route.weights(e), C, out);
+            ops.release(d);
+        }
+        check(out, MC, layer, "the routed experts' weighted sum");
+        if (mc.sharedExpert()) {
+            A s = glu(w, names.shared(names.gate()), names.shared(names.up()), names.shared(names.down()), h, M, M,
+                    mc.sharedIntermediate(), 1, taps);
+            taps.linearInput(layer, names.sharedExpertGate(), h, M, C);
+            A g = linear(w, names.sharedExpertGate(), h, M, C, 1);
+            float[] gate = ops.toHost(g, M);
+            ops.release(g);
+            int[] all = new int[M];
+            for (int m = 0; m < M; m++) {
+                all[m] = m;
+                gate[m] = (float) (1 / (1 + Math.exp(-gate[m]))); // sigmoid
+            }
+            ops.addScaledRows(s, all, gate, C, out);
+            ops.release(s);
+            check(out, MC, layer, "the shared expert's gated add");
+        }
+        return out;
+    }
+
     /** y = x·Wᵀ + b for linear {@code name}: x: [M, K] → y: [M, N]. */
     private A linear(W w, String name, A x, int M, int K, int N) {
-        A y = ops.alloc((long) M * N);
+        return linear(w, name, x, M, M, K, N);
+    }
+
+    /** {@link #linear(Object, String, Object, int, int, int)} into an array allocated for {@code cap} ≥ M rows. */
+    private A linear(W w, String name, A x, int M, int cap, int K, int N) {
+        A y = ops.alloc((long) cap * N);
         ops.linear(w, name, x, M, K, N, y);
         if (checking) {
             int layer = ops.layer(w);

@@ -78,6 +78,34 @@ public interface ForwardOps<A, W> {
     /** out[i] = gelu_tanh(gate[i]) · up[i] for i &lt; n ({@link dev.shrink.core.ops.Ops#geglu}); out may be gate. */
     void geglu(A gate, A up, long n, A out);
 
+    /**
+     * The rows to allocate an expert's arrays for when n tokens are routed to it (at least n): n itself on
+     * the host; a backend that pools arrays by size rounds it up, so that it keeps a few dozen sizes rather
+     * than one array for every routed count it has seen.
+     */
+    default int rowCapacity(int n) {
+        return n;
+    }
+
+    /** x[i] = 0 for i &lt; n. */
+    void zero(A x, long n);
+
+    /** A copy of x[0..n) in host memory (a mixture of experts' router logits [M, E], routed on the host). */
+    float[] toHost(A x, long n);
+
+    /**
+     * dst[i, :] = src[rows[i], :] for i &lt; rows.length: the rows routed to one expert. src: [*, C] (each
+     * rows[i] one of its rows), dst: [rows.length, C].
+     */
+    void gatherRows(A src, int[] rows, int C, A dst);
+
+    /**
+     * out[rows[i], :] += weights[i] · y[i, :] for i &lt; rows.length: an expert's output added into the
+     * mixture, each product rounded to float before the add (transformers' {@code y * w} then
+     * {@code index_add_}). y: [rows.length, C]; out: [*, C]; the rows are distinct.
+     */
+    void addScaledRows(A y, int[] rows, float[] weights, int C, A out);
+
     /** The first NaN or ±Inf among x[0..n) (NaN when the backend cannot say which), or null when all are finite. */
     Float firstNonFinite(A x, long n);
 

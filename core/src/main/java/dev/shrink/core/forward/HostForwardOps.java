@@ -138,6 +138,34 @@ public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
     }
 
     @Override
+    public void zero(float[] x, long n) {
+        java.util.Arrays.fill(x, 0, (int) n, 0f);
+    }
+
+    @Override
+    public float[] toHost(float[] x, long n) {
+        return java.util.Arrays.copyOf(x, (int) n);
+    }
+
+    @Override
+    public void gatherRows(float[] src, int[] rows, int C, float[] dst) {
+        for (int i = 0; i < rows.length; i++) {
+            System.arraycopy(src, rows[i] * C, dst, i * C, C);
+        }
+    }
+
+    @Override
+    public void addScaledRows(float[] y, int[] rows, float[] weights, int C, float[] out) {
+        for (int i = 0; i < rows.length; i++) {
+            int o = rows[i] * C, s = i * C;
+            float w = weights[i];
+            for (int c = 0; c < C; c++) {
+                out[o + c] += w * y[s + c]; // Java rounds the product, then the sum (no fused multiply-add)
+            }
+        }
+    }
+
+    @Override
     public Float firstNonFinite(float[] x, long n) {
         int i = NonFinite.first(x, (int) n);
         return i < 0 ? null : x[i];

@@ -38,6 +38,9 @@ import java.util.List;
  *                        the parts (spec linear names) whose weights are its rows, in order (Phi-3's
  *                        self_attn.qkv_proj = q|k|v, mlp.gate_up_proj = gate|up). Readers split them
  *                        ({@code FusedLinears}); empty for every other family
+ * @param moe             the tensor names of the sparse MLP of a mixture of experts (Mixtral, Qwen2-MoE,
+ *                        Qwen3-MoE), or null; its blocks with a dense MLP (Qwen's mlp_only_layers) use
+ *                        {@code linears}' gate, up and down ({@link ModelConfig#sparseLayer})
  */
 public record ArchitectureSpec(
         String family,
@@ -57,7 +60,8 @@ public record ArchitectureSpec(
         String mlpOutputNorm,
         boolean unitOffsetNorms,
         boolean scaledEmbeddings,
-        java.util.SequencedMap<String, List<String>> storedFused) {
+        java.util.SequencedMap<String, List<String>> storedFused,
+        Moe moe) {
 
     /** The roles of a block's linears; the forward pass wires them by role. */
     public enum Role { Q, K, V, O, GATE, UP, DOWN }
@@ -73,6 +77,26 @@ public record ArchitectureSpec(
      * when the previous linear's output and the consumer's input differ in size (v → o under GQA).
      */
     public record AwqMapping(String previous, List<String> consumers, String inspect, boolean onlyWithoutGqa) {
+    }
+
+    /**
+     * The tensor names of a sparse MLP, each under the layer prefix and without ".weight": the router
+     * ([E, C], never quantized), expert e's gate, up ([F, C]) and down ([C, F]) linears
+     * ({@code expertPrefix} with %d for e, then the part's name), and Qwen2-MoE's shared expert (its
+     * prefix, the same part names) with its sigmoid gate ([1, C]), both null where the family has none.
+     */
+    public record Moe(String router, String expertPrefix, String gate, String up, String down, String sharedExpert,
+                      String sharedExpertGate) {
+
+        /** Expert e's linear {@code part} (gate, up or down), e.g. "block_sparse_moe.experts.3.w1". */
+        public String expert(int e, String part) {
+            return expertPrefix.formatted(e) + part;
+        }
+
+        /** The shared expert's linear {@code part}, e.g. "mlp.shared_expert.gate_proj". */
+        public String shared(String part) {
+            return sharedExpert + part;
+        }
     }
 
     public String layer(int i, String name) {
@@ -183,6 +207,9 @@ public record ArchitectureSpec(
         if (!storedFused.isEmpty()) {
             what.add("fused " + String.join(" and ", storedFused.keySet()) + " tensors");
         }
+        if (moe != null) {
+            what.add("mixture-of-experts MLP");
+        }
         return what.isEmpty() ? null : family + "'s " + String.join(", ", what);
     }
 
@@ -258,7 +285,18 @@ public record ArchitectureSpec(
         return new ArchitectureSpec(family, archs, "model.embed_tokens.weight", "model.norm.weight",
                 "lm_head.weight", "model.layers.%d.", "input_layernorm.weight",
                 "post_attention_layernorm.weight", linears, groups, awq, qNorm, kNorm, null, null, false, false,
-                new java.util.LinkedHashMap<>());
+                new java.util.LinkedHashMap<>(), null);
+    }
+
+    /**
+     * A mixture of experts: {@code dense}'s block (its linears name the MLP of the blocks that stay dense)
+     * with a sparse MLP of {@code moe}'s tensors.
+     */
+    private static ArchitectureSpec withMoe(ArchitectureSpec dense, Moe moe) {
+        ArchitectureSpec l = dense;
+        return new ArchitectureSpec(l.family, l.architectures, l.embedTokens, l.finalNorm, l.lmHead, l.layerPrefix,
+                l.inputNorm, l.postAttentionNorm, l.linears, l.sequentialGroups, l.awqMappings, l.qNorm, l.kNorm,
+                l.attentionOutputNorm, l.mlpOutputNorm, l.unitOffsetNorms, l.scaledEmbeddings, l.storedFused, moe);
     }
 
     /**
@@ -277,7 +315,7 @@ public record ArchitectureSpec(
         return new ArchitectureSpec(family, l.architectures, l.embedTokens, l.finalNorm, l.lmHead, l.layerPrefix,
                 l.inputNorm, "pre_feedforward_layernorm.weight", l.linears, l.sequentialGroups, awq, qNorm, kNorm,
                 "post_attention_layernorm.weight", "post_feedforward_layernorm.weight", true, true,
-                new java.util.LinkedHashMap<>());
+                new java.util.LinkedHashMap<>(), null);
     }
 
     /**
@@ -291,7 +329,7 @@ public record ArchitectureSpec(
         fused.put("mlp.gate_up_proj", List.of("mlp.gate_proj", "mlp.up_proj"));
         return new ArchitectureSpec(l.family, l.architectures, l.embedTokens, l.finalNorm, l.lmHead, l.layerPrefix,
                 l.inputNorm, l.postAttentionNorm, l.linears, l.sequentialGroups, l.awqMappings, null, null, null, null,
-                false, false, fused);
+                false, false, fused, null);
     }
 
     public static final ArchitectureSpec LLAMA = llamaLike("llama", List.of("LlamaForCausalLM"), false);
@@ -312,7 +350,34 @@ public record ArchitectureSpec(
     /** Phi-3: fused qkv_proj and gate_up_proj in the checkpoint (split when read), LongRoPE. */
     public static final ArchitectureSpec PHI3 = phi3();
 
-    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2, QWEN3, GEMMA2, GEMMA3, PHI3);
+
+    /** Mixtral: Mistral's block, every MLP a mixture of experts w1 (gate), w3 (up), w2 (down) under block_sparse_moe. */
+    public static final ArchitectureSpec MIXTRAL = withMoe(llamaLike("mixtral", List.of("MixtralForCausalLM"), false),
+            new Moe("block_sparse_moe.gate", "block_sparse_moe.experts.%d.", "w1", "w3", "w2", null, null));
+
+    /** Qwen2-MoE: Qwen2's block (q/k/v biases), sparse MLPs of experts plus a sigmoid-gated shared expert. */
+    public static final ArchitectureSpec QWEN2_MOE = withMoe(llamaLike("qwen2_moe", List.of("Qwen2MoeForCausalLM"), true),
+            new Moe("mlp.gate", "mlp.experts.%d.", "gate_proj", "up_proj", "down_proj", "mlp.shared_expert.",
+                    "mlp.shared_expert_gate"));
+
+    /** Qwen3-MoE: Qwen3's block (per-head q/k norms), sparse MLPs of experts. */
+    public static final ArchitectureSpec QWEN3_MOE = withMoe(llamaLike("qwen3_moe", List.of("Qwen3MoeForCausalLM"), true,
+            "self_attn.q_norm.weight", "self_attn.k_norm.weight"),
+            new Moe("mlp.gate", "mlp.experts.%d.", "gate_proj", "up_proj", "down_proj", null, null));
+
+    public static final List<ArchitectureSpec> ALL = List.of(LLAMA, MISTRAL, QWEN2, QWEN3, GEMMA2, GEMMA3, PHI3,
+            MIXTRAL, QWEN2_MOE, QWEN3_MOE);
+
+    /**
+     * Refuses a mixture-of-experts model for a stage that does not handle one yet: "FOLDER: mixture-of-experts
+     * models (FAMILY) are not WHAT yet" (e.g. "quantized", "pruned"); nothing for the dense families.
+     */
+    public void requireDense(Path folder, String what) {
+        if (moe != null) {
+            throw ShrinkException.at(folder, "mixture-of-experts models (" + family + ") are not " + what
+                    + " yet; eval, generate and inspect run them");
+        }
+    }
 
     /** The spec for a config.json "architectures" value, or an error naming the file and the supported ones. */
     public static ArchitectureSpec forArchitecture(String architecture, Path configFile) {

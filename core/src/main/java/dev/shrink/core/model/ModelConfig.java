@@ -13,8 +13,9 @@ import java.util.List;
 
 /**
  * The parts of a Hugging Face {@code config.json} the decoder needs, for the LLaMA family
- * (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM) and Gemma 2 / Gemma 3
- * (Gemma2ForCausalLM, Gemma3ForCausalLM, text only), with transformers' defaults for absent keys.
+ * (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM), Gemma 2 / Gemma 3
+ * (Gemma2ForCausalLM, Gemma3ForCausalLM, text only) and the mixtures of experts (MixtralForCausalLM,
+ * Qwen2MoeForCausalLM, Qwen3MoeForCausalLM), with transformers' defaults for absent keys.
  *
  * @param architecture    e.g. "LlamaForCausalLM"
  * @param hidden          C, hidden_size
@@ -39,6 +40,7 @@ import java.util.List;
  * @param finalSoftcap    Gemma 2's final_logit_softcapping of the logits, the same way; 0: none
  * @param localRope       Gemma 3's RoPE of its sliding-window blocks (rope_local_base_freq), or null when
  *                        every block uses {@code rope}
+ * @param moe             the mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE), or null for a dense model
  * @param raw             the whole JSON, kept so writers can copy unknown keys through unchanged
  */
 public record ModelConfig(
@@ -64,6 +66,7 @@ public record ModelConfig(
         float attentionSoftcap,
         float finalSoftcap,
         RopeConfig localRope,
+        MoeConfig moe,
         ObjectNode raw) {
 
     /** The gate activation of the MLP: out = act(gate) · up. */
@@ -81,6 +84,11 @@ public record ModelConfig(
 
     private static boolean isGemma(String arch) {
         return arch.equals("Gemma2ForCausalLM") || arch.equals("Gemma3ForCausalLM");
+    }
+
+    /** Whether block {@code layer}'s MLP is a sparse mixture of experts ({@link MoeConfig#sparse}); false for dense models. */
+    public boolean sparseLayer(int layer) {
+        return moe != null && moe.sparse(layer);
     }
 
     /**
@@ -226,12 +234,17 @@ public record ModelConfig(
             }
             activation = Activation.SILU;
         }
-        boolean qwen = arch.equals("Qwen2ForCausalLM");
+        // Qwen2's q/k/v always carry biases; Qwen2-MoE's as qkv_bias says (transformers 5; default true)
+        boolean qwen = arch.equals("Qwen2ForCausalLM") || arch.equals("Qwen2MoeForCausalLM") && r.bool("qkv_bias", true);
         int intermediate = r.requiredInt("intermediate_size");
         int layers = r.requiredInt("num_hidden_layers");
         int vocab = r.requiredInt("vocab_size");
-        int maxPositions = r.optionalInt("max_position_embeddings",
-                arch.equals("Gemma2ForCausalLM") ? 8192 : arch.equals("Gemma3ForCausalLM") ? 131072 : 2048, false);
+        int maxPositions = r.optionalInt("max_position_embeddings", switch (arch) {
+            case "Gemma2ForCausalLM" -> 8192;
+            case "Gemma3ForCausalLM", "MixtralForCausalLM" -> 131072;
+            case "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM" -> 32768;
+            default -> 2048;
+        }, false);
         double eps = r.positiveNumber(root, "rms_norm_eps", 1e-6, "");
         RopeConfig rope, localRope = null;
         if (arch.equals("Gemma3ForCausalLM")) {
@@ -240,7 +253,7 @@ public record ModelConfig(
             localRope = both[1];
             checkFinitePositive(source, "rope_local_base_freq", localRope.theta());
         } else {
-            rope = r.rope();
+            rope = r.rope(arch.equals("MixtralForCausalLM") ? 1e6 : 10000.0); // Mixtral's default rope_theta
         }
         checkFinitePositive(source, "rope_theta", rope.theta());
         checkFinitePositive(source, "rope factor", rope.factor());
@@ -270,9 +283,10 @@ public record ModelConfig(
             finalCap = r.softcap("final_logit_softcapping", g2 ? 30 : 0);
             r.layerTypes(layers);
         }
+        MoeConfig moe = r.moe(arch, intermediate);
         return new ModelConfig(arch, hidden, intermediate, layers, heads, kvHeads, headDim, vocab, maxPositions, eps, rope,
                 tied, qwen || bias, dtype, bos < 0 ? null : bos, eos, window, activation, scale, attnCap, finalCap,
-                localRope, root.deepCopy());
+                localRope, moe, root.deepCopy());
     }
 
     /**
@@ -289,17 +303,18 @@ public record ModelConfig(
 
     /**
      * The attention window of block {@code layer}, or 0 for full attention, as transformers decides
-     * it: Mistral uses {@code sliding_window} in every block; Qwen2 and Qwen3 only with {@code use_sliding_window}
-     * and then in the blocks marked "sliding_attention" by {@code layer_types}, or without that list
-     * in blocks {@code ≥ max_window_layers} (default 28); Gemma in the blocks {@link #slidingLayer} names;
-     * LLaMA has none. A query at position p sees the keys p − window + 1 .. p (transformers'
+     * it: Mistral and Mixtral use {@code sliding_window} in every block; Qwen2, Qwen2-MoE and Qwen3 only with
+     * {@code use_sliding_window} and then in the blocks marked "sliding_attention" by {@code layer_types}, or
+     * without that list in blocks {@code ≥ max_window_layers} (default 28); Qwen3-MoE with
+     * {@code use_sliding_window} in every block; Gemma in the blocks {@link #slidingLayer} names; LLaMA has none. A query at position p sees the keys p − window + 1 .. p (transformers'
      * masking_utils: kv_idx &gt; q_idx − sliding_window).
      */
     public int slidingWindow(int layer) {
         if (gemma()) {
             return slidingLayer(layer) ? slidingWindow : 0;
         }
-        if (slidingWindow <= 0 || !(architecture.equals("Qwen2ForCausalLM") || architecture.equals("Qwen3ForCausalLM"))) {
+        if (slidingWindow <= 0 || !(architecture.equals("Qwen2ForCausalLM") || architecture.equals("Qwen3ForCausalLM")
+                || architecture.equals("Qwen2MoeForCausalLM"))) {
             return slidingWindow;
         }
         JsonNode types = raw.get("layer_types");
@@ -484,16 +499,17 @@ public record ModelConfig(
          */
         int slidingWindow(String arch) {
             boolean present = switch (arch) {
-                case "MistralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM" -> true;
-                case "Qwen2ForCausalLM", "Qwen3ForCausalLM" -> bool("use_sliding_window", false);
+                case "MistralForCausalLM", "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM" -> true;
+                case "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM" ->
+                        bool("use_sliding_window", false);
                 case "Phi3ForCausalLM" -> root.hasNonNull("sliding_window"); // transformers' Phi3 honours it when set
                 default -> false;
             };
             if (!present) {
                 return 0;
             }
-            if (!root.has("sliding_window") && !arch.startsWith("Qwen")) {
-                return 4096; // Mistral's and Gemma's default
+            if (!root.has("sliding_window") && !arch.startsWith("Qwen") && !arch.equals("MixtralForCausalLM")) {
+                return 4096; // Mistral's and Gemma's default (Mixtral's is None)
             }
             JsonNode n = root.get("sliding_window");
             if (n == null || n.isNull()) {
@@ -511,6 +527,65 @@ public record ModelConfig(
             JsonNode n = root.get("quantization_config");
             if (n != null && !n.isNull() && !n.isObject()) {
                 throw bad("quantization_config", "must be an object", n);
+            }
+        }
+
+        /**
+         * The mixture of experts of a Mixtral, Qwen2-MoE or Qwen3-MoE config (null for the dense families),
+         * with transformers' defaults: Mixtral num_local_experts 8, num_experts_per_tok 2, experts of
+         * intermediate_size, always renormalised, every block sparse; Qwen2-MoE num_experts 60, k 4,
+         * moe_intermediate_size 1408, shared_expert_intermediate_size 5632; Qwen3-MoE num_experts (or
+         * num_local_experts, as transformers 5 writes it) 128, k 8, moe_intermediate_size 768; both Qwen
+         * norm_topk_prob false, decoder_sparse_step 1, mlp_only_layers [] (null too).
+         */
+        MoeConfig moe(String arch, int intermediate) {
+            boolean qwen2 = arch.equals("Qwen2MoeForCausalLM"), qwen3 = arch.equals("Qwen3MoeForCausalLM");
+            if (arch.equals("MixtralForCausalLM")) {
+                int experts = optionalInt("num_local_experts", 8, false);
+                int k = optionalInt("num_experts_per_tok", 2, false);
+                checkTopK(k, experts);
+                return new MoeConfig(experts, k, true, intermediate, 0, 1, List.of());
+            }
+            if (!qwen2 && !qwen3) {
+                return null;
+            }
+            String expertsKey = !root.has("num_experts") && root.has("num_local_experts") ? "num_local_experts" : "num_experts";
+            JsonNode e = root.get(expertsKey);
+            int experts = qwen2 ? 60 : 128;
+            if (e != null) {
+                if (!e.isIntegralNumber() || !e.canConvertToInt() || e.intValue() < 0) {
+                    throw bad(expertsKey, "must be an integer from 0 to " + Integer.MAX_VALUE, e);
+                }
+                experts = e.intValue();
+            }
+            int k = optionalInt("num_experts_per_tok", qwen2 ? 4 : 8, false);
+            if (experts > 0) {
+                checkTopK(k, experts);
+            }
+            boolean norm = bool("norm_topk_prob", false);
+            int width = optionalInt("moe_intermediate_size", qwen2 ? 1408 : 768, false);
+            int shared = qwen2 ? optionalInt("shared_expert_intermediate_size", 5632, false) : 0;
+            int step = optionalInt("decoder_sparse_step", 1, false);
+            List<Integer> mlpOnly = new ArrayList<>();
+            JsonNode only = root.get("mlp_only_layers");
+            if (only != null && !only.isNull()) {
+                if (!only.isArray()) {
+                    throw bad("mlp_only_layers", "must be a list of layer indices", only);
+                }
+                for (JsonNode i : only) {
+                    if (!i.isIntegralNumber() || !i.canConvertToInt() || i.intValue() < 0) {
+                        throw bad("mlp_only_layers", "must hold layer indices (integers ≥ 0)", i);
+                    }
+                    mlpOnly.add(i.intValue());
+                }
+            }
+            return new MoeConfig(experts, k, norm, width, shared, step, List.copyOf(mlpOnly));
+        }
+
+        private void checkTopK(int k, int experts) {
+            if (k > experts) {
+                throw ShrinkException.at(source, "num_experts_per_tok " + k + " is more than the " + experts
+                        + " experts (each token is routed to that many of them)");
             }
         }
 
@@ -576,12 +651,11 @@ public record ModelConfig(
             return new RopeConfig[] {global, ropeOf(null, local, "")};
         }
 
-        /** rope_theta at the top level (transformers ≤ 4) or inside rope_parameters (transformers 5); rope_scaling too. */
-        RopeConfig rope() {
-            return rope(10000.0);
-        }
-
-        private RopeConfig rope(double defaultTheta) {
+        /**
+         * rope_theta at the top level (transformers ≤ 4) or inside rope_parameters (transformers 5); rope_scaling
+         * too; {@code defaultTheta} when neither sets it.
+         */
+        RopeConfig rope(double defaultTheta) {
             JsonNode params = root.get("rope_parameters");
             JsonNode scaling = root.get("rope_scaling");
             for (String k : new String[] {"rope_parameters", "rope_scaling"}) {

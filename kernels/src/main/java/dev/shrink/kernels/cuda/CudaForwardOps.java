@@ -220,6 +220,59 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
         d.geglu(gate.address(), up.address(), n, out.address());
     }
 
+    /** n rounded up to a quarter of its power of two (at most 25% more): the pool keeps about 4 sizes an octave. */
+    @Override
+    public int rowCapacity(int n) {
+        return roundedRows(n);
+    }
+
+    static int roundedRows(int n) {
+        if (n <= 8) {
+            return 8;
+        }
+        int step = Integer.highestOneBit(n) >> 2;
+        return (int) Math.min(Integer.MAX_VALUE, ((long) n + step - 1) / step * step);
+    }
+
+    @Override
+    public void zero(DeviceBuffer x, long n) {
+        dev.fill32(x.address(), 0, n);
+    }
+
+    @Override
+    public float[] toHost(DeviceBuffer x, long n) {
+        if (n > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException(n + " floats exceed a Java array");
+        }
+        return d.downloadFloats(x, 0, (int) n);
+    }
+
+    @Override
+    public void gatherRows(DeviceBuffer src, int[] rows, int C, DeviceBuffer dst) {
+        DeviceBuffer r = indices(rows);
+        d.gatherRows(src.address(), r.address(), rows.length, C, dst.address());
+        release(r);
+    }
+
+    @Override
+    public void addScaledRows(DeviceBuffer y, int[] rows, float[] weights, int C, DeviceBuffer out) {
+        if (weights.length != rows.length) {
+            throw new IllegalArgumentException(rows.length + " rows with " + weights.length + " weights");
+        }
+        DeviceBuffer r = indices(rows), w = alloc(rowCapacity(weights.length));
+        d.upload(weights, w);
+        d.addScaledRows(y.address(), r.address(), w.address(), rows.length, C, out.address());
+        release(r);
+        release(w); // reused only by later work on the stream: the upload into it is ordered after this kernel
+    }
+
+    /** rows as a device int32 array (pooled like the float arrays: both are 4 bytes an element). */
+    private DeviceBuffer indices(int[] rows) {
+        DeviceBuffer r = alloc(rowCapacity(rows.length));
+        d.upload(rows, r, 0);
+        return r;
+    }
+
     @Override
     public Float firstNonFinite(DeviceBuffer x, long n) {
         return d.anyNonFinite(x.address(), n) ? Float.NaN : null;

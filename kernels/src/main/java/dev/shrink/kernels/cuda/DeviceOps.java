@@ -27,6 +27,7 @@ public final class DeviceOps implements AutoCloseable {
     private final CudaModule module;
     private final CudaKernel rmsNorm, swiglu, geglu, crossEntropy, embed, rope, addBias, softmax, nonFinite, stall;
     private final CudaKernel toHalf, add, copyRows, kvRoundTrip, dequantGptq, scaleKernel, softcapKernel;
+    private final CudaKernel gatherRows, addScaledRows;
     private DeviceBuffer flag;
 
     DeviceOps(CudaOps owner, CudaDevice device, CublasHandle blas, CudaModule ops) {
@@ -51,6 +52,8 @@ public final class DeviceOps implements AutoCloseable {
         dequantGptq = module.kernel("dequant_gptq");
         scaleKernel = module.kernel("scale_into");
         softcapKernel = module.kernel("softcap_into");
+        gatherRows = module.kernel("gather_rows");
+        addScaledRows = module.kernel("add_scaled_rows");
     }
 
     public CudaDevice device() {
@@ -102,6 +105,34 @@ public final class DeviceOps implements AutoCloseable {
         }
         copyRows.launch(blocks((long) rows * width, 256), 1, 256, 0, src, srcLd, srcCol0, dst, dstLd, dstCol0,
                 (long) rows, width);
+    }
+
+    /**
+     * dst[i, :] = src[rows[i], :] for i &lt; n: the rows routed to one expert of a mixture. rows: device
+     * int32 [n], each a row of src (the caller checks); src: [*, C]; dst: [n, C].
+     */
+    public void gatherRows(long src, long rows, long n, int C, long dst) {
+        if (n < 0 || C < 0) {
+            throw new IllegalArgumentException("gatherRows: n = " + n + ", C = " + C);
+        }
+        if (n > 0 && C > 0) {
+            gatherRows.launch(blocks(n * C, 256), 1, 256, 0, src, rows, dst, n, C);
+        }
+    }
+
+    /**
+     * out[rows[i], :] += w[i] · y[i, :] for i &lt; n, the product rounded to float before the add (as
+     * transformers' {@code y * w} then {@code index_add_}; no fused multiply-add): an expert's output added
+     * into a mixture's. rows: device int32 [n], distinct rows of out (the caller checks); w: float32 [n];
+     * y: [n, C]; out: [*, C].
+     */
+    public void addScaledRows(long y, long rows, long w, long n, int C, long out) {
+        if (n < 0 || C < 0) {
+            throw new IllegalArgumentException("addScaledRows: n = " + n + ", C = " + C);
+        }
+        if (n > 0 && C > 0) {
+            addScaledRows.launch(blocks(n * C, 256), 1, 256, 0, y, rows, w, out, n, C);
+        }
     }
 
     // ---------------------------------------------------------------- GEMM

@@ -183,6 +183,36 @@ extern "C" __global__ void copy_rows(const float* src, int srcLd, int srcCol0, f
     }
 }
 
+// ---------------------------------------------------------------- mixture of experts
+
+// dst[i, c] = src[rows[i], c] for i < n, c < C: the rows routed to one expert. rows: int32 [n] (checked on
+// the host), src: [*, C], dst: [n, C].
+extern "C" __global__ void gather_rows(const float* src, const int* rows, float* dst, long long n, int C) {
+    const long long total = n * C;
+    for (long long e = blockIdx.x * (long long) blockDim.x + threadIdx.x; e < total;
+         e += (long long) gridDim.x * blockDim.x) {
+        const long long i = e / C;
+        const int c = (int) (e - i * C);
+        dst[e] = src[(long long) rows[i] * C + c];
+    }
+}
+
+// out[rows[i], c] += w[i] * y[i, c] for i < n, c < C: an expert's output added into the mixture, the product
+// rounded to float before the add (the _rn intrinsics keep NVRTC from contracting them into one FMA), as
+// transformers' y * w then index_add_ and the host's Java loop. rows: int32 [n], distinct (one thread per
+// element writes it: no races), w: float32 [n], y: [n, C], out: [*, C].
+extern "C" __global__ void add_scaled_rows(const float* y, const int* rows, const float* w, float* out, long long n,
+                                           int C) {
+    const long long total = n * C;
+    for (long long e = blockIdx.x * (long long) blockDim.x + threadIdx.x; e < total;
+         e += (long long) gridDim.x * blockDim.x) {
+        const long long i = e / C;
+        const int c = (int) (e - i * C);
+        float* o = out + (long long) rows[i] * C + c;
+        *o = __fadd_rn(*o, __fmul_rn(w[i], y[e]));
+    }
+}
+
 // ---------------------------------------------------------------- KV cache quantization round trip
 
 // In place on x: [groups, D] (groups = rows * KV heads; one group = one token's one head), what

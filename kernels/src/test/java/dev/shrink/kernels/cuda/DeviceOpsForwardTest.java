@@ -30,7 +30,8 @@ import org.junit.jupiter.params.provider.CsvSource;
  * references: fp16 conversion (bit for bit {@link Floats#floatToF16}), the residual add, the column
  * copy, attention with a sliding window ({@link ReferenceOps}' windowed attention), cross-entropy with
  * ignored rows, the KV-cache int8/int4 round trip (bit for bit {@link KvCacheType#roundTrip}) and GPTQ
- * dequantization (bit for bit fp16 of {@link QuantizedLinear#dequantize}). Outputs are poisoned
+ * dequantization (bit for bit fp16 of {@link QuantizedLinear#dequantize}), a mixture of experts' row gather and
+ * scaled row add (bit for bit the host's). Outputs are poisoned
  * first. Skipped without a GPU.
  */
 class DeviceOpsForwardTest {
@@ -138,6 +139,43 @@ class DeviceOpsForwardTest {
             assertClose("copyRows", expected, d.downloadFloats(dd, 0, dst.length), 0, 0); // the rest untouched
         }
         assertThrows(IllegalArgumentException.class, () -> cuda.deviceOps().copyRows(0, 8, 4, 0, 8, 0, 1, 5));
+    }
+
+    // ---------------------------------------------------------------- mixture of experts: gatherRows, addScaledRows
+
+    /** n distinct rows of M in a random order. */
+    private static int[] distinctRows(Random r, int M, int n) {
+        List<Integer> all = new ArrayList<>();
+        for (int m = 0; m < M; m++) {
+            all.add(m);
+        }
+        java.util.Collections.shuffle(all, r);
+        return all.subList(0, n).stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    @ParameterizedTest(name = "M={0} C={1} n={2}")
+    @CsvSource({"24, 64, 9", "1, 1, 1", "80, 33, 80", "3000, 4096, 2500"})
+    void gatherRowsAndAddScaledRowsAreTheHostsBitForBit(int M, int C, int n) {
+        Random r = new Random(M * 7L + C * 13L + n);
+        int[] rows = distinctRows(r, M, n);
+        float[] src = random(r, M * C, 3f), y = random(r, n * C, 3f), out = random(r, M * C, 3f);
+        float[] w = random(r, n, 1f);
+        float[] gathered = new float[n * C], added = out.clone();
+        for (int i = 0; i < n; i++) {
+            System.arraycopy(src, rows[i] * C, gathered, i * C, C);
+            for (int c = 0; c < C; c++) {
+                added[rows[i] * C + c] += w[i] * y[i * C + c]; // rounded product, then rounded sum
+            }
+        }
+        DeviceOps d = cuda.deviceOps();
+        try (DeviceBuffer ds = put(src); DeviceBuffer dr = putInts(rows); DeviceBuffer dg = poisoned(n * (long) C);
+             DeviceBuffer dy = put(y); DeviceBuffer dw = put(w); DeviceBuffer dout = put(out)) {
+            d.gatherRows(ds.address(), dr.address(), n, C, dg.address());
+            assertClose("gatherRows", gathered, d.downloadFloats(dg, 0, n * C), 0, 0);
+            d.addScaledRows(dy.address(), dr.address(), dw.address(), n, C, dout.address());
+            assertClose("addScaledRows", added, d.downloadFloats(dout, 0, M * C), 0, 0); // other rows untouched
+        }
+        assertThrows(IllegalArgumentException.class, () -> d.gatherRows(0, 0, -1, C, 0));
     }
 
     // ---------------------------------------------------------------- windowed attention
