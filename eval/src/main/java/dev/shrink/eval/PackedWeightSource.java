@@ -31,6 +31,11 @@ abstract class PackedWeightSource implements WeightSource {
         return store;
     }
 
+    @Override
+    public QuantizedLinear quantized(String prefix) {
+        return isQuantized(prefix) ? linear(prefix) : null;
+    }
+
     /** Whether {@code X.qweight} exists: X is a quantized linear. */
     public boolean isQuantized(String prefix) {
         return store.has(prefix + ".qweight");

@@ -21,6 +21,7 @@ public final class BlockWeights {
     private final Map<String, float[]> weights = new LinkedHashMap<>(); // W: [N, K]
     private final Map<String, float[]> biases = new LinkedHashMap<>();  // b: [N]
     private final Map<String, int[]> shapes = new LinkedHashMap<>();    // (N, K)
+    private final Map<String, dev.shrink.core.ops.LinearKernel> packed = new LinkedHashMap<>(); // kept packed
     private float[] qNorm;                    // [D] per-head RMSNorm of the queries (Qwen3), or null
     private float[] kNorm;                    // [D] of the keys, or null
     private float[] attentionOutputNorm;      // [C] Gemma's post_attention_layernorm, or null
@@ -59,6 +60,17 @@ public final class BlockWeights {
      * multipliers the forward uses ({@link ArchitectureSpec#normWeight}: 1 + w for Gemma's stored w).
      */
     public static BlockWeights load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, int layer) {
+        return load(src, cfg, spec, layer, null);
+    }
+
+    /**
+     * {@link #load(WeightSource, ModelConfig, ArchitectureSpec, int)} where the quantized linears of
+     * {@code src} that {@code packing} multiplies packed ({@link Ops#packed}) stay packed: their
+     * {@link #weight} is then not available, {@link #packed} is. For evaluation (the stages change
+     * float weights); {@code packing} null: every linear in float32.
+     */
+    public static BlockWeights load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, int layer,
+                                    dev.shrink.core.ops.Ops packing) {
         int C = cfg.hidden();
         BlockWeights b = new BlockWeights(layer,
                 spec.normWeight(read(src, spec.layer(layer, spec.inputNorm()), C)),
@@ -84,12 +96,12 @@ public final class BlockWeights {
                     || l.role() == ArchitectureSpec.Role.DOWN)) {
                 continue; // a sparse block's MLP is its experts (below)
             }
-            b.readLinear(src, spec.layer(layer, l.name()), l.name(), nk[0], nk[1]);
+            b.readLinear(src, spec.layer(layer, l.name()), l.name(), nk[0], nk[1], packing);
         }
         if (sparse) {
             for (var e : moeLinears(cfg, spec).entrySet()) {
                 int[] nk = e.getValue();
-                b.readLinear(src, spec.layer(layer, e.getKey()), e.getKey(), nk[0], nk[1]);
+                b.readLinear(src, spec.layer(layer, e.getKey()), e.getKey(), nk[0], nk[1], packing);
             }
         }
         return b;
@@ -121,7 +133,17 @@ public final class BlockWeights {
     }
 
     /** Reads linear {@code name} (full prefix {@code base}) of shape [N, K], with its bias [N] where the weights have one. */
-    private void readLinear(WeightSource src, String base, String name, int N, int K) {
+    private void readLinear(WeightSource src, String base, String name, int N, int K, dev.shrink.core.ops.Ops packing) {
+        dev.shrink.core.quant.QuantizedLinear q = packing == null ? null : src.quantized(base);
+        if (q != null && q.N() == N && q.K() == K) {
+            NonFinite.checkWeight(src.origin(base + ".scales"), base + ".scales", q.scales());
+            dev.shrink.core.ops.LinearKernel k = packing.packed(q);
+            if (k != null) { // multiplied packed; its bias is part of it
+                packed.put(name, k);
+                shapes.put(name, new int[] {N, K});
+                return;
+            }
+        }
         weights.put(name, read(src, base + ".weight", N, K));
         shapes.put(name, new int[] {N, K});
         if (src.has(base + ".bias")) {
@@ -203,10 +225,16 @@ public final class BlockWeights {
         return b;
     }
 
+    /** Linear {@code linear} kept packed ({@link #load} with a packing backend), or null when it is held in float32. */
+    public dev.shrink.core.ops.LinearKernel packed(String linear) {
+        return packed.get(linear);
+    }
+
     public float[] weight(String linear) {
         float[] w = weights.get(linear);
         if (w == null) {
-            throw new IllegalArgumentException("no linear " + linear);
+            throw new IllegalArgumentException(packed.containsKey(linear) ? "linear " + linear
+                    + " is held packed (evaluation); its float weights were not read" : "no linear " + linear);
         }
         return w;
     }

@@ -54,7 +54,7 @@ public final class CausalLM {
         float[] norm = spec.normWeight(read(src, spec.finalNorm(), C));
         List<BlockWeights> blocks = new ArrayList<>();
         for (int i = 0; i < cfg.layers(); i++) {
-            blocks.add(BlockWeights.load(src, cfg, spec, i));
+            blocks.add(BlockWeights.load(src, cfg, spec, i, ops)); // quantized linears packed where ops multiplies them so
         }
         String origin = src.origin(spec.embedTokens());
         java.nio.file.Path parent = origin.endsWith(".safetensors") ? java.nio.file.Path.of(origin).getParent() : null;

@@ -57,6 +57,11 @@ public final class HostForwardOps implements ForwardOps<float[], BlockWeights> {
 
     @Override
     public void linear(BlockWeights w, String name, float[] x, int M, int K, int N, float[] y) {
+        dev.shrink.core.ops.LinearKernel k = w.packed(name);
+        if (k != null) { // a quantized linear multiplied packed, bias included
+            k.apply(x, M, y);
+            return;
+        }
         ops.linear(x, M, K, w.weight(name), N, y);
         float[] bias = w.bias(name);
         if (bias != null) {

@@ -16,6 +16,14 @@ public interface WeightSource {
     /** The tensor's shape. */
     long[] shape(String name);
 
+    /**
+     * The quantized linear with tensor prefix {@code prefix} ("model.layers.0.mlp.up_proj"), unpacked
+     * but not dequantized, or null when the source holds it in float (the default).
+     */
+    default dev.shrink.core.quant.QuantizedLinear quantized(String prefix) {
+        return null;
+    }
+
     /** Where a tensor comes from (its file), for error messages. */
     default String origin(String name) {
         return name;

@@ -107,4 +107,13 @@ public interface Ops {
      * logits: [M, V].
      */
     void crossEntropy(float[] logits, int M, int V, int[] targets, double[] nll);
+
+    /**
+     * {@code q} in a form this backend multiplies without dequantizing it to float32 first, with the
+     * result {@code linear} gives on {@code q.dequantize()} (and its bias) bit for bit; or null where the
+     * backend has none for its bits (then the caller dequantizes). Default: none.
+     */
+    default LinearKernel packed(dev.shrink.core.quant.QuantizedLinear q) {
+        return null;
+    }
 }

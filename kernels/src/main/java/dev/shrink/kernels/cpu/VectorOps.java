@@ -42,6 +42,29 @@ public final class VectorOps implements Ops {
         return "cpu";
     }
 
+    /**
+     * 4- and 8-bit linears multiplied packed ({@link PackedLinear}: bit for bit this backend's
+     * {@link #linear} of the dequantized weights, a quarter of their memory at 4 bits); other bits: null.
+     */
+    @Override
+    public dev.shrink.core.ops.LinearKernel packed(dev.shrink.core.quant.QuantizedLinear q) {
+        if (q.bits() != 4 && q.bits() != 8) {
+            return null;
+        }
+        PackedLinear p = PackedLinear.of(q);
+        return new dev.shrink.core.ops.LinearKernel() {
+            @Override
+            public void apply(float[] x, int M, float[] y) {
+                p.apply(x, M, y, workers);
+            }
+
+            @Override
+            public long bytes() {
+                return p.bytes();
+            }
+        };
+    }
+
     public int threads() {
         return workers.threads();
     }

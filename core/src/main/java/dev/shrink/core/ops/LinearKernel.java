@@ -1,0 +1,14 @@
+package dev.shrink.core.ops;
+
+/**
+ * A linear layer held in a backend's own form (a 4-bit linear kept packed, {@link Ops#packed}):
+ * y[M, N] = x[M, K]·Wᵀ + b with W and b as the quantized linear defines them.
+ */
+public interface LinearKernel {
+
+    /** y = x·Wᵀ + b; x: [M, K], y: [M, N] (overwritten). */
+    void apply(float[] x, int M, float[] y);
+
+    /** The memory it holds, bytes. */
+    long bytes();
+}
