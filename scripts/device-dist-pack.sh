@@ -27,7 +27,9 @@ cp "$SHARED/golden/goldens-fixture-llama-14m.json" "$SHARED/golden/fixture-llama
 
 mvn -B -q -o -Dstyle.color=never -DskipTests test-compile >&2
 for m in core kernels calib-data eval compress-gptq compress-awq prune; do
-  "$JAVA_HOME/bin/jar" cf "$OUT/t/lib/shrink-$m-tests.jar" -C "$m/target/test-classes" .
+  # the architecture fixtures stay out (they travel in the checkout: device-dist-run.sh puts
+  # eval/src/test/resources on the class path)
+  (cd "$m/target/test-classes" && "$JAVA_HOME/bin/jar" cf "$ROOT/$OUT/t/lib/shrink-$m-tests.jar" $(ls -A | grep -vx arch))
 done
 cp_file=$(mktemp)
 for m in eval kernels; do

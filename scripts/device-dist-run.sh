@@ -36,7 +36,7 @@ fi
 echo "== parity suite ($(( $(date +%s) - T0 )) s so far)"
 tar xJf "$P/fixture.tar.xz" -C /tmp/shared/models; cp -r "$P/t/shared/golden" /tmp/shared/
 timeout 200 "$H/runtime/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
-  --sun-misc-unsafe-memory-access=allow -Xmx24g -cp "$H/lib/*:$P/t/lib/*" \
+  --sun-misc-unsafe-memory-access=allow -Xmx24g -cp "$H/lib/*:$P/t/lib/*:$ROOT/eval/src/test/resources" \
   -Dshrink.shared=/tmp/shared -Dshrink.cuda.heldoutTokens="$P/t/heldout-8x512.safetensors" \
   -Dshrink.gptq.cudaOut=/tmp/gq -Dshrink.gptq.heldoutTokens="$P/t/heldout-64x512.safetensors" -Dshrink.cubin.cache=/tmp/cubin \
   dev.shrink.kernels.cuda.DeviceSuite ${SUITE:-\
