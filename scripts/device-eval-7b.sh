@@ -34,8 +34,8 @@ fi
 if [ "$STAGE" = c ]; then # the packed folder's load into the batch-1 decoder, and decode beside the estimate
   [ -f /tmp/syn7/config.json ] || t "$S" synth /tmp/syn7 --preset llama2-7b --dtype fp16 -q
   [ -f /tmp/syn7-q/config.json ] || t "$S" gptq /tmp/syn7 --work-dir /tmp/syn7-q --device cuda --gpu-math tf32 \
-      --calib-dataset c4 --calib-samples 32 --calib-seqlen 2048 -q 2>&1 | tail -3
-  for d in syn7 syn7-q; do
+      --calib-dataset c4 --calib-samples "${CALIB:-32}" --calib-seqlen 2048 -q 2>&1 | tail -3
+  for d in ${SPEED_OF:-syn7 syn7-q}; do
     echo "== eval --speed-only of $d"
     t timeout 200 "$S" eval /tmp/$d --device cuda --dataset wikitext2 --speed-only --speed-repeats 3
   done
