@@ -34,7 +34,7 @@ for d in syn syn-q; do "$S" estimate /tmp/$d --batch 1 --prompt-tokens 128 --new
 echo "== bad input on the GPU machine"; "$S" eval /tmp/nope --device cuda --dataset heldout; echo "   [rc $?]"
 fi
 echo "== parity suite ($(( $(date +%s) - T0 )) s so far)"
-tar xJf "$P/fixture.tar.xz" -C /tmp/shared/models; cp -r "$P/t/shared/golden" /tmp/shared/
+[ -f "$P/fixture.tar.xz" ] && tar xJf "$P/fixture.tar.xz" -C /tmp/shared/models; cp -r "$P/t/shared/golden" /tmp/shared/
 timeout 200 "$H/runtime/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
   --sun-misc-unsafe-memory-access=allow -Xmx24g -cp "$H/lib/*:$P/t/lib/*:$ROOT/eval/src/test/resources" \
   -Dshrink.shared=/tmp/shared -Dshrink.cuda.heldoutTokens="$P/t/heldout-8x512.safetensors" \
