@@ -1,8 +1,9 @@
 package dev.shrink.core.ops;
 
 /**
- * A linear layer held in a backend's own form (a 4-bit linear kept packed, {@link Ops#packed}):
- * y[M, N] = x[M, K]·Wᵀ + b with W and b as the quantized linear defines them.
+ * A linear layer held in a backend's own form (a 4-bit linear kept packed, {@link Ops#packed}; a
+ * float32 one laid out once, {@link Ops#dense}): y[M, N] = x[M, K]·Wᵀ + b with W and b as the
+ * quantized linear, or the float32 weights and bias given, define them.
  */
 public interface LinearKernel {
 

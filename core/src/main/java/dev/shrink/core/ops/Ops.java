@@ -116,4 +116,15 @@ public interface Ops {
     default LinearKernel packed(dev.shrink.core.quant.QuantizedLinear q) {
         return null;
     }
+
+    /**
+     * The float32 linear W [N, K] (PyTorch layout) and bias ([N] or null) in a form this backend
+     * multiplies faster than {@code linear} (laid out once, not per call), with the result
+     * {@code linear} gives followed by y[m, n] += bias[n], bit for bit; or null where the backend has
+     * none (then the caller keeps W and calls {@code linear}). The kernel keeps no reference to W.
+     * Default: none.
+     */
+    default LinearKernel dense(float[] W, int N, int K, float[] bias) {
+        return null;
+    }
 }

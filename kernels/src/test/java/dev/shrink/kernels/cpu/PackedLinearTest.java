@@ -7,12 +7,8 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.shrink.core.quant.QuantizedLinear;
 import dev.shrink.kernels.cpu.PackedLinearCases.Case;
-import java.lang.management.ManagementFactory;
-import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -180,31 +176,7 @@ class PackedLinearTest {
 
     /** Runs {@link PackedLinearCases#main} in a JVM with this one's module flags and the given vector size. */
     private static String fork(int maxVectorBytes, long seed) throws Exception {
-        List<String> cmd = new ArrayList<>();
-        cmd.add(java.nio.file.Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        List<String> in = ManagementFactory.getRuntimeMXBean().getInputArguments();
-        for (int i = 0; i < in.size(); i++) {
-            if (in.get(i).startsWith("--")) {
-                cmd.add(in.get(i));
-                if (!in.get(i).contains("=") && i + 1 < in.size() && !in.get(i + 1).startsWith("-")) {
-                    cmd.add(in.get(++i)); // "--add-modules jdk.incubator.vector" as two arguments
-                }
-            }
-        }
-        if (cmd.stream().noneMatch(f -> f.contains("jdk.incubator.vector"))) {
-            cmd.addAll(List.of("--add-modules", "jdk.incubator.vector"));
-        }
-        cmd.addAll(List.of("-XX:MaxVectorSize=" + maxVectorBytes, "-Xmx256m", "-XX:+UseSerialGC",
-                "-cp", System.getProperty("java.class.path"), PackedLinearCases.class.getName(), Long.toString(seed)));
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        byte[] out = p.getInputStream().readAllBytes();
-        if (!p.waitFor(120, TimeUnit.SECONDS)) {
-            p.destroyForcibly();
-            fail("-XX:MaxVectorSize=" + maxVectorBytes + " did not finish in 120 s");
-        }
-        String text = new String(out, StandardCharsets.UTF_8);
-        assertEquals(0, p.exitValue(), "-XX:MaxVectorSize=" + maxVectorBytes + ":\n" + text);
-        return text;
+        return ForkedJvm.run(PackedLinearCases.class, maxVectorBytes, Long.toString(seed));
     }
 
     @Test
