@@ -1,6 +1,7 @@
 package dev.shrink.kernels.bench;
 
 import dev.shrink.core.quant.QuantizedLinear;
+import dev.shrink.kernels.cpu.DenseLinear;
 import dev.shrink.kernels.cpu.PackedLinear;
 import dev.shrink.kernels.cpu.VectorOps;
 import dev.shrink.kernels.cpu.WorkerPool;
@@ -14,13 +15,15 @@ import jdk.incubator.vector.FloatVector;
  * {@link PackedLinear} (4-bit, kept packed) against the float32 linear of {@link VectorOps} on the
  * same weights dequantized, side by side: each repetition times one packed and one float32 product
  * back to back, so the per-repetition ratio sees the same machine load. Prints the median, min and
- * max time of each, and the median of the per-repetition ratios float32 / packed (above 1: packed
- * is faster). Shapes: the fixture's linears (hidden 384, intermediate 1024) and 4096 × 4096, at
+ * max time of each, and the median (min, max) of the per-repetition ratios float32 / packed (above
+ * 1: packed is faster). Shapes: the fixture's linears (hidden 384, intermediate 1024) and 4096 × 4096, at
  * M = 1 (decoding) and M = 512 (prefill, perplexity windows); group 128, asymmetric zeros.
+ * With {@code --dense}: {@link DenseLinear} (float32 laid out once) in place of the packed linear,
+ * against the same float32 linear on the same weights (no act-order shape: it has no g_idx).
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp kernels/target/classes:core/target/classes \
- *      dev.shrink.kernels.bench.PackedLinearBench [--threads 2] [--reps 15] [--ms 1,512] [--only 4096]
+ *      dev.shrink.kernels.bench.PackedLinearBench [--dense] [--threads 2] [--reps 15] [--ms 1,512] [--only 4096]
  * </pre>
  */
 public final class PackedLinearBench {
@@ -36,14 +39,16 @@ public final class PackedLinearBench {
         int threads = 2, reps = 15;
         int[] ms = {1, 512};
         String only = "";
+        boolean dense = false;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--threads" -> threads = Integer.parseInt(args[++i]);
                 case "--reps" -> reps = Math.max(5, Integer.parseInt(args[++i]));
                 case "--ms" -> ms = Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
                 case "--only" -> only = args[++i];
+                case "--dense" -> dense = true;
                 default -> {
-                    System.err.println("usage: PackedLinearBench [--threads 2] [--reps 15] [--ms 1,512] [--only LABEL-PART]");
+                    System.err.println("usage: PackedLinearBench [--dense] [--threads 2] [--reps 15] [--ms 1,512] [--only LABEL-PART]");
                     System.exit(2);
                 }
             }
@@ -56,19 +61,36 @@ public final class PackedLinearBench {
                 new Shape("4096x4096 act-order", 4096, 4096, true)));
         System.out.printf("PackedLinearBench: %d threads, %d cores, vector species %s, Java %s, reps %d%n", threads,
                 Runtime.getRuntime().availableProcessors(), FloatVector.SPECIES_PREFERRED, Runtime.version(), reps);
-        System.out.printf("%-22s %4s %10s %10s %10s | %10s %10s %10s | %7s %7s %7s | %s%n", "shape (4-bit, g128)", "M",
-                "packed ms", "min", "max", "f32 ms", "min", "max", "ratio", "min", "max", "bytes packed/f32");
+        String kind = dense ? "dense" : "packed";
+        System.out.printf("%-22s %4s %10s %10s %10s | %10s %10s %10s | %7s %7s %7s | %s%n",
+                dense ? "shape (float32)" : "shape (4-bit, g128)", "M", kind + " ms", "min", "max", "f32 ms", "min",
+                "max", "ratio", "min", "max", "bytes " + kind + "/f32");
         VectorOps ops = new VectorOps(threads);
         WorkerPool pool = new WorkerPool(threads);
         List<Run> runs = new ArrayList<>();
         for (Shape s : shapes) {
-            if (!s.label().contains(only)) {
+            if (!s.label().contains(only) || (dense && s.actOrder())) {
                 continue;
             }
             Random rnd = new Random(7);
-            QuantizedLinear q = random(rnd, s.N(), s.K(), s.actOrder());
-            PackedLinear p = PackedLinear.of(q);
-            float[] w = q.dequantize();
+            float[] w;
+            Kernel p;
+            long kernelBytes;
+            if (dense) {
+                w = new float[s.N() * s.K()];
+                for (int i = 0; i < w.length; i++) {
+                    w[i] = (rnd.nextFloat() * 2 - 1) * 0.05f;
+                }
+                DenseLinear d = DenseLinear.of(w, s.N(), s.K(), null);
+                p = d::apply;
+                kernelBytes = d.bytes();
+            } else {
+                QuantizedLinear q = random(rnd, s.N(), s.K(), s.actOrder());
+                PackedLinear pl = PackedLinear.of(q);
+                p = pl::apply;
+                kernelBytes = pl.bytes();
+                w = q.dequantize();
+            }
             for (int M : ms) {
                 if (s.actOrder() && M != 1) {
                     continue;
@@ -78,7 +100,7 @@ public final class PackedLinearBench {
                     x[i] = rnd.nextFloat() * 2 - 1;
                 }
                 float[] y = new float[M * s.N()];
-                runs.add(new Run(s.label(), M, p.bytes(), 4L * w.length,
+                runs.add(new Run(s.label(), M, kernelBytes, 4L * w.length,
                         () -> p.apply(x, M, y, pool), () -> ops.linear(x, M, s.K(), w, s.N(), y)));
             }
         }
@@ -101,7 +123,13 @@ public final class PackedLinearBench {
         }
     }
 
-    /** One measured case: the packed product and the float32 one on the same input. */
+    /** The linear measured against VectorOps.linear: PackedLinear's or DenseLinear's apply. */
+    @FunctionalInterface
+    private interface Kernel {
+        void apply(float[] x, int M, float[] y, WorkerPool pool);
+    }
+
+    /** One measured case: the packed (or dense) product and the float32 one on the same input. */
     private record Run(String label, int M, long packedBytes, long denseBytes, Runnable packed, Runnable dense) {
     }
 

@@ -19,11 +19,16 @@ import jdk.incubator.vector.FloatVector;
  * FMA latency). Memory: 4 · ⌈N / P⌉ · P · K bytes, the float32 weights plus at most P − 1 rows.
  */
 public final class DenseLinear extends PanelLinear {
-    /** Panels per M = 1 step: 4 · 2 accumulators (with the broadcast input: 9 of 16 AVX2 registers). */
+    /**
+     * Panels per M = 1 step: 4 · 2 accumulators (with the broadcast input: 9 of 16 AVX2 registers).
+     * One panel's two chains wait on the FMA latency: with 4, 384 × 384 took 8 µs instead of 10 to
+     * 12, 4096 × 4096 3.3 ms instead of 3.9 to 4.5 (AVX-512, a busy 2-core machine, PackedLinearBench --dense).
+     */
     static final int GEMV_PANELS = 4;
     /**
-     * Weights (N·K) per task at least for M = 1; fewer make one task on the caller (a float32
-     * weight is one load and one FMA, about 8 times less work than a 4-bit one's decoding).
+     * Weights (N·K) per task at least for M = 1; fewer make one task on the caller. With 2^15 the
+     * fixture's linears (384 × 384 .. 1024 × 384, 8 to 22 µs on one thread) forked and took 3 to 10
+     * times longer on a busy 2-core machine; 2^18 keeps them on the caller.
      */
     static final long MIN_TASK_WEIGHTS = 1L << 18;
 
