@@ -24,8 +24,9 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * A GPTQ folder evaluated on the cpu backend keeps its 4- and 8-bit linears packed (Ops.packed):
- * the same logits, bit for bit, as the same folder dequantized to float32, with the linears' memory
- * a fraction of float32's; cpu-reference dequantizes as before.
+ * the same logits, bit for bit, as the same folder dequantized to float32 (float arrays through the
+ * backend's GEMM, and float linears in its own layout, Ops.dense), with the linears' memory a fraction
+ * of float32's; cpu-reference dequantizes as before.
  */
 class PackedEvalTest {
     @TempDir
@@ -66,7 +67,8 @@ class PackedEvalTest {
                 }
             };
             CausalLM packed = CausalLM.load(src, dir.config(), dir.spec(), cpu);
-            CausalLM dense = CausalLM.load(floats, dir.config(), dir.spec(), cpu);
+            CausalLM dense = CausalLM.load(floats, dir.config(), dir.spec(), cpu, false); // float arrays, Sgemm
+            CausalLM panels = CausalLM.load(floats, dir.config(), dir.spec(), cpu); // float, the backend's layout
             BlockWeights b0 = packed.blocks().get(0);
             String down = dir.spec().linear(dev.shrink.core.model.ArchitectureSpec.Role.DOWN).name();
             assertNotNull(b0.packed(down), "the cpu backend keeps the linear packed");
@@ -79,6 +81,9 @@ class PackedEvalTest {
             float[] a = packed.logits(packed.hidden(tokens, 2, 64, null, Taps.NONE), 0, 128);
             float[] b = dense.logits(dense.hidden(tokens, 2, 64, null, Taps.NONE), 0, 128);
             assertArrayEquals(b, a, "bit for bit");
+            assertNotNull(panels.blocks().get(0).packed(down), "float linears in the cpu backend's layout");
+            float[] c = panels.logits(panels.hidden(tokens, 2, 64, null, Taps.NONE), 0, 128);
+            assertArrayEquals(b, c, "float panels: bit for bit");
             CausalLM reference = CausalLM.load(src, dir.config(), dir.spec(), Backends.select("cpu-reference", 1));
             assertNull(reference.blocks().get(0).packed(down), "cpu-reference dequantizes");
             assertEquals(dir.config().layers(), packed.blocks().size());

@@ -240,7 +240,8 @@ public final class DistillStage {
         ModelConfig sc = hostWeights.config();
         checkCompatible(teacher, sc, cfg);
         TrainWindows windows = new TrainWindows(stream, cfg.seqlen(), cfg.seed());
-        CausalLM lm = CausalLM.load(teacher.source(), teacher.config(), teacher.spec(), cpu.ops());
+        // float arrays: the teacher's fingerprint hashes its weights
+        CausalLM lm = CausalLM.load(teacher.source(), teacher.config(), teacher.spec(), cpu.ops(), false);
         Map<String, Object> run = new LinkedHashMap<>(cfg.identity());
         run.put("data_sha256", TrainText.fingerprint(stream));
         run.put("student_sha256", fingerprint(hostWeights.entries().stream().map(Weights.Entry::value).toList()));

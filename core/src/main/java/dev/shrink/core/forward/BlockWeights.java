@@ -65,9 +65,10 @@ public final class BlockWeights {
 
     /**
      * {@link #load(WeightSource, ModelConfig, ArchitectureSpec, int)} where the quantized linears of
-     * {@code src} that {@code packing} multiplies packed ({@link Ops#packed}) stay packed: their
-     * {@link #weight} is then not available, {@link #packed} is. For evaluation (the stages change
-     * float weights); {@code packing} null: every linear in float32.
+     * {@code src} that {@code packing} multiplies packed ({@link dev.shrink.core.ops.Ops#packed}) stay
+     * packed and its float linears take the backend's own layout ({@link dev.shrink.core.ops.Ops#dense}):
+     * their {@link #weight} is then not available, {@link #packed} is. For evaluation (the stages change
+     * float weights); {@code packing} null: every linear as float32 arrays.
      */
     public static BlockWeights load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, int layer,
                                     dev.shrink.core.ops.Ops packing) {
@@ -139,6 +140,16 @@ public final class BlockWeights {
             NonFinite.checkWeight(src.origin(base + ".scales"), base + ".scales", q.scales());
             dev.shrink.core.ops.LinearKernel k = packing.packed(q);
             if (k != null) { // multiplied packed; its bias is part of it
+                packed.put(name, k);
+                shapes.put(name, new int[] {N, K});
+                return;
+            }
+        }
+        if (packing != null) { // a float linear in the backend's own layout, made once (decode without repacking)
+            float[] w = read(src, base + ".weight", N, K);
+            float[] b = src.has(base + ".bias") ? read(src, base + ".bias", N) : null;
+            dev.shrink.core.ops.LinearKernel k = packing.dense(w, N, K, b);
+            if (k != null) {
                 packed.put(name, k);
                 shapes.put(name, new int[] {N, K});
                 return;
@@ -254,6 +265,7 @@ public final class BlockWeights {
         if (nk == null || w.length != nk[0] * nk[1]) {
             throw new IllegalArgumentException("weight for " + linear + " has the wrong size");
         }
+        packed.remove(linear); // the new float weights replace a backend-layout form
         weights.put(linear, w);
     }
 

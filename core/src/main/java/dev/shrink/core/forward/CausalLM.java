@@ -37,6 +37,16 @@ public final class CausalLM {
 
     /** Reads every weight as float32 from {@code src}. */
     public static CausalLM load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, Ops ops) {
+        return load(src, cfg, spec, ops, true);
+    }
+
+    /**
+     * @param backendLayout whether the linears take {@code ops}' own forms where it has them (4/8-bit ones
+     *                      kept packed, float ones in a layout made once: {@link BlockWeights#load} with
+     *                      {@code ops}); false: every linear as float32 arrays, readable by
+     *                      {@link BlockWeights#weight} (distillation fingerprints its teacher so)
+     */
+    public static CausalLM load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, Ops ops, boolean backendLayout) {
         int C = cfg.hidden(), V = cfg.vocab();
         float[] embed = read(src, spec.embedTokens(), V, C);
         float[] head;
@@ -54,7 +64,7 @@ public final class CausalLM {
         float[] norm = spec.normWeight(read(src, spec.finalNorm(), C));
         List<BlockWeights> blocks = new ArrayList<>();
         for (int i = 0; i < cfg.layers(); i++) {
-            blocks.add(BlockWeights.load(src, cfg, spec, i, ops)); // quantized linears packed where ops multiplies them so
+            blocks.add(BlockWeights.load(src, cfg, spec, i, backendLayout ? ops : null));
         }
         String origin = src.origin(spec.embedTokens());
         java.nio.file.Path parent = origin.endsWith(".safetensors") ? java.nio.file.Path.of(origin).getParent() : null;
