@@ -20,13 +20,15 @@ public final class CausalLM {
     private final float[] finalNorm; // [C]
     private final List<BlockWeights> blocks;
     private final String source;     // the model folder (or weights file) for messages, or null
+    private final dev.shrink.core.ops.LinearKernel headKernel; // the head in the backend's layout, or null
 
     public CausalLM(Decoder decoder, float[] embed, float[] head, float[] finalNorm, List<BlockWeights> blocks) {
-        this(decoder, embed, head, finalNorm, blocks, null);
+        this(decoder, embed, head, finalNorm, blocks, null, null);
     }
 
     private CausalLM(Decoder decoder, float[] embed, float[] head, float[] finalNorm, List<BlockWeights> blocks,
-                     String source) {
+                     String source, dev.shrink.core.ops.LinearKernel headKernel) {
+        this.headKernel = headKernel;
         this.decoder = decoder;
         this.embed = embed;
         this.head = head;
@@ -69,7 +71,7 @@ public final class CausalLM {
         String origin = src.origin(spec.embedTokens());
         java.nio.file.Path parent = origin.endsWith(".safetensors") ? java.nio.file.Path.of(origin).getParent() : null;
         return new CausalLM(new Decoder(cfg, spec, ops), embed, head, norm, blocks,
-                parent != null ? parent.toString() : origin);
+                parent != null ? parent.toString() : origin, backendLayout ? ops.dense(head, V, C, null) : null);
     }
 
     /**
@@ -110,7 +112,7 @@ public final class CausalLM {
             return this;
         }
         return new CausalLM(new Decoder(decoder.config(), decoder.spec(), decoder.ops(), kvCache), embed, head, finalNorm,
-                blocks);
+                blocks, source, headKernel);
     }
 
     public Decoder decoder() {
@@ -158,7 +160,7 @@ public final class CausalLM {
 
     /** logits [rows, V] of hidden rows row0..row0+rows−1. */
     public float[] logits(float[] hidden, int row0, int rows) {
-        return decoder.logits(head, hidden, row0, rows);
+        return headKernel != null ? decoder.logits(headKernel, hidden, row0, rows) : decoder.logits(head, hidden, row0, rows);
     }
 
     /**
@@ -170,7 +172,7 @@ public final class CausalLM {
      */
     public ShrinkException nonFinite(int[] tokens, int B, int T, String what) {
         String prefix = (source == null ? "" : source + ": ") + what + ": ";
-        CausalLM checked = new CausalLM(decoder.checking(), embed, head, finalNorm, blocks, source);
+        CausalLM checked = new CausalLM(decoder.checking(), embed, head, finalNorm, blocks, source, headKernel);
         try {
             float[] h = checked.hidden(tokens, B, T, null, Taps.NONE);
             int chunk = Math.max(1, (16 << 20) / config().vocab());

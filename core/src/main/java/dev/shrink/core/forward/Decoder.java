@@ -123,4 +123,15 @@ public final class Decoder {
         forward.check(out, out.length, "the logits (lm_head)");
         return out;
     }
+
+    /** {@link #logits(float[], float[], int, int)} with the head in a backend's own layout ({@link Ops#dense}): the same values. */
+    public float[] logits(dev.shrink.core.ops.LinearKernel head, float[] x, int row0, int rows) {
+        int C = forward.config().hidden(), V = forward.config().vocab();
+        float[] in = row0 == 0 && x.length == rows * C ? x : java.util.Arrays.copyOfRange(x, row0 * C, (row0 + rows) * C);
+        float[] out = new float[rows * V];
+        head.apply(in, rows, out);
+        forward.capLogits(out, out.length);
+        forward.check(out, out.length, "the logits (lm_head)");
+        return out;
+    }
 }
