@@ -84,6 +84,9 @@ class PackedEvalTest {
             assertNotNull(panels.blocks().get(0).packed(down), "float linears in the cpu backend's layout");
             float[] c = panels.logits(panels.hidden(tokens, 2, 64, null, Taps.NONE), 0, 128);
             assertArrayEquals(b, c, "float panels: bit for bit");
+            float[] wFloat = dense.blocks().get(0).weight(down);
+            assertArrayEquals(wFloat, b0.weight(down), "the packed linear's weights read back: the dequantized ones");
+            assertArrayEquals(wFloat, panels.blocks().get(0).weight(down), "the float panels' weights read back");
             CausalLM reference = CausalLM.load(src, dir.config(), dir.spec(), Backends.select("cpu-reference", 1));
             assertNull(reference.blocks().get(0).packed(down), "cpu-reference dequantizes");
             assertEquals(dir.config().layers(), packed.blocks().size());

@@ -236,23 +236,29 @@ public final class BlockWeights {
         return b;
     }
 
-    /** Linear {@code linear} kept packed ({@link #load} with a packing backend), or null when it is held in float32. */
+    /**
+     * Linear {@code linear} in the backend's own layout ({@link #load} with a packing backend), or null when it
+     * is held as a float32 array. {@link #weight} of such a linear reads a new float copy back from it.
+     */
     public dev.shrink.core.ops.LinearKernel packed(String linear) {
         return packed.get(linear);
     }
 
     public float[] weight(String linear) {
         float[] w = weights.get(linear);
+        if (w == null && packed.containsKey(linear)) {
+            return packed.get(linear).weights(); // read back from the backend's layout (a new array each call)
+        }
         if (w == null) {
-            throw new IllegalArgumentException(packed.containsKey(linear) ? "linear " + linear
-                    + " is held packed (evaluation); its float weights were not read" : "no linear " + linear);
+            throw new IllegalArgumentException("no linear " + linear);
         }
         return w;
     }
 
     /** The bias of a linear, or null. */
     public float[] bias(String linear) {
-        return biases.get(linear);
+        dev.shrink.core.ops.LinearKernel k = packed.get(linear);
+        return k != null ? k.bias() : biases.get(linear);
     }
 
     /** (N = out, K = in) of a linear. */
@@ -270,7 +276,7 @@ public final class BlockWeights {
     }
 
     public Iterable<String> linearNames() {
-        return weights.keySet();
+        return shapes.keySet();
     }
 
     /** Adds an already-read linear (used by tests and synthetic models). */

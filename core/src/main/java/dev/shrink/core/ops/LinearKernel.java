@@ -12,4 +12,10 @@ public interface LinearKernel {
 
     /** The memory it holds, bytes. */
     long bytes();
+
+    /** W [N, K] as the products use it (dequantized for packed codes), made on request. */
+    float[] weights();
+
+    /** The bias [N] it adds, or null. */
+    float[] bias();
 }

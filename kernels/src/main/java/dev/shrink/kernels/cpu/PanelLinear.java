@@ -207,6 +207,40 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
         }
     }
 
+    /**
+     * W [N, K] row-major as the products use it (the dequantized weights, for packed codes), read back
+     * from the panels: for code that needs the float matrix of a linear loaded for evaluation.
+     */
+    public float[] weights() {
+        float[] W = new float[N * K];
+        int ncp = NC / P;
+        for (int qc = 0; qc < panels; qc += ncp) {
+            int qn = Math.min(ncp, panels - qc);
+            for (int b = 0; b < blocks; b++) {
+                int pc = b * kc, kcb = Math.min(kc, K - pc);
+                float[] bp = blockB(qc, qn, b, pc, kcb);
+                for (int jp = 0; jp < qn; jp++) {
+                    int off = panelB(qc, jp, pc, kcb);
+                    for (int lane = 0; lane < P; lane++) {
+                        int n = (qc + jp) * P + lane;
+                        if (n >= N) {
+                            break;
+                        }
+                        for (int p = 0; p < kcb; p++) {
+                            W[n * K + pc + p] = bp[off + p * P + lane];
+                        }
+                    }
+                }
+            }
+        }
+        return W;
+    }
+
+    /** The bias [N] (a copy), or null. */
+    public float[] biasValues() {
+        return bias == null ? null : bias.clone();
+    }
+
     static int ceilDiv(int a, int b) {
         return (a + b - 1) / b;
     }

@@ -62,6 +62,16 @@ public final class VectorOps implements Ops {
             public long bytes() {
                 return p.bytes();
             }
+
+            @Override
+            public float[] weights() {
+                return p.weights();
+            }
+
+            @Override
+            public float[] bias() {
+                return p.biasValues();
+            }
         };
     }
 
@@ -81,6 +91,16 @@ public final class VectorOps implements Ops {
             @Override
             public long bytes() {
                 return d.bytes();
+            }
+
+            @Override
+            public float[] weights() {
+                return d.weights();
+            }
+
+            @Override
+            public float[] bias() {
+                return d.biasValues();
             }
         };
     }
