@@ -20,7 +20,8 @@ grep -qxF "/.device/" "$exclude" 2>/dev/null || echo "/.device/" >> "$exclude"
 scripts/dist.sh >&2
 rm -rf "$OUT"; mkdir -p "$OUT/t/lib" "$OUT/t/shared/golden"
 cp "$(ls -t dist/shrink-*-linux-x86_64.tar.gz | grep -v parquet | head -1)" "$OUT/"
-tar cf - -C "$SHARED/models" fixture-llama-14m | xz -9 -T0 > "$OUT/fixture.tar.xz"
+# NO_FIXTURE=1: without the fixture model (19 MiB), for a suite of fixture-free tests when the checkout is large
+[ -n "${NO_FIXTURE:-}" ] || tar cf - -C "$SHARED/models" fixture-llama-14m | xz -9 -T0 > "$OUT/fixture.tar.xz"
 tar cJf "$OUT/datasets.tar.xz" -C "$SHARED/datasets" c4-sample literature-heldout wikitext-2-raw
 cp "$SHARED/golden/goldens-fixture-llama-14m.json" "$SHARED/golden/fixture-llama-14m.calib-c4-128x512.safetensors" \
   "$OUT/t/shared/golden/"
