@@ -9,7 +9,6 @@ BASE_REV="$1"; RUNS="${2:-5}"; WINDOWS="${3:-16}"; THREADS="${4:-0}"
 SHARED="$(readlink -f "${SHRINK_SHARED:-$ROOT/../shared}")"
 B=/tmp/shrink-ab-$(git -C "$ROOT" rev-parse --short "$BASE_REV")
 [ -d "$B" ] || git -C "$ROOT" worktree add -q --detach "$B" "$BASE_REV"
-[ -e "$B/../shared" ] || ln -s "$SHARED" "$B/../shared" 2>/dev/null || true
 "$B/shrink" --version >/dev/null
 "$ROOT/shrink" --version >/dev/null
 run() { SHRINK_SHARED="$SHARED" "$1/shrink" eval "$SHARED/models/fixture-llama-14m" --dataset heldout --seqlen 512 \

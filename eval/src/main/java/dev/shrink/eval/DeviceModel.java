@@ -7,7 +7,6 @@ import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.quant.GptqPacking;
 import dev.shrink.core.quant.QuantizedLinear;
-import dev.shrink.core.safetensors.TensorInfo;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.tensor.DType;
 import dev.shrink.core.tensor.Floats;
@@ -20,7 +19,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.stream.IntStream;
 
 /**
  * A model folder loaded into a {@link DeviceDecoder} for batch-1 decoding on the GPU (the cuda
@@ -220,7 +218,7 @@ public final class DeviceModel implements AutoCloseable {
             }
             short[] sc = store.info(p.scales()).dtype() == DType.F16
                     ? store.data(p.scales()).toArray(ValueLayout.JAVA_SHORT_UNALIGNED)
-                    : toF16Array(store.floats(p.scales()));
+                    : Floats.toF16(store.floats(p.scales()));
             for (int gi = 0; gi < G; gi++) {
                 System.arraycopy(sc, gi * p.N(), scales, gi * N + n0, p.N());
             }
@@ -232,12 +230,6 @@ public final class DeviceModel implements AutoCloseable {
             return false; // a shape the GEMV refuses: the unpacking path below says why
         }
         return true;
-    }
-
-    private static short[] toF16Array(float[] f) {
-        short[] h = new short[f.length];
-        toF16(f, h, 0);
-        return h;
     }
 
     /** Fuses the parts along N, packs them in GPTQ's layout (zero points as they are) and hands them to the decoder. */
@@ -264,9 +256,7 @@ public final class DeviceModel implements AutoCloseable {
     private static void loadDense(DeviceDecoder dec, int l, Slot slot, List<float[]> parts) {
         List<short[]> h = new ArrayList<>();
         for (float[] a : parts) {
-            short[] w = new short[a.length];
-            toF16(a, w, 0);
-            h.add(w);
+            h.add(Floats.toF16(a));
         }
         loadDenseH(dec, l, slot, h);
     }
@@ -291,18 +281,7 @@ public final class DeviceModel implements AutoCloseable {
         if (store.has(name) && store.info(name).dtype() == DType.F16) {
             return store.data(name).toArray(ValueLayout.JAVA_SHORT_UNALIGNED);
         }
-        float[] f = src.floats(name);
-        short[] h = new short[f.length];
-        toF16(f, h, 0);
-        return h;
-    }
-
-    private static void toF16(float[] f, short[] h, int off) {
-        IntStream.range(0, (f.length + 65535) / 65536).parallel().forEach(c -> {
-            for (int i = c * 65536, e = Math.min(f.length, i + 65536); i < e; i++) {
-                h[off + i] = Floats.floatToF16(f[i]);
-            }
-        });
+        return Floats.toF16(src.floats(name));
     }
 
     /** Which kernels run the linears, and what fell back. */

@@ -26,11 +26,9 @@ import dev.shrink.kernels.cuda.DeviceBuffer;
 import dev.shrink.kernels.cuda.DeviceOps;
 import dev.shrink.kernels.cuda.GemmMath;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.stream.IntStream;
 
 /**
  * A model folder resident on the GPU for evaluation: every weight uploaded once, the one
@@ -91,27 +89,27 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
         int[] kinds = new int[Kind.values().length];
         try (Progress progress = new Progress("load " + dir.dir().getFileName(), cfg.layers() + 2L, "tensors", quiet)) {
             int C = cfg.hidden(), V = cfg.vocab();
-            embed = upload(dev, checked(src, spec.embedTokens(), V, C));
+            embed = upload(dev, WeightSource.checked(src, spec.embedTokens(), V, C));
             String headName = src.has(spec.lmHead()) ? spec.lmHead() : cfg.tiedEmbeddings() ? spec.embedTokens() : null;
             if (headName == null) {
                 throw new ShrinkException(src.origin(spec.lmHead()) + ": the weights have no '" + spec.lmHead()
                         + "' and config.json does not set tie_word_embeddings: true");
             }
             head = dense(dev, src, store, headName, V, C, half);
-            norm = upload(dev, spec.normWeight(checked(src, spec.finalNorm(), C)));
+            norm = upload(dev, spec.normWeight(WeightSource.checked(src, spec.finalNorm(), C)));
             progress.step(2);
             for (int l = 0; l < cfg.layers(); l++) {
                 // norms as the multipliers the forward uses (Gemma's stored w as 1 + w), as BlockWeights reads them
-                DeviceBlock b = new DeviceBlock(l, upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.inputNorm()), C))),
-                        upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.postAttentionNorm()), C))));
+                DeviceBlock b = new DeviceBlock(l, upload(dev, spec.normWeight(WeightSource.checked(src, spec.layer(l, spec.inputNorm()), C))),
+                        upload(dev, spec.normWeight(WeightSource.checked(src, spec.layer(l, spec.postAttentionNorm()), C))));
                 blocks.add(b);
                 if (spec.qNorm() != null) {
-                    b.setHeadNorms(upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.qNorm()), cfg.headDim()))),
-                            upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.kNorm()), cfg.headDim()))));
+                    b.setHeadNorms(upload(dev, spec.normWeight(WeightSource.checked(src, spec.layer(l, spec.qNorm()), cfg.headDim()))),
+                            upload(dev, spec.normWeight(WeightSource.checked(src, spec.layer(l, spec.kNorm()), cfg.headDim()))));
                 }
                 if (spec.attentionOutputNorm() != null) {
-                    b.setOutputNorms(upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.attentionOutputNorm()), C))),
-                            upload(dev, spec.normWeight(checked(src, spec.layer(l, spec.mlpOutputNorm()), C))));
+                    b.setOutputNorms(upload(dev, spec.normWeight(WeightSource.checked(src, spec.layer(l, spec.attentionOutputNorm()), C))),
+                            upload(dev, spec.normWeight(WeightSource.checked(src, spec.layer(l, spec.mlpOutputNorm()), C))));
                 }
                 java.util.Map<String, int[]> linears = new java.util.LinkedHashMap<>();
                 boolean sparse = cfg.sparseLayer(l);
@@ -141,7 +139,7 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
                             : dense(dev, src, store, base + ".weight", nk[0], nk[1], half && !gate);
                     if (dl.bias() == null && src.has(base + ".bias")) {
                         dl = new DeviceBlock.Linear(dl.kind(), dl.N(), dl.K(), dl.weight(), dl.qzeros(), dl.scales(),
-                                dl.gIdx(), dl.groupSize(), dl.bits(), dl.v1Zeros(), upload(dev, checked(src, base + ".bias", nk[0])));
+                                dl.gIdx(), dl.groupSize(), dl.bits(), dl.v1Zeros(), upload(dev, WeightSource.checked(src, base + ".bias", nk[0])));
                     }
                     kinds[dl.kind().ordinal()]++;
                     b.put(lin.getKey(), dl);
@@ -171,17 +169,6 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
                 (System.nanoTime() - t0) / 1e9);
     }
 
-    private static float[] checked(WeightSource src, String name, long... shape) {
-        if (!src.has(name)) {
-            throw new ShrinkException(src.origin(name) + ": the weights have no tensor '" + name + "'");
-        }
-        if (!java.util.Arrays.equals(src.shape(name), shape)) {
-            throw new ShrinkException(src.origin(name) + ": tensor '" + name + "' has shape "
-                    + java.util.Arrays.toString(src.shape(name)) + " but config.json implies " + java.util.Arrays.toString(shape));
-        }
-        return NonFinite.checkWeight(src.origin(name), name, src.floats(name));
-    }
-
     private static DeviceBuffer upload(CudaDevice dev, float[] a) {
         DeviceBuffer b = dev.alloc(Math.max(4, a.length * 4L));
         dev.upload(MemorySegment.ofArray(a), b, 0);
@@ -201,11 +188,11 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
                 && java.util.Arrays.equals(store.info(name).shape(), new long[] {N, K})) {
             return DeviceBlock.Linear.dense(Kind.F16, N, K, upload(dev, store.data(name)), null);
         }
-        float[] w = checked(src, name, N, K);
+        float[] w = WeightSource.checked(src, name, N, K);
         if (!half) {
             return DeviceBlock.Linear.dense(Kind.F32, N, K, upload(dev, w), null);
         }
-        return DeviceBlock.Linear.dense(Kind.F16, N, K, upload(dev, MemorySegment.ofArray(toF16(w))), null);
+        return DeviceBlock.Linear.dense(Kind.F16, N, K, upload(dev, MemorySegment.ofArray(Floats.toF16(w))), null);
     }
 
     /** A packed linear kept packed: GPTQ's tensors uploaded as stored, AWQ's codes repacked into GPTQ's layout. */
@@ -216,7 +203,7 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
             if ((t.bits() == 4 || t.bits() == 8) && t.N() == N && t.K() == K) {
                 TensorInfo sc = store.info(t.scales());
                 MemorySegment scales = sc.dtype() == DType.F16 ? store.data(t.scales())
-                        : MemorySegment.ofArray(toF16(store.floats(t.scales())));
+                        : MemorySegment.ofArray(Floats.toF16(store.floats(t.scales())));
                 return DeviceBlock.Linear.packed(N, K, upload(dev, store.data(t.qweight())),
                         upload(dev, store.data(t.qzeros())), upload(dev, scales),
                         t.gIdx() == null ? null : upload(dev, MemorySegment.ofArray(t.gIdx())), t.groupSize(), t.bits(),
@@ -225,7 +212,7 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
         }
         QuantizedLinear q = p.linear(base);
         if ((q.bits() != 4 && q.bits() != 8) || q.N() != N || q.K() != K || (long) N * q.bits() % 32 != 0) {
-            return DeviceBlock.Linear.dense(Kind.F16, N, K, upload(dev, MemorySegment.ofArray(toF16(q.dequantize()))),
+            return DeviceBlock.Linear.dense(Kind.F16, N, K, upload(dev, MemorySegment.ofArray(Floats.toF16(q.dequantize()))),
                     q.bias() == null ? null : upload(dev, q.bias()));
         }
         int G = QuantizedLinear.groups(K, q.groupSize());
@@ -233,19 +220,9 @@ public final class ResidentModel implements WindowScorer, AutoCloseable {
         return DeviceBlock.Linear.packed(N, K,
                 upload(dev, MemorySegment.ofArray(GptqPacking.packQweight(q.codes(), N, K, q.bits()))),
                 upload(dev, MemorySegment.ofArray(GptqPacking.packQzeros(q.zeros(), G, N, q.bits(), false))),
-                upload(dev, MemorySegment.ofArray(toF16(q.scales()))),
+                upload(dev, MemorySegment.ofArray(Floats.toF16(q.scales()))),
                 sequential ? null : upload(dev, MemorySegment.ofArray(q.gIdx())), q.groupSize(), q.bits(), false,
                 q.bias() == null ? null : upload(dev, q.bias()));
-    }
-
-    private static short[] toF16(float[] f) {
-        short[] h = new short[f.length];
-        IntStream.range(0, (f.length + 65535) / 65536).parallel().forEach(c -> {
-            for (int i = c * 65536, e = Math.min(f.length, i + 65536); i < e; i++) {
-                h[i] = Floats.floatToF16(f[i]);
-            }
-        });
-        return h;
     }
 
     @Override

@@ -3,7 +3,6 @@ package dev.shrink.core.forward;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelConfig;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
@@ -74,15 +73,15 @@ public final class BlockWeights {
                                     dev.shrink.core.ops.Ops packing) {
         int C = cfg.hidden();
         BlockWeights b = new BlockWeights(layer,
-                spec.normWeight(read(src, spec.layer(layer, spec.inputNorm()), C)),
-                spec.normWeight(read(src, spec.layer(layer, spec.postAttentionNorm()), C)));
+                spec.normWeight(WeightSource.checked(src, spec.layer(layer, spec.inputNorm()), C)),
+                spec.normWeight(WeightSource.checked(src, spec.layer(layer, spec.postAttentionNorm()), C)));
         if (spec.qNorm() != null) {
-            b.setHeadNorms(spec.normWeight(read(src, spec.layer(layer, spec.qNorm()), cfg.headDim())),
-                    spec.normWeight(read(src, spec.layer(layer, spec.kNorm()), cfg.headDim())));
+            b.setHeadNorms(spec.normWeight(WeightSource.checked(src, spec.layer(layer, spec.qNorm()), cfg.headDim())),
+                    spec.normWeight(WeightSource.checked(src, spec.layer(layer, spec.kNorm()), cfg.headDim())));
         }
         if (spec.attentionOutputNorm() != null) {
-            b.setOutputNorms(spec.normWeight(read(src, spec.layer(layer, spec.attentionOutputNorm()), C)),
-                    spec.normWeight(read(src, spec.layer(layer, spec.mlpOutputNorm()), C)));
+            b.setOutputNorms(spec.normWeight(WeightSource.checked(src, spec.layer(layer, spec.attentionOutputNorm()), C)),
+                    spec.normWeight(WeightSource.checked(src, spec.layer(layer, spec.mlpOutputNorm()), C)));
         }
         boolean sparse = cfg.sparseLayer(layer);
         for (ArchitectureSpec.Linear l : spec.linears()) {
@@ -146,8 +145,8 @@ public final class BlockWeights {
             }
         }
         if (packing != null) { // a float linear in the backend's own layout, made once (decode without repacking)
-            float[] w = read(src, base + ".weight", N, K);
-            float[] b = src.has(base + ".bias") ? read(src, base + ".bias", N) : null;
+            float[] w = WeightSource.checked(src, base + ".weight", N, K);
+            float[] b = src.has(base + ".bias") ? WeightSource.checked(src, base + ".bias", N) : null;
             dev.shrink.core.ops.LinearKernel k = packing.dense(w, N, K, b);
             if (k != null) {
                 packed.put(name, k);
@@ -155,23 +154,11 @@ public final class BlockWeights {
                 return;
             }
         }
-        weights.put(name, read(src, base + ".weight", N, K));
+        weights.put(name, WeightSource.checked(src, base + ".weight", N, K));
         shapes.put(name, new int[] {N, K});
         if (src.has(base + ".bias")) {
-            biases.put(name, read(src, base + ".bias", N));
+            biases.put(name, WeightSource.checked(src, base + ".bias", N));
         }
-    }
-
-    private static float[] read(WeightSource src, String name, long... expected) {
-        if (!src.has(name)) {
-            throw new ShrinkException(src.origin(name) + ": the weights have no tensor '" + name + "'");
-        }
-        long[] shape = src.shape(name);
-        if (!Arrays.equals(shape, expected)) {
-            throw new ShrinkException(src.origin(name) + ": tensor '" + name + "' has shape " + Arrays.toString(shape)
-                    + " but config.json implies " + Arrays.toString(expected));
-        }
-        return NonFinite.checkWeight(src.origin(name), name, src.floats(name));
     }
 
     public int layer() {

@@ -50,10 +50,10 @@ public final class CausalLM {
      */
     public static CausalLM load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, Ops ops, boolean backendLayout) {
         int C = cfg.hidden(), V = cfg.vocab();
-        float[] embed = read(src, spec.embedTokens(), V, C);
+        float[] embed = WeightSource.checked(src, spec.embedTokens(), V, C);
         float[] head;
         if (src.has(spec.lmHead())) {
-            head = read(src, spec.lmHead(), V, C);
+            head = WeightSource.checked(src, spec.lmHead(), V, C);
             if (cfg.tiedEmbeddings()) {
                 head = tiedHead(src, spec, embed, head);
             }
@@ -63,7 +63,7 @@ public final class CausalLM {
             throw new ShrinkException(src.origin(spec.lmHead()) + ": the weights have no '" + spec.lmHead()
                     + "' and config.json does not set tie_word_embeddings: true");
         }
-        float[] norm = spec.normWeight(read(src, spec.finalNorm(), C));
+        float[] norm = spec.normWeight(WeightSource.checked(src, spec.finalNorm(), C));
         List<BlockWeights> blocks = new ArrayList<>();
         for (int i = 0; i < cfg.layers(); i++) {
             blocks.add(BlockWeights.load(src, cfg, spec, i, backendLayout ? ops : null));
@@ -90,17 +90,6 @@ public final class CausalLM {
                 + "but '" + spec.lmHead() + "' differs from '" + spec.embedTokens() + "'; using '" + spec.lmHead()
                 + "' as transformers 5 does (it ties them only when equal; set tie_word_embeddings: false to silence this)");
         return head;
-    }
-
-    private static float[] read(WeightSource src, String name, long... shape) {
-        if (!src.has(name)) {
-            throw new ShrinkException(src.origin(name) + ": the weights have no tensor '" + name + "'");
-        }
-        if (!Arrays.equals(src.shape(name), shape)) {
-            throw new ShrinkException(src.origin(name) + ": tensor '" + name + "' has shape " + Arrays.toString(src.shape(name))
-                    + " but config.json implies " + Arrays.toString(shape));
-        }
-        return NonFinite.checkWeight(src.origin(name), name, src.floats(name));
     }
 
     /**

@@ -29,6 +29,22 @@ public interface WeightSource {
         return name;
     }
 
+    /**
+     * Tensor {@code name} as float32, checked: present, of {@code shape} (what config.json implies), every
+     * value finite; each failure a ShrinkException naming the tensor's file.
+     */
+    static float[] checked(WeightSource src, String name, long... shape) {
+        if (!src.has(name)) {
+            throw new dev.shrink.core.ShrinkException(src.origin(name) + ": the weights have no tensor '" + name + "'");
+        }
+        long[] actual = src.shape(name);
+        if (!java.util.Arrays.equals(actual, shape)) {
+            throw new dev.shrink.core.ShrinkException(src.origin(name) + ": tensor '" + name + "' has shape "
+                    + java.util.Arrays.toString(actual) + " but config.json implies " + java.util.Arrays.toString(shape));
+        }
+        return NonFinite.checkWeight(src.origin(name), name, src.floats(name));
+    }
+
     static WeightSource of(WeightStore store) {
         return new WeightSource() {
             @Override

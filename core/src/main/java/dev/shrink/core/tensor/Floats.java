@@ -43,4 +43,15 @@ public final class Floats {
         }
         return sign * (1 + man / 8f) * (float) Math.pow(2, exp - 7);
     }
+
+    /** Every value rounded to fp16 ({@link #floatToF16}), in parallel over 64 Ki-value chunks. */
+    public static short[] toF16(float[] f) {
+        short[] h = new short[f.length];
+        java.util.stream.IntStream.range(0, (f.length + 65535) / 65536).parallel().forEach(c -> {
+            for (int i = c * 65536, e = Math.min(f.length, i + 65536); i < e; i++) {
+                h[i] = floatToF16(f[i]);
+            }
+        });
+        return h;
+    }
 }

@@ -5,7 +5,6 @@ import dev.shrink.core.forward.KvCache;
 import dev.shrink.core.forward.KvCacheType;
 import dev.shrink.core.forward.RopeTables;
 import dev.shrink.core.model.ModelConfig;
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Map;
@@ -72,13 +71,6 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
     @Override
     public void release(DeviceBuffer a) {
         pool.computeIfAbsent(Math.max(1, a.bytes() / 4), k -> new ArrayDeque<>()).push(a);
-    }
-
-    /** A float32 device array holding {@code values}. */
-    public DeviceBuffer upload(float[] values) {
-        DeviceBuffer b = alloc(values.length);
-        d.upload(values, b);
-        return b;
     }
 
     @Override
@@ -311,13 +303,6 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
     @Override
     public DeviceBuffer mlpOutputNorm(DeviceBlock w) {
         return w.mlpOutputNorm();
-    }
-
-    /** Copies {@code src} (host memory) into a new device buffer of its size. */
-    public DeviceBuffer uploadRaw(MemorySegment src) {
-        DeviceBuffer b = dev.alloc(Math.max(4, src.byteSize()));
-        dev.upload(src, b, 0);
-        return b;
     }
 
     /** Frees the pool and the scratch buffers (the DeviceOps and its device stay open). */
