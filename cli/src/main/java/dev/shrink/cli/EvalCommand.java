@@ -152,7 +152,9 @@ final class EvalCommand implements Callable<Integer> {
             ResidentModel resident = !sets.isEmpty() && ops instanceof CudaOps cuda
                     ? ResidentModel.load(m.dir(), cuda, kvCache, common.quiet) : null;
             try {
-                WindowScorer scorer = resident != null ? resident : WindowScorer.host(m.lm().withKvCache(kvCache));
+                // the host model only when there are windows to score: --speed-only must not load it
+                WindowScorer scorer = resident != null || sets.isEmpty() ? resident
+                        : WindowScorer.host(m.lm().withKvCache(kvCache));
                 for (String d : sets) {
                     EvalText text = EvalText.load(d.strip());
                     int[] ids = m.tokenStream(text.text());

@@ -48,6 +48,11 @@ public final class CudaDevice implements AutoCloseable {
         return name;
     }
 
+    /** The major compute capability (9 for an H100). */
+    public int computeCapabilityMajor() {
+        return ccMajor;
+    }
+
     /** The NVRTC target of this GPU, "sm_90". */
     public String arch() {
         return "sm_" + ccMajor + ccMinor;

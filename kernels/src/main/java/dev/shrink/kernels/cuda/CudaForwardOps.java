@@ -123,14 +123,20 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
     /** y[M, N] = fp16(x)[M, K] · Whᵀ with W fp16 [N, K], float32 sums. */
     private void linearF16(long x, int M, int K, long wh, int N, long y) {
         long n = (long) M * K;
-        if (half == null || half.bytes() < n * 2) {
+        DeviceBuffer xh = halfScratch(n * 2);
+        d.toHalf(x, xh.address(), n);
+        blas.gemmRowMajorF16(false, true, M, N, K, 1f, xh.address(), K, wh, K, 0f, y, N);
+    }
+
+    /** The fp16 scratch of at least {@code bytes}, shared by the fp16 linears and attention (stream-ordered). */
+    private DeviceBuffer halfScratch(long bytes) {
+        if (half == null || half.bytes() < bytes) {
             if (half != null) {
                 half.close();
             }
-            half = dev.alloc(n * 2);
+            half = dev.alloc(bytes);
         }
-        d.toHalf(x, half.address(), n);
-        blas.gemmRowMajorF16(false, true, M, N, K, 1f, half.address(), K, wh, K, 0f, y, N);
+        return half;
     }
 
     /** The reused fp16 buffer packed linears are dequantized into, of at least n halves. */
@@ -186,6 +192,12 @@ public final class CudaForwardOps implements ForwardOps<DeviceBuffer, DeviceBloc
     @Override
     public void attention(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, int B, int T, int H, int Hkv, int D,
                           int window, double scale, float softcap, DeviceBuffer out) {
+        if (d.math() == GemmMath.FP16 && d.flashSupports(D)) { // fused, scores never stored (docs/FORWARD.md)
+            DeviceBuffer h = halfScratch(DeviceOps.flashScratchBytes((long) B * T, H, Hkv, D));
+            d.flashAttention(q.address(), k.address(), v.address(), B, T, H, Hkv, D, window, scale, softcap,
+                    out.address(), h);
+            return;
+        }
         long need = DeviceOps.attentionScratch(T, H) * 4;
         if (scores == null || scores.bytes() < need) {
             if (scores != null) {

@@ -29,6 +29,8 @@ public final class DeviceOps implements AutoCloseable {
     private final CudaKernel toHalf, add, copyRows, kvRoundTrip, dequantGptq, scaleKernel, softcapKernel;
     private final CudaKernel gatherRows, addScaledRows;
     private DeviceBuffer flag;
+    private CudaModule flash; // flash.cu, compiled on first use
+    private final java.util.Map<Integer, CudaKernel> flashKernels = new java.util.HashMap<>(); // by head dim
 
     DeviceOps(CudaOps owner, CudaDevice device, CublasHandle blas, CudaModule ops) {
         this.owner = owner;
@@ -314,6 +316,57 @@ public final class DeviceOps implements AutoCloseable {
         }
     }
 
+    /**
+     * Whether {@link #flashAttention} runs here for head dim D: D of 32, 64, 96 or 128 on a GPU of
+     * compute capability 8.0+ (mma.m16n8k16, ldmatrix, cp.async).
+     */
+    public boolean flashSupports(int D) {
+        return (D == 32 || D == 64 || D == 96 || D == 128) && device.computeCapabilityMajor() >= 8;
+    }
+
+    /** Bytes of the fp16 scratch {@link #flashAttention} needs for M = B·T rows: q, k and v in fp16. */
+    public static long flashScratchBytes(long M, int H, int Hkv, int D) {
+        return 2L * M * ((long) H + 2L * Hkv) * D;
+    }
+
+    /**
+     * The attention of {@link #attention(long, long, long, int, int, int, int, int, int, double, float, long,
+     * DeviceBuffer)} (same arguments, same masks, scale and soft-cap) fused on fp16 tensor cores
+     * (flash.cu): q, k and v are rounded to fp16 into {@code halves} (at least {@link #flashScratchBytes}),
+     * the scores are summed in float32 and never stored, the softmax weights are rounded to fp16 for
+     * the product with v, and the output is float32. This is {@link GemmMath#FP16}'s attention: fp16
+     * inputs as PyTorch's fp16 scaled-dot-product attention takes them, not float32's bits.
+     */
+    public void flashAttention(long q, long k, long v, int B, int T, int H, int Hkv, int D, int window,
+                               double scoreScale, float softcap, long out, DeviceBuffer halves) {
+        if (B < 0 || T < 0 || H <= 0 || Hkv <= 0 || H % Hkv != 0 || !flashSupports(D)) {
+            throw new IllegalArgumentException("flashAttention: B " + B + ", T " + T + ", H " + H + ", Hkv " + Hkv
+                    + ", D " + D + " (H a positive multiple of Hkv; D of 32, 64, 96 or 128 on sm_80+)");
+        }
+        if (B == 0 || T == 0) {
+            return;
+        }
+        long M = (long) B * T;
+        if (halves.bytes() < flashScratchBytes(M, H, Hkv, D)) {
+            throw new IllegalArgumentException("flashAttention scratch of " + halves.bytes() + " bytes; needs "
+                    + flashScratchBytes(M, H, Hkv, D));
+        }
+        if ((long) H * B > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("flashAttention: " + B + " sequences of " + H + " heads is too many");
+        }
+        long qh = halves.address(), kh = qh + 2L * M * H * D, vh = kh + 2L * M * Hkv * D;
+        toHalf(q, qh, M * H * D);
+        toHalf(k, kh, M * Hkv * D);
+        toHalf(v, vh, M * Hkv * D);
+        if (flash == null) {
+            flash = device.module("flash.cu");
+        }
+        CudaKernel kernel = flashKernels.computeIfAbsent(D, dim -> flash.kernel("flash_attention_" + dim));
+        int tiles = (T + 63) / 64, shared = 2 * 64 * (D + 8) * 2;
+        kernel.launch(tiles, H * B, 128, shared, qh, kh, vh, out, T, H, Hkv,
+                window > 0 && window < T ? window : 0, (float) scoreScale, softcap);
+    }
+
     // ---------------------------------------------------------------- loss
 
     /**
@@ -430,5 +483,10 @@ public final class DeviceOps implements AutoCloseable {
             flag = null;
         }
         module.close();
+        if (flash != null) {
+            flash.close();
+            flash = null;
+            flashKernels.clear();
+        }
     }
 }

@@ -203,6 +203,52 @@ class DeviceOpsForwardTest {
         }
     }
 
+    // ---------------------------------------------------------------- fused fp16 attention
+
+    /**
+     * {@link DeviceOps#flashAttention} (fp16 tensor cores, scores never stored) against the float32
+     * reference on the same inputs rounded to fp16, which leaves only the fp16 rounding of the softmax
+     * weights (relative 2⁻¹¹ each) and float32 summation order: so 2e-3 of |v| ≤ 1 bounds it. Covers
+     * tiles cut by T, grouped heads, several sequences, sliding windows, Gemma's scale and soft-cap,
+     * and peaky softmaxes (q of magnitude 4); out is poisoned first.
+     */
+    @ParameterizedTest(name = "B={0} T={1} H={2} Hkv={3} D={4} window={5} scale={6} softcap={7} |q|={8}")
+    @CsvSource({"1, 1, 1, 1, 32, 0, 0, 0, 1", "3, 17, 6, 2, 64, 0, 0, 0, 1", "2, 130, 4, 4, 128, 0, 0, 0, 1",
+            "1, 300, 8, 2, 128, 0, 0, 0, 4", "2, 200, 4, 2, 64, 50, 0, 0, 1", "1, 129, 2, 1, 96, 0, 0.0625, 30, 4",
+            "1, 70, 4, 2, 128, 64, 0, 50, 4", "1, 257, 2, 2, 128, 1, 0, 0, 1", "2, 64, 2, 1, 32, 0, 0, 0, 4"})
+    void flashAttentionMatchesReferenceOnFp16Inputs(int B, int T, int H, int Hkv, int D, int window, double scale,
+                                                     float softcap, float qMagnitude) {
+        DeviceOps d = cuda.deviceOps();
+        assumeTrue(d.flashSupports(D), cuda.device().name() + " has no fused fp16 attention (sm_80+)");
+        double sc = scale > 0 ? scale : 1.0 / Math.sqrt(D);
+        Random r = new Random(B * 1000L + T * 10L + D + window);
+        int qn = B * T * H * D, kvn = B * T * Hkv * D;
+        float[] q = fp16(random(r, qn, qMagnitude)), k = fp16(random(r, kvn, 1f)), v = fp16(random(r, kvn, 1f));
+        float[] expected = new float[qn];
+        for (int b = 0; b < B; b++) {
+            float[] out = new float[T * H * D];
+            REF.attention(slice(q, b, T * H * D), slice(k, b, T * Hkv * D), slice(v, b, T * Hkv * D), T, T, H, Hkv, D,
+                    window, sc, softcap, out);
+            System.arraycopy(out, 0, expected, b * T * H * D, out.length);
+        }
+        try (DeviceBuffer dq = put(q); DeviceBuffer dk = put(k); DeviceBuffer dv = put(v);
+             DeviceBuffer out = poisoned(qn);
+             DeviceBuffer halves = cuda.device().alloc(DeviceOps.flashScratchBytes((long) B * T, H, Hkv, D))) {
+            d.flashAttention(dq.address(), dk.address(), dv.address(), B, T, H, Hkv, D, window, sc, softcap,
+                    out.address(), halves);
+            assertClose("flash attention", expected, d.downloadFloats(out, 0, qn), 2e-3, 2e-3);
+        }
+        assertThrows(IllegalArgumentException.class, () -> d.flashAttention(0, 0, 0, 1, 4, 2, 1, 48, 0, 1, 0, 0, null));
+    }
+
+    private static float[] fp16(float[] a) {
+        float[] out = new float[a.length];
+        for (int i = 0; i < a.length; i++) {
+            out[i] = Floats.f16ToFloat(Floats.floatToF16(a[i]));
+        }
+        return out;
+    }
+
     // ---------------------------------------------------------------- crossEntropy
 
     @ParameterizedTest(name = "M={0} V={1}")
