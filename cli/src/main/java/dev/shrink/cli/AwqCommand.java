@@ -107,7 +107,6 @@ final class AwqCommand implements Callable<Integer> {
         AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, true, batch);
         Calibration calibration;
         try (ModelDir dir = ModelDir.open(model)) {
-            dir.spec().requireUnfused("awq", dir.dir()); // before the tokenizer or anything else is read
             dir.spec().requireDense(dir.dir(), "quantized");
         }
         try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {

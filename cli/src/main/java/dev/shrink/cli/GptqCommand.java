@@ -130,7 +130,6 @@ final class GptqCommand implements Callable<Integer> {
         GptqStage.Config cfg = new GptqStage.Config(method, scheme, actOrder, staticGroups, !noTrueSequential,
                 damp, blockSize, batch).withMethods(awqScales, gptaq);
         try (ModelDir dir = ModelDir.open(model)) {
-            dir.spec().requireUnfused("gptq", dir.dir()); // before anything is read
             dir.spec().requireDense(dir.dir(), "quantized");
             GptqStage.checkSpace(dir, workDir, cfg); // before the calibration text is read and tokenized
         }

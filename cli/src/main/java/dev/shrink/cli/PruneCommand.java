@@ -2,6 +2,7 @@ package dev.shrink.cli;
 
 import dev.shrink.calib.CalibData;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.FusedLinears;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.model.Tokenizer;
@@ -136,9 +137,8 @@ final class PruneCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         Ops ops = common.ops();
         try (ModelDir dir = ModelDir.open(model)) {
-            dir.spec().requireUnfused("prune", dir.dir());
             PrunedCheckpoint.requireUnquantized(dir);
-            WeightSource src = WeightSource.of(dir.weights());
+            WeightSource src = FusedLinears.of(dir);
             PruneStage.plan(dir, src, cfg); // bad targets or an N:M misfit: refused before calibration
             PruneStage.checkSpace(dir, workDir);
             int[][] windows = switch (cfg.method()) {
@@ -214,7 +214,7 @@ final class PruneCommand implements Callable<Integer> {
             calib.warnLong(windows, dir.config(), spec.commandLine().getErr());
             calib.save(windows);
             GptqStage.Config cfg = SparseGpt.config(only, p, scheme, damp, 128, batch);
-            GptqStage.Result r = GptqStage.run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, common.quiet);
+            GptqStage.Result r = GptqStage.run(dir, FusedLinears.of(dir), windows, cfg, ops, common.quiet);
             Map<String, Object> report = CalibOptions.reportHead("prune", model, ops);
             report.put("options", cfg);
             report.put("calibration", calib.report(windows, "random"));

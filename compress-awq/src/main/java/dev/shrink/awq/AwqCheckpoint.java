@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.FusedLinears;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.quant.AwqPacking;
@@ -81,19 +82,26 @@ public final class AwqCheckpoint {
      * rotated before AWQ ({@code rotated}: the source as AWQ read it; null: not rotated): the tensors the
      * rotation changed are written from their new values ({@code modified}, AWQ's own changes, wins), an
      * untied head is added, and config.json gets the rotation's edits.
+     *
+     * <p>Linears a family's checkpoints store fused (Phi-3's q/k/v and gate/up) are given apart, as the
+     * forward reads them, and written fused under the stored name ({@link FusedLinears#fuseQuantized}):
+     * codes and zero points joined along N and packed once with AWQ's interleave, which gives each part's
+     * own words side by side, as AutoAWQ (which quantizes qkv_proj as one linear) writes them.
      */
-    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized,
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantizedApart,
                              Map<String, float[]> modified, int groupSize, Export export, Object report,
                              boolean overwrite, long maxShardBytes, RotatedModel rotated) {
         Objects.requireNonNull(modified, "modified");
+        Objects.requireNonNull(quantizedApart, "quantized");
+        Objects.requireNonNull(source, "source");
         if (rotated != null) {
-            Map<String, float[]> all = new LinkedHashMap<>(rotated.modified(quantized::containsKey));
+            Map<String, float[]> all = new LinkedHashMap<>(rotated.modified(quantizedApart::containsKey));
             all.putAll(modified);
             modified = all;
         }
-        Objects.requireNonNull(source, "source");
+        modified = FusedLinears.fuseDense(source.spec(), source.config(), FusedLinears.of(source), modified);
+        Map<String, QuantizedLinear> quantized = FusedLinears.fuseQuantized(source.spec(), source.config(), quantizedApart);
         Objects.requireNonNull(outDir, "outDir");
-        Objects.requireNonNull(quantized, "quantized");
         Objects.requireNonNull(export, "export");
         if (maxShardBytes <= 0) {
             throw new IllegalArgumentException("maxShardBytes must be positive: " + maxShardBytes);
@@ -110,7 +118,7 @@ public final class AwqCheckpoint {
                 tensors.addAll(rotated.addedTensors(source.weights()));
             }
             SafetensorsWriter.writeModel(tmp, tensors, maxShardBytes, null);
-            ObjectNode config = config(source, quantized, groupSize, export);
+            ObjectNode config = config(source, quantizedApart, groupSize, export);
             ModelFolderWriter.writeJson(tmp.resolve("config.json"), rotated == null ? config : rotated.editConfig(config));
             if (report != null) {
                 ModelFolderWriter.writeReport(tmp, report);

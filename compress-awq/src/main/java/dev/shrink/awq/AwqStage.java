@@ -133,7 +133,6 @@ public final class AwqStage {
      */
     public static Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows, Config cfg, Ops ops,
                              boolean quiet) {
-        spec.requireUnfused("awq");
         int window = mc.shortestWindow();
         // the GPU loop's attention (DeviceOps) attends to all keys; the host loop's ops take the window
         if (ops instanceof dev.shrink.kernels.cuda.CudaOps cuda && DeviceAwq.unsupported(spec) == null
@@ -876,7 +875,7 @@ public final class AwqStage {
         try (ModelDir dir = ModelDir.open(model)) {
             checkSpace(dir, outDir, cfg, export);
             RotatedModel rotated = rotate == null ? null : RotatedModel.of(dir, rotate);
-            Result r = run(dir, rotated != null ? rotated : WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
+            Result r = run(dir, rotated != null ? rotated : dev.shrink.core.forward.FusedLinears.of(dir), windows, cfg, ops, quiet);
             if (r.quantized().isEmpty()) {
                 throw new ShrinkException(model + ": no decoder linear can be packed with --w-group-size " + cfg.groupSize()
                         + " (" + r.layers().get(0).reason() + ")");

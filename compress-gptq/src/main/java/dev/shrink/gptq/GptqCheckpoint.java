@@ -3,6 +3,8 @@ package dev.shrink.gptq;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.FusedLinears;
+import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.quant.GptqPacking;
 import dev.shrink.core.quant.ModifiedTensors;
@@ -111,16 +113,26 @@ public final class GptqCheckpoint {
      * untied head is added, and config.json gets the rotation's edits ({@code tie_word_embeddings: false}).
      * Where both change a tensor, {@code modified} (computed on the rotated weights) wins.
      *
-     * @param modified full tensor name → its new values (same size as in the source)
+     * <p>Linears a family's checkpoints store fused (Phi-3's q/k/v and gate/up) are given apart, as the
+     * forward reads them, and written fused under the stored name ({@link FusedLinears#fuseQuantized}):
+     * one {@code qkv_proj.qweight} whose columns are q's, k's and v's, qzeros and scales likewise, one
+     * g_idx, as GPTQModel writes them and vLLM's Phi-3 loader reads them.
+     *
+     * @param quantizedApart tensor prefix → its quantized linear, the parts of a fused linear apart
+     * @param modifiedApart full tensor name → its new values (same size as in the source; parts of a
+     *                      fused linear by their own names)
      */
-    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantized,
-                             Map<String, float[]> modified, GptqFormat format, Object report, boolean overwrite,
+    public static void write(ModelDir source, Path outDir, Map<String, QuantizedLinear> quantizedApart,
+                             Map<String, float[]> modifiedApart, GptqFormat format, Object report, boolean overwrite,
                              long maxShardBytes, SparsityRecord sparsity, RotatedModel rotated) {
         Objects.requireNonNull(source, "source");
-        Objects.requireNonNull(modified, "modified");
+        Objects.requireNonNull(modifiedApart, "modified");
         Objects.requireNonNull(outDir, "outDir");
-        Objects.requireNonNull(quantized, "quantized");
+        Objects.requireNonNull(quantizedApart, "quantized");
         Objects.requireNonNull(format, "format");
+        Map<String, QuantizedLinear> quantized = FusedLinears.fuseQuantized(source.spec(), source.config(), quantizedApart);
+        WeightSource apart = FusedLinears.of(source);
+        Map<String, float[]> modified = FusedLinears.fuseDense(source.spec(), source.config(), apart, modifiedApart);
         if (maxShardBytes <= 0) {
             throw new IllegalArgumentException("maxShardBytes must be positive: " + maxShardBytes);
         }
@@ -135,15 +147,16 @@ public final class GptqCheckpoint {
         boolean lmHead = quantized.containsKey(QuantizedLinear.prefixOf(source.spec().lmHead()));
         ModelFolderWriter.write(source.dir(), outDir, overwrite, "the GPTQ model", tmp -> {
             Map<String, float[]> changed = new java.util.LinkedHashMap<>(
-                    rotated == null ? Map.of() : rotated.modified(quantized::containsKey));
-            changed.putAll(modified);
+                    rotated == null ? Map.of() : rotated.modified(quantizedApart::containsKey));
+            changed.putAll(modifiedApart);
+            changed = FusedLinears.fuseDense(source.spec(), source.config(), apart, changed);
             List<TensorData> tensors = tensors(source.weights(), quantized, changed, v1);
             if (rotated != null) {
                 tensors.addAll(rotated.addedTensors(source.weights()));
             }
             SafetensorsWriter.writeModel(tmp, tensors, maxShardBytes, null);
             ObjectNode qc = quantizationConfig(format, v1, lmHead,
-                    source.spec().notConverted(source.config().layers(), quantized::containsKey));
+                    source.spec().notConverted(source.config().layers(), quantizedApart::containsKey));
             ObjectNode config = config(source, qc);
             if (rotated != null) {
                 rotated.editConfig(config);

@@ -162,7 +162,6 @@ public final class GptqStage {
      */
     public static Result run(ModelConfig mc, ArchitectureSpec spec, WeightSource src, int[][] windows, Config cfg,
                              Ops ops, boolean quiet) {
-        spec.requireUnfused("gptq");
         if (ops instanceof CudaOps cuda && !cfg.method().equals("rtn")) {
             String why = DeviceGptq.unsupported(cfg, spec);
             int window = mc.shortestWindow();
@@ -419,7 +418,7 @@ public final class GptqStage {
                 throw new ShrinkException("--rotate goes with quantization, not with pruning alone");
             }
             RotatedModel rotated = rotate == null ? null : RotatedModel.of(dir, rotate);
-            Result r = run(dir, rotated != null ? rotated : WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
+            Result r = run(dir, rotated != null ? rotated : dev.shrink.core.forward.FusedLinears.of(dir), windows, cfg, ops, quiet);
             if (!cfg.quantizes()) {
                 // SparseGPT without quantization: a dense folder with exact zeros
                 Map<String, Object> report = new LinkedHashMap<>(reportHead);

@@ -15,7 +15,6 @@ import dev.shrink.core.safetensors.SafetensorsFile;
 import dev.shrink.kernels.cuda.Cuda;
 import dev.shrink.kernels.cuda.CudaOps;
 import dev.shrink.kernels.cuda.GemmMath;
-import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.util.Arrays;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -34,31 +33,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 class ArchitectureGoldenTest {
 
     static Path fixture(String family) {
-        java.net.URL url = ArchitectureGoldenTest.class.getResource("/arch/" + family + "/config.json");
-        if (url == null) {
-            throw new AssertionError("no test resource arch/" + family + " (scripts/fixtures/make_arch_fixtures.py)");
-        }
-        try {
-            java.net.URI uri = url.toURI();
-            if (!uri.getScheme().equals("jar")) {
-                return Path.of(uri).getParent();
-            }
-            // from a test jar (the GPU machine): copied out, since safetensors files are memory-mapped
-            Path out = java.nio.file.Files.createTempDirectory("arch-" + family);
-            out.toFile().deleteOnExit();
-            try (java.nio.file.FileSystem fs = java.nio.file.FileSystems.newFileSystem(uri, java.util.Map.of())) {
-                try (var files = java.nio.file.Files.list(fs.getPath("/arch/" + family))) {
-                    for (Path f : files.toList()) {
-                        Path to = out.resolve(f.getFileName().toString());
-                        java.nio.file.Files.copy(f, to);
-                        to.toFile().deleteOnExit();
-                    }
-                }
-            }
-            return out;
-        } catch (URISyntaxException | java.io.IOException e) {
-            throw new AssertionError("arch/" + family + ": " + e, e);
-        }
+        return ArchFixtures.path(family);
     }
 
     @ParameterizedTest

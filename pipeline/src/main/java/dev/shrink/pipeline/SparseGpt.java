@@ -1,7 +1,7 @@
 package dev.shrink.pipeline;
 
 import dev.shrink.core.Version;
-import dev.shrink.core.forward.WeightSource;
+import dev.shrink.core.forward.FusedLinears;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.ops.Ops;
 import dev.shrink.core.sparse.PrunedCheckpoint;
@@ -33,7 +33,7 @@ public final class SparseGpt {
     public static Set<String> targets(ModelDir dir, SparsityPattern pattern, List<String> targets, List<String> ignore) {
         PrunedCheckpoint.requireUnquantized(dir);
         Set<String> only = new LinkedHashSet<>();
-        for (PruneStage.Target t : PruneStage.plan(dir, WeightSource.of(dir.weights()), pattern, targets, ignore)) {
+        for (PruneStage.Target t : PruneStage.plan(dir, FusedLinears.of(dir), pattern, targets, ignore)) {
             if (t.pruned()) {
                 only.add(t.name());
             }

@@ -233,7 +233,6 @@ public final class PruneStage {
      * @param quiet   no progress bar
      */
     public static Result run(ModelDir model, WeightSource src, int[][] windows, Config cfg, Ops ops, boolean quiet) {
-        model.spec().requireUnfused("prune");
         long t0 = System.nanoTime();
         List<Target> plan = plan(model, src, cfg);
         Map<String, float[]> weights = new LinkedHashMap<>();
@@ -281,7 +280,7 @@ public final class PruneStage {
             PrunedCheckpoint.requireUnquantized(dir);
             ModelFolderWriter.checkTarget(dir.dir(), outDir, overwrite, "the pruned model");
             checkSpace(dir, outDir);
-            Result r = run(dir, WeightSource.of(dir.weights()), windows, cfg, ops, quiet);
+            Result r = run(dir, dev.shrink.core.forward.FusedLinears.of(dir), windows, cfg, ops, quiet);
             Map<String, Object> report = new LinkedHashMap<>();
             report.put("stage", "prune");
             report.put("backend", ops.name());

@@ -37,7 +37,8 @@ import java.util.List;
  * @param storedFused     linears the checkpoint stores fused, by the fused name under the layer prefix:
  *                        the parts (spec linear names) whose weights are its rows, in order (Phi-3's
  *                        self_attn.qkv_proj = q|k|v, mlp.gate_up_proj = gate|up). Readers split them
- *                        ({@code FusedLinears}); empty for every other family
+ *                        and the GPTQ, AWQ and pruned writers join them back ({@code FusedLinears});
+ *                        empty for every other family
  * @param moe             the tensor names of the sparse MLP of a mixture of experts (Mixtral, Qwen2-MoE,
  *                        Qwen3-MoE), or null; its blocks with a dense MLP (Qwen's mlp_only_layers) use
  *                        {@code linears}' gate, up and down ({@link ModelConfig#sparseLayer})
@@ -134,11 +135,16 @@ public record ArchitectureSpec(
      * ({@code modules_to_not_convert}, GPTQModel's {@code dynamic}): each one's full prefix in model
      * order, followed at the end of its layer by the fused names (q|k|v, then gate|up) a serving engine
      * uses when all of a fused linear's parts are left out (vLLM looks exclusions up under "self_attn.qkv_proj", transformers under "q_proj").
+     * A family whose checkpoints store linears fused (Phi-3) has modules of the fused names only, so its
+     * parts are not listed apart.
      */
     public List<String> notConverted(int layers, java.util.function.Predicate<String> isQuantized) {
         List<String> out = new java.util.ArrayList<>();
         for (int i = 0; i < layers; i++) {
             for (Linear l : linears) {
+                if (storedFused.values().stream().anyMatch(parts -> parts.contains(l.name()))) {
+                    continue; // the checkpoint has no such module: its fused one is listed below
+                }
                 if (!isQuantized.test(layer(i, l.name()))) {
                     out.add(layer(i, l.name()));
                 }
@@ -153,7 +159,10 @@ public record ArchitectureSpec(
         return out;
     }
 
-    /** Whether {@code tensor} is the weight of a block linear, e.g. "model.layers.3.mlp.down_proj.weight". */
+    /**
+     * Whether {@code tensor} is the weight of a block linear, e.g. "model.layers.3.mlp.down_proj.weight",
+     * or of a fused one as the checkpoint stores it ("model.layers.3.self_attn.qkv_proj.weight").
+     */
     public boolean isLinearWeight(String tensor) {
         int at = layerPrefix.indexOf("%d");
         String before = layerPrefix.substring(0, at), after = layerPrefix.substring(at + 2);
@@ -168,7 +177,7 @@ public record ArchitectureSpec(
             return false;
         }
         String rest = tensor.substring(i + after.length(), tensor.length() - ".weight".length());
-        return linears.stream().anyMatch(l -> l.name.equals(rest));
+        return linears.stream().anyMatch(l -> l.name.equals(rest)) || storedFused.containsKey(rest);
     }
 
     public Linear linear(Role role) {
@@ -211,27 +220,6 @@ public record ArchitectureSpec(
             what.add("mixture-of-experts MLP");
         }
         return what.isEmpty() ? null : family + "'s " + String.join(", ", what);
-    }
-
-    /**
-     * Refuses a stage that writes a compressed folder of this family when its checkpoints store fused
-     * linears (Phi-3): the stages quantize and name q/k/v and gate/up apart, which Phi-3's loaders
-     * (transformers, vLLM) do not read.
-     *
-     * @throws ShrinkException naming the family and the stage
-     */
-    public void requireUnfused(String stage) {
-        requireUnfused(stage, null);
-    }
-
-    /** {@link #requireUnfused(String)} naming the model folder in the message. */
-    public void requireUnfused(String stage, Path folder) {
-        if (!storedFused.isEmpty()) {
-            String msg = stage + " of " + family + " models is not supported yet: their checkpoints store "
-                    + String.join(" and ", storedFused.keySet()) + " fused, which " + stage
-                    + " would write apart (evaluation works)";
-            throw folder == null ? new ShrinkException(msg) : ShrinkException.at(folder, msg);
-        }
     }
 
     /** The multiplier of an RMSNorm as computed from its stored weight: w itself, or 1 + w (in float32) for unit-offset norms. */

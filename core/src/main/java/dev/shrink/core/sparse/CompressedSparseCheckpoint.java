@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.FusedLinears;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.safetensors.ModelFolderWriter;
@@ -153,6 +154,9 @@ public final class CompressedSparseCheckpoint {
         }
         ModelFolderWriter.checkTarget(source.dir(), outDir, overwrite, "the compressed sparse model");
         WeightStore store = source.weights();
+        // the parts of a fused linear (Phi-3's q/k/v, gate/up) go back into the tensor the checkpoint stores
+        replaced = FusedLinears.fuseDense(source.spec(), source.config(), FusedLinears.of(source), replaced);
+        compress = FusedLinears.fuseNames(source.spec(), source.config(), compress);
         Set<String> linears = linearWeights(source);
         check(store, replaced, compress, linears);
 
@@ -244,7 +248,7 @@ public final class CompressedSparseCheckpoint {
         if (source.weights().has(spec.lmHead())) {
             out.add(spec.lmHead());
         }
-        return out;
+        return FusedLinears.fuseNames(spec, source.config(), out);
     }
 
     /**

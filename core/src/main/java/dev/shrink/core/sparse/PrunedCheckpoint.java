@@ -1,6 +1,7 @@
 package dev.shrink.core.sparse;
 
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.FusedLinears;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.safetensors.SafetensorsWriter;
@@ -73,11 +74,13 @@ public final class PrunedCheckpoint {
         Objects.requireNonNull(record, "record");
         requireUnquantized(source);
         WeightStore store = source.weights();
-        for (Map.Entry<String, float[]> e : weights.entrySet()) {
+        // the parts of a fused linear (Phi-3's q/k/v, gate/up) go back into the tensor the checkpoint stores
+        Map<String, float[]> stored = FusedLinears.fuseDense(source.spec(), source.config(), FusedLinears.of(source), weights);
+        for (Map.Entry<String, float[]> e : stored.entrySet()) {
             check(store, e.getKey(), Objects.requireNonNull(e.getValue(), e.getKey()));
         }
         ModelFolderWriter.write(source.dir(), outDir, overwrite, "the pruned model", tmp -> {
-            SafetensorsWriter.writeModel(tmp, tensors(store, weights), MAX_SHARD_BYTES, null);
+            SafetensorsWriter.writeModel(tmp, tensors(store, stored), MAX_SHARD_BYTES, null);
             ModelFolderWriter.writeJson(tmp.resolve("config.json"), record.writeInto(source.config().raw()));
             if (report != null) {
                 ModelFolderWriter.writeReport(tmp, report);

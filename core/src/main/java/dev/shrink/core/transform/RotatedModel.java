@@ -146,7 +146,7 @@ public final class RotatedModel implements WeightSource {
             throw ShrinkException.at(config, "the model is pruned (it has shrink.sparsity): --rotate would fill in its "
                     + "zeros; quantize it without --rotate");
         }
-        return of(WeightSource.of(dir.weights()), dir.config(), dir.spec(), settings);
+        return of(dev.shrink.core.forward.FusedLinears.of(dir), dir.config(), dir.spec(), settings);
     }
 
     /** With given rotations: {@code q} of size hidden, {@code hd} of size head_dim or null (no head-wise rotation). */
