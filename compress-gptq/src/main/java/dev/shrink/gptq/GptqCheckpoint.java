@@ -143,7 +143,7 @@ public final class GptqCheckpoint {
             }
             SafetensorsWriter.writeModel(tmp, tensors, maxShardBytes, null);
             ObjectNode qc = quantizationConfig(format, v1, lmHead,
-                    source.spec().notConverted(source.config().layers(), quantized::containsKey));
+                    source.spec().notConverted(source.config(), quantized::containsKey));
             ObjectNode config = config(source, qc);
             if (rotated != null) {
                 rotated.editConfig(config);
