@@ -490,7 +490,7 @@ public final class GptqStage {
      * The report's "experts" entry of a mixture of experts: the threshold as given, the rule, and per sparse
      * block each expert's calibration tokens and those that fell back.
      */
-    static Map<String, Object> expertsReport(Config cfg, Result r) {
+    public static Map<String, Object> expertsReport(Config cfg, Result r) {
         Map<String, Object> e = new LinkedHashMap<>();
         e.put("min_tokens", cfg.expertMinTokens().toString());
         e.put("fallback", "Hessian of every token of the block's MLP input");
