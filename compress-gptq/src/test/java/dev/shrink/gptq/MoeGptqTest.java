@@ -171,6 +171,22 @@ class MoeGptqTest {
         }
     }
 
+    @Test
+    void awqScalesFirstCompensateTheRouter() {
+        int[][] calib = windows(4, 16, 4, 256);
+        try (ModelDir dir = ModelDir.open(moeFixture())) {
+            GptqStage.Result r = GptqStage.run(dir, WeightSource.of(dir.weights()), calib,
+                    config("1").withMethods(true, false), Backends.select("cpu", 0), true);
+            ArchitectureSpec spec = dir.spec();
+            for (int layer = 0; layer < dir.config().layers(); layer++) {
+                String router = spec.layer(layer, spec.moe().router()) + ".weight";
+                assertTrue(r.modified().containsKey(router), "the norm's scales went into " + router);
+                assertTrue(r.modified().containsKey(spec.layer(layer, spec.postAttentionNorm())));
+                assertFalse(r.quantized().containsKey(spec.layer(layer, spec.moe().router())));
+            }
+        }
+    }
+
     private static Set<String> layerNames(GptqStage.Result r) {
         Set<String> s = new java.util.HashSet<>();
         r.layers().forEach(l -> s.add(l.name()));
