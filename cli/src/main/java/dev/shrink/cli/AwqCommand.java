@@ -90,6 +90,9 @@ final class AwqCommand implements Callable<Integer> {
     @Option(names = "--calib-sampling", defaultValue = "blocks", paramLabel = "blocks|random", description = "blocks: AWQ's consecutive blocks of per-document tokens (when the text is too short for them, random windows instead, said on stdout and in the report); random: GPTQ/LMDeploy-style random windows of the joined text. Default: ${DEFAULT-VALUE}.")
     String calibSampling;
 
+    @Mixin
+    ExpertOptions experts;
+
     @Option(names = {"--batch", "--batch-size"}, defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward of the statistics pass. Default: ${DEFAULT-VALUE}.")
     int batch;
 
@@ -104,11 +107,8 @@ final class AwqCommand implements Callable<Integer> {
         AwqCheckpoint.Export exportKind = AwqCheckpoint.Export.valueOf(export.toUpperCase(Locale.ROOT));
         Ops ops = common.ops();
         PrintWriter out = spec.commandLine().getOut();
-        AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, true, batch);
+        AwqStage.Config cfg = new AwqStage.Config(groupSize, !noDuoScaling, !noClip, true, batch, experts.threshold());
         Calibration calibration;
-        try (ModelDir dir = ModelDir.open(model)) {
-            dir.spec().requireDense(dir.dir(), "quantized");
-        }
         try (ModelDir dir = ModelDir.open(model); Tokenizer tok = dir.tokenizer()) {
             AwqStage.checkSpace(dir, workDir, cfg, exportKind); // before the calibration text is read and tokenized
             calibration = calibration(calib, calibSampling, tok, dir.config().bosTokenId(),

@@ -112,6 +112,9 @@ final class GptqCommand implements Callable<Integer> {
     @Mixin
     RotateOptions rotation;
 
+    @Mixin
+    ExpertOptions experts;
+
     @Option(names = {"--batch", "--batch-size"}, defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward. Default: ${DEFAULT-VALUE}.")
     int batch;
 
@@ -128,9 +131,8 @@ final class GptqCommand implements Callable<Integer> {
         boolean sym = symmetry == null || !symmetry.asym;
         QuantScheme scheme = QuantScheme.of(bits, groupSize, sym).withMse(mse);
         GptqStage.Config cfg = new GptqStage.Config(method, scheme, actOrder, staticGroups, !noTrueSequential,
-                damp, blockSize, batch).withMethods(awqScales, gptaq);
+                damp, blockSize, batch).withMethods(awqScales, gptaq).withExpertMinTokens(experts.threshold());
         try (ModelDir dir = ModelDir.open(model)) {
-            dir.spec().requireDense(dir.dir(), "quantized");
             GptqStage.checkSpace(dir, workDir, cfg); // before the calibration text is read and tokenized
         }
         int[][] windows;
@@ -246,6 +248,12 @@ final class GptqCommand implements Callable<Integer> {
         var p = r.phases();
         out.printf(Locale.ROOT, "total %.1f s: calibration forward %.1f s, Hessians %.1f s, Cholesky/inverse %.1f s, column loop %.1f s%n",
                 r.seconds(), p.forward(), p.hessian(), p.cholesky(), p.columns());
+        for (var b : r.experts()) {
+            if (!b.fallback().isEmpty()) {
+                out.printf(Locale.ROOT, "block %d: experts %s got fewer than %d calibration tokens: Hessians of every token%n",
+                        b.layer(), b.fallback(), b.threshold());
+            }
+        }
         if (r.layers().stream().anyMatch(GptqStage.LayerReport::dampRaised)) {
             out.println("! damp was raised for these layers because Cholesky failed at the requested value");
         }

@@ -108,6 +108,9 @@ final class PruneCommand implements Callable<Integer> {
     @Mixin
     CalibOptions calib;
 
+    @Mixin
+    ExpertOptions experts;
+
     @Option(names = {"--batch", "--batch-size"}, defaultValue = "8", paramLabel = "N", description = "Calibration sequences per forward (wanda, sparsegpt). Default: ${DEFAULT-VALUE}.")
     int batch;
 
@@ -213,13 +216,17 @@ final class PruneCommand implements Callable<Integer> {
             }
             calib.warnLong(windows, dir.config(), spec.commandLine().getErr());
             calib.save(windows);
-            GptqStage.Config cfg = SparseGpt.config(only, p, scheme, damp, 128, batch);
+            GptqStage.Config cfg = SparseGpt.config(only, p, scheme, damp, 128, batch)
+                    .withExpertMinTokens(experts.threshold());
             GptqStage.Result r = GptqStage.run(dir, FusedLinears.of(dir), windows, cfg, ops, common.quiet);
             Map<String, Object> report = CalibOptions.reportHead("prune", model, ops);
             report.put("options", cfg);
             report.put("calibration", calib.report(windows, "random"));
             report.put("seconds", r.seconds());
             report.put("layers", r.layers());
+            if (!r.experts().isEmpty()) {
+                report.put("experts", GptqStage.expertsReport(cfg, r));
+            }
             SparsityRecord record = GptqStage.sparsity(r, cfg);
             if (scheme != null) {
                 GptqCheckpoint.write(dir, workDir, r.quantized(), new GptqFormat(scheme.bits(), scheme.groupSize(),
@@ -347,7 +354,7 @@ final class PruneCommand implements Callable<Integer> {
         } catch (ShrinkException e) {
             throw new ShrinkException("--ignore: " + e.getMessage());
         }
-        return new PruneStage.Config(method, p, scope, t, i, batch);
+        return new PruneStage.Config(method, p, scope, t, i, batch, experts.threshold());
     }
 
     private static void printSummary(PrintWriter out, PruneStage.Result r, PruneStage.Config cfg) {

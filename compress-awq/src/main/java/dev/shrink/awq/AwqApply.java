@@ -49,6 +49,17 @@ public final class AwqApply {
             }
             multiplyColumns(w.weight(c), nk[0], nk[1], s);
         }
+        ArchitectureSpec.Moe moe = spec.moe();
+        if (moe != null && (prev + ".weight").equals(spec.postAttentionNorm())) {
+            // a mixture's router and shared expert's gate read the same normed input: their columns times s
+            // keep the routing and the gate as they were (they stay in float; llm-compressor's MoE mappings do so)
+            for (String name : w.linearNames()) {
+                if (name.equals(moe.router()) || name.equals(moe.sharedExpertGate())) {
+                    int[] nk = w.shape(name);
+                    multiplyColumns(w.weight(name), nk[0], nk[1], s);
+                }
+            }
+        }
     }
 
     /** v[k] /= s[k]. */

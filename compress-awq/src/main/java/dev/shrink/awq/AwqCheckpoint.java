@@ -227,6 +227,6 @@ public final class AwqCheckpoint {
 
     /** The decoder linears left unquantized (full prefixes), in model order. */
     private static List<String> notConverted(ModelDir source, Map<String, QuantizedLinear> quantized) {
-        return source.spec().notConverted(source.config().layers(), quantized::containsKey);
+        return source.spec().notConverted(source.config(), quantized::containsKey);
     }
 }

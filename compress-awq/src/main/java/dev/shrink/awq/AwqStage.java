@@ -4,6 +4,7 @@ import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.BlockWeights;
 import dev.shrink.core.forward.Calibration;
 import dev.shrink.core.forward.Decoder;
+import dev.shrink.core.forward.MoeBlocks;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ArchitectureSpec;
@@ -61,9 +62,21 @@ public final class AwqStage {
      * @param clip       run the clip search
      * @param skipUnfit  leave layers AWQ cannot pack unquantized (else an error)
      * @param batch      calibration sequences per forward of the statistics pass
+     * @param expertMinTokens a mixture of experts' expert with fewer calibration tokens gets no up → down
+     *                   scale search and no clip search (too few inputs to judge them): zero-point
+     *                   round-to-nearest after the shared gate/up scaling
      */
-    public record Config(int groupSize, boolean duoScaling, boolean clip, boolean skipUnfit, int batch) {
+    public record Config(int groupSize, boolean duoScaling, boolean clip, boolean skipUnfit, int batch,
+                         MoeBlocks.Threshold expertMinTokens) {
+        /** With the default expert token threshold. */
+        public Config(int groupSize, boolean duoScaling, boolean clip, boolean skipUnfit, int batch) {
+            this(groupSize, duoScaling, clip, skipUnfit, batch, null);
+        }
+
         public Config {
+            if (expertMinTokens == null) {
+                expertMinTokens = MoeBlocks.Threshold.parse(MoeBlocks.DEFAULT_MIN_TOKENS, "expert tokens");
+            }
             if (groupSize != -1 && groupSize <= 0) {
                 throw new IllegalArgumentException("group size must be positive or -1, got " + groupSize);
             }
@@ -101,17 +114,20 @@ public final class AwqStage {
      */
     public record Result(Map<String, QuantizedLinear> quantized, Map<String, float[]> modified,
                          List<ScalePlan> scalePlans, List<ClipPlan> clipPlans, List<MappingReport> mappings,
-                         List<ClipReport> clips, List<LayerReport> layers, Phases phases, double seconds) {
+                         List<ClipReport> clips, List<LayerReport> layers, Phases phases, double seconds,
+                         List<MoeBlocks.Report> experts) {
+        public Result(Map<String, QuantizedLinear> quantized, Map<String, float[]> modified,
+                      List<ScalePlan> scalePlans, List<ClipPlan> clipPlans, List<MappingReport> mappings,
+                      List<ClipReport> clips, List<LayerReport> layers, Phases phases, double seconds) {
+            this(quantized, modified, scalePlans, clipPlans, mappings, clips, layers, phases, seconds, List.of());
+        }
     }
 
     /** What the inspected module of a mapping is. */
     enum Module { ATTENTION, MLP, LINEAR }
 
     /** A mapping of the spec resolved against a block. */
-    record Resolved(AwqMapping mapping, Module module, List<String> consumers, int K) {
-        String input() {
-            return consumers.get(0);
-        }
+    record Resolved(AwqMapping mapping, Module module, List<String> consumers, int K, String input) {
     }
 
     /**
@@ -122,7 +138,6 @@ public final class AwqStage {
      *                         when weights or activations are not finite, or a mapping does not fit
      */
     public static Result run(ModelDir model, WeightSource src, int[][] windows, Config cfg, Ops ops, boolean quiet) {
-        model.spec().requireDense(model.dir(), "quantized");
         return run(model.config(), model.spec(), src, windows, cfg, ops, quiet);
     }
 
@@ -165,6 +180,8 @@ public final class AwqStage {
         List<MappingReport> mappingReports = new ArrayList<>();
         List<ClipReport> clipReports = new ArrayList<>();
         List<LayerReport> layerReports = new ArrayList<>();
+        List<MoeBlocks.Report> expertReports = new ArrayList<>();
+        long minTokens = cfg.expertMinTokens().tokens(tokens);
         double tStats = 0, tSearch = 0, tClip = 0, tQuant = 0;
 
         for (int layer = 0; layer < mc.layers(); layer++) {
@@ -175,7 +192,7 @@ public final class AwqStage {
             sortLinears(spec, w, layer, gs, cfg.skipUnfit(), fit, unfit);
             List<Resolved> active = new ArrayList<>();
             List<MappingReport> skippedMappings = new ArrayList<>();
-            for (AwqMapping m : spec.awqMappings()) {
+            for (AwqMapping m : MoeAwq.mappings(mc, spec, layer)) {
                 String why = skipReason(spec, w, m, fit, unfit);
                 if (why != null) {
                     skippedMappings.add(new MappingReport(layer, spec.layer(layer, m.previous()), full(spec, layer, m.consumers()),
@@ -193,6 +210,13 @@ public final class AwqStage {
                 float[][] next = new float[n][];
                 StatsTaps stats = statistics(decoder, w, active, fit, xs, next, batch, stride, ops, progress);
                 tStats += (System.nanoTime() - ts) / 1e9;
+                Set<Integer> underRouted = new java.util.TreeSet<>();
+                if (mc.sparseLayer(layer)) {
+                    expertReports.add(MoeAwq.dropUnderRouted(mc, spec, layer, active, stats, minTokens, skippedMappings,
+                            underRouted));
+                    progress.note(expertReports.getLast().fallback().size() + " of " + mc.moe().experts()
+                            + " experts under " + minTokens + " tokens");
+                }
 
                 // 2. Scale search on the original weights.
                 long tsearch = System.nanoTime();
@@ -212,7 +236,7 @@ public final class AwqStage {
                 for (ScalePlan p : plans) {
                     AwqApply.scale(w, spec, p);
                     for (String c : p.consumers()) {
-                        scaledSamples.put(c, AwqApply.divideColumns(scaledSamples.get(c), stats.sampleCount(), p.scales().length,
+                        scaledSamples.put(c, AwqApply.divideColumns(scaledSamples.get(c), stats.sampleCount(c), p.scales().length,
                                 p.scales()));
                     }
                     modifiedNames.add(p.previous());
@@ -230,9 +254,12 @@ public final class AwqStage {
                         if (role == Role.Q || role == Role.K) {
                             continue; // q·kᵀ makes the output error of q, k alone a poor guide (the references skip them)
                         }
+                        if (underRouted.contains(MoeBlocks.expert(spec, lin)) || stats.sampleCount(lin) == 0) {
+                            continue; // an under-routed expert: too few inputs to judge a clip by
+                        }
                         int[] nk = w.shape(lin);
                         ClipPlan cp = ClipSearch.search(spec.layer(layer, lin), w.weight(lin), nk[0], nk[1],
-                                scaledSamples.get(lin), stats.sampleCount(), gs, ops);
+                                scaledSamples.get(lin), stats.sampleCount(lin), gs, ops);
                         AwqApply.clip(w.weight(lin), cp);
                         clipPlans.add(cp);
                         clipReports.add(new ClipReport(cp.linear(), cp.meanFactor(), cp.clippedFraction(),
@@ -243,8 +270,7 @@ public final class AwqStage {
 
                 // 5. Round to nearest with zero points; report each linear's output error.
                 long tq = System.nanoTime();
-                for (ArchitectureSpec.Linear l : spec.linears()) {
-                    String lin = l.name();
+                for (String lin : compressible(spec, w)) {
                     String full = spec.layer(layer, lin);
                     int[] nk = w.shape(lin);
                     if (!fit.contains(lin)) {
@@ -253,8 +279,12 @@ public final class AwqStage {
                     }
                     QuantizedLinear q = AwqQuantizer.quantize(full, w.weight(lin), nk[0], nk[1], gs, w.bias(lin));
                     quantized.put(full, q);
+                    int Ts = stats.sampleCount(lin);
+                    if (Ts == 0) { // an expert no sampled token reached
+                        layerReports.add(new LayerReport(full, nk[0], nk[1], "quantized", null, null, null));
+                        continue;
+                    }
                     float[] X = stats.samples(lin);
-                    int Ts = stats.sampleCount();
                     double errRtn = outputError(X, Ts, original.get(lin),
                             AwqQuantizer.pseudoQuantize(original.get(lin), nk[0], nk[1], gs), nk[0], nk[1], ops);
                     double errAwq = outputError(scaledSamples.get(lin), Ts, scaledWeights.get(lin), q.dequantize(),
@@ -263,6 +293,7 @@ public final class AwqStage {
                 }
                 tQuant += (System.nanoTime() - tq) / 1e9;
 
+                MoeAwq.routersScaled(mc, spec, layer, plans, modifiedNames);
                 keepModified(spec, layer, w, modifiedNames, fit, modified);
                 mappingReports.addAll(skippedMappings);
                 for (ScalePlan p : plans) {
@@ -274,7 +305,7 @@ public final class AwqStage {
             }
         }
         return new Result(quantized, modified, scalePlans, clipPlans, mappingReports, clipReports, layerReports,
-                new Phases(tStats, tSearch, tClip, tQuant), (System.nanoTime() - t0) / 1e9);
+                new Phases(tStats, tSearch, tClip, tQuant), (System.nanoTime() - t0) / 1e9, expertReports);
     }
 
     /**
@@ -299,12 +330,12 @@ public final class AwqStage {
         Config cfg = new Config(groupSize, duoScaling, false, true, batch);
         List<Resolved> active = new ArrayList<>();
         Map<String, String> unfit = new LinkedHashMap<>();
-        for (ArchitectureSpec.Linear l : spec.linears()) {
-            if (!quantized.contains(l.name())) {
-                unfit.put(l.name(), "not quantized");
+        for (String l : compressible(spec, w)) {
+            if (!quantized.contains(l)) {
+                unfit.put(l, "not quantized");
             }
         }
-        for (AwqMapping m : spec.awqMappings()) {
+        for (AwqMapping m : MoeAwq.mappings(decoder.config(), spec, layer)) {
             if (skipReason(spec, w, m, quantized, unfit) == null) {
                 active.add(resolve(spec, w, m));
             }
@@ -315,12 +346,17 @@ public final class AwqStage {
         try (Progress progress = new Progress("awq scales", 0, "seq", true)) {
             StatsTaps stats = statistics(decoder, w, active, Set.of(), xs, new float[n][],
                     Math.max(1, Math.min(batch, n)), ClipSearch.sampleStride((long) n * T), ops, progress);
+            if (decoder.config().sparseLayer(layer)) {
+                MoeAwq.dropUnderRouted(decoder.config(), spec, layer, active, stats, cfg.expertMinTokens().tokens((long) n * T),
+                        new ArrayList<>(), new java.util.TreeSet<>());
+            }
             List<ScalePlan> plans = searchScales(decoder, w, active, stats, cfg, (1 << bits) - 1, xs, ops, progress);
             Set<String> modifiedNames = new LinkedHashSet<>();
             for (ScalePlan p : plans) {
                 AwqApply.scale(w, spec, p);
                 modifiedNames.add(p.previous());
             }
+            MoeAwq.routersScaled(decoder.config(), spec, layer, plans, modifiedNames);
             keepModified(spec, layer, w, modifiedNames, quantized, modified);
             return plans;
         }
@@ -343,6 +379,7 @@ public final class AwqStage {
             }
         }
         StatsTaps stats = new StatsTaps(layer, meanOf, gramOf, fit, stride, (long) n * T, ops);
+        stats.routed = name -> MoeBlocks.expert(decoder.spec(), name) >= 0;
         for (int s0 = 0; s0 < n; s0 += batch) {
             int B = Math.min(batch, n - s0);
             float[] x = Calibration.gather(xs, s0, B, T * C);
@@ -437,7 +474,7 @@ public final class AwqStage {
         long stackPerRatio = 1, perTokenPerRatio = 1; // floats per candidate: stacked weights; activations per token
         for (int a : idx) {
             long floats = 0;
-            for (String lin : stackedLinears(spec, active.get(a).module)) {
+            for (String lin : stackedLinears(spec, w, active.get(a).module)) {
                 int[] nk = w.shape(lin);
                 floats += (long) nk[0] * nk[1];
             }
@@ -446,6 +483,9 @@ public final class AwqStage {
                     ? 2L * mc.qDim() + 2L * mc.kvDim() + C : 2L * mc.intermediate() + C);
         }
         int perPass = (int) Math.max(1, Math.min(grid, STACK_FLOATS / stackPerRatio));
+        if (mc.sparseLayer(w.layer()) && idx.stream().anyMatch(a -> active.get(a).module == Module.MLP)) {
+            perPass = 1; // a mixture's MLP runs one candidate set at a time (its experts see routed rows)
+        }
         double[][] sse = new double[active.size()][grid];
         Set<String> inputs = new LinkedHashSet<>();
         for (int a : idx) {
@@ -512,6 +552,29 @@ public final class AwqStage {
         return out;
     }
 
+    /** {@link #stackedLinears(ArchitectureSpec, Module)} of block w: a sparse block's every expert's and the shared expert's gate and up. */
+    static List<String> stackedLinears(ArchitectureSpec spec, BlockWeights w, Module module) {
+        EnumSet<Role> roles = module == Module.ATTENTION ? EnumSet.of(Role.Q, Role.K, Role.V) : EnumSet.of(Role.GATE, Role.UP);
+        List<String> out = new ArrayList<>();
+        for (String lin : compressible(spec, w)) {
+            if (roles.contains(roleOf(spec, lin))) {
+                out.add(lin);
+            }
+        }
+        return out;
+    }
+
+    /** The linears of block w that AWQ may quantize, in load order: all but a mixture's router and shared expert's gate. */
+    static List<String> compressible(ArchitectureSpec spec, BlockWeights w) {
+        List<String> out = new ArrayList<>();
+        for (String lin : w.linearNames()) {
+            if (!MoeBlocks.neverCompressed(spec, lin)) {
+                out.add(lin);
+            }
+        }
+        return out;
+    }
+
     /**
      * A block whose stacked linears hold candidates r0..r0+R−1: for a consumer, Q(W·diag(s_r))/s_r
      * for each r; for another stacked linear, R copies of its weight. Biases are repeated R times.
@@ -519,9 +582,8 @@ public final class AwqStage {
     private static BlockWeights stacked(BlockWeights w, ArchitectureSpec spec, Resolved r, float[][] cand, int r0, int R,
                                         int gs, int maxq) {
         BlockWeights b = w.withNorms(w.inputNorm(), w.postAttentionNorm());
-        List<String> stackedNames = stackedLinears(spec, r.module);
-        for (ArchitectureSpec.Linear l : spec.linears()) {
-            String lin = l.name();
+        List<String> stackedNames = stackedLinears(spec, w, r.module);
+        for (String lin : w.linearNames()) {
             int[] nk = w.shape(lin);
             int N = nk[0], K = nk[1];
             if (!stackedNames.contains(lin)) {
@@ -554,16 +616,16 @@ public final class AwqStage {
      */
     static void sortLinears(ArchitectureSpec spec, BlockWeights w, int layer, int gs, boolean skipUnfit, Set<String> fit,
                             Map<String, String> unfit) {
-        for (ArchitectureSpec.Linear l : spec.linears()) {
-            int[] nk = w.shape(l.name());
+        for (String name : compressible(spec, w)) {
+            int[] nk = w.shape(name);
             String why = AwqQuantizer.unfitReason(nk[0], nk[1], gs);
             if (why == null) {
-                Calibration.requireFiniteWeight(w.weight(l.name()), spec.layer(layer, l.name()) + ".weight");
-                fit.add(l.name());
+                Calibration.requireFiniteWeight(w.weight(name), spec.layer(layer, name) + ".weight");
+                fit.add(name);
             } else if (skipUnfit) {
-                unfit.put(l.name(), why);
+                unfit.put(name, why);
             } else {
-                throw new ShrinkException(spec.layer(layer, l.name()) + ": " + why
+                throw new ShrinkException(spec.layer(layer, name) + ": " + why
                         + "; AWQ cannot pack it (--skip-unfit leaves such layers unquantized)");
             }
         }
@@ -656,7 +718,11 @@ public final class AwqStage {
                         + ": consumers must be the attention's q/k/v or the MLP's gate/up");
             }
         }
-        return new Resolved(m, module, consumers, K);
+        String input = consumers.get(0);
+        if (module == Module.MLP && MoeBlocks.expert(spec, input) >= 0) {
+            input = spec.moe().router(); // the experts' shared input: the MLP's normed input on every row
+        }
+        return new Resolved(m, module, consumers, K, input);
     }
 
     static boolean isLinear(ArchitectureSpec spec, String name) {
@@ -664,12 +730,7 @@ public final class AwqStage {
     }
 
     static Role roleOf(ArchitectureSpec spec, String name) {
-        for (ArchitectureSpec.Linear l : spec.linears()) {
-            if (l.name().equals(name)) {
-                return l.role();
-            }
-        }
-        return null;
+        return MoeBlocks.role(spec, name);
     }
 
     static List<String> full(ArchitectureSpec spec, int layer, List<String> names) {
@@ -711,6 +772,13 @@ public final class AwqStage {
         private final long totalTokens;
         /** The global index of the first token of the next forward. */
         long offset;
+        /**
+         * Linears that see only some rows of a forward (a mixture's experts: their routed rows): sampled every
+         * stride-th row of their own, up to the same count, rather than by global token index.
+         */
+        java.util.function.Predicate<String> routed = name -> false;
+        private final Map<String, Long> rows = new HashMap<>();
+        private final Map<String, Integer> sampled = new HashMap<>();
 
         StatsTaps(int layer, Set<String> meanOf, Set<String> gramOf, Set<String> sampleOf, int stride, long totalTokens,
                   Ops ops) {
@@ -735,6 +803,8 @@ public final class AwqStage {
             if (layer != this.layer) {
                 return;
             }
+            long seen = rows.getOrDefault(linear, 0L);
+            rows.put(linear, seen + M);
             if (absSum.containsKey(linear)) {
                 double[] sum = absSum.computeIfAbsent(linear, k -> new double[K]);
                 for (int m = 0; m < M; m++) {
@@ -759,6 +829,15 @@ public final class AwqStage {
                 float[] S = samples.get(linear);
                 if (S == null) {
                     samples.put(linear, S = new float[count * K]);
+                }
+                if (routed.test(linear)) {
+                    int at = sampled.getOrDefault(linear, 0);
+                    long first = (seen + stride - 1) / stride * stride; // this linear's own row index
+                    for (long g = first; g < seen + M && at < count; g += stride) {
+                        System.arraycopy(x, (int) (g - seen) * K, S, at++ * K, K);
+                    }
+                    sampled.put(linear, at);
+                    return;
                 }
                 long first = (offset + stride - 1) / stride * stride; // first sampled global index ≥ offset
                 for (long g = first; g < offset + M; g += stride) {
@@ -796,6 +875,9 @@ public final class AwqStage {
         /** The sampled rows [sampleCount, K]. */
         float[] samples(String linear) {
             float[] S = samples.get(linear);
+            if (routed.test(linear)) { // an expert: the rows it was routed, maybe none
+                return S == null ? new float[0] : java.util.Arrays.copyOf(S, sampleCount(linear) * (S.length / count));
+            }
             if (S == null) {
                 throw new IllegalStateException("no inputs seen for " + linear);
             }
@@ -804,6 +886,16 @@ public final class AwqStage {
 
         int sampleCount() {
             return count;
+        }
+
+        /** The sampled rows of {@code linear}: {@link #sampleCount()}, or fewer for a routed linear (its first rows hold them). */
+        int sampleCount(String linear) {
+            return routed.test(linear) ? sampled.getOrDefault(linear, 0) : count;
+        }
+
+        /** The rows {@code linear}'s input had in all (a mixture's expert: its routed tokens). */
+        long rows(String linear) {
+            return rows.getOrDefault(linear, 0L);
         }
     }
 
@@ -902,6 +994,14 @@ public final class AwqStage {
             report.put("mappings", r.mappings());
             report.put("clips", r.clips());
             report.put("layers", r.layers());
+            if (!r.experts().isEmpty()) {
+                Map<String, Object> e = new LinkedHashMap<>();
+                e.put("min_tokens", cfg.expertMinTokens().toString());
+                e.put("fallback", "no up -> down scale search and no clip search: zero-point round-to-nearest");
+                e.put("fallback_experts", r.experts().stream().mapToInt(b -> b.fallback().size()).sum());
+                e.put("blocks", r.experts());
+                report.put("experts", e);
+            }
             AwqCheckpoint.write(dir, outDir, r.quantized(), r.modified(), cfg.groupSize(), export, report, overwrite,
                     AwqCheckpoint.DEFAULT_MAX_SHARD_BYTES, rotated);
             return r;

@@ -156,7 +156,7 @@ public final class GptqCheckpoint {
             }
             SafetensorsWriter.writeModel(tmp, tensors, maxShardBytes, null);
             ObjectNode qc = quantizationConfig(format, v1, lmHead,
-                    source.spec().notConverted(source.config().layers(), quantizedApart::containsKey));
+                    source.spec().notConverted(source.config(), quantizedApart::containsKey));
             ObjectNode config = config(source, qc);
             if (rotated != null) {
                 rotated.editConfig(config);

@@ -5,6 +5,7 @@ import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.BlockWeights;
 import dev.shrink.core.forward.Calibration;
 import dev.shrink.core.forward.Decoder;
+import dev.shrink.core.forward.MoeBlocks;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ArchitectureSpec;
@@ -52,11 +53,16 @@ public final class GptqStage {
      *                       the scales into the previous norm or linear; GPTQ then quantizes the scaled weights
      * @param gptaq          gptq only: GPTAQ's asymmetric calibration ({@link Gptq#quantize(float[], int, int,
      *                       float[], float[], Gptq.Options, Ops)}), the float model's inputs beside the quantized ones
+     * @param expertMinTokens a mixture of experts' expert that receives fewer calibration tokens gets the
+     *                       Hessians of every token of its block's MLP input ({@link MoeBlocks#fallbackInputs})
      */
     public record Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
                          boolean trueSequential, double damp, int blockSize, int batch, SparsityPattern prune,
-                         Set<String> only, boolean awqScales, boolean gptaq) {
+                         Set<String> only, boolean awqScales, boolean gptaq, MoeBlocks.Threshold expertMinTokens) {
         public Config {
+            if (expertMinTokens == null) {
+                expertMinTokens = MoeBlocks.Threshold.parse(MoeBlocks.DEFAULT_MIN_TOKENS, "expert tokens");
+            }
             if ((awqScales || gptaq) && !method.equals("gptq")) {
                 throw new IllegalArgumentException("AWQ scales and GPTAQ go with method gptq only, not " + method);
             }
@@ -69,6 +75,20 @@ public final class GptqStage {
             }
         }
 
+        /** With the default expert token threshold. */
+        public Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
+                      boolean trueSequential, double damp, int blockSize, int batch, SparsityPattern prune,
+                      Set<String> only, boolean awqScales, boolean gptaq) {
+            this(method, scheme, actOrder, staticGroups, trueSequential, damp, blockSize, batch, prune, only, awqScales,
+                    gptaq, null);
+        }
+
+        /** This config with another expert token threshold ({@code expertMinTokens}). */
+        public Config withExpertMinTokens(MoeBlocks.Threshold t) {
+            return new Config(method, scheme, actOrder, staticGroups, trueSequential, damp, blockSize, batch, prune,
+                    only, awqScales, gptaq, t);
+        }
+
         /** Without AWQ scales or GPTAQ. */
         public Config(String method, QuantScheme scheme, boolean actOrder, boolean staticGroups,
                       boolean trueSequential, double damp, int blockSize, int batch, SparsityPattern prune,
@@ -79,7 +99,7 @@ public final class GptqStage {
         /** This config with AWQ's scales first ({@code awqScales}) and/or GPTAQ ({@code gptaq}). */
         public Config withMethods(boolean awqScales, boolean gptaq) {
             return new Config(method, scheme, actOrder, staticGroups, trueSequential, damp, blockSize, batch, prune,
-                    only, awqScales, gptaq);
+                    only, awqScales, gptaq, expertMinTokens);
         }
 
         /** GPTQ or RTN: no pruning. */
@@ -116,10 +136,11 @@ public final class GptqStage {
      * @param modified  float tensors that AWQ's scales changed (norms, biases, linears left in float), by full name
      */
     public record Result(Map<String, QuantizedLinear> quantized, List<LayerReport> layers, Phases phases,
-                         double seconds, Map<String, float[]> pruned, Map<String, float[]> modified) {
+                         double seconds, Map<String, float[]> pruned, Map<String, float[]> modified,
+                         List<MoeBlocks.Report> experts) {
         public Result(Map<String, QuantizedLinear> quantized, List<LayerReport> layers, Phases phases,
                       double seconds, Map<String, float[]> pruned) {
-            this(quantized, layers, phases, seconds, pruned, Map.of());
+            this(quantized, layers, phases, seconds, pruned, Map.of(), List.of());
         }
     }
 
@@ -150,7 +171,6 @@ public final class GptqStage {
      * {@code windows}: [n][T] token ids.
      */
     public static Result run(ModelDir model, WeightSource src, int[][] windows, Config cfg, Ops ops, boolean quiet) {
-        model.spec().requireDense(model.dir(), cfg.quantizes() ? "quantized" : "pruned");
         return run(model.config(), model.spec(), src, windows, cfg, ops, quiet);
     }
 
@@ -204,6 +224,8 @@ public final class GptqStage {
         Map<String, float[]> pruned = new LinkedHashMap<>();
         Map<String, float[]> modified = new LinkedHashMap<>();
         List<LayerReport> reports = new ArrayList<>();
+        List<MoeBlocks.Report> expertReports = new ArrayList<>();
+        long minTokens = cfg.expertMinTokens().tokens((long) n * T);
         double tForward = 0, tHessian = 0, tChol = 0, tCols = 0;
         try (Progress progress = new Progress("gptq", mc.layers(), "blocks", quiet)) {
             for (int layer = 0; layer < mc.layers(); layer++) {
@@ -211,13 +233,15 @@ public final class GptqStage {
                 if (cfg.awqScales()) {
                     long ta = System.nanoTime();
                     AwqStage.scaleBlock(decoder, w, xs, cfg.scheme().groupSize(), true, cfg.scheme().bits(),
-                            packable(spec, w, layer, cfg), modified, batch, ops);
+                            packable(mc, spec, w, layer, cfg), modified, batch, ops);
                     tForward += (System.nanoTime() - ta) / 1e9;
                 }
                 // GPTAQ's reference: this block in float (after AWQ's scaling, which keeps its function)
                 BlockWeights wFp = cfg.gptaq() ? copy(w) : null;
-                List<List<String>> groups = cfg.trueSequential() ? spec.sequentialGroups()
-                        : List.of(allLinears(spec));
+                List<List<String>> groups = cfg.trueSequential() ? MoeBlocks.sequentialGroups(mc, spec, layer)
+                        : List.of(MoeBlocks.linears(mc, spec, layer));
+                MoeBlocks.Experts<HessianTaps> experts = mc.sparseLayer(layer) && !rtn
+                        ? new MoeBlocks.Experts<>(mc, spec, layer, minTokens) : null;
                 for (List<String> group : groups) {
                     Set<String> todo = new LinkedHashSet<>();
                     for (String lin : group) {
@@ -245,7 +269,13 @@ public final class GptqStage {
                     if (!rtn) {
                         taps = new HessianTaps(layer, todo, ops);
                         long tf = System.nanoTime();
-                        tapAll(decoder, w, xs, wFp, xsFp, batch, T, C, todo, taps);
+                        tapAll(decoder, w, xs, wFp, xsFp, batch, T, C, todo, experts == null ? taps : experts.counting(taps), taps);
+                        if (experts != null) {
+                            // under-routed experts: Hessians of every token of the MLP input (GPTAQ's asymmetry off for them)
+                            final int block = layer;
+                            experts.fallback(decoder, w, xs, batch, T, todo, () -> new HessianTaps(block, todo, ops),
+                                    HessianTaps::nextBatch);
+                        }
                         double pass = (System.nanoTime() - tf) / 1e9;
                         tHessian += taps.seconds;
                         tForward += pass - taps.seconds;
@@ -260,8 +290,9 @@ public final class GptqStage {
                             r = Gptq.roundToNearest(W, nk[0], nk[1], cfg.scheme());
                         } else {
                             try {
-                                r = Gptq.quantize(W, nk[0], nk[1], taps.hessian(lin, n),
-                                        cfg.gptaq() ? taps.asymmetry(lin, n) : null, cfg.options(), ops);
+                                HessianTaps from = experts != null && experts.fellBack(lin) ? experts.fallbackTaps() : taps;
+                                r = Gptq.quantize(W, nk[0], nk[1], from.hessian(lin, n),
+                                        cfg.gptaq() && from == taps ? taps.asymmetry(lin, n) : null, cfg.options(), ops);
                             } catch (Gptq.NotPositiveDefinite e) {
                                 throw new ShrinkException(spec.layer(layer, lin) + ": " + e.getMessage());
                             }
@@ -280,6 +311,10 @@ public final class GptqStage {
                                 r.loss(), r.damp(), r.dampRaised(), r.deadColumns(), (System.nanoTime() - tl) / 1e9,
                                 r.masked()));
                     }
+                }
+                if (experts != null) {
+                    expertReports.add(experts.report());
+                    progress.note(experts.note());
                 }
                 if (!rtn) {
                     // The quantized block's outputs feed the next block (round-to-nearest needs no inputs).
@@ -300,17 +335,17 @@ public final class GptqStage {
             modified.remove(name + ".bias"); // written with its quantized linear
         }
         return new Result(out, reports, new Phases(tForward, tHessian, tChol, tCols), (System.nanoTime() - t0) / 1e9,
-                pruned, modified);
+                pruned, modified, expertReports);
     }
 
     /** The linears of block {@code layer} this run will quantize (targeted and packable), by spec name. */
-    private static Set<String> packable(ArchitectureSpec spec, BlockWeights w, int layer, Config cfg) {
+    private static Set<String> packable(ModelConfig mc, ArchitectureSpec spec, BlockWeights w, int layer, Config cfg) {
         Set<String> names = new LinkedHashSet<>();
-        for (ArchitectureSpec.Linear l : spec.linears()) {
-            int[] nk = w.shape(l.name());
-            if ((cfg.only() == null || cfg.only().contains(spec.layer(layer, l.name())))
+        for (String l : MoeBlocks.linears(mc, spec, layer)) {
+            int[] nk = w.shape(l);
+            if ((cfg.only() == null || cfg.only().contains(spec.layer(layer, l)))
                     && unpackableReason(nk[0], nk[1], cfg.scheme(), cfg.prune()) == null) {
-                names.add(l.name());
+                names.add(l);
             }
         }
         return names;
@@ -325,12 +360,6 @@ public final class GptqStage {
             c.putLinear(lin, w.weight(lin).clone(), b == null ? null : b.clone(), nk[0], nk[1]);
         }
         return c;
-    }
-
-    private static List<String> allLinears(ArchitectureSpec spec) {
-        List<String> all = new ArrayList<>();
-        spec.linears().forEach(l -> all.add(l.name()));
-        return all;
     }
 
     /** Runs block w over every sequence in batches; with {@code update} the outputs replace xs. */
@@ -349,7 +378,7 @@ public final class GptqStage {
 
     /** Delivers the inputs of {@code linears} for every sequence to the taps, running each block only as far as needed. */
     private static void tapAll(Decoder decoder, BlockWeights w, float[][] xs, BlockWeights wFp, float[][] xsFp, int batch,
-                               int T, int C, Set<String> linears, HessianTaps taps) {
+                               int T, int C, Set<String> linears, Taps sink, HessianTaps taps) {
         int n = xs.length;
         for (int s0 = 0; s0 < n; s0 += batch) {
             int B = Math.min(batch, n - s0);
@@ -369,7 +398,7 @@ public final class GptqStage {
             }
             float[] x = Calibration.gather(xs, s0, B, T * C);
             taps.nextBatch();
-            decoder.tapInputs(w, x, B, T, linears, taps);
+            decoder.tapInputs(w, x, B, T, linears, sink);
         }
     }
 
@@ -426,6 +455,9 @@ public final class GptqStage {
                 report.put("seconds", r.seconds());
                 report.put("phases_seconds", r.phases());
                 report.put("layers", r.layers());
+                if (!r.experts().isEmpty()) {
+                    report.put("experts", expertsReport(cfg, r));
+                }
                 PrunedCheckpoint.write(dir, outDir, r.pruned(), sparsity(r, cfg), report, overwrite);
                 return r;
             }
@@ -443,11 +475,27 @@ public final class GptqStage {
             report.put("seconds", r.seconds());
             report.put("phases_seconds", r.phases());
             report.put("layers", r.layers());
+            if (!r.experts().isEmpty()) {
+                report.put("experts", expertsReport(cfg, r));
+            }
             GptqCheckpoint.write(dir, outDir, r.quantized(), r.modified(), new GptqFormat(s.bits(), s.groupSize(), s.sym(),
                     cfg.actOrder(), cfg.staticGroups(), cfg.trueSequential(), cfg.damp(), quantizer), report, overwrite,
                     GptqCheckpoint.DEFAULT_MAX_SHARD_BYTES, sparsity(r, cfg), rotated);
             return r;
         }
+    }
+
+    /**
+     * The report's "experts" entry of a mixture of experts: the threshold as given, the rule, and per sparse
+     * block each expert's calibration tokens and those that fell back.
+     */
+    public static Map<String, Object> expertsReport(Config cfg, Result r) {
+        Map<String, Object> e = new LinkedHashMap<>();
+        e.put("min_tokens", cfg.expertMinTokens().toString());
+        e.put("fallback", "Hessian of every token of the block's MLP input");
+        e.put("fallback_experts", r.experts().stream().mapToInt(b -> b.fallback().size()).sum());
+        e.put("blocks", r.experts());
+        return e;
     }
 
     /**

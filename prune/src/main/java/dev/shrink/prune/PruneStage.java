@@ -4,6 +4,7 @@ import dev.shrink.core.ShrinkException;
 import dev.shrink.core.forward.BlockWeights;
 import dev.shrink.core.forward.Calibration;
 import dev.shrink.core.forward.Decoder;
+import dev.shrink.core.forward.MoeBlocks;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ArchitectureSpec;
@@ -57,10 +58,21 @@ public final class PruneStage {
      * @param targets name patterns ({@link NamePattern}) of the decoder linears to prune; empty: all
      * @param ignore  name patterns of decoder linears to leave as they are
      * @param batch   calibration sequences per forward (Wanda)
+     * @param expertMinTokens Wanda on a mixture of experts: an expert with fewer calibration tokens takes
+     *                the norms of every token of its block's MLP input ({@link MoeBlocks#fallbackInputs})
      */
     public record Config(String method, SparsityPattern pattern, String scope, List<String> targets,
-                         List<String> ignore, int batch) {
+                         List<String> ignore, int batch, MoeBlocks.Threshold expertMinTokens) {
+        /** With the default expert token threshold. */
+        public Config(String method, SparsityPattern pattern, String scope, List<String> targets, List<String> ignore,
+                      int batch) {
+            this(method, pattern, scope, targets, ignore, batch, null);
+        }
+
         public Config {
+            if (expertMinTokens == null) {
+                expertMinTokens = MoeBlocks.Threshold.parse(MoeBlocks.DEFAULT_MIN_TOKENS, "expert tokens");
+            }
             if (method == null || !METHODS.contains(method)) {
                 throw new ShrinkException("prune: unknown method '" + method + "' (known: " + String.join(", ", METHODS) + ")");
             }
@@ -131,7 +143,7 @@ public final class PruneStage {
      * @param record  what config.json records under shrink.sparsity
      */
     public record Result(Map<String, float[]> weights, List<LayerReport> layers, SparsityRecord record, Totals totals,
-                         double seconds) {
+                         double seconds, List<MoeBlocks.Report> experts) {
     }
 
     /**
@@ -149,7 +161,6 @@ public final class PruneStage {
      */
     public static List<Target> plan(ModelDir model, WeightSource src, SparsityPattern pattern, List<String> targetPatterns,
                                     List<String> ignorePatterns) {
-        model.spec().requireDense(model.dir(), "pruned");
         ModelConfig mc = model.config();
         ArchitectureSpec spec = model.spec();
         List<NamePattern> targets = targetPatterns.stream().map(NamePattern::of).toList();
@@ -158,8 +169,8 @@ public final class PruneStage {
         List<Target> plan = new ArrayList<>();
         String example = null;
         for (int layer = 0; layer < mc.layers(); layer++) {
-            for (ArchitectureSpec.Linear l : spec.linears()) {
-                String name = spec.layer(layer, l.name());
+            for (String linear : MoeBlocks.linears(mc, spec, layer)) { // never a router (docs/FORWARD.md)
+                String name = spec.layer(layer, linear);
                 example = example == null ? name : example;
                 String w = name + ".weight";
                 if (!src.has(w)) {
@@ -187,7 +198,7 @@ public final class PruneStage {
                         reason = "ignored ('" + ig.text() + "')";
                     }
                 }
-                plan.add(new Target(layer, l.name(), name, N, K, reason));
+                plan.add(new Target(layer, linear, name, N, K, reason));
             }
         }
         unused(targets, usedTargets, "targets", example);
@@ -237,9 +248,10 @@ public final class PruneStage {
         List<Target> plan = plan(model, src, cfg);
         Map<String, float[]> weights = new LinkedHashMap<>();
         List<LayerReport> layers = new ArrayList<>();
+        List<MoeBlocks.Report> experts = new ArrayList<>();
         switch (cfg.method()) {
             case "magnitude" -> magnitude(model, src, plan, cfg, ops, quiet, weights, layers);
-            case "wanda" -> wanda(model, src, plan, windows, cfg, ops, quiet, weights, layers);
+            case "wanda" -> wanda(model, src, plan, windows, cfg, ops, quiet, weights, layers, experts);
             default -> throw new IllegalStateException("method " + cfg.method());
         }
         Map<String, Double> ratios = new LinkedHashMap<>();
@@ -257,7 +269,7 @@ public final class PruneStage {
         Totals totals = new Totals(pruned, layers.size() - pruned, linearWeights, linearZeros,
                 (double) linearZeros / linearWeights, parameters, (double) linearZeros / parameters);
         SparsityRecord record = new SparsityRecord(cfg.method(), cfg.pattern(), cfg.scope(), ratios);
-        return new Result(weights, layers, record, totals, (System.nanoTime() - t0) / 1e9);
+        return new Result(weights, layers, record, totals, (System.nanoTime() - t0) / 1e9, experts);
     }
 
     /**
@@ -313,6 +325,14 @@ public final class PruneStage {
         report.put("totals", r.totals());
         report.put("seconds", r.seconds());
         report.put("layers", r.layers());
+        if (!r.experts().isEmpty()) {
+            Map<String, Object> e = new LinkedHashMap<>();
+            e.put("min_tokens", cfg.expertMinTokens().toString());
+            e.put("fallback", "norms of every token of the block's MLP input");
+            e.put("fallback_experts", r.experts().stream().mapToInt(b -> b.fallback().size()).sum());
+            e.put("blocks", r.experts());
+            report.put("experts", e);
+        }
         return report;
     }
 
@@ -380,7 +400,8 @@ public final class PruneStage {
     // ---- Wanda ----
 
     private static void wanda(ModelDir model, WeightSource src, List<Target> plan, int[][] windows, Config cfg,
-                              Ops ops, boolean quiet, Map<String, float[]> weights, List<LayerReport> layers) {
+                              Ops ops, boolean quiet, Map<String, float[]> weights, List<LayerReport> layers,
+                              List<MoeBlocks.Report> experts) {
         if (windows == null || windows.length == 0 || windows[0].length == 0) {
             throw new ShrinkException("prune: Wanda needs calibration windows");
         }
@@ -412,13 +433,22 @@ public final class PruneStage {
                 Set<String> todo = new LinkedHashSet<>();
                 here.stream().filter(Target::pruned).forEach(t -> todo.add(t.linear()));
                 NormTaps taps = new NormTaps(layer, todo);
+                final int block = layer;
+                MoeBlocks.Experts<NormTaps> moe = mc.sparseLayer(layer) && !todo.isEmpty()
+                        ? new MoeBlocks.Experts<>(mc, spec, layer, cfg.expertMinTokens().tokens((long) n * T)) : null;
                 if (!todo.isEmpty()) {
-                    // one pass: Σ x_j² of every targeted linear's inputs, from the unpruned block
+                    // one pass: Σ x_j² of every targeted linear's inputs (an expert's: its routed rows), from the unpruned block
+                    Taps sink = moe == null ? taps : moe.counting(taps);
                     for (int s0 = 0; s0 < n; s0 += batch) {
                         int B = Math.min(batch, n - s0);
                         float[] x = Calibration.gather(xs, s0, B, T * C); // [B·T, C]
                         taps.nextBatch();
-                        decoder.tapInputs(w, x, B, T, todo, taps);
+                        decoder.tapInputs(w, x, B, T, todo, sink);
+                    }
+                    if (moe != null) { // under-routed experts: the norms of every token of the MLP input
+                        moe.fallback(decoder, w, xs, batch, T, todo, () -> new NormTaps(block, todo), NormTaps::nextBatch);
+                        experts.add(moe.report());
+                        progress.note(moe.note());
                     }
                 }
                 for (Target t : here) {
@@ -428,8 +458,9 @@ public final class PruneStage {
                         continue;
                     }
                     requireFinite(W, t.name() + ".weight");
-                    boolean[] mask = device != null ? device.mask(W, t.N(), t.K(), taps.sumSq(t.linear()), cfg.pattern(), scope)
-                            : Wanda.mask(W, t.N(), t.K(), taps.sumSq(t.linear()), cfg.pattern(), scope);
+                    double[] sumSq = (moe != null && moe.fellBack(t.linear()) ? moe.fallbackTaps() : taps).sumSq(t.linear());
+                    boolean[] mask = device != null ? device.mask(W, t.N(), t.K(), sumSq, cfg.pattern(), scope)
+                            : Wanda.mask(W, t.N(), t.K(), sumSq, cfg.pattern(), scope);
                     layers.add(prune(t, W, mask, weights));
                     w.setWeight(t.linear(), weights.get(t.name() + ".weight"));
                 }

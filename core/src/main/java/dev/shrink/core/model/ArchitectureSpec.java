@@ -139,8 +139,12 @@ public record ArchitectureSpec(
      * parts are not listed apart.
      */
     public List<String> notConverted(int layers, java.util.function.Predicate<String> isQuantized) {
+        return notConverted(0, layers, isQuantized);
+    }
+
+    private List<String> notConverted(int from, int to, java.util.function.Predicate<String> isQuantized) {
         List<String> out = new java.util.ArrayList<>();
-        for (int i = 0; i < layers; i++) {
+        for (int i = from; i < to; i++) {
             for (Linear l : linears) {
                 if (storedFused.values().stream().anyMatch(parts -> parts.contains(l.name()))) {
                     continue; // the checkpoint has no such module: its fused one is listed below
@@ -154,6 +158,42 @@ public record ArchitectureSpec(
                 if (f.getValue().stream().noneMatch(part -> isQuantized.test(layer(layer, part)))) {
                     out.add(layer(i, f.getKey()));
                 }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * {@link #notConverted(int, java.util.function.Predicate)} knowing which blocks are mixtures of
+     * experts: a sparse block lists, in forward order, its attention's linears left in float, then its
+     * router and shared expert's gate (never quantized: transformers' loaders must leave them as
+     * nn.Linear; vLLM builds them unquantized anyway), any expert or shared expert linear left in float,
+     * then the fused attention name; it has no dense MLP to list.
+     */
+    public List<String> notConverted(ModelConfig cfg, java.util.function.Predicate<String> isQuantized) {
+        if (moe == null) {
+            return notConverted(cfg.layers(), isQuantized);
+        }
+        List<String> out = new java.util.ArrayList<>();
+        for (int i = 0; i < cfg.layers(); i++) {
+            if (!cfg.sparseLayer(i)) {
+                out.addAll(notConverted(i, i + 1, isQuantized));
+                continue;
+            }
+            final int layer = i;
+            for (Linear l : linears) {
+                if (l.role != Role.GATE && l.role != Role.UP && l.role != Role.DOWN && !isQuantized.test(layer(i, l.name()))) {
+                    out.add(layer(i, l.name()));
+                }
+            }
+            for (String name : dev.shrink.core.forward.BlockWeights.moeLinears(cfg, this).keySet()) {
+                if (!isQuantized.test(layer(i, name))) {
+                    out.add(layer(i, name));
+                }
+            }
+            var qkv = fusedLinears().firstEntry();
+            if (qkv.getValue().stream().noneMatch(part -> isQuantized.test(layer(layer, part)))) {
+                out.add(layer(i, qkv.getKey()));
             }
         }
         return out;

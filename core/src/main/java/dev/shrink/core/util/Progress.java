@@ -18,6 +18,7 @@ public final class Progress implements AutoCloseable {
     private long done;
     private long lastDrawNanos;
     private int lastDecile = -1;
+    private String note = "";
 
     public Progress(String label, long total, String unit, boolean quiet) {
         this(label, total, unit, quiet, System.err, System.console() != null && System.console().isTerminal());
@@ -53,6 +54,11 @@ public final class Progress implements AutoCloseable {
         }
     }
 
+    /** Text shown after the counts from now on (e.g. how many experts of the last block fell back); "" for none. */
+    public void note(String text) {
+        note = text == null || text.isEmpty() ? "" : "  " + text;
+    }
+
     /** "label [#####.....] 50% 100/200 tokens  12.3 tokens/s  ETA 0:08". */
     String line() {
         double secs = (System.nanoTime() - startNanos) / 1e9;
@@ -63,7 +69,7 @@ public final class Progress implements AutoCloseable {
         String eta = rate > 0 ? clock((total - done) / rate) : "?";
         return String.format(Locale.ROOT, "%s [%s%s] %3d%% %d/%d %s  %.1f %s/s  ETA %s",
                 label, "#".repeat(filled), ".".repeat(width - filled), (int) (frac * 100), done, total, unit,
-                rate, unit, eta);
+                rate, unit, eta) + note;
     }
 
     public static String clock(double seconds) {
