@@ -39,7 +39,8 @@ class ArchitectureGoldenTest {
     @ParameterizedTest
     @CsvSource({"qwen3, cpu", "qwen3, cpu-reference", "gemma2, cpu", "gemma2, cpu-reference", "gemma3, cpu",
             "gemma3, cpu-reference", "phi3, cpu", "phi3, cpu-reference",
-            "qwen2_moe, cpu", "qwen2_moe, cpu-reference"})
+            "qwen2_moe, cpu", "qwen2_moe, cpu-reference", "mixtral, cpu", "mixtral, cpu-reference", "qwen3_moe, cpu",
+            "qwen3_moe, cpu-reference"})
     void logitsAndGreedyMatchTransformers(String family, String backend) {
         Path dir = fixture(family);
         Ops ops = Backends.select(backend, 0);
@@ -72,7 +73,7 @@ class ArchitectureGoldenTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"qwen3", "gemma2", "gemma3", "phi3", "qwen2_moe"})
+    @CsvSource({"qwen3", "gemma2", "gemma3", "phi3", "qwen2_moe", "mixtral", "qwen3_moe"})
     void residentNllMatchesTransformers(String family) {
         Cuda.Availability a = Cuda.availability();
         assumeTrue(a.available(), () -> "no CUDA device: " + a.reason());

@@ -48,7 +48,7 @@ class MoeForwardTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"qwen2_moe"})
+    @CsvSource({"qwen2_moe", "mixtral", "qwen3_moe"})
     void tapsSeeEachExpertOnItsRoutedRows(String family) {
         try (ModelDir m = ModelDir.open(ArchitectureGoldenTest.fixture(family));
              SafetensorsFile ref = SafetensorsFile.open(m.dir().resolve("reference.safetensors"))) {
