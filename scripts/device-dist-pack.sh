@@ -47,7 +47,7 @@ for n in 8 64; do
     2>&1 | grep -v -e SLF4J -e incubator >&2
 done
 rm -f "$cp_file"
-cp scripts/device-dist-run.sh scripts/device-eval-7b.sh scripts/bench/hf_ppl.py scripts/fixtures/make_arch_fixtures.py "$OUT/"
+cp scripts/device-dist-run.sh scripts/device-eval-7b.sh scripts/bench/hf_ppl.py scripts/bench/compare-7b.yaml scripts/fixtures/make_arch_fixtures.py "$OUT/"
 size=$(du -sm "$OUT" | cut -f1)
 echo "device-dist-pack: $OUT holds $size MiB" >&2
 [ "$size" -lt 60 ] || { echo "device-dist-pack: $OUT is $size MiB; the device tool carries at most 64 MiB with the checkout" >&2; exit 2; }

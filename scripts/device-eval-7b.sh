@@ -5,6 +5,8 @@
 #        cuda --gpu-math fp16 on wikitext2 at 2048 (all windows); transformers fp16 on the same windows (hf_ppl.py)
 #   run(command="bash .device/dist/device-eval-7b.sh b", carry=[".device/dist"])   gptq w4 of it; eval of the packed
 #        folder (kept packed on the GPU); eval --speed-only of it (load time, decode tok/s)
+#   run(command="bash .device/dist/device-eval-7b.sh d", carry=[".device/dist"])   shrink compare of compare-7b.yaml
+#        (baseline, RTN w4, GPTQ w4) on cuda; then eval (fp16, packed) and eval --speed-only of its GPTQ folder
 # Stages skip what a warm machine already holds (/tmp/syn7, /tmp/syn7-q). Logs and JSON go to $OUT.
 set -uo pipefail
 P=$(cd "$(dirname "$0")" && pwd); ROOT=$(pwd); T0=$(date +%s)
@@ -48,5 +50,23 @@ if [ "$STAGE" = b ]; then
   python3 -c "import json; d=json.load(open('$OUT/eval-7b-q.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds') if k in r}, 'tok/s', round(r['windows']*r['seqlen']/r['seconds']), d.get('gpu'))"
   echo "== eval --speed-only of the GPTQ folder"
   t timeout 240 "$S" eval /tmp/syn7-q --device cuda --dataset wikitext2 --speed-only --speed-repeats 3
+fi
+if [ "$STAGE" = d ]; then
+  [ -f /tmp/syn7/config.json ] || t "$S" synth /tmp/syn7 --preset llama2-7b --dtype fp16 -q
+  echo "== shrink compare compare-7b.yaml --device cuda"
+  t timeout "${CMP_TIMEOUT:-420}" "$S" compare "$P/compare-7b.yaml" --work-dir /tmp/cmp7 --device cuda -q \
+      > "$OUT/compare-7b.log" 2>&1; tail -25 "$OUT/compare-7b.log"
+  cp /tmp/cmp7/report.md "$OUT/report-7b.md" 2>/dev/null; cp /tmp/cmp7/report.json "$OUT/report-7b.json" 2>/dev/null
+  Q=$(python3 -c "import json; d=json.load(open('/tmp/cmp7/report.json')); print(d['settings']['stage_keys']['gptq-w4'][-1])" 2>/dev/null)
+  Q=$(ls -d /tmp/cmp7/stages/"$Q"* 2>/dev/null | head -1)
+  if [ -n "$Q" ] && [ -f "$Q/config.json" ]; then
+    echo "== eval --gpu-math fp16 of the compare's GPTQ folder $Q (packed on the GPU), all windows"
+    t "$S" eval "$Q" --device cuda --gpu-math fp16 --dataset wikitext2 --seqlen 2048 -q --json > "$OUT/eval-7b-q.json"
+    python3 -c "import json; d=json.load(open('$OUT/eval-7b-q.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds') if k in r}, 'tok/s', round(r['windows']*r['seqlen']/r['seconds']), d.get('gpu'))"
+    echo "== eval --speed-only of it"
+    t timeout 120 "$S" eval "$Q" --device cuda --dataset wikitext2 --speed-only --speed-repeats 3
+  else
+    echo "no GPTQ folder found under /tmp/cmp7/stages"; ls /tmp/cmp7/stages 2>/dev/null | head
+  fi
 fi
 echo "== stage $STAGE total $(( $(date +%s) - T0 )) s"
