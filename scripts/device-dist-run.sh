@@ -9,7 +9,7 @@ set -uo pipefail
 P=$(cd "$(dirname "$0")" && pwd); ROOT=$(pwd); T0=$(date +%s)
 WHAT="${1:-all}"
 mkdir -p /tmp/inst /tmp/shared/models /tmp/shared/datasets
-tar xzf "$P"/shrink-*-linux-x86_64.tar.gz -C /tmp/inst
+tar xJf "$P/shrink.tar.xz" -C /tmp/inst
 tar xJf "$P/datasets.tar.xz" -C /tmp/shared/datasets
 H=$(echo /tmp/inst/shrink-*); S="$H/bin/shrink"
 export SHRINK_SHARED=/tmp/shared

@@ -13,7 +13,7 @@ P=$(cd "$(dirname "$0")" && pwd); ROOT=$(pwd); T0=$(date +%s)
 STAGE="${1:-a}"
 if [ ! -x /tmp/inst/shrink-*/bin/shrink ] 2>/dev/null || [ ! -d /tmp/shared/datasets/wikitext-2-raw ]; then
   mkdir -p /tmp/inst /tmp/shared/datasets
-  tar xzf "$P"/shrink-*-linux-x86_64.tar.gz -C /tmp/inst
+  tar xJf "$P/shrink.tar.xz" -C /tmp/inst
   tar xJf "$P/datasets.tar.xz" -C /tmp/shared/datasets
 fi
 H=$(echo /tmp/inst/shrink-*); S="$H/bin/shrink"
