@@ -211,6 +211,9 @@ public final class DistillRun {
                 DType d = dtype;
                 if (d == null) {
                     String src = students.kept() == null ? name : sourceName(name, students, source);
+                    // a part of a fused linear (Phi-3's q_proj) has the dtype of the stored fused tensor
+                    src = dev.shrink.core.forward.FusedLinears.fuseNames(source.spec(), source.config(),
+                            java.util.Set.of(src)).iterator().next();
                     d = store.has(src) ? store.info(src).dtype() : DType.F32;
                 }
                 return StudentWriter.rounded(w.get(name), d);

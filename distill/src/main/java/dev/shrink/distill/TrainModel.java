@@ -8,7 +8,8 @@ import java.util.List;
 /**
  * The LLaMA-family decoder for training: the forward of {@link dev.shrink.core.forward.Decoder}
  * (pre-norm blocks x += Attn(RMSNorm(x)); x += MLP(RMSNorm(x)), rotate-half RoPE, grouped KV
- * heads, SwiGLU, final RMSNorm, head), keeping what each op's backward needs, and the backward
+ * heads, Qwen3's per-head RMSNorms of q and k before RoPE where the block has them, SwiGLU, final
+ * RMSNorm, head), keeping what each op's backward needs, and the backward
  * through every op in reverse order. Written once against {@link TrainOps}, so the same wiring runs
  * in float64 (the gradient checks) and float32 (training).
  *
@@ -21,7 +22,9 @@ public final class TrainModel<A> {
     private final TrainOps<A> ops;
     private final ModelConfig cfg;
     private final Weights<A> w;
-    private final RopeTable rope;
+    private final int maxT;
+    /** RoPE tables by the RoPE a forward of T tokens uses ({@link ModelConfig#rope(int, int)}: Phi-3's LongRoPE switches on T). */
+    private final java.util.Map<ModelConfig.RopeConfig, RopeTable> ropes = new java.util.HashMap<>();
 
     /**
      * @param maxT the longest sequence that will be run (RoPE table size)
@@ -30,7 +33,12 @@ public final class TrainModel<A> {
         this.ops = ops;
         this.cfg = weights.config();
         this.w = weights;
-        this.rope = RopeTable.of(cfg, Math.max(1, maxT));
+        this.maxT = Math.max(1, maxT);
+    }
+
+    /** The RoPE table of a forward of T tokens (every block's: the families trained here have one RoPE). */
+    private RopeTable rope(int T) {
+        return ropes.computeIfAbsent(cfg.rope(0, T), r -> RopeTable.of(cfg, r, maxT));
     }
 
     public Weights<A> weights() {
@@ -42,7 +50,8 @@ public final class TrainModel<A> {
     }
 
     /** What one block's backward needs, saved by its forward. */
-    record BlockActs<A>(A xIn, A rstd1, A h1, A q, A k, A v, A attn, A lse, A xMid, A rstd2, A h2, A g, A u, A act) {
+    record BlockActs<A>(A xIn, A rstd1, A h1, A qPre, A rstdQ, A kPre, A rstdK, A q, A k, A v, A attn, A lse, A xMid,
+                        A rstd2, A h2, A g, A u, A act) {
     }
 
     /**
@@ -66,8 +75,8 @@ public final class TrainModel<A> {
         if (tokens.length != B * T) {
             throw new IllegalArgumentException("tokens.length " + tokens.length + " != B·T = " + B * T);
         }
-        if (T > rope.positions()) {
-            throw new IllegalArgumentException("T = " + T + " exceeds the RoPE table of " + rope.positions());
+        if (T > maxT) {
+            throw new IllegalArgumentException("T = " + T + " exceeds the RoPE table of " + maxT);
         }
         int C = cfg.hidden(), M = B * T, V = cfg.vocab();
         for (int t : tokens) {
@@ -102,6 +111,19 @@ public final class TrainModel<A> {
         ops.linearForward(h1, b.w().get(Role.Q), b.b().get(Role.Q), M, C, qDim, q);
         ops.linearForward(h1, b.w().get(Role.K), b.b().get(Role.K), M, C, kvDim, k);
         ops.linearForward(h1, b.w().get(Role.V), b.b().get(Role.V), M, C, kvDim, v);
+        A qPre = null, rstdQ = null, kPre = null, rstdK = null;
+        if (b.qNorm() != null) {
+            // Qwen3: RMSNorm over each head's D values of q and k (M·H and M·Hkv rows), before RoPE
+            qPre = q;
+            kPre = k;
+            q = ops.zeros(M * qDim);
+            k = ops.zeros(M * kvDim);
+            rstdQ = ops.zeros(M * H);
+            rstdK = ops.zeros(M * Hkv);
+            ops.rmsNormForward(qPre, b.qNorm(), eps, M * H, D, q, rstdQ);
+            ops.rmsNormForward(kPre, b.kNorm(), eps, M * Hkv, D, k, rstdK);
+        }
+        RopeTable rope = rope(T);
         ops.ropeForward(q, B, T, H, D, rope);
         ops.ropeForward(k, B, T, Hkv, D, rope);
         // attn = softmax(q·kᵀ/√D)·v; xMid = x + attn·Woᵀ
@@ -119,7 +141,7 @@ public final class TrainModel<A> {
         ops.linearForward(h2, b.w().get(Role.GATE), b.b().get(Role.GATE), M, C, F, g);
         ops.linearForward(h2, b.w().get(Role.UP), b.b().get(Role.UP), M, C, F, u);
         ops.swigluForward(g, u, M * F, act);
-        return new BlockActs<>(xIn, rstd1, h1, q, k, v, attn, lse, xMid, rstd2, h2, g, u, act);
+        return new BlockActs<>(xIn, rstd1, h1, qPre, rstdQ, kPre, rstdK, q, k, v, attn, lse, xMid, rstd2, h2, g, u, act);
     }
 
     /** xOut = xMid + act·Wdᵀ: [M, C]. */
@@ -175,8 +197,17 @@ public final class TrainModel<A> {
         ops.linearBackward(dx, a.attn(), b.w().get(Role.O), M, qDim, C, dAttn, g.w().get(Role.O), g.b().get(Role.O));
         A dq = ops.zeros(M * qDim), dk = ops.zeros(M * kvDim), dv = ops.zeros(M * kvDim);
         ops.attentionBackward(dAttn, a.q(), a.k(), a.v(), a.attn(), a.lse(), B, T, H, Hkv, D, dq, dk, dv);
+        RopeTable rope = rope(T);
         ops.ropeBackward(dq, B, T, H, D, rope);
         ops.ropeBackward(dk, B, T, Hkv, D, rope);
+        if (b.qNorm() != null) {
+            // the per-head norms: dq, dk become the gradients of the projections' outputs
+            A dqPre = ops.zeros(M * qDim), dkPre = ops.zeros(M * kvDim);
+            ops.rmsNormBackward(dq, a.qPre(), b.qNorm(), a.rstdQ(), M * H, D, dqPre, g.qNorm());
+            ops.rmsNormBackward(dk, a.kPre(), b.kNorm(), a.rstdK(), M * Hkv, D, dkPre, g.kNorm());
+            dq = dqPre;
+            dk = dkPre;
+        }
         A dh1 = ops.zeros(M * C);
         ops.linearBackward(dq, a.h1(), b.w().get(Role.Q), M, C, qDim, dh1, g.w().get(Role.Q), g.b().get(Role.Q));
         ops.linearBackward(dk, a.h1(), b.w().get(Role.K), M, C, kvDim, dh1, g.w().get(Role.K), g.b().get(Role.K));
