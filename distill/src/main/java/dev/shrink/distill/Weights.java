@@ -29,16 +29,23 @@ public final class Weights<A> {
     /**
      * One decoder block: its two norms, its linears by role, their biases where present, and the
      * per-head RMSNorm weights of the queries and keys before RoPE ([D] each; Qwen3's q_norm and
-     * k_norm), null for the families without them.
+     * k_norm), and the RMSNorm weights of the attention's and the MLP's outputs before their residual
+     * adds ([C] each; Gemma's post_attention_layernorm and post_feedforward_layernorm), null for the
+     * families without them. Norm weights are as stored (Gemma's offsets from 1: {@link TrainModel} adds the 1).
      */
-    public record Block<A>(A inputNorm, A postNorm, EnumMap<Role, A> w, EnumMap<Role, A> b, A qNorm, A kNorm) {
+    public record Block<A>(A inputNorm, A postNorm, EnumMap<Role, A> w, EnumMap<Role, A> b, A qNorm, A kNorm,
+                           A attnOutNorm, A mlpOutNorm) {
         /** The same block with f applied to every tensor (null norms stay null). */
         <B> Block<B> map(java.util.function.Function<A, B> f) {
             EnumMap<Role, B> w2 = new EnumMap<>(Role.class), b2 = new EnumMap<>(Role.class);
             w.forEach((r, a) -> w2.put(r, f.apply(a)));
             b.forEach((r, a) -> b2.put(r, f.apply(a)));
-            return new Block<>(f.apply(inputNorm), f.apply(postNorm), w2, b2, qNorm == null ? null : f.apply(qNorm),
-                    kNorm == null ? null : f.apply(kNorm));
+            return new Block<>(f.apply(inputNorm), f.apply(postNorm), w2, b2, orNull(qNorm, f), orNull(kNorm, f),
+                    orNull(attnOutNorm, f), orNull(mlpOutNorm, f));
+        }
+
+        private static <A, B> B orNull(A a, java.util.function.Function<A, B> f) {
+            return a == null ? null : f.apply(a);
         }
     }
 
@@ -81,8 +88,8 @@ public final class Weights<A> {
     public static <A> Weights<A> load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, TrainOps<A> ops) {
         String missing = unsupported(spec, cfg);
         if (missing != null) {
-            throw new ShrinkException(src.origin(spec.embedTokens()) + ": distillation trains LLaMA's block with "
-                    + "Qwen3's per-head q/k norms; " + missing + " have no backward yet");
+            throw new ShrinkException(src.origin(spec.embedTokens()) + ": distillation has no backward yet for "
+                    + missing);
         }
         int C = cfg.hidden(), V = cfg.vocab();
         A embed = ops.adopt(read(src, spec.embedTokens(), V, C));
@@ -112,8 +119,13 @@ public final class Weights<A> {
                 qNorm = ops.adopt(read(src, spec.layer(i, spec.qNorm()), cfg.headDim()));
                 kNorm = ops.adopt(read(src, spec.layer(i, spec.kNorm()), cfg.headDim()));
             }
+            A attnOut = null, mlpOut = null;
+            if (spec.attentionOutputNorm() != null) {
+                attnOut = ops.adopt(read(src, spec.layer(i, spec.attentionOutputNorm()), C));
+                mlpOut = ops.adopt(read(src, spec.layer(i, spec.mlpOutputNorm()), C));
+            }
             blocks.add(new Block<>(ops.adopt(read(src, spec.layer(i, spec.inputNorm()), C)),
-                    ops.adopt(read(src, spec.layer(i, spec.postAttentionNorm()), C)), w, b, qNorm, kNorm));
+                    ops.adopt(read(src, spec.layer(i, spec.postAttentionNorm()), C)), w, b, qNorm, kNorm, attnOut, mlpOut));
         }
         return new Weights<>(cfg, spec, embed, head, norm, blocks);
     }
@@ -121,33 +133,20 @@ public final class Weights<A> {
     /**
      * What of a model's block the training model ({@link TrainModel}) has no backward for, as
      * "FAMILY's X, Y", or null when it trains it: LLaMA's block, with q/k/v biases (Qwen2), per-head
-     * q/k norms (Qwen3) and fused checkpoint tensors (Phi-3, split when read) included.
+     * q/k norms (Qwen3), fused checkpoint tensors (Phi-3, split when read) and Gemma 3's sandwich block
+     * ((1 + w) norms of the sub-blocks' inputs and outputs, scaled embeddings, GeGLU, a RoPE per layer
+     * type) included; Gemma 2's soft-capped scores are not.
      */
     public static String unsupported(ArchitectureSpec spec, ModelConfig cfg) {
         List<String> what = new ArrayList<>();
-        if (spec.attentionOutputNorm() != null || spec.mlpOutputNorm() != null) {
-            what.add("norms of the attention and MLP outputs");
-        }
-        if (spec.unitOffsetNorms()) {
-            what.add("(1 + w) norm weights");
-        }
-        if (spec.scaledEmbeddings()) {
-            what.add("scaled embeddings");
-        }
         if (spec.moe() != null) {
             what.add("mixture-of-experts MLP");
-        }
-        if (cfg.activation() != ModelConfig.Activation.SILU) {
-            what.add("GeGLU (gelu_tanh)");
         }
         if (Math.abs(cfg.attentionScale() * Math.sqrt(cfg.headDim()) - 1) > 1e-12) {
             what.add("an attention scale other than 1/sqrt(head_dim) (query_pre_attn_scalar)");
         }
         if (cfg.attentionSoftcap() > 0 || cfg.finalSoftcap() > 0) {
             what.add("soft-capped attention scores or logits");
-        }
-        if (cfg.localRope() != null) {
-            what.add("a second RoPE for the sliding blocks");
         }
         return what.isEmpty() ? null : spec.family() + "'s " + String.join(", ", what);
     }
@@ -224,6 +223,10 @@ public final class Weights<A> {
                 }
             }
             out.add(new Entry<>(spec.layer(i, spec.postAttentionNorm()), new long[] {C}, b.postNorm()));
+            if (b.attnOutNorm() != null) {
+                out.add(new Entry<>(spec.layer(i, spec.attentionOutputNorm()), new long[] {C}, b.attnOutNorm()));
+                out.add(new Entry<>(spec.layer(i, spec.mlpOutputNorm()), new long[] {C}, b.mlpOutNorm()));
+            }
         }
         out.add(new Entry<>(spec.finalNorm(), new long[] {C}, finalNorm));
         if (!tied()) {
