@@ -143,7 +143,7 @@ public final class Weights<A> {
             what.add("mixture-of-experts MLP");
         }
         if (Math.abs(cfg.attentionScale() * Math.sqrt(cfg.headDim()) - 1) > 1e-12) {
-            what.add("an attention scale other than 1/sqrt(head_dim) (query_pre_attn_scalar)");
+            what.add("query_pre_attn_scalar's attention scale (not 1/sqrt(head_dim))");
         }
         if (cfg.attentionSoftcap() > 0 || cfg.finalSoftcap() > 0) {
             what.add("soft-capped attention scores or logits");
