@@ -35,10 +35,15 @@ class FamiliesCommandTest {
      * model's tokenizer even for --calib-tokens) and 8 windows of 32 random ids in a --calib-tokens file.
      */
     private Path phi3WithTokenizer() throws Exception {
-        Path dir = tmp.resolve("phi3");
+        return withTokenizer("phi3");
+    }
+
+    /** {@link #phi3WithTokenizer} for the fixture of {@code family}. */
+    private Path withTokenizer(String family) throws Exception {
+        Path dir = tmp.resolve(family);
         Files.createDirectories(dir);
         for (String f : new String[] {"config.json", "model.safetensors"}) {
-            Files.copy(fixture("phi3").resolve(f), dir.resolve(f));
+            Files.copy(fixture(family).resolve(f), dir.resolve(f));
         }
         StringBuilder vocab = new StringBuilder("\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2");
         for (int i = 0; i < 26; i++) {
@@ -60,6 +65,7 @@ class FamiliesCommandTest {
             text.append((char) ('a' + rnd.nextInt(26))).append(i % 20 == 19 ? "\n" : " ");
         }
         Files.writeString(tmp.resolve("eval.txt"), text);
+        Files.writeString(tmp.resolve("train.txt"), text);
         return dir;
     }
 
@@ -90,6 +96,65 @@ class FamiliesCommandTest {
                     "--seqlen", "32", "-q");
             assertEquals(0, e.code(), args[0] + " eval: " + e.err());
             assertTrue(e.out().contains("ppl"), e.out());
+        }
+    }
+
+    /**
+     * Distillation of Qwen3 (per-head q/k norms), Phi-3 (fused tensors) and Gemma 3 (sandwich block) into a
+     * layer-dropped student of the same family: the folder holds the family's tensors (Phi-3's fused,
+     * trained: not the teacher's bytes), the layers kept, and eval reads it.
+     */
+    @Test
+    void distillOfQwen3AndPhi3WritesFoldersEvalReads() throws Exception {
+        for (String[] f : new String[][] {{"qwen3", "self_attn.q_norm.weight"}, {"phi3", "self_attn.qkv_proj.weight"},
+                {"gemma3", "post_feedforward_layernorm.weight"}}) {
+            Path model = withTokenizer(f[0]), out = tmp.resolve("kd-" + f[0]);
+            String seqlen = f[0].equals("gemma3") ? "8" : "32"; // Gemma 3's fixture slides over 8 keys
+            BadInputTest.Run r = BadInputTest.shrink("distill", "--teacher", model.toString(), "--drop-layers", "1",
+                    "--work-dir", out.toString(), "--steps", "2", "--batch", "2", "--seqlen", seqlen, "--warmup", "1",
+                    "--lr", "1e-3", "--calib-dataset", tmp.resolve("train.txt").toString(), "-q");
+            assertEquals(0, r.code(), f[0] + ": " + r.err());
+            try (dev.shrink.core.model.ModelDir m = dev.shrink.core.model.ModelDir.open(out);
+                 dev.shrink.core.model.ModelDir t = dev.shrink.core.model.ModelDir.open(model)) {
+                int L = t.config().layers();
+                assertEquals(L - 1, m.config().layers());
+                java.util.Set<String> names = m.weights().names();
+                assertTrue(names.contains("model.layers.1." + f[1]) && !names.contains("model.layers." + (L - 1) + "." + f[1]),
+                        f[0] + ": " + names);
+                if (f[0].equals("phi3")) {
+                    assertFalse(names.stream().anyMatch(n -> n.matches(".*\\.(q|k|v|gate|up)_proj\\..*")), names.toString());
+                }
+                // student layer 1 is teacher layer 2, trained
+                float[] before = t.weights().floats("model.layers.2." + f[1]), after = m.weights().floats("model.layers.1." + f[1]);
+                assertEquals(before.length, after.length);
+                assertFalse(java.util.Arrays.equals(before, after), f[0] + ": " + f[1] + " not trained");
+            }
+            BadInputTest.Run e = BadInputTest.shrink("eval", out.toString(), "--dataset", tmp.resolve("eval.txt").toString(),
+                    "--seqlen", seqlen, "-q");
+            assertEquals(0, e.code(), f[0] + " eval: " + e.err());
+            assertTrue(e.out().contains("ppl"), e.out());
+        }
+    }
+
+    /** What distillation does not train yet is refused in one line naming it, exit 2, no folder. */
+    @Test
+    void distillRefusesGemma2AndMixturesNamingWhatIsMissing() throws Exception {
+        Path text = tmp.resolve("train.txt");
+        Files.writeString(text, "a b c d e f g h\n".repeat(20));
+        String[][] cases = {
+                {"gemma2", "distillation has no backward yet for gemma2's query_pre_attn_scalar's attention scale"
+                        + " (not 1/sqrt(head_dim)), soft-capped attention scores or logits"},
+                {"mixtral", "mixture-of-experts models (mixtral) are not distilled yet"},
+                {"qwen3_moe", "mixture-of-experts models (qwen3_moe) are not distilled yet"}};
+        for (String[] c : cases) {
+            Path out = tmp.resolve("kd-" + c[0]);
+            BadInputTest.Run r = BadInputTest.shrink("distill", "--teacher", fixture(c[0]).toString(), "--drop-layers", "1",
+                    "--work-dir", out.toString(), "--steps", "1", "--batch", "1", "--seqlen", "8",
+                    "--calib-dataset", text.toString(), "-q");
+            assertEquals(2, r.code(), c[0] + ": " + r.err());
+            assertTrue(r.err().startsWith("shrink: error: ") && r.err().strip().lines().count() == 1, c[0] + ": " + r.err());
+            assertTrue(r.err().contains(c[1]), c[0] + ": " + r.err());
+            assertFalse(Files.exists(out), c[0] + ": " + out + " written");
         }
     }
 }

@@ -500,6 +500,17 @@ public final class CudaTrainOps implements TrainOps<CudaTrainOps.Array>, AutoClo
 
     // ---------------------------------------------------------------- SwiGLU
 
+    /** Not on the GPU yet: {@link DistillRun} refuses Gemma on {@code --device cuda} before training. */
+    @Override
+    public void gegluForward(Array g, Array u, int n, Array out) {
+        throw new UnsupportedOperationException("GeGLU has no CUDA training kernel yet");
+    }
+
+    @Override
+    public void gegluBackward(Array dOut, Array g, Array u, int n, Array dg, Array du) {
+        throw new UnsupportedOperationException("GeGLU has no CUDA training kernel yet");
+    }
+
     @Override
     public void swigluForward(Array g, Array u, int n, Array out) {
         elementwise(swigluFwd, n, g.address(), u.address(), out.address(), (long) n);

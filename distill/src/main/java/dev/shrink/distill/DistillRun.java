@@ -125,6 +125,10 @@ public final class DistillRun {
         try (ModelDir tdir = ModelDir.open(r.teacher());
              ModelDir sdir = r.student() == null ? null : ModelDir.open(r.student())) {
             tdir.spec().requireDense(tdir.dir(), "distilled");
+            if (device != null && tdir.config().activation() != ModelConfig.Activation.SILU) {
+                throw ShrinkException.at(tdir.dir().resolve("config.json"), tdir.spec().family() + "'s GeGLU has no GPU "
+                        + "training kernel yet; distill it on the CPU (--device cpu)");
+            }
             Students students = sdir != null ? Students.fromFolder(sdir, ops, r.keepZeros())
                     : Students.dropLayers(tdir, r.dropLayers(), ops);
             ModelDir source = sdir != null ? sdir : tdir;
@@ -211,6 +215,9 @@ public final class DistillRun {
                 DType d = dtype;
                 if (d == null) {
                     String src = students.kept() == null ? name : sourceName(name, students, source);
+                    // a part of a fused linear (Phi-3's q_proj) has the dtype of the stored fused tensor
+                    src = dev.shrink.core.forward.FusedLinears.fuseNames(source.spec(), source.config(),
+                            java.util.Set.of(src)).iterator().next();
                     d = store.has(src) ? store.info(src).dtype() : DType.F32;
                 }
                 return StudentWriter.rounded(w.get(name), d);

@@ -617,6 +617,10 @@ public final class DistillStage {
         for (var b : lm.blocks()) {
             all.add(b.inputNorm());
             all.add(b.postAttentionNorm());
+            if (b.qNorm() != null) {
+                all.add(b.qNorm());
+                all.add(b.kNorm());
+            }
             for (String n : b.linearNames()) {
                 all.add(b.weight(n));
                 if (b.bias(n) != null) {

@@ -266,6 +266,26 @@ public final class F64TrainOps implements TrainOps<double[]> {
         }
     }
 
+    private static final double GELU_C2 = 2 * Math.sqrt(2 / Math.PI), GELU_K = 0.044715;
+
+    @Override
+    public void gegluForward(double[] g, double[] u, int n, double[] out) {
+        for (int i = 0; i < n; i++) {
+            double x = g[i], s = 1 / (1 + Math.exp(-GELU_C2 * (x + GELU_K * x * x * x)));
+            out[i] = x * s * u[i];
+        }
+    }
+
+    @Override
+    public void gegluBackward(double[] dOut, double[] g, double[] u, int n, double[] dg, double[] du) {
+        for (int i = 0; i < n; i++) {
+            double x = g[i], s = 1 / (1 + Math.exp(-GELU_C2 * (x + GELU_K * x * x * x)));
+            double dgelu = s + x * s * (1 - s) * GELU_C2 * (1 + 3 * GELU_K * x * x);
+            dg[i] += dOut[i] * u[i] * dgelu;
+            du[i] += dOut[i] * x * s;
+        }
+    }
+
     @Override
     public Losses.Sums distillLoss(double[] zs, double[] zt, int[] targets, Losses.Kind kind, double temperature,
                                    int M, int V, double klScale, double ceScale, double[] dzs) {

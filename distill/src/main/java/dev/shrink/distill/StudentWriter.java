@@ -2,6 +2,8 @@ package dev.shrink.distill;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.FusedLinears;
+import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.safetensors.ModelFolderWriter;
@@ -30,7 +32,8 @@ import java.util.Map;
  * {@code dtype} when given: a bf16 source gets bf16 weights, rounded to nearest even as torch's
  * {@code .to(bfloat16)} rounds (so the folder's model differs from the float32 masters by that
  * rounding; {@link #rounded} gives exactly the written values). Zeros stay exact zeros in every
- * dtype. Other tensors are copied byte for byte. config.json is the source's, with the layer count
+ * dtype. The parts of a fused linear (Phi-3's q|k|v, gate|up) are joined back into the tensor the
+ * family's checkpoints store ({@link FusedLinears#fuseDense}). Other tensors are copied byte for byte. config.json is the source's, with the layer count
  * of a dropped copy, the dtype when changed, and {@code shrink.sparsity} with the zero fractions of
  * the trained weights; the tokenizer and other files are copied; shrink-report.json and extra
  * files (the loss-curve plot) are added.
@@ -58,6 +61,10 @@ public final class StudentWriter {
         for (Weights.Entry<float[]> e : trained.entries()) {
             values.put(e.name(), e.value());
         }
+        // a family that stores linears fused (Phi-3): the trained parts joined into the stored tensors
+        WeightSource split = FusedLinears.of(source);
+        values = FusedLinears.fuseDense(source.spec(), students.config(), students.kept() == null ? split
+                : Students.renamed(split, source.spec(), students.kept()), values);
         List<TensorData> tensors = new ArrayList<>();
         for (String name : store.names()) {
             String out = outName(name, students, source);

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
 import dev.shrink.core.util.StrictJson;
+import dev.shrink.core.forward.FusedLinears;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ArchitectureSpec;
 import dev.shrink.core.model.ModelConfig;
@@ -31,6 +32,9 @@ import java.util.TreeSet;
  *       dropped ones, renumbered; student block i starts as teacher block {@code kept[i]}, which is
  *       also the default layer map of the hidden-state loss.</li>
  * </ul>
+ * Either way the weights are read as the forward reads them: a family's fused checkpoint tensors
+ * (Phi-3's qkv_proj, gate_up_proj) split into their parts ({@link FusedLinears}); {@link StudentWriter}
+ * joins them back.
  *
  * @param dir      the folder the student's weights are read from (the teacher for a layer-dropped copy)
  * @param config   the student's config (with the new layer count for a dropped copy)
@@ -63,7 +67,7 @@ public record Students(Path dir, ModelConfig config, int[] kept, DistillStage.St
     public static Students fromFolder(ModelDir dir, F32TrainOps ops, boolean keepZeros) {
         refuseQuantized(dir, "the student");
         SparsityRecord rec = SparsityRecord.fromConfig(dir.config().raw());
-        Weights<float[]> w = Weights.load(WeightSource.of(dir.weights()), dir.config(), dir.spec(), ops);
+        Weights<float[]> w = Weights.load(FusedLinears.of(dir), dir.config(), dir.spec(), ops);
         Map<String, int[]> masks = masks(w, dir.spec(), rec, keepZeros);
         return new Students(dir.dir(), dir.config(), null, new DistillStage.Student(w, masks), rec);
     }
@@ -95,7 +99,7 @@ public record Students(Path dir, ModelConfig config, int[] kept, DistillStage.St
             }
         }
         ModelConfig cfg = withLayers(teacher.config(), kept, teacher.dir().resolve("config.json"));
-        WeightSource src = renamed(WeightSource.of(teacher.weights()), teacher.spec(), kept);
+        WeightSource src = renamed(FusedLinears.of(teacher), teacher.spec(), kept);
         Weights<float[]> w = Weights.load(src, cfg, teacher.spec(), ops);
         SparsityRecord rec = SparsityRecord.fromConfig(teacher.config().raw());
         SparsityRecord mapped = rec == null ? null : renameRecord(rec, kept, teacher.spec());

@@ -122,6 +122,21 @@ public interface TrainOps<A> {
     /** Backward of {@link #swigluForward}: dg += dOut·u·σ(g)·(1 + g·(1 − σ(g))); du += dOut·silu(g). */
     void swigluBackward(A dOut, A g, A u, int n, A dg, A du);
 
+    // ---- GeGLU (Gemma) ----
+
+    /**
+     * out[i] = gelu_tanh(g[i]) · u[i], gelu_tanh(g) = g/2 · (1 + tanh(√(2/π)·(g + 0.044715·g³)))
+     * = g·σ(2a) with a = √(2/π)·(g + 0.044715·g³) (transformers' gelu_pytorch_tanh); n elements.
+     * out must not alias g or u.
+     */
+    void gegluForward(A g, A u, int n, A out);
+
+    /**
+     * Backward of {@link #gegluForward}: with s = σ(2a), gelu' = s + g·s·(1 − s)·2√(2/π)·(1 + 3·0.044715·g²):
+     * dg += dOut·u·gelu'; du += dOut·gelu_tanh(g).
+     */
+    void gegluBackward(A dOut, A g, A u, int n, A dg, A du);
+
     // ---- losses ----
 
     /**

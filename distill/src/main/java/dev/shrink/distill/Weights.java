@@ -26,8 +26,27 @@ public final class Weights<A> {
     public record Entry<A>(String name, long[] shape, A value) {
     }
 
-    /** One decoder block: its two norms, its linears by role, their biases where present. */
-    public record Block<A>(A inputNorm, A postNorm, EnumMap<Role, A> w, EnumMap<Role, A> b) {
+    /**
+     * One decoder block: its two norms, its linears by role, their biases where present, and the
+     * per-head RMSNorm weights of the queries and keys before RoPE ([D] each; Qwen3's q_norm and
+     * k_norm), and the RMSNorm weights of the attention's and the MLP's outputs before their residual
+     * adds ([C] each; Gemma's post_attention_layernorm and post_feedforward_layernorm), null for the
+     * families without them. Norm weights are as stored (Gemma's offsets from 1: {@link TrainModel} adds the 1).
+     */
+    public record Block<A>(A inputNorm, A postNorm, EnumMap<Role, A> w, EnumMap<Role, A> b, A qNorm, A kNorm,
+                           A attnOutNorm, A mlpOutNorm) {
+        /** The same block with f applied to every tensor (null norms stay null). */
+        <B> Block<B> map(java.util.function.Function<A, B> f) {
+            EnumMap<Role, B> w2 = new EnumMap<>(Role.class), b2 = new EnumMap<>(Role.class);
+            w.forEach((r, a) -> w2.put(r, f.apply(a)));
+            b.forEach((r, a) -> b2.put(r, f.apply(a)));
+            return new Block<>(f.apply(inputNorm), f.apply(postNorm), w2, b2, orNull(qNorm, f), orNull(kNorm, f),
+                    orNull(attnOutNorm, f), orNull(mlpOutNorm, f));
+        }
+
+        private static <A, B> B orNull(A a, java.util.function.Function<A, B> f) {
+            return a == null ? null : f.apply(a);
+        }
     }
 
     private final ModelConfig cfg;
@@ -67,9 +86,10 @@ public final class Weights<A> {
      * @throws ShrinkException naming the tensor and its origin for a missing tensor or a wrong shape
      */
     public static <A> Weights<A> load(WeightSource src, ModelConfig cfg, ArchitectureSpec spec, TrainOps<A> ops) {
-        if (!spec.plainLlamaBlock()) {
-            throw new ShrinkException(src.origin(spec.embedTokens()) + ": distillation trains LLaMA's block; "
-                    + spec.unlikeLlama() + " have no backward yet");
+        String missing = unsupported(spec, cfg);
+        if (missing != null) {
+            throw new ShrinkException(src.origin(spec.embedTokens()) + ": distillation has no backward yet for "
+                    + missing);
         }
         int C = cfg.hidden(), V = cfg.vocab();
         A embed = ops.adopt(read(src, spec.embedTokens(), V, C));
@@ -94,10 +114,41 @@ public final class Weights<A> {
                     b.put(l.role(), ops.adopt(read(src, base + ".bias", nk[0])));
                 }
             }
+            A qNorm = null, kNorm = null;
+            if (spec.qNorm() != null) {
+                qNorm = ops.adopt(read(src, spec.layer(i, spec.qNorm()), cfg.headDim()));
+                kNorm = ops.adopt(read(src, spec.layer(i, spec.kNorm()), cfg.headDim()));
+            }
+            A attnOut = null, mlpOut = null;
+            if (spec.attentionOutputNorm() != null) {
+                attnOut = ops.adopt(read(src, spec.layer(i, spec.attentionOutputNorm()), C));
+                mlpOut = ops.adopt(read(src, spec.layer(i, spec.mlpOutputNorm()), C));
+            }
             blocks.add(new Block<>(ops.adopt(read(src, spec.layer(i, spec.inputNorm()), C)),
-                    ops.adopt(read(src, spec.layer(i, spec.postAttentionNorm()), C)), w, b));
+                    ops.adopt(read(src, spec.layer(i, spec.postAttentionNorm()), C)), w, b, qNorm, kNorm, attnOut, mlpOut));
         }
         return new Weights<>(cfg, spec, embed, head, norm, blocks);
+    }
+
+    /**
+     * What of a model's block the training model ({@link TrainModel}) has no backward for, as
+     * "FAMILY's X, Y", or null when it trains it: LLaMA's block, with q/k/v biases (Qwen2), per-head
+     * q/k norms (Qwen3), fused checkpoint tensors (Phi-3, split when read) and Gemma 3's sandwich block
+     * ((1 + w) norms of the sub-blocks' inputs and outputs, scaled embeddings, GeGLU, a RoPE per layer
+     * type) included; Gemma 2's soft-capped scores are not.
+     */
+    public static String unsupported(ArchitectureSpec spec, ModelConfig cfg) {
+        List<String> what = new ArrayList<>();
+        if (spec.moe() != null) {
+            what.add("mixture-of-experts MLP");
+        }
+        if (Math.abs(cfg.attentionScale() * Math.sqrt(cfg.headDim()) - 1) > 1e-12) {
+            what.add("query_pre_attn_scalar's attention scale (not 1/sqrt(head_dim))");
+        }
+        if (cfg.attentionSoftcap() > 0 || cfg.finalSoftcap() > 0) {
+            what.add("soft-capped attention scores or logits");
+        }
+        return what.isEmpty() ? null : spec.family() + "'s " + String.join(", ", what);
     }
 
     /** (N, K) of a linear of this config. */
@@ -131,10 +182,7 @@ public final class Weights<A> {
         B h = tied() ? e : f.apply(head);
         List<Block<B>> bs = new ArrayList<>();
         for (Block<A> b : blocks) {
-            EnumMap<Role, B> w = new EnumMap<>(Role.class), bias = new EnumMap<>(Role.class);
-            b.w().forEach((r, a) -> w.put(r, f.apply(a)));
-            b.b().forEach((r, a) -> bias.put(r, f.apply(a)));
-            bs.add(new Block<>(f.apply(b.inputNorm()), f.apply(b.postNorm()), w, bias));
+            bs.add(b.map(f));
         }
         return new Weights<>(cfg, spec, e, h, f.apply(finalNorm), bs);
     }
@@ -145,18 +193,15 @@ public final class Weights<A> {
         A h = tied() ? e : ops.zeros(ops.size(head));
         List<Block<A>> bs = new ArrayList<>();
         for (Block<A> b : blocks) {
-            EnumMap<Role, A> w = new EnumMap<>(Role.class), bias = new EnumMap<>(Role.class);
-            b.w().forEach((r, a) -> w.put(r, ops.zeros(ops.size(a))));
-            b.b().forEach((r, a) -> bias.put(r, ops.zeros(ops.size(a))));
-            bs.add(new Block<>(ops.zeros(ops.size(b.inputNorm())), ops.zeros(ops.size(b.postNorm())), w, bias));
+            bs.add(b.map(a -> ops.zeros(ops.size(a))));
         }
         return new Weights<>(cfg, spec, e, h, ops.zeros(ops.size(finalNorm)), bs);
     }
 
     /**
      * Every distinct tensor with its Hugging Face name, in the order of the model's state dict:
-     * embedding, then each block (norms, linears and biases), the final norm, and the head when it
-     * is not tied.
+     * embedding, then each block (its input norm, linears and biases, the q/k norms after o_proj's as
+     * Qwen3's state dict has them, the MLP's input norm), the final norm, and the head when it is not tied.
      */
     public List<Entry<A>> entries() {
         int C = cfg.hidden(), V = cfg.vocab();
@@ -172,8 +217,16 @@ public final class Weights<A> {
                 if (bias != null) {
                     out.add(new Entry<>(spec.layer(i, l.name()) + ".bias", new long[] {nk[0]}, bias));
                 }
+                if (l.role() == Role.O && b.qNorm() != null) {
+                    out.add(new Entry<>(spec.layer(i, spec.qNorm()), new long[] {cfg.headDim()}, b.qNorm()));
+                    out.add(new Entry<>(spec.layer(i, spec.kNorm()), new long[] {cfg.headDim()}, b.kNorm()));
+                }
             }
             out.add(new Entry<>(spec.layer(i, spec.postAttentionNorm()), new long[] {C}, b.postNorm()));
+            if (b.attnOutNorm() != null) {
+                out.add(new Entry<>(spec.layer(i, spec.attentionOutputNorm()), new long[] {C}, b.attnOutNorm()));
+                out.add(new Entry<>(spec.layer(i, spec.mlpOutputNorm()), new long[] {C}, b.mlpOutNorm()));
+            }
         }
         out.add(new Entry<>(spec.finalNorm(), new long[] {C}, finalNorm));
         if (!tied()) {

@@ -30,7 +30,8 @@ import org.junit.jupiter.params.provider.EnumSource;
  * fails). Bounds: |gpu − cpu| ≤ rtol·(max|cpu| + |cpu|); rtol 2e-5 for the element and row kernels
  * (float32 with double sums on both sides, exp differing in the last bits), and for the ops made of
  * GEMMs 1e-4 in fp32 and 1e-2 in tf32 (inputs rounded to 10-bit mantissas). Then the whole model:
- * one training step (2 × 128 tokens, KL at T = 2 and CE) on stories260K-hf and the fixture: loss
+ * one training step (2 × 128 tokens, KL at T = 2 and CE) on stories260K-hf, the fixture and the Qwen3
+ * and Phi-3 fixtures (eval's ArchFixtures): loss
  * and gradient norm within 2e-4 relative in fp32 (2e-2 in tf32), every gradient tensor within
  * 1e-3·(max + |x|) in fp32; and four steps of DistillStage (masks, accumulation, clipping, AdamW):
  * each step's loss and gradient norm within 1e-3 relative, the weights' change within 1e-2, and a
@@ -345,7 +346,10 @@ class CudaTrainOpsTest {
     @ParameterizedTest
     @EnumSource(GemmMath.class)
     void oneTrainingStepMatchesTheCpu(GemmMath math) {
-        for (Path dir : List.of(TestSupport.stories(), TestSupport.fixture())) {
+        // Qwen3 (per-head q/k norms: RMSNorm over M·H rows of head_dim) and Phi-3 (fused tensors read apart,
+        // LongRoPE's long factors at 128 tokens) from the fixtures transformers made
+        for (Path dir : List.of(TestSupport.stories(), TestSupport.fixture(), dev.shrink.eval.ArchFixtures.path("qwen3"),
+                dev.shrink.eval.ArchFixtures.path("phi3"))) {
             oneStep(dir, math);
         }
     }
@@ -362,7 +366,7 @@ class CudaTrainOpsTest {
                 tokens[i] = rnd.nextInt(V);
             }
             int[] targets = DistillStage.targets(tokens, T);
-            Weights<float[]> student = Weights.load(WeightSource.of(dir.weights()), cfg, dir.spec(), CPU);
+            Weights<float[]> student = Weights.load(dev.shrink.core.forward.FusedLinears.of(dir), cfg, dir.spec(), CPU);
             // a teacher: the same model with its weights perturbed
             Weights<float[]> teacher = student.map(a -> {
                 float[] t = a.clone();

@@ -250,6 +250,13 @@ class DistillRunTest {
                 config(2, 0), txt, "source"), ModelDirSource::of, null, ops, DistillStage.Listener.NONE));
         assertEquals("teacher " + stories + " is a llama model, student " + mistral + " a mistral one; distillation needs "
                 + "one family", family.getMessage());
+
+        // Gemma 3 with a training device (any TrainOps given as one): GeGLU has no GPU kernel yet
+        Path gemma3 = dev.shrink.eval.ArchFixtures.path("gemma3");
+        ShrinkException gpu = assertThrows(ShrinkException.class, () -> DistillRun.run(request(gemma3, null, List.of(1), out,
+                config(2, 0), txt, "source"), ModelDirSource::of, null, ops, new F64TrainOps(), DistillStage.Listener.NONE));
+        assertEquals(gemma3.resolve("config.json") + ": gemma3's GeGLU has no GPU training kernel yet; distill it on the"
+                + " CPU (--device cpu)", gpu.getMessage());
         assertFalse(Files.exists(out), "no output after a refusal");
         assertFalse(Files.exists(tmp.resolve("out.checkpoint")), "no checkpoint after a refusal");
     }

@@ -148,6 +148,17 @@ class F32ConformanceTest {
         close("swiglu dg", dg64, dg32, rtol);
         close("swiglu du", du64, du32, rtol);
 
+        // GeGLU (Gemma): the same inputs
+        float[] e32 = new float[n], eg32 = new float[n], eu32 = new float[n];
+        double[] e64 = new double[n], eg64 = new double[n], eu64 = new double[n];
+        f.gegluForward(g, u, n, e32);
+        REF.gegluForward(wide(g), wide(u), n, e64);
+        close("geglu", e64, e32, rtol);
+        f.gegluBackward(dA, g, u, n, eg32, eu32);
+        REF.gegluBackward(wide(dA), wide(g), wide(u), n, eg64, eu64);
+        close("geglu dg", eg64, eg32, rtol);
+        close("geglu du", eu64, eu32, rtol);
+
         // losses, gradient written over the student's logits as training does
         int rows = 40, vocab = 300;
         int[] targets = new int[rows];

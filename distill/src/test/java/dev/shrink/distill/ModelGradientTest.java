@@ -4,9 +4,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.shrink.core.forward.CausalLM;
+import dev.shrink.core.forward.FusedLinears;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.forward.WeightSource;
 import dev.shrink.core.model.ModelDir;
+import dev.shrink.eval.ArchFixtures;
 import dev.shrink.kernels.cpu.VectorOps;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -76,53 +78,113 @@ class ModelGradientTest {
     @Test
     void float64GradientMatchesFiniteDifferences() {
         try (ModelDir dir = ModelDir.open(TestSupport.stories())) {
-            F64TrainOps ops = new F64TrainOps();
-            Weights<double[]> w = Weights.load(WeightSource.of(dir.weights()), dir.config(), dir.spec(), ops);
-            TrainModel<double[]> model = new TrainModel<>(ops, w, T);
-            Random rnd = new Random(21);
-            int V = dir.config().vocab(), C = dir.config().hidden();
-            int[] tokens = tokens(V, rnd);
-            double[] teacher = ops.adopt(noise(rnd, B * T * V, 2));
-            double[] hiddenTarget = ops.adopt(noise(rnd, B * T * C, 1));
-            Weights<double[]> grads = w.zerosLike(ops);
-            lossAndGrad(model, tokens, teacher, hiddenTarget, grads);
-
-            List<String> names = List.of("model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+            assertEquals(33, checkFiniteDifferences(dir, List.of("model.embed_tokens.weight",
+                    "model.layers.0.input_layernorm.weight",
                     "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
                     "model.layers.2.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
                     "model.layers.3.mlp.gate_proj.weight", "model.layers.4.mlp.up_proj.weight",
                     "model.layers.2.mlp.down_proj.weight", "model.layers.4.post_attention_layernorm.weight",
-                    "model.norm.weight");
-            double h = 1e-5;
-            int checked = 0;
-            for (String name : names) {
-                double[] p = w.get(name), g = grads.get(name);
-                double gMax = Arrays.stream(g).map(Math::abs).max().orElse(0);
-                assertTrue(gMax > 0, name + ": zero gradient");
-                for (int trial = 0; trial < 3; trial++) {
-                    int i = name.contains("embed")
-                            ? tokens[rnd.nextInt(tokens.length)] * C + rnd.nextInt(C) // a row in use
-                            : rnd.nextInt(p.length);
-                    double old = p[i];
-                    p[i] = old + h;
-                    double lp = lossAndGrad(model, tokens, teacher, hiddenTarget, null);
-                    p[i] = old - h;
-                    double lm = lossAndGrad(model, tokens, teacher, hiddenTarget, null);
-                    p[i] = old;
-                    double fd = (lp - lm) / (2 * h);
-                    double err = Math.abs(fd - g[i]) / Math.max(Math.abs(g[i]), 1e-2 * gMax);
-                    assertTrue(err < 1e-5, name + "[" + i + "]: finite difference " + fd + ", backward " + g[i]
-                            + " (relative error " + err + ")");
-                    checked++;
-                }
-            }
-            assertEquals(33, checked);
+                    "model.norm.weight"), 21));
         }
+    }
+
+    /**
+     * Qwen3 (the fixture transformers made: 3 layers, GQA 4/2 heads of an explicit head_dim 32 ≠ hidden / heads,
+     * an untied head): the per-head RMSNorms of q and k before RoPE, their weights' gradients and the
+     * gradients that flow through them into q_proj and k_proj.
+     */
+    @Test
+    void qwen3GradientMatchesFiniteDifferences() {
+        try (ModelDir dir = ModelDir.open(ArchFixtures.path("qwen3"))) {
+            assertEquals(32, dir.config().headDim());
+            assertEquals(36, checkFiniteDifferences(dir, List.of("model.embed_tokens.weight",
+                    "model.layers.0.self_attn.q_norm.weight", "model.layers.2.self_attn.k_norm.weight",
+                    "model.layers.1.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+                    "model.layers.1.self_attn.v_proj.weight", "model.layers.2.self_attn.o_proj.weight",
+                    "model.layers.1.mlp.gate_proj.weight", "model.layers.0.input_layernorm.weight",
+                    "model.layers.2.post_attention_layernorm.weight", "model.norm.weight", "lm_head.weight"), 24));
+        }
+    }
+
+    /**
+     * Gemma 3 (the fixture: 4 layers, head_dim 16, tied embeddings): the (1 + w) norms (input, q/k, the
+     * attention's and MLP's outputs, the MLP's input, the final one), the embeddings scaled by √hidden,
+     * GeGLU, and the RoPE of each layer type.
+     */
+    @Test
+    void gemma3GradientMatchesFiniteDifferences() {
+        try (ModelDir dir = ModelDir.open(ArchFixtures.path("gemma3"))) {
+            assertTrue(dir.spec().unitOffsetNorms() && dir.config().localRope() != null);
+            assertEquals(42, checkFiniteDifferences(dir, List.of("model.embed_tokens.weight",
+                    "model.layers.0.input_layernorm.weight", "model.layers.1.self_attn.q_norm.weight",
+                    "model.layers.2.self_attn.k_norm.weight", "model.layers.0.post_attention_layernorm.weight",
+                    "model.layers.3.pre_feedforward_layernorm.weight", "model.layers.1.post_feedforward_layernorm.weight",
+                    "model.layers.2.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+                    "model.layers.3.self_attn.o_proj.weight", "model.layers.1.mlp.gate_proj.weight",
+                    "model.layers.2.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight", "model.norm.weight"), 26));
+        }
+    }
+
+    /**
+     * Phi-3 (the fixture: fused qkv_proj and gate_up_proj, read apart; LongRoPE, whose attention factor
+     * scales cos and sin, so its rotation is not orthogonal and its backward must scale alike).
+     */
+    @Test
+    void phi3GradientMatchesFiniteDifferences() {
+        try (ModelDir dir = ModelDir.open(ArchFixtures.path("phi3"))) {
+            assertTrue(dir.config().rope().attentionFactor() != 1.0, "the fixture's LongRoPE scales cos and sin");
+            assertEquals(15, checkFiniteDifferences(dir, List.of("model.layers.0.self_attn.q_proj.weight",
+                    "model.layers.1.self_attn.k_proj.weight", "model.layers.2.self_attn.v_proj.weight",
+                    "model.layers.1.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight"), 25));
+        }
+    }
+
+    /**
+     * The float64 backward of {@code dir}'s model against central finite differences of the loss at three
+     * random entries of each named tensor (embedding entries in rows in use); returns the count checked.
+     */
+    private static int checkFiniteDifferences(ModelDir dir, List<String> names, long seed) {
+        F64TrainOps ops = new F64TrainOps();
+        Weights<double[]> w = Weights.load(FusedLinears.of(dir), dir.config(), dir.spec(), ops);
+        TrainModel<double[]> model = new TrainModel<>(ops, w, T);
+        Random rnd = new Random(seed);
+        int V = dir.config().vocab(), C = dir.config().hidden();
+        int[] tokens = tokens(V, rnd);
+        double[] teacher = ops.adopt(noise(rnd, B * T * V, 2));
+        double[] hiddenTarget = ops.adopt(noise(rnd, B * T * C, 1));
+        Weights<double[]> grads = w.zerosLike(ops);
+        lossAndGrad(model, tokens, teacher, hiddenTarget, grads);
+        double h = 1e-5;
+        int checked = 0;
+        for (String name : names) {
+            double[] p = w.get(name), g = grads.get(name);
+            assertTrue(p != null && g != null, name + ": not a trained tensor");
+            double gMax = Arrays.stream(g).map(Math::abs).max().orElse(0);
+            assertTrue(gMax > 0, name + ": zero gradient");
+            for (int trial = 0; trial < 3; trial++) {
+                int i = name.contains("embed")
+                        ? tokens[rnd.nextInt(tokens.length)] * C + rnd.nextInt(C) // a row in use
+                        : rnd.nextInt(p.length);
+                double old = p[i];
+                p[i] = old + h;
+                double lp = lossAndGrad(model, tokens, teacher, hiddenTarget, null);
+                p[i] = old - h;
+                double lm = lossAndGrad(model, tokens, teacher, hiddenTarget, null);
+                p[i] = old;
+                double fd = (lp - lm) / (2 * h);
+                double err = Math.abs(fd - g[i]) / Math.max(Math.abs(g[i]), 1e-2 * gMax);
+                assertTrue(err < 1e-5, name + "[" + i + "]: finite difference " + fd + ", backward " + g[i]
+                        + " (relative error " + err + ")");
+                checked++;
+            }
+        }
+        return checked;
     }
 
     @Test
     void float32GradientMatchesFloat64() {
-        try (ModelDir dir = ModelDir.open(TestSupport.stories())) {
+        for (var model : List.of(TestSupport.stories(), ArchFixtures.path("qwen3"), ArchFixtures.path("gemma3"))) {
+          try (ModelDir dir = ModelDir.open(model)) {
             WeightSource src = WeightSource.of(dir.weights());
             F64TrainOps o64 = new F64TrainOps();
             F32TrainOps o32 = new F32TrainOps(new VectorOps(2), 2);
@@ -155,19 +217,29 @@ class ModelGradientTest {
                 assertTrue(dot / Math.sqrt(na * nb) > 1 - 1e-8, name + ": cosine " + dot / Math.sqrt(na * nb));
                 assertTrue(maxErr < 1e-3 * maxRef, name + ": max error " + maxErr + " of " + maxRef);
             }
+          }
         }
     }
 
+    /**
+     * The training forward's logits are the evaluation decoder's, on the LLaMA fixtures and the Qwen3 and
+     * Phi-3 fixtures transformers made (Phi-3's fused tensors split as the stages read them; 64 tokens
+     * use its short LongRoPE factors, 80 its long ones and attention factor), and Gemma 3's within its
+     * sliding window.
+     */
     @Test
     void trainingForwardIsTheEvaluationForward() {
-        for (var model : List.of(TestSupport.stories(), TestSupport.fixture())) {
-            try (ModelDir dir = ModelDir.open(model)) {
-                WeightSource src = WeightSource.of(dir.weights());
+        for (var model : List.of(TestSupport.stories(), TestSupport.fixture(), ArchFixtures.path("qwen3"),
+                ArchFixtures.path("phi3"), ArchFixtures.path("gemma3"))) {
+          try (ModelDir dir = ModelDir.open(model)) {
+            // Gemma 3's fixture slides over 8 keys, which training does not (distill refuses --seqlen past it)
+            int window = dir.config().shortestWindow();
+            for (int Tq : window > 0 ? new int[] {window} : new int[] {64, 80}) {
+                WeightSource src = FusedLinears.of(dir);
                 VectorOps backend = new VectorOps(2);
                 CausalLM lm = CausalLM.load(src, dir.config(), dir.spec(), backend);
                 F32TrainOps ops = new F32TrainOps(backend, 2);
-                TrainModel<float[]> tm = new TrainModel<>(ops, Weights.load(src, dir.config(), dir.spec(), ops), 64);
-                int Tq = 64;
+                TrainModel<float[]> tm = new TrainModel<>(ops, Weights.load(src, dir.config(), dir.spec(), ops), 80);
                 int[] tokens = new int[2 * Tq];
                 Random rnd = new Random(23);
                 for (int i = 0; i < tokens.length; i++) {
@@ -180,8 +252,10 @@ class ModelGradientTest {
                     maxRef = Math.max(maxRef, Math.abs(ref[i]));
                     maxErr = Math.max(maxErr, Math.abs(ref[i] - got[i]));
                 }
-                assertTrue(maxErr < 1e-4 * maxRef, model + ": logits differ by " + maxErr + " (max |logit| " + maxRef + ")");
+                assertTrue(maxErr < 1e-4 * maxRef, model + " T=" + Tq + ": logits differ by " + maxErr
+                        + " (max |logit| " + maxRef + ")");
             }
+          }
         }
     }
 }

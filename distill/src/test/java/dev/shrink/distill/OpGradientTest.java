@@ -198,6 +198,31 @@ class OpGradientTest {
         check("du", u, du, loss);
     }
 
+    /** GeGLU with gates out to ±4, where tanh-GELU's curvature and its negative dip both matter. */
+    @Test
+    void geglu() {
+        Random rnd = new Random(17);
+        int n = 20;
+        double[] g = random(rnd, n, 2), u = random(rnd, n, 1), r = random(rnd, n, 1);
+        Supplier<Double> loss = () -> {
+            double[] out = new double[n];
+            OPS.gegluForward(g, u, n, out);
+            return dot(r, out);
+        };
+        double[] dg = new double[n], du = new double[n];
+        OPS.gegluBackward(r, g, u, n, dg, du);
+        check("dg", g, dg, loss);
+        check("du", u, du, loss);
+        // gelu_tanh itself against transformers' formula, g/2 · (1 + tanh(√(2/π)·(g + 0.044715·g³)))
+        double[] out = new double[n], ones = new double[n];
+        java.util.Arrays.fill(ones, 1);
+        OPS.gegluForward(g, ones, n, out);
+        for (int i = 0; i < n; i++) {
+            double x = g[i];
+            assertEquals(0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x))), out[i], 1e-14);
+        }
+    }
+
     @Test
     void distillationLosses() {
         Random rnd = new Random(8);
