@@ -28,7 +28,7 @@ cp "$SHARED/golden/goldens-fixture-llama-14m.json" "$SHARED/golden/fixture-llama
   "$OUT/t/shared/golden/"
 
 mvn -B -q -o -Dstyle.color=never -DskipTests test-compile >&2
-for m in core kernels calib-data eval compress-gptq compress-awq prune; do
+for m in core kernels calib-data eval compress-gptq compress-awq prune distill; do
   # the architecture fixtures stay out (they travel in the checkout: device-dist-run.sh puts
   # eval/src/test/resources on the class path)
   (cd "$m/target/test-classes" && "$JAVA_HOME/bin/jar" cf "$ROOT/$OUT/t/lib/shrink-$m-tests.jar" $(ls -A | grep -vx arch))

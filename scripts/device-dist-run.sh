@@ -43,7 +43,7 @@ timeout 200 "$H/runtime/bin/java" --add-modules jdk.incubator.vector --enable-na
     dev.shrink.kernels.cuda.CudaConformanceTest dev.shrink.kernels.cuda.DeviceOpsConformanceTest dev.shrink.kernels.cuda.DeviceOpsForwardTest \
     dev.shrink.kernels.cuda.W4a16GemvTest dev.shrink.kernels.cuda.DecodeKernelsTest dev.shrink.eval.CudaPerplexityParityTest \
     dev.shrink.gptq.CudaGptqParityTest dev.shrink.gptq.ResidentPerplexityParityTest dev.shrink.gptq.DeviceDecoderParityTest dev.shrink.awq.CudaAwqParityTest \
-    dev.shrink.awq.AwqDeviceDecoderParityTest dev.shrink.prune.CudaMasksParityTest dev.shrink.kernels.cpu.ProvidersTest \
+    dev.shrink.awq.AwqDeviceDecoderParityTest dev.shrink.prune.CudaMasksParityTest dev.shrink.distill.CudaTrainOpsTest dev.shrink.kernels.cpu.ProvidersTest \
     dev.shrink.eval.ArchitectureGoldenTest} \
     > "$OUT/suite.log" 2>&1; echo "   suite rc $?"; tail -30 "$OUT/suite.log"
 [ "$WHAT" = suite ] && exit 0
