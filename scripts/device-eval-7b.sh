@@ -43,8 +43,9 @@ if [ "$STAGE" = c ]; then # the packed folder's load into the batch-1 decoder, a
   done
 fi
 if [ "$STAGE" = b ]; then
+  [ -f /tmp/syn7/config.json ] || t "$S" synth /tmp/syn7 --preset llama2-7b --dtype fp16 -q
   [ -f /tmp/syn7-q/config.json ] || t "$S" gptq /tmp/syn7 --work-dir /tmp/syn7-q --device cuda --gpu-math tf32 \
-      --calib-dataset c4 --calib-samples 32 --calib-seqlen 2048 -q 2>&1 | tail -3
+      --calib-dataset c4 --calib-samples "${CALIB:-32}" --calib-seqlen 2048 -q 2>&1 | tail -3
   echo "== shrink eval of the GPTQ w4 folder (packed on the GPU)"
   t "$S" eval /tmp/syn7-q --device cuda --gpu-math fp16 --dataset wikitext2 --seqlen 2048 -q --json > "$OUT/eval-7b-q.json"
   python3 -c "import json; d=json.load(open('$OUT/eval-7b-q.json')); r=d['results'][0]; print({k: r[k] for k in ('ppl','windows','seconds') if k in r}, 'tok/s', round(r['windows']*r['seqlen']/r['seconds']), d.get('gpu'))"
