@@ -4,7 +4,6 @@ import dev.shrink.core.quant.QuantizedLinear;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
 
 /**
  * A 4- or 8-bit GPTQ/AWQ linear kept packed in memory and multiplied as it is:
@@ -38,16 +37,12 @@ import jdk.incubator.vector.VectorSpecies;
  * The panel walk and the Sgemm bridge are {@link PanelLinear}'s, shared with {@link DenseLinear}.
  */
 public final class PackedLinear extends PanelLinear {
-    static final VectorSpecies<Integer> SI = VectorSpecies.of(int.class, S.vectorShape());
     /**
      * Weights (N·K) per task at least for M = 1; fewer make one task on the caller. 2^18 is about
      * 20 µs of work: on a busy 2-core machine a fork cost more than that (384 × 384 took 0.035 ms
      * on two threads, 0.011 ms on one).
      */
     static final long MIN_TASK_WEIGHTS = 1L << 18;
-
-    /** Per-thread dequantized blocks of W, shared by every PackedLinear (a thread runs one product at a time). */
-    private static final ThreadLocal<float[]> B_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
 
     private final String name;
     private final int bits, groupSize;
@@ -214,12 +209,7 @@ public final class PackedLinear extends PanelLinear {
     /** W[panels qc .. qc + qn, block b] dequantized into a per-thread buffer, [qn][kcb][P]. */
     @Override
     float[] blockB(int qc, int qn, int b, int pc, int kcb) {
-        float[] bp = B_BLOCKS.get();
-        int bNeed = kc * Math.min(NC / P, panels) * P;
-        if (bp.length < bNeed) {
-            bp = new float[bNeed];
-            B_BLOCKS.set(bp);
-        }
+        float[] bp = blockBuffer();
         dequantize(qc, qn, b, pc, kcb, bp);
         return bp;
     }

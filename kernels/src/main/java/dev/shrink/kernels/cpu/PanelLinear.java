@@ -19,6 +19,7 @@ import jdk.incubator.vector.VectorSpecies;
  */
 abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
     static final VectorSpecies<Float> S = Sgemm.S;
+    static final VectorSpecies<Integer> SI = VectorSpecies.of(int.class, S.vectorShape());
     static final int L = Sgemm.L;
     /** Output rows per panel: Sgemm's register tile width, two vectors. */
     static final int P = Sgemm.NR;
@@ -29,6 +30,8 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
 
     /** Per-thread buffers, shared by every linear (a thread runs one product at a time). */
     private static final ThreadLocal<float[]> A_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
+    /** Per-thread blocks of W expanded to float32 for the M ≥ 2 walk ({@link #blockBuffer}). */
+    private static final ThreadLocal<float[]> B_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
     private static final ThreadLocal<float[]> TILES = ThreadLocal.withInitial(() -> new float[8 * P]); // ≥ 2·4·P, 8·P
 
     /** Output and input features, output panels, N rounded up to whole panels. */
@@ -47,6 +50,9 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
         this.kc = ceilDiv(K, ceilDiv(K, Sgemm.KC));
         this.blocks = ceilDiv(K, kc);
     }
+
+    /** Heap bytes the weights (and bias) take in this form. */
+    public abstract long bytes();
 
     /** "packed linear 'name' [N, K]" or the like, for error messages. */
     abstract String describe();
@@ -73,6 +79,21 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
      * per block on the calling thread, before the micro-kernels read it.
      */
     abstract float[] blockB(int qc, int qn, int b, int pc, int kcb);
+
+    /**
+     * This thread's buffer for one block of W in Sgemm's packed-B format (kc by up to {@link #NC}
+     * columns), shared by every linear that expands its weights per block (a thread runs one product
+     * at a time).
+     */
+    final float[] blockBuffer() {
+        float[] bp = B_BLOCKS.get();
+        int need = kc * Math.min(NC / P, panels) * P;
+        if (bp.length < need) {
+            bp = new float[need];
+            B_BLOCKS.set(bp);
+        }
+        return bp;
+    }
 
     /** Where panel qc + jp of {@link #blockB}'s array starts. */
     abstract int panelB(int qc, int jp, int pc, int kcb);
