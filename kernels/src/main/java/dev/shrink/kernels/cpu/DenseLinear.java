@@ -34,12 +34,6 @@ public final class DenseLinear extends PanelLinear {
      * 12, 4096 × 4096 3.3 ms instead of 3.9 to 4.5 (AVX-512, a busy 2-core machine, PackedLinearBench --dense).
      */
     static final int GEMV_PANELS = 4;
-    /**
-     * Weights (N·K) per task at least for M = 1; fewer make one task on the caller. With 2^15 the
-     * fixture's linears (384 × 384 .. 1024 × 384, 8 to 22 µs on one thread) forked and took 3 to 10
-     * times longer on a busy 2-core machine; 2^18 keeps them on the caller.
-     */
-    static final long MIN_TASK_WEIGHTS = 1L << 18;
 
     private static final int HIGH = 0xFFFF0000;
 
@@ -132,11 +126,6 @@ public final class DenseLinear extends PanelLinear {
     @Override
     int gemvPanels() {
         return GEMV_PANELS;
-    }
-
-    @Override
-    long minTaskWeights() {
-        return MIN_TASK_WEIGHTS;
     }
 
     /**

@@ -37,12 +37,6 @@ import jdk.incubator.vector.VectorOperators;
  * The panel walk and the Sgemm bridge are {@link PanelLinear}'s, shared with {@link DenseLinear}.
  */
 public final class PackedLinear extends PanelLinear {
-    /**
-     * Weights (N·K) per task at least for M = 1; fewer make one task on the caller. 2^18 is about
-     * 20 µs of work: on a busy 2-core machine a fork cost more than that (384 × 384 took 0.035 ms
-     * on two threads, 0.011 ms on one).
-     */
-    static final long MIN_TASK_WEIGHTS = 1L << 18;
 
     private final String name;
     private final int bits, groupSize;
@@ -159,11 +153,6 @@ public final class PackedLinear extends PanelLinear {
     @Override
     int gemvPanels() {
         return 1;
-    }
-
-    @Override
-    long minTaskWeights() {
-        return MIN_TASK_WEIGHTS;
     }
 
     @Override

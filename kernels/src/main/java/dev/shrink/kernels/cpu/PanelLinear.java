@@ -61,10 +61,10 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
     abstract int gemvPanels();
 
     /**
-     * Weights (N·K) per task at least for M = 1; fewer make one task on the caller (a fork costs
-     * tens of µs on a busy 2-core machine).
+     * Weights (N·K) per chunk at least for M = 1, whose chunks the caller and the pool's spinning
+     * helpers share ({@link WorkerPool#forRangeSpinning}); fewer run on the caller alone.
      */
-    abstract long minTaskWeights();
+    static final long MIN_CHUNK_WEIGHTS = 1L << 15;
 
     /**
      * tile[0, count · P) = block b's chains for the rows of panels q .. q + count − 1 (count ≤
@@ -111,9 +111,9 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
             return;
         }
         if (M == 1) {
-            int grain = (int) Math.max(1, minTaskWeights() / ((long) P * K));
+            int grain = (int) Math.max(1, MIN_CHUNK_WEIGHTS / ((long) P * K));
             int g = gemvPanels();
-            workers.forRange(panels, grain, (q0, q1) -> {
+            workers.forRangeSpinning(panels, grain, (q0, q1) -> {
                 for (int q = q0; q < q1; q += g) {
                     gemvPanels(x, q, Math.min(g, q1 - q), y);
                 }

@@ -23,8 +23,6 @@ public final class VectorOps implements Ops {
     private static final int L = S.length();
     /** Elements per task below which an element-wise op is not worth splitting. */
     private static final int GRAIN = 1 << 14;
-    /** Tk·H·D of a decoding step's attention below which its KV heads run on the caller. */
-    private static final long DECODE_GRAIN = 1L << 16;
     /** Query rows per attention task (the M of its two GEMMs). */
     private static final int QUERY_BLOCK = 64;
 
@@ -228,14 +226,13 @@ public final class VectorOps implements Ops {
         }
         if (Tq == 1 && H % Hkv == 0) {
             // decoding: one task per KV head, its query heads as the rows of one product (K packed
-            // once per KV head, not once per query head), V read in place
-            if ((long) Tk * H * D < DECODE_GRAIN) {
-                for (int g = 0; g < Hkv; g++) {
+            // once per KV head, not once per query head), V read in place; the spinning helpers
+            // share them (a step's attention is microseconds)
+            workers.forRangeSpinning(Hkv, 1, (g0, g1) -> {
+                for (int g = g0; g < g1; g++) {
                     attendOne(q, k, v, Tk, H, Hkv, D, W, alpha, softcap, out, g);
                 }
-            } else {
-                workers.forEach(Hkv, g -> attendOne(q, k, v, Tk, H, Hkv, D, W, alpha, softcap, out, g));
-            }
+            });
             return;
         }
         int qBlocks = (Tq + QUERY_BLOCK - 1) / QUERY_BLOCK;
