@@ -111,11 +111,12 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
             return;
         }
         if (M == 1) {
-            int grain = (int) Math.max(1, MIN_CHUNK_WEIGHTS / ((long) P * K));
-            int g = gemvPanels();
-            workers.forRangeSpinning(panels, grain, (q0, q1) -> {
-                for (int q = q0; q < q1; q += g) {
-                    gemvPanels(x, q, Math.min(g, q1 - q), y);
+            // chunks of whole groups of g panels, so that every group but the last runs g at once
+            int g = gemvPanels(), groups = ceilDiv(panels, g);
+            int grain = (int) Math.max(1, MIN_CHUNK_WEIGHTS / ((long) g * P * K));
+            workers.forRangeSpinning(groups, grain, (g0, g1) -> {
+                for (int q = g0 * g, end = Math.min(panels, g1 * g); q < end; q += g) {
+                    gemvPanels(x, q, Math.min(g, end - q), y);
                 }
             });
         } else {
