@@ -107,6 +107,24 @@ public final class DenseLinear extends PanelLinear {
         return K;
     }
 
+    /** dst[off .. off + K) = W[n, :] (row n as the products use it). */
+    public void row(int n, float[] dst, int off) {
+        if (n < 0 || n >= N || off < 0 || off + K > dst.length) {
+            throw new IllegalArgumentException(describe() + ": row " + n + " into " + dst.length + " floats at " + off);
+        }
+        int lane = n % P;
+        if (pairs != null) {
+            for (int k = 0, w = (n / P) * kp * P + lane; k < K; k++) {
+                int v = pairs[w + (k >> 1) * P];
+                dst[off + k] = Float.intBitsToFloat((k & 1) == 0 ? v & HIGH : v << 16);
+            }
+        } else {
+            for (int k = 0, w = (n / P) * K * P + lane; k < K; k++, w += P) {
+                dst[off + k] = weights[w];
+            }
+        }
+    }
+
     /** Whether the weights are held as bfloat16 (every one of them was a bfloat16 value). */
     public boolean bf16() {
         return pairs != null;

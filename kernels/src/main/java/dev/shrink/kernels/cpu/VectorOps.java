@@ -102,6 +102,16 @@ public final class VectorOps implements Ops {
             public float[] bias() {
                 return d.biasValues();
             }
+
+            @Override
+            public boolean readsRows() {
+                return true;
+            }
+
+            @Override
+            public void row(int n, float[] dst, int off) {
+                d.row(n, dst, off);
+            }
         };
     }
 

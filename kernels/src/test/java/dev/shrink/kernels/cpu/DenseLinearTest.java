@@ -168,8 +168,18 @@ class DenseLinearTest {
             assertTrue(d.bytes() >= half && d.bytes() < half + 4L * PanelLinear.P * K, N + "x" + K + ": " + d.bytes()
                     + " bytes, expected " + half + " plus under one panel");
             assertEquals(java.util.Arrays.toString(c.W()), java.util.Arrays.toString(d.weights()), "weights read back");
+            float[] row = new float[K + 3];
+            for (int n : new int[] {0, N / 2, N - 1}) {
+                d.row(n, row, 3);
+                assertEquals(java.util.Arrays.toString(java.util.Arrays.copyOfRange(c.W(), n * K, n * K + K)),
+                        java.util.Arrays.toString(java.util.Arrays.copyOfRange(row, 3, K + 3)), "row " + n);
+            }
             c.W()[N * K - 1] = Math.nextUp(1f); // one weight that bfloat16 cannot hold
-            assertTrue(!DenseLinear.of(c.W(), N, K, null).bf16(), N + "x" + K + " with a float32 weight: held as bfloat16");
+            DenseLinear f = DenseLinear.of(c.W(), N, K, null);
+            assertTrue(!f.bf16(), N + "x" + K + " with a float32 weight: held as bfloat16");
+            f.row(N - 1, row, 3);
+            assertEquals(java.util.Arrays.toString(java.util.Arrays.copyOfRange(c.W(), (N - 1) * K, N * K)),
+                    java.util.Arrays.toString(java.util.Arrays.copyOfRange(row, 3, K + 3)), "float32 row " + (N - 1));
         }
     }
 
