@@ -87,6 +87,20 @@ class PackedEvalTest {
             float[] wFloat = dense.blocks().get(0).weight(down);
             assertArrayEquals(wFloat, b0.weight(down), "the packed linear's weights read back: the dequantized ones");
             assertArrayEquals(wFloat, panels.blocks().get(0).weight(down), "the float panels' weights read back");
+            assertArrayEquals(dense.embedding(), packed.embedding(), "the tied embedding read back from the head");
+            // what the model holds is about the folder's size, not float32's (issue 19): codes, bf16 embedding/head
+            long file = 0;
+            try (var files = java.nio.file.Files.list(out)) {
+                for (Path f : files.filter(f -> f.toString().endsWith(".safetensors")).toList()) {
+                    file += java.nio.file.Files.size(f);
+                }
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+            System.out.printf("w%d g%d: model holds %d B, its safetensors %d B, float32 %d B%n", bits, group,
+                    packed.bytes(), file, dense.bytes());
+            assertTrue(packed.bytes() < 1.25 * file && packed.bytes() > 0.75 * file,
+                    "held " + packed.bytes() + " B for a folder of " + file + " B");
             CausalLM reference = CausalLM.load(src, dir.config(), dir.spec(), Backends.select("cpu-reference", 1));
             assertNull(reference.blocks().get(0).packed(down), "cpu-reference dequantizes");
             assertEquals(dir.config().layers(), packed.blocks().size());

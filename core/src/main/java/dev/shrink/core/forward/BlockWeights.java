@@ -262,6 +262,24 @@ public final class BlockWeights {
         weights.put(linear, w);
     }
 
+    /** Heap bytes of the weights held: float arrays (norms, linears, biases) and the linears in a backend's layout. */
+    public long bytes() {
+        long b = 0;
+        for (float[] a : new float[][] {inputNorm, postAttentionNorm, qNorm, kNorm, attentionOutputNorm, mlpOutputNorm}) {
+            b += a == null ? 0 : 4L * a.length;
+        }
+        for (float[] w : weights.values()) {
+            b += 4L * w.length;
+        }
+        for (float[] w : biases.values()) {
+            b += 4L * w.length;
+        }
+        for (dev.shrink.core.ops.LinearKernel k : packed.values()) {
+            b += k.bytes();
+        }
+        return b;
+    }
+
     public Iterable<String> linearNames() {
         return shapes.keySet();
     }

@@ -9,14 +9,16 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * A whole causal language model held in float32: embedding, blocks, final norm, head.
+ * A whole causal language model: embedding, blocks, final norm, head, in float32 or, loaded in the
+ * backend's layout, as the backend holds them (packed 4/8-bit linears, bf16 panels; a tied embedding
+ * then read from the head's kernel, not kept a second time in float32).
  * For evaluation and generation; the compression stages walk blocks one at a time through
  * {@link Decoder} instead, so their memory stays at one block.
  */
 public final class CausalLM {
     private final Decoder decoder;
-    private final float[] embed;     // E: [V, C]
-    private final float[] head;      // [V, C]: E itself when tied
+    private final float[] embed;     // E: [V, C], or null when tied and read from headKernel
+    private final float[] head;      // [V, C]: E itself when tied; null with embed
     private final float[] finalNorm; // [C]
     private final List<BlockWeights> blocks;
     private final String source;     // the model folder (or weights file) for messages, or null
@@ -70,8 +72,11 @@ public final class CausalLM {
         }
         String origin = src.origin(spec.embedTokens());
         java.nio.file.Path parent = origin.endsWith(".safetensors") ? java.nio.file.Path.of(origin).getParent() : null;
-        return new CausalLM(new Decoder(cfg, spec, ops), embed, head, norm, blocks,
-                parent != null ? parent.toString() : origin, backendLayout ? ops.dense(head, V, C, null) : null);
+        dev.shrink.core.ops.LinearKernel headKernel = backendLayout ? ops.dense(head, V, C, null) : null;
+        // tied: E's rows come from the head's kernel where it reads rows, rather than from a second copy
+        boolean rowsFromHead = headKernel != null && head == embed && headKernel.readsRows();
+        return new CausalLM(new Decoder(cfg, spec, ops), rowsFromHead ? null : embed, rowsFromHead ? null : head, norm,
+                blocks, parent != null ? parent.toString() : origin, headKernel);
     }
 
     /**
@@ -116,12 +121,27 @@ public final class CausalLM {
         return blocks;
     }
 
+    /** E [V, C] (made from the head's kernel, on request, where the model holds it only there). */
     public float[] embedding() {
-        return embed;
+        return embed != null ? embed : headKernel.weights();
     }
 
+    /** The head [V, C] (made from its kernel, on request, where the model holds it only there). */
     public float[] head() {
-        return head;
+        return head != null ? head : headKernel.weights();
+    }
+
+    /**
+     * Heap bytes of the weights this model holds: embedding and head (once when they are one array),
+     * the head's kernel, every block ({@link BlockWeights#bytes}) and the final norm.
+     */
+    public long bytes() {
+        long b = 4L * finalNorm.length + (embed == null ? 0 : 4L * embed.length)
+                + (head == null || head == embed ? 0 : 4L * head.length) + (headKernel == null ? 0 : headKernel.bytes());
+        for (BlockWeights w : blocks) {
+            b += w.bytes();
+        }
+        return b;
     }
 
     public float[] finalNormWeight() {
@@ -136,7 +156,7 @@ public final class CausalLM {
         if (tokens.length != B * T) {
             throw new IllegalArgumentException("tokens.length " + tokens.length + " != B·T = " + B * T);
         }
-        float[] x = decoder.embed(embed, tokens);
+        float[] x = embed != null ? decoder.embed(embed, tokens) : decoder.embed(headKernel, tokens);
         for (BlockWeights w : blocks) {
             decoder.block(w, x, B, T, caches, taps);
         }

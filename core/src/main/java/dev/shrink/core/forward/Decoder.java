@@ -68,6 +68,16 @@ public final class Decoder {
 
     /** x[t, :] = E[tokens[t], :] (times √C where the family scales embeddings: {@link Forward#scaleEmbeddings}); E: [V, C] → x: [M, C]. */
     public float[] embed(float[] E, int[] tokens) {
+        int C = forward.config().hidden();
+        return embed(tokens, (id, x, off) -> System.arraycopy(E, id * C, x, off, C));
+    }
+
+    /** {@link #embed(float[], int[])} with E's rows read from a linear kernel that holds E (a tied model's head). */
+    public float[] embed(dev.shrink.core.ops.LinearKernel E, int[] tokens) {
+        return embed(tokens, E::row);
+    }
+
+    private float[] embed(int[] tokens, RowCopy rows) {
         ModelConfig cfg = forward.config();
         int C = cfg.hidden();
         float[] x = new float[tokens.length * C];
@@ -76,10 +86,16 @@ public final class Decoder {
             if (id < 0 || id >= cfg.vocab()) {
                 throw new IllegalArgumentException("token id " + id + " outside the vocabulary of " + cfg.vocab());
             }
-            System.arraycopy(E, id * C, x, t * C, C);
+            rows.copy(id, x, t * C);
         }
         forward.scaleEmbeddings(x, tokens.length);
         return x;
+    }
+
+    /** Copies E's row {@code id} to x[off ..). */
+    @FunctionalInterface
+    private interface RowCopy {
+        void copy(int id, float[] x, int off);
     }
 
     /** {@link Forward#block}: block {@code w} in place on x: [B·T, C], from position 0 or continuing caches. */

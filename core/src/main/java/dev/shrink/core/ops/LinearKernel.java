@@ -18,4 +18,19 @@ public interface LinearKernel {
 
     /** The bias [N] it adds, or null. */
     float[] bias();
+
+    /** Whether {@link #row} reads rows. */
+    default boolean readsRows() {
+        return false;
+    }
+
+    /**
+     * dst[off .. off + K) = W[n, :] as the products use it: one row without making all of W (a tied
+     * model's embedding read from its head).
+     *
+     * @throws UnsupportedOperationException where the kernel reads no rows ({@link #readsRows})
+     */
+    default void row(int n, float[] dst, int off) {
+        throw new UnsupportedOperationException("this linear kernel reads no rows");
+    }
 }

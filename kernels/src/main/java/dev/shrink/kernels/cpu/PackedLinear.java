@@ -4,7 +4,6 @@ import dev.shrink.core.quant.QuantizedLinear;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
 
 /**
  * A 4- or 8-bit GPTQ/AWQ linear kept packed in memory and multiplied as it is:
@@ -24,8 +23,8 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p><b>Bits.</b> Every output element gets the float operations that {@link Sgemm} gives it for
  * {@code linear(x, q.dequantize())} followed by {@code y += bias}: the weight is
- * {@code scale · (float) (code − zero)} (vector: the code and zero converted to float, exactly
- * subtracted, one rounded product), K is cut into Sgemm's blocks of at most {@link Sgemm#KC}, each
+ * {@code scale · (float) (code − zero)} (vector: the code and zero as 2^23 + code and 2^23 + zero,
+ * exactly subtracted, one rounded product), K is cut into Sgemm's blocks of at most {@link Sgemm#KC}, each
  * block is a chain of fused multiply-adds in column order from +0, the block sums are added in
  * order, then the bias. Vector lanes are output rows, so nothing depends on the vector width, the
  * tiles or the thread count: the result is bit-identical to {@code VectorOps.linear} on the
@@ -38,16 +37,13 @@ import jdk.incubator.vector.VectorSpecies;
  * The panel walk and the Sgemm bridge are {@link PanelLinear}'s, shared with {@link DenseLinear}.
  */
 public final class PackedLinear extends PanelLinear {
-    static final VectorSpecies<Integer> SI = VectorSpecies.of(int.class, S.vectorShape());
     /**
-     * Weights (N·K) per task at least for M = 1; fewer make one task on the caller. 2^18 is about
-     * 20 µs of work: on a busy 2-core machine a fork cost more than that (384 × 384 took 0.035 ms
-     * on two threads, 0.011 ms on one).
+     * 2^23 and its bits: a code c (below 2^23) or-ed into the mantissa of 2^23 is the float 2^23 + c,
+     * and (2^23 + c) − (2^23 + z) = c − z exactly, what converting c and subtracting z gives, one
+     * operation fewer (the and and the or fuse into one with AVX-512's ternary logic).
      */
-    static final long MIN_TASK_WEIGHTS = 1L << 18;
-
-    /** Per-thread dequantized blocks of W, shared by every PackedLinear (a thread runs one product at a time). */
-    private static final ThreadLocal<float[]> B_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
+    private static final float MAGIC = 0x1p23f;
+    private static final int MAGIC_BITS = Float.floatToRawIntBits(MAGIC);
 
     private final String name;
     private final int bits, groupSize;
@@ -57,7 +53,7 @@ public final class PackedLinear extends PanelLinear {
     private final int words;
     /** [panels][words][P] words of codes. */
     private final int[] packed;
-    /** [G][np] scales and zero points as floats, zero past N. */
+    /** [G][np] scales and 2^23 + zero points as floats ({@link #MAGIC}), zero past N. */
     private final float[] scales, zeros;
     /**
      * Steps: the columns [stepK[t], stepK[t + 1]) lie in one word, one group and one K block; their
@@ -96,7 +92,11 @@ public final class PackedLinear extends PanelLinear {
         for (int g = 0; g < G; g++) {
             for (int n = 0; n < N; n++) {
                 scales[g * np + n] = q.scales()[g * N + n];
-                zeros[g * np + n] = q.zeros()[g * N + n]; // a small integer: exact in float
+                int z = q.zeros()[g * N + n];
+                if (Math.abs(z) >= 1 << 22) {
+                    throw new IllegalArgumentException(describe() + ": zero point " + z + " out of range");
+                }
+                zeros[g * np + n] = MAGIC + z; // 2^23 + z: exact in float
             }
         }
         int[] gIdx = q.gIdx();
@@ -167,11 +167,6 @@ public final class PackedLinear extends PanelLinear {
     }
 
     @Override
-    long minTaskWeights() {
-        return MIN_TASK_WEIGHTS;
-    }
-
-    @Override
     void blockChains(float[] x, int q, int count, int b, float[] tile) {
         blockChain(x, q, b, tile);
     }
@@ -199,10 +194,8 @@ public final class PackedLinear extends PanelLinear {
             for (; k < k1; k++) {
                 int sh = (k & (cpw - 1)) * bits;
                 FloatVector xb = FloatVector.broadcast(S, x[k]);
-                FloatVector c0 = (FloatVector) v0.lanewise(VectorOperators.LSHR, sh).and(mask)
-                        .convert(VectorOperators.I2F, 0);
-                FloatVector c1 = (FloatVector) v1.lanewise(VectorOperators.LSHR, sh).and(mask)
-                        .convert(VectorOperators.I2F, 0);
+                FloatVector c0 = v0.lanewise(VectorOperators.LSHR, sh).and(mask).or(MAGIC_BITS).reinterpretAsFloats();
+                FloatVector c1 = v1.lanewise(VectorOperators.LSHR, sh).and(mask).or(MAGIC_BITS).reinterpretAsFloats();
                 a0 = xb.fma(c0.sub(z0).mul(s0), a0);
                 a1 = xb.fma(c1.sub(z1).mul(s1), a1);
             }
@@ -214,12 +207,7 @@ public final class PackedLinear extends PanelLinear {
     /** W[panels qc .. qc + qn, block b] dequantized into a per-thread buffer, [qn][kcb][P]. */
     @Override
     float[] blockB(int qc, int qn, int b, int pc, int kcb) {
-        float[] bp = B_BLOCKS.get();
-        int bNeed = kc * Math.min(NC / P, panels) * P;
-        if (bp.length < bNeed) {
-            bp = new float[bNeed];
-            B_BLOCKS.set(bp);
-        }
+        float[] bp = blockBuffer();
         dequantize(qc, qn, b, pc, kcb, bp);
         return bp;
     }
@@ -248,10 +236,10 @@ public final class PackedLinear extends PanelLinear {
                 IntVector v0 = IntVector.fromArray(SI, packed, w), v1 = IntVector.fromArray(SI, packed, w + L);
                 for (; k < k1; k++) {
                     int sh = (k & (cpw - 1)) * bits, d = dst + k * P; // sh += bits made C2 box vectors
-                    FloatVector c0 = (FloatVector) v0.lanewise(VectorOperators.LSHR, sh).and(mask)
-                            .convert(VectorOperators.I2F, 0);
-                    FloatVector c1 = (FloatVector) v1.lanewise(VectorOperators.LSHR, sh).and(mask)
-                            .convert(VectorOperators.I2F, 0);
+                    FloatVector c0 = v0.lanewise(VectorOperators.LSHR, sh).and(mask).or(MAGIC_BITS)
+                            .reinterpretAsFloats();
+                    FloatVector c1 = v1.lanewise(VectorOperators.LSHR, sh).and(mask).or(MAGIC_BITS)
+                            .reinterpretAsFloats();
                     c0.sub(z0).mul(s0).intoArray(bp, d);
                     c1.sub(z1).mul(s1).intoArray(bp, d + L);
                 }

@@ -19,6 +19,7 @@ import jdk.incubator.vector.VectorSpecies;
  */
 abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
     static final VectorSpecies<Float> S = Sgemm.S;
+    static final VectorSpecies<Integer> SI = VectorSpecies.of(int.class, S.vectorShape());
     static final int L = Sgemm.L;
     /** Output rows per panel: Sgemm's register tile width, two vectors. */
     static final int P = Sgemm.NR;
@@ -29,6 +30,8 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
 
     /** Per-thread buffers, shared by every linear (a thread runs one product at a time). */
     private static final ThreadLocal<float[]> A_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
+    /** Per-thread blocks of W expanded to float32 for the M ≥ 2 walk ({@link #blockBuffer}). */
+    private static final ThreadLocal<float[]> B_BLOCKS = ThreadLocal.withInitial(() -> new float[0]);
     private static final ThreadLocal<float[]> TILES = ThreadLocal.withInitial(() -> new float[8 * P]); // ≥ 2·4·P, 8·P
 
     /** Output and input features, output panels, N rounded up to whole panels. */
@@ -48,6 +51,9 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
         this.blocks = ceilDiv(K, kc);
     }
 
+    /** Heap bytes the weights (and bias) take in this form. */
+    public abstract long bytes();
+
     /** "packed linear 'name' [N, K]" or the like, for error messages. */
     abstract String describe();
 
@@ -55,10 +61,10 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
     abstract int gemvPanels();
 
     /**
-     * Weights (N·K) per task at least for M = 1; fewer make one task on the caller (a fork costs
-     * tens of µs on a busy 2-core machine).
+     * Weights (N·K) per chunk at least for M = 1, whose chunks the caller and the pool's spinning
+     * helpers share ({@link WorkerPool#forRangeSpinning}); fewer run on the caller alone.
      */
-    abstract long minTaskWeights();
+    static final long MIN_CHUNK_WEIGHTS = 1L << 15;
 
     /**
      * tile[0, count · P) = block b's chains for the rows of panels q .. q + count − 1 (count ≤
@@ -73,6 +79,21 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
      * per block on the calling thread, before the micro-kernels read it.
      */
     abstract float[] blockB(int qc, int qn, int b, int pc, int kcb);
+
+    /**
+     * This thread's buffer for one block of W in Sgemm's packed-B format (kc by up to {@link #NC}
+     * columns), shared by every linear that expands its weights per block (a thread runs one product
+     * at a time).
+     */
+    final float[] blockBuffer() {
+        float[] bp = B_BLOCKS.get();
+        int need = kc * Math.min(NC / P, panels) * P;
+        if (bp.length < need) {
+            bp = new float[need];
+            B_BLOCKS.set(bp);
+        }
+        return bp;
+    }
 
     /** Where panel qc + jp of {@link #blockB}'s array starts. */
     abstract int panelB(int qc, int jp, int pc, int kcb);
@@ -90,11 +111,12 @@ abstract sealed class PanelLinear permits PackedLinear, DenseLinear {
             return;
         }
         if (M == 1) {
-            int grain = (int) Math.max(1, minTaskWeights() / ((long) P * K));
-            int g = gemvPanels();
-            workers.forRange(panels, grain, (q0, q1) -> {
-                for (int q = q0; q < q1; q += g) {
-                    gemvPanels(x, q, Math.min(g, q1 - q), y);
+            // chunks of whole groups of g panels, so that every group but the last runs g at once
+            int g = gemvPanels(), groups = ceilDiv(panels, g);
+            int grain = (int) Math.max(1, MIN_CHUNK_WEIGHTS / ((long) g * P * K));
+            workers.forRangeSpinning(groups, grain, (g0, g1) -> {
+                for (int q = g0 * g, end = Math.min(panels, g1 * g); q < end; q += g) {
+                    gemvPanels(x, q, Math.min(g, end - q), y);
                 }
             });
         } else {

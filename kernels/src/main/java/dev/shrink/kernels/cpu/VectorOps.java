@@ -102,6 +102,16 @@ public final class VectorOps implements Ops {
             public float[] bias() {
                 return d.biasValues();
             }
+
+            @Override
+            public boolean readsRows() {
+                return true;
+            }
+
+            @Override
+            public void row(int n, float[] dst, int off) {
+                d.row(n, dst, off);
+            }
         };
     }
 
@@ -224,6 +234,17 @@ public final class VectorOps implements Ops {
         if (Tq == 0 || D == 0) {
             return;
         }
+        if (Tq == 1 && H % Hkv == 0) {
+            // decoding: one task per KV head, its query heads as the rows of one product (K packed
+            // once per KV head, not once per query head), V read in place; the spinning helpers
+            // share them (a step's attention is microseconds)
+            workers.forRangeSpinning(Hkv, 1, (g0, g1) -> {
+                for (int g = g0; g < g1; g++) {
+                    attendOne(q, k, v, Tk, H, Hkv, D, W, alpha, softcap, out, g);
+                }
+            });
+            return;
+        }
         int qBlocks = (Tq + QUERY_BLOCK - 1) / QUERY_BLOCK;
         int tasks = H * qBlocks;
         if ((long) Tq * Tk * H * D < GRAIN) {
@@ -268,6 +289,90 @@ public final class VectorOps implements Ops {
         // out[i0.., h, :] = P[rows, keys] · V[.., kvHead, :]
         sgemm.gemmOnCaller(false, false, rows, D, keys, 1f, p, 0, keys, v, (k0 * Hkv + kvHead) * D, Hkv * D,
                 0f, out, (i0 * H + h) * D, H * D);
+    }
+
+    /**
+     * One query (Tq = 1, at position Tk − 1) for the query heads of KV head {@code kvHead}: the
+     * same float operations as {@link #attentionBlock} gives each of them (Sgemm's chains do not
+     * depend on the rows computed beside them), so decoding a token gives the bits of the last row
+     * of the whole sequence's attention.
+     */
+    private void attendOne(float[] q, float[] k, float[] v, int Tk, int H, int Hkv, int D, int window, float alpha,
+                           float softcap, float[] out, int kvHead) {
+        int g = H / Hkv, h0 = kvHead * g;
+        int k0 = window > 0 ? Math.max(0, Tk - window) : 0;
+        int keys = Tk - k0;
+        float[] p = scores.get();
+        if (p.length < g * keys) {
+            p = new float[g * keys];
+            scores.set(p);
+        }
+        int kv = (k0 * Hkv + kvHead) * D;
+        // S[g, keys] = Q[h0.., :] · K[k0.., kvHead, :]ᵀ · alpha: the g heads' rows are D apart
+        sgemm.gemmOnCaller(false, true, g, keys, D, alpha, q, h0 * D, D, k, kv, Hkv * D, 0f, p, 0, keys);
+        for (int r = 0; r < g; r++) {
+            int row = r * keys;
+            if (softcap > 0) {
+                for (int j = row; j < row + keys; j++) {
+                    p[j] = (float) StrictMath.tanh(p[j] / softcap) * softcap;
+                }
+            }
+            softmaxInPlace(p, row, keys);
+        }
+        weightedValues(p, g, keys, v, kv, Hkv * D, D, out, h0 * D);
+    }
+
+    /**
+     * out[r, :] = P[r, :] · V for r &lt; rows, P: [rows, keys] (dense), V: {@code keys} rows of D
+     * floats {@code ldv} apart from {@code v0}, out rows D apart from {@code o0}: as {@link Sgemm}
+     * computes it (keys cut into its equal blocks of at most {@link Sgemm#KC}, each block a chain
+     * of FMAs over its keys in order from +0, the block sums added in order) but reading V in place
+     * instead of packing it: the lanes are V's columns, as in Sgemm's micro-kernel.
+     */
+    static void weightedValues(float[] p, int rows, int keys, float[] v, int v0, int ldv, int D, float[] out, int o0) {
+        int kBlocks = (keys + Sgemm.KC - 1) / Sgemm.KC, kc = (keys + kBlocks - 1) / kBlocks; // Sgemm's K blocks
+        int vecBound = S.loopBound(D);
+        for (int r = 0; r < rows; r++) {
+            int pr = r * keys, o = o0 + r * D;
+            for (int j0 = 0; j0 < keys; j0 += kc) {
+                int j1 = Math.min(keys, j0 + kc);
+                boolean first = j0 == 0;
+                int d = 0;
+                for (; d + 4 * L <= vecBound; d += 4 * L) {
+                    FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+                    for (int j = j0, vj = v0 + j0 * ldv + d; j < j1; j++, vj += ldv) {
+                        FloatVector pj = FloatVector.broadcast(S, p[pr + j]);
+                        a0 = pj.fma(FloatVector.fromArray(S, v, vj), a0);
+                        a1 = pj.fma(FloatVector.fromArray(S, v, vj + L), a1);
+                        a2 = pj.fma(FloatVector.fromArray(S, v, vj + 2 * L), a2);
+                        a3 = pj.fma(FloatVector.fromArray(S, v, vj + 3 * L), a3);
+                    }
+                    storeSum(a0, out, o + d, first);
+                    storeSum(a1, out, o + d + L, first);
+                    storeSum(a2, out, o + d + 2 * L, first);
+                    storeSum(a3, out, o + d + 3 * L, first);
+                }
+                for (; d < vecBound; d += L) {
+                    FloatVector a0 = FloatVector.zero(S);
+                    for (int j = j0, vj = v0 + j0 * ldv + d; j < j1; j++, vj += ldv) {
+                        a0 = FloatVector.broadcast(S, p[pr + j]).fma(FloatVector.fromArray(S, v, vj), a0);
+                    }
+                    storeSum(a0, out, o + d, first);
+                }
+                for (; d < D; d++) {
+                    float a = 0f;
+                    for (int j = j0, vj = v0 + j0 * ldv + d; j < j1; j++, vj += ldv) {
+                        a = Math.fma(p[pr + j], v[vj], a);
+                    }
+                    out[o + d] = first ? a : out[o + d] + a;
+                }
+            }
+        }
+    }
+
+    /** out[i ..) = a on the first K block, else out[i ..) + a (Sgemm's store with alpha 1, beta 0). */
+    private static void storeSum(FloatVector a, float[] out, int i, boolean first) {
+        (first ? a : FloatVector.fromArray(S, out, i).add(a)).intoArray(out, i);
     }
 
     /** x[o .. o+n) = softmax(x[o .. o+n)), in float32 with the max subtracted. */

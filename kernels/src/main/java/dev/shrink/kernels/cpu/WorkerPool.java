@@ -3,6 +3,9 @@ package dev.shrink.kernels.cpu;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.concurrent.RecursiveAction;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.IntConsumer;
 
 /**
@@ -11,10 +14,25 @@ import java.util.function.IntConsumer;
  * pool do not slow it down). With one thread there is no pool at all and work runs on the caller.
  * Idle workers time out, so an unused backend holds no threads. Also the threads of distillation's
  * {@code F32TrainOps}, which needs {@link #sum}'s thread-count-independent reductions.
+ *
+ * <p>Work of a few microseconds (a decoded token's linears) goes to {@link #forRangeSpinning}
+ * instead: waking a parked ForkJoinPool worker costs tens of microseconds on a busy machine, more
+ * than the work, so there a team of helper threads that spin between such calls claims chunks
+ * beside the caller.
  */
 public final class WorkerPool {
+    /** How long an idle helper spins for the next {@link #forRangeSpinning} before it parks. */
+    static final long SPIN_NANOS = 200_000;
+    /** How long a parked helper waits for work before its thread ends (a new one starts on demand). */
+    static final long KEEP_ALIVE_NANOS = 2_000_000_000L;
+
     private final int threads;
     private final ForkJoinPool pool; // null when threads == 1
+    private final String name;
+    /** The spinning helpers (threads − 1 of them, started on first use), the current job, who dispatches. */
+    private final Helper[] helpers;
+    private volatile Job job;
+    private final AtomicBoolean dispatching = new AtomicBoolean();
 
     /** A pool of {@code threads} workers named shrink-cpu-N. */
     public WorkerPool(int threads) {
@@ -28,6 +46,8 @@ public final class WorkerPool {
         }
         this.threads = threads;
         this.pool = threads == 1 ? null : new ForkJoinPool(threads, p -> newWorker(p, name), null, false);
+        this.name = name;
+        this.helpers = new Helper[threads - 1];
     }
 
     private static ForkJoinWorkerThread newWorker(ForkJoinPool pool, String name) {
@@ -81,6 +101,127 @@ public final class WorkerPool {
             return;
         }
         forEach(chunks, c -> body.run((int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks)));
+    }
+
+    /**
+     * Runs body(from, to) over [0, n) cut into contiguous chunks of at least {@code grain} items (at
+     * most 8 per thread), which the caller and the pool's spinning helpers claim one at a time; returns
+     * when all are done. For work of microseconds: a helper that is not running right away leaves its
+     * share to the caller rather than making it wait. A call made while another one runs (from a body
+     * of it, or from another thread) runs on its caller alone. An exception in any chunk is rethrown here.
+     */
+    public void forRangeSpinning(int n, int grain, RangeBody body) {
+        if (n <= 0) {
+            return;
+        }
+        int chunks = (int) Math.min(8L * threads, Math.max(1, n / Math.max(1, grain)));
+        if (threads == 1 || chunks <= 1 || !dispatching.compareAndSet(false, true)) {
+            body.run(0, n);
+            return;
+        }
+        try {
+            Job j = new Job(n, chunks, body);
+            job = j;
+            wakeHelpers();
+            j.work();
+            while (j.done.get() < chunks) {
+                Thread.onSpinWait(); // a helper finishes the chunk it claimed
+            }
+            if (j.error instanceof RuntimeException r) {
+                throw r;
+            }
+            if (j.error instanceof Error e) {
+                throw e;
+            }
+        } finally {
+            dispatching.set(false);
+        }
+    }
+
+    private void wakeHelpers() {
+        for (int i = 0; i < helpers.length; i++) {
+            Helper h = helpers[i];
+            if (h == null || !h.alive) {
+                synchronized (this) {
+                    if (helpers[i] == null || !helpers[i].alive) {
+                        helpers[i] = new Helper(name + "spin-" + i);
+                        helpers[i].start();
+                    }
+                }
+            } else if (h.parked) {
+                LockSupport.unpark(h);
+            }
+        }
+    }
+
+    /** One {@link #forRangeSpinning} call: its chunks, the next unclaimed one, how many are done. */
+    private static final class Job {
+        final int n, chunks;
+        final RangeBody body;
+        final AtomicInteger next = new AtomicInteger(), done = new AtomicInteger();
+        volatile Throwable error;
+
+        Job(int n, int chunks, RangeBody body) {
+            this.n = n;
+            this.chunks = chunks;
+            this.body = body;
+        }
+
+        /** Claims and runs chunks until none is left. */
+        void work() {
+            for (int c; (c = next.getAndIncrement()) < chunks; ) {
+                try {
+                    body.run((int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks));
+                } catch (RuntimeException | Error e) {
+                    error = e;
+                } finally {
+                    done.incrementAndGet();
+                }
+            }
+        }
+    }
+
+    /** A daemon thread that runs each new job's chunks, spins {@link #SPIN_NANOS} for the next, then parks. */
+    private final class Helper extends Thread {
+        volatile boolean alive = true, parked;
+
+        Helper(String name) {
+            super(name);
+            setDaemon(true);
+        }
+
+        @Override
+        public void run() {
+            Job seen = null;
+            while (true) {
+                Job j = job;
+                if (j != seen && j != null) {
+                    seen = j;
+                    j.work();
+                    continue;
+                }
+                long t0 = System.nanoTime();
+                while ((j = job) == seen && System.nanoTime() - t0 < SPIN_NANOS) {
+                    Thread.yield(); // not onSpinWait: a helper that shares a core with the caller gives it back
+                }
+                if (j != seen) {
+                    continue;
+                }
+                parked = true;
+                if (job == seen) {
+                    LockSupport.parkNanos(this, KEEP_ALIVE_NANOS);
+                }
+                parked = false;
+                if (job == seen && System.nanoTime() - t0 >= KEEP_ALIVE_NANOS) {
+                    synchronized (WorkerPool.this) {
+                        if (job == seen) {
+                            alive = false; // the next call starts a new helper
+                            return;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /**

@@ -24,20 +24,33 @@ public final class DenseLinearCases {
      * Shapes around the vector widths and the panels (N and K not multiples of 4, 8, 16, 32; N from
      * one row to several panels of 16 and 32 rows, so M = 1 runs its four-panel and one-panel loops;
      * K over Sgemm's block of 384, so that K is cut in blocks, 385 into two uneven ones), M = 1, 2,
-     * 3, 17 and 64 for each, with a bias every other case.
+     * 3, 17 and 64 for each, with a bias every other case; then each shape once more with
+     * bfloat16 weights (DenseLinear's half-size layout: odd K, K blocks of odd depth, 385 and 775).
      */
     static List<Case> cases(long seed) {
         Random rnd = new Random(seed);
-        int[][] shapes = {{1, 7}, {37, 100}, {64, 128}, {50, 420}, {33, 1000}, {129, 264}, {300, 385}};
+        int[][] shapes = {{1, 7}, {37, 100}, {64, 128}, {50, 420}, {33, 1000}, {129, 264}, {300, 385}, {20, 775}};
         List<Case> out = new ArrayList<>();
         int i = 0;
-        for (int[] s : shapes) {
-            for (int M : new int[] {1, 2, 3, 17, 64}) {
-                boolean bias = i++ % 2 == 0;
-                out.add(random(rnd, s[0], s[1], M, bias));
+        for (boolean bf16 : new boolean[] {false, true}) {
+            for (int[] s : shapes) {
+                for (int M : new int[] {1, 2, 3, 17, 64}) {
+                    boolean bias = i++ % 2 == 0;
+                    Case c = random(rnd, s[0], s[1], M, bias);
+                    out.add(bf16 ? bf16(c) : c);
+                }
             }
         }
         return out;
+    }
+
+    /** c with its weights cut to bfloat16 (the low 16 bits cleared), as a bf16 folder's read as float32. */
+    static Case bf16(Case c) {
+        float[] w = c.W().clone();
+        for (int i = 0; i < w.length; i++) {
+            w[i] = Float.intBitsToFloat(Float.floatToRawIntBits(w[i]) & 0xFFFF0000);
+        }
+        return new Case(c.label() + " bf16", w, c.N(), c.K(), c.bias(), c.x(), c.M());
     }
 
     static Case random(Random rnd, int N, int K, int M, boolean bias) {

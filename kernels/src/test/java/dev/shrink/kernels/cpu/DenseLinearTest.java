@@ -157,6 +157,33 @@ class DenseLinearTest {
     }
 
     @Test
+    void bfloat16WeightsAreHeldInHalfTheMemory() {
+        Random rnd = new Random(SEED + 7);
+        for (int[] s : new int[][] {{384, 384}, {1024, 385}, {100, 37}}) {
+            int N = s[0], K = s[1];
+            Case c = DenseLinearCases.bf16(DenseLinearCases.random(rnd, N, K, 1, false));
+            DenseLinear d = DenseLinear.of(c.W(), N, K, null);
+            assertTrue(d.bf16(), N + "x" + K + " of bfloat16 values: held as float32");
+            long half = 2L * N * K;
+            assertTrue(d.bytes() >= half && d.bytes() < half + 4L * PanelLinear.P * K, N + "x" + K + ": " + d.bytes()
+                    + " bytes, expected " + half + " plus under one panel");
+            assertEquals(java.util.Arrays.toString(c.W()), java.util.Arrays.toString(d.weights()), "weights read back");
+            float[] row = new float[K + 3];
+            for (int n : new int[] {0, N / 2, N - 1}) {
+                d.row(n, row, 3);
+                assertEquals(java.util.Arrays.toString(java.util.Arrays.copyOfRange(c.W(), n * K, n * K + K)),
+                        java.util.Arrays.toString(java.util.Arrays.copyOfRange(row, 3, K + 3)), "row " + n);
+            }
+            c.W()[N * K - 1] = Math.nextUp(1f); // one weight that bfloat16 cannot hold
+            DenseLinear f = DenseLinear.of(c.W(), N, K, null);
+            assertTrue(!f.bf16(), N + "x" + K + " with a float32 weight: held as bfloat16");
+            f.row(N - 1, row, 3);
+            assertEquals(java.util.Arrays.toString(java.util.Arrays.copyOfRange(c.W(), (N - 1) * K, N * K)),
+                    java.util.Arrays.toString(java.util.Arrays.copyOfRange(row, 3, K + 3)), "float32 row " + (N - 1));
+        }
+    }
+
+    @Test
     void badShapesAreRefused() {
         float[] w = new float[16 * 64];
         assertThrows(IllegalArgumentException.class, () -> DenseLinear.of(w, 16, 63, null));

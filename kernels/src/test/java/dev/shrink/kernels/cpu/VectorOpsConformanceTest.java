@@ -312,6 +312,37 @@ class VectorOpsConformanceTest {
                 Arguments.of(70, 100, 4, 2, 32), Arguments.of(2, 400, 2, 2, 128));
     }
 
+    /**
+     * A decoding step (one query, the KV heads' query heads batched, V read in place) gives the bits
+     * of the last row of the whole sequence's attention, on 1 and 2 threads: keys past one Sgemm K
+     * block, head dims that are not a multiple of the vector width, a sliding window, a soft-cap.
+     */
+    @ParameterizedTest(name = "Tk={0} H={1} Hkv={2} D={3} window={4} cap={5}")
+    @MethodSource("decodeShapes")
+    void decodeStepIsTheLastRowOfTheSequence(int Tk, int H, int Hkv, int D, int window, float cap) {
+        Random rnd = new Random(Tk * 31L + H * 7L + D);
+        float[] q = random(rnd, Tk * H * D, 1.5f);
+        float[] k = random(rnd, Tk * Hkv * D, 1.5f);
+        float[] v = random(rnd, Tk * Hkv * D, 1f);
+        double scale = 1.0 / Math.sqrt(D) * (cap > 0 ? 3 : 1);
+        float[] all = nans(Tk * H * D);
+        one.attention(q, k, v, Tk, Tk, H, Hkv, D, window, scale, cap, all);
+        float[] last = java.util.Arrays.copyOfRange(all, (Tk - 1) * H * D, Tk * H * D);
+        float[] lastQ = java.util.Arrays.copyOfRange(q, (Tk - 1) * H * D, Tk * H * D);
+        for (VectorOps ops : List.of(one, two)) {
+            float[] out = nans(H * D);
+            ops.attention(lastQ, k, v, 1, Tk, H, Hkv, D, window, scale, cap, out);
+            assertArrayEquals(last, out, "threads=" + ops.threads());
+        }
+    }
+
+    static Stream<Arguments> decodeShapes() {
+        return Stream.of(
+                Arguments.of(1, 1, 1, 8, 0, 0f), Arguments.of(33, 6, 2, 64, 0, 0f), Arguments.of(400, 6, 2, 64, 0, 0f),
+                Arguments.of(500, 4, 1, LANES + 3, 0, 0f), Arguments.of(900, 2, 2, 4 * LANES + 5, 0, 0f),
+                Arguments.of(200, 8, 2, 128, 50, 0f), Arguments.of(130, 4, 4, 32, 0, 20f));
+    }
+
     @Test
     void attentionIsCausal() {
         // Changing a later key/value must not change earlier outputs.
