@@ -126,6 +126,11 @@ public final class CausalLM {
         return embed != null ? embed : headKernel.weights();
     }
 
+    /** Whether the head is the embedding matrix itself (tied), held once. */
+    public boolean tied() {
+        return embed == null || embed == head;
+    }
+
     /** The head [V, C] (made from its kernel, on request, where the model holds it only there). */
     public float[] head() {
         return head != null ? head : headKernel.weights();
