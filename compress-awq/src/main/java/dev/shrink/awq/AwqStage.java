@@ -995,12 +995,8 @@ public final class AwqStage {
             report.put("clips", r.clips());
             report.put("layers", r.layers());
             if (!r.experts().isEmpty()) {
-                Map<String, Object> e = new LinkedHashMap<>();
-                e.put("min_tokens", cfg.expertMinTokens().toString());
-                e.put("fallback", "no up -> down scale search and no clip search: zero-point round-to-nearest");
-                e.put("fallback_experts", r.experts().stream().mapToInt(b -> b.fallback().size()).sum());
-                e.put("blocks", r.experts());
-                report.put("experts", e);
+                report.put("experts", dev.shrink.core.forward.MoeBlocks.reportEntry(cfg.expertMinTokens(),
+                        "no up -> down scale search and no clip search: zero-point round-to-nearest", r.experts()));
             }
             AwqCheckpoint.write(dir, outDir, r.quantized(), r.modified(), cfg.groupSize(), export, report, overwrite,
                     AwqCheckpoint.DEFAULT_MAX_SHARD_BYTES, rotated);

@@ -1,5 +1,6 @@
 package dev.shrink.awq;
 
+import dev.shrink.eval.ArchFixtures;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -19,12 +20,10 @@ import dev.shrink.core.ops.Ops;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.eval.Perplexity;
 import dev.shrink.eval.WeightSources;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -39,24 +38,9 @@ class MoeAwqTest {
     @TempDir
     Path tmp;
 
-    static Path moeFixture() {
-        Path dir = Path.of("").toAbsolutePath();
-        while (dir != null && !Files.exists(dir.resolve("docs/JSON.md"))) {
-            dir = dir.getParent();
-        }
-        assertTrue(dir != null, "repository root not found");
-        return dir.resolve("eval/src/test/resources/arch/qwen2_moe");
-    }
 
     static int[][] windows(int n, int T, long seed) {
-        Random rnd = new Random(seed);
-        int[][] w = new int[n][T];
-        for (int[] row : w) {
-            for (int t = 0; t < T; t++) {
-                row[t] = 3 + rnd.nextInt(250);
-            }
-        }
-        return w;
+        return ArchFixtures.randomWindows(n, T, 3, 253, seed);
     }
 
     /** Each sparse block's routing (expert rows) of the tokens, in the model {@code lm}. */
@@ -89,7 +73,7 @@ class MoeAwqTest {
 
     @Test
     void expertsScaledRoutingKeptAndTheFolderEvaluates() throws Exception {
-        Path src = moeFixture(), out = tmp.resolve("awq");
+        Path src = ArchFixtures.path("qwen2_moe"), out = tmp.resolve("awq");
         Ops ops = Backends.select("cpu", 0);
         int[][] calib = windows(8, 32, 11);
         AwqStage.Config cfg = new AwqStage.Config(32, true, true, true, 4);
@@ -139,7 +123,7 @@ class MoeAwqTest {
     @Test
     void underRoutedExpertsGetNoDownScaling() {
         int[][] calib = windows(4, 16, 13);
-        try (ModelDir dir = ModelDir.open(moeFixture())) {
+        try (ModelDir dir = ModelDir.open(ArchFixtures.path("qwen2_moe"))) {
             AwqStage.Result all = AwqStage.run(dir, WeightSource.of(dir.weights()), calib,
                     new AwqStage.Config(32, true, false, true, 2, MoeBlocks.Threshold.parse("1", "t")), Backends.select("cpu", 0), true);
             long[] tokens = all.experts().get(0).tokens();

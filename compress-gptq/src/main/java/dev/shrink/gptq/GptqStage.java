@@ -490,12 +490,8 @@ public final class GptqStage {
      * block each expert's calibration tokens and those that fell back.
      */
     public static Map<String, Object> expertsReport(Config cfg, Result r) {
-        Map<String, Object> e = new LinkedHashMap<>();
-        e.put("min_tokens", cfg.expertMinTokens().toString());
-        e.put("fallback", "Hessian of every token of the block's MLP input");
-        e.put("fallback_experts", r.experts().stream().mapToInt(b -> b.fallback().size()).sum());
-        e.put("blocks", r.experts());
-        return e;
+        return MoeBlocks.reportEntry(cfg.expertMinTokens(), "Hessian of every token of the block's MLP input",
+                r.experts());
     }
 
     /**

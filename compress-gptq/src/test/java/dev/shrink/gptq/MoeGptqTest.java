@@ -1,5 +1,6 @@
 package dev.shrink.gptq;
 
+import dev.shrink.eval.ArchFixtures;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -18,12 +19,10 @@ import dev.shrink.core.ops.Ops;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.eval.Perplexity;
 import dev.shrink.eval.WeightSources;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -40,24 +39,9 @@ class MoeGptqTest {
     Path tmp;
 
     /** The committed Qwen2-MoE fixture (eval/src/test/resources/arch/qwen2_moe), from the repository root. */
-    static Path moeFixture() {
-        Path dir = Path.of("").toAbsolutePath();
-        while (dir != null && !Files.exists(dir.resolve("docs/JSON.md"))) {
-            dir = dir.getParent();
-        }
-        assertTrue(dir != null, "repository root not found");
-        return dir.resolve("eval/src/test/resources/arch/qwen2_moe");
-    }
 
     static int[][] windows(int n, int T, long seed, int vocab) {
-        Random rnd = new Random(seed);
-        int[][] w = new int[n][T];
-        for (int[] row : w) {
-            for (int t = 0; t < T; t++) {
-                row[t] = 3 + rnd.nextInt(vocab - 3);
-            }
-        }
-        return w;
+        return ArchFixtures.randomWindows(n, T, 3, vocab, seed);
     }
 
     static final QuantScheme W4G32 = QuantScheme.of(4, 32, true);
@@ -69,7 +53,7 @@ class MoeGptqTest {
 
     @Test
     void everyExpertQuantizedRouterKeptAndTheFolderEvaluates() throws Exception {
-        Path src = moeFixture(), out = tmp.resolve("gptq");
+        Path src = ArchFixtures.path("qwen2_moe"), out = tmp.resolve("gptq");
         Ops ops = Backends.select("cpu", 0);
         int[][] calib = windows(8, 32, 1, 256);
         GptqStage.Result r = GptqStage.compress(src, out, config(MoeBlocks.DEFAULT_MIN_TOKENS), calib,
@@ -130,7 +114,7 @@ class MoeGptqTest {
 
     @Test
     void underRoutedExpertsUseEveryTokenAndAreReported() {
-        Path src = moeFixture();
+        Path src = ArchFixtures.path("qwen2_moe");
         Ops ops = Backends.select("cpu", 0);
         int[][] calib = windows(4, 16, 3, 256);
         try (ModelDir dir = ModelDir.open(src)) {
@@ -174,7 +158,7 @@ class MoeGptqTest {
     @Test
     void awqScalesFirstCompensateTheRouter() {
         int[][] calib = windows(4, 16, 4, 256);
-        try (ModelDir dir = ModelDir.open(moeFixture())) {
+        try (ModelDir dir = ModelDir.open(ArchFixtures.path("qwen2_moe"))) {
             GptqStage.Result r = GptqStage.run(dir, WeightSource.of(dir.weights()), calib,
                     config("1").withMethods(true, false), Backends.select("cpu", 0), true);
             ArchitectureSpec spec = dir.spec();

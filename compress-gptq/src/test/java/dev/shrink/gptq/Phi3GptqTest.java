@@ -20,7 +20,6 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -38,14 +37,7 @@ class Phi3GptqTest {
     Path tmp;
 
     static int[][] windows(int n, int T, int vocab, long seed) {
-        Random rnd = new Random(seed);
-        int[][] w = new int[n][T];
-        for (int[] row : w) {
-            for (int t = 0; t < T; t++) {
-                row[t] = rnd.nextInt(vocab);
-            }
-        }
-        return w;
+        return ArchFixtures.randomWindows(n, T, 0, vocab, seed);
     }
 
     /** The layer's linear as the writer holds it: fp16 scales. */

@@ -48,6 +48,18 @@ public final class ArchFixtures {
         }
     }
 
+    /** n calibration windows of T token ids drawn uniformly from [from, to) with {@code seed}. */
+    public static int[][] randomWindows(int n, int T, int from, int to, long seed) {
+        java.util.Random rnd = new java.util.Random(seed);
+        int[][] w = new int[n][T];
+        for (int[] row : w) {
+            for (int t = 0; t < T; t++) {
+                row[t] = from + rnd.nextInt(to - from);
+            }
+        }
+        return w;
+    }
+
     /**
      * The logits [B·T, V] of the model {@code dir} with the weights {@code src} (the folder's own through
      * {@link WeightSources#forModel}, or an overlay) on the fixture {@code fixture}'s reference input ids.

@@ -326,12 +326,8 @@ public final class PruneStage {
         report.put("seconds", r.seconds());
         report.put("layers", r.layers());
         if (!r.experts().isEmpty()) {
-            Map<String, Object> e = new LinkedHashMap<>();
-            e.put("min_tokens", cfg.expertMinTokens().toString());
-            e.put("fallback", "norms of every token of the block's MLP input");
-            e.put("fallback_experts", r.experts().stream().mapToInt(b -> b.fallback().size()).sum());
-            e.put("blocks", r.experts());
-            report.put("experts", e);
+            report.put("experts", dev.shrink.core.forward.MoeBlocks.reportEntry(cfg.expertMinTokens(),
+                    "norms of every token of the block's MLP input", r.experts()));
         }
         return report;
     }

@@ -1,5 +1,6 @@
 package dev.shrink.prune;
 
+import dev.shrink.eval.ArchFixtures;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -12,11 +13,9 @@ import dev.shrink.core.model.ModelDir;
 import dev.shrink.core.ops.Backends;
 import dev.shrink.core.safetensors.WeightStore;
 import dev.shrink.core.sparse.SparsityPattern;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -30,24 +29,9 @@ class MoePruneTest {
     @TempDir
     Path tmp;
 
-    static Path moeFixture() {
-        Path dir = Path.of("").toAbsolutePath();
-        while (dir != null && !Files.exists(dir.resolve("docs/JSON.md"))) {
-            dir = dir.getParent();
-        }
-        assertTrue(dir != null, "repository root not found");
-        return dir.resolve("eval/src/test/resources/arch/qwen2_moe");
-    }
 
     static int[][] windows(int n, int T, long seed) {
-        Random rnd = new Random(seed);
-        int[][] w = new int[n][T];
-        for (int[] row : w) {
-            for (int t = 0; t < T; t++) {
-                row[t] = 3 + rnd.nextInt(250);
-            }
-        }
-        return w;
+        return ArchFixtures.randomWindows(n, T, 3, 253, seed);
     }
 
     @Test
@@ -55,8 +39,8 @@ class MoePruneTest {
         Path out = tmp.resolve("pruned");
         PruneStage.Config cfg = new PruneStage.Config("magnitude", new SparsityPattern.NofM(2, 4), null, List.of(),
                 List.of(), 4);
-        PruneStage.Result r = PruneStage.compress(moeFixture(), out, cfg, null, Backends.select("cpu", 0), true, false);
-        try (ModelDir dir = ModelDir.open(moeFixture()); WeightStore p = WeightStore.open(out)) {
+        PruneStage.Result r = PruneStage.compress(ArchFixtures.path("qwen2_moe"), out, cfg, null, Backends.select("cpu", 0), true, false);
+        try (ModelDir dir = ModelDir.open(ArchFixtures.path("qwen2_moe")); WeightStore p = WeightStore.open(out)) {
             ArchitectureSpec spec = dir.spec();
             ArchitectureSpec.Moe m = spec.moe();
             int experts = dir.config().moe().experts();
@@ -84,7 +68,7 @@ class MoePruneTest {
     @Test
     void wandaFallsBackForUnderRoutedExperts() {
         int[][] calib = windows(4, 16, 5);
-        try (ModelDir dir = ModelDir.open(moeFixture())) {
+        try (ModelDir dir = ModelDir.open(ArchFixtures.path("qwen2_moe"))) {
             PruneStage.Config own = new PruneStage.Config("wanda", new SparsityPattern.Unstructured(0.5), null, List.of(),
                     List.of(), 2, MoeBlocks.Threshold.parse("1", "test"));
             PruneStage.Result a = PruneStage.run(dir, WeightSource.of(dir.weights()), calib, own, Backends.select("cpu", 0), true);

@@ -7,6 +7,7 @@ import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.ops.Ops;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -357,6 +358,20 @@ public final class MoeBlocks {
     }
 
     /** The expert token counts of a block as a report's entry: each expert's tokens and those that fell back. */
+    /**
+     * A stage report's "experts" entry (docs/JSON.md): the threshold as given, the stage's rule for an
+     * expert under it ({@code fallback}, in words), how many experts took it, and per sparse block each
+     * expert's routed calibration tokens and the ones that fell back.
+     */
+    public static Map<String, Object> reportEntry(Threshold minTokens, String fallback, List<Report> blocks) {
+        Map<String, Object> e = new java.util.LinkedHashMap<>();
+        e.put("min_tokens", minTokens.toString());
+        e.put("fallback", fallback);
+        e.put("fallback_experts", blocks.stream().mapToInt(b -> b.fallback().size()).sum());
+        e.put("blocks", blocks);
+        return e;
+    }
+
     public record Report(int layer, long[] tokens, long threshold, List<Integer> fallback) {
     }
 
