@@ -351,9 +351,6 @@ public final class DeviceOps implements AutoCloseable {
             throw new IllegalArgumentException("flashAttention scratch of " + halves.bytes() + " bytes; needs "
                     + flashScratchBytes(M, H, Hkv, D));
         }
-        if ((long) H * B > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("flashAttention: " + B + " sequences of " + H + " heads is too many");
-        }
         long qh = halves.address(), kh = qh + 2L * M * H * D, vh = kh + 2L * M * Hkv * D;
         toHalf(q, qh, M * H * D);
         toHalf(k, kh, M * Hkv * D);
@@ -363,8 +360,14 @@ public final class DeviceOps implements AutoCloseable {
         }
         CudaKernel kernel = flashKernels.computeIfAbsent(D, dim -> flash.kernel("flash_attention_" + dim));
         int tiles = (T + 63) / 64, shared = 2 * 64 * (D + 8) * 2;
-        kernel.launch(tiles, H * B, 128, shared, qh, kh, vh, out, T, H, Hkv,
-                window > 0 && window < T ? window : 0, (float) scoreScale, softcap);
+        int perLaunch = Math.max(1, 65535 / H); // the grid's y (sequences × heads) is at most 65535
+        for (int b0 = 0; b0 < B; b0 += perLaunch) {
+            int n = Math.min(perLaunch, B - b0);
+            long rows = (long) b0 * T;
+            kernel.launch(tiles, H * n, 128, shared, qh + 2 * rows * H * D, kh + 2 * rows * Hkv * D,
+                    vh + 2 * rows * Hkv * D, out + 4 * rows * H * D, T, H, Hkv,
+                    window > 0 && window < T ? window : 0, (float) scoreScale, softcap);
+        }
     }
 
     // ---------------------------------------------------------------- loss

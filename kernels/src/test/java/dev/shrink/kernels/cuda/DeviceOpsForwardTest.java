@@ -210,12 +210,14 @@ class DeviceOpsForwardTest {
      * reference on the same inputs rounded to fp16, which leaves only the fp16 rounding of the softmax
      * weights (relative 2⁻¹¹ each) and float32 summation order: so 2e-3 of |v| ≤ 1 bounds it. Covers
      * tiles cut by T, grouped heads, several sequences, sliding windows, Gemma's scale and soft-cap,
-     * and peaky softmaxes (q of magnitude 4); out is poisoned first.
+     * peaky softmaxes (q of magnitude 4), and more sequences × heads than one launch's grid takes
+     * (2100 × 32 > 65535); out is poisoned first.
      */
     @ParameterizedTest(name = "B={0} T={1} H={2} Hkv={3} D={4} window={5} scale={6} softcap={7} |q|={8}")
     @CsvSource({"1, 1, 1, 1, 32, 0, 0, 0, 1", "3, 17, 6, 2, 64, 0, 0, 0, 1", "2, 130, 4, 4, 128, 0, 0, 0, 1",
             "1, 300, 8, 2, 128, 0, 0, 0, 4", "2, 200, 4, 2, 64, 50, 0, 0, 1", "1, 129, 2, 1, 96, 0, 0.0625, 30, 4",
-            "1, 70, 4, 2, 128, 64, 0, 50, 4", "1, 257, 2, 2, 128, 1, 0, 0, 1", "2, 64, 2, 1, 32, 0, 0, 0, 4"})
+            "1, 70, 4, 2, 128, 64, 0, 50, 4", "1, 257, 2, 2, 128, 1, 0, 0, 1", "2, 64, 2, 1, 32, 0, 0, 0, 4",
+            "2100, 2, 32, 8, 32, 0, 0, 0, 1"})
     void flashAttentionMatchesReferenceOnFp16Inputs(int B, int T, int H, int Hkv, int D, int window, double scale,
                                                      float softcap, float qMagnitude) {
         DeviceOps d = cuda.deviceOps();
