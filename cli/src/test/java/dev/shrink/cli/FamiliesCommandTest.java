@@ -100,16 +100,17 @@ class FamiliesCommandTest {
     }
 
     /**
-     * Distillation of Qwen3 (per-head q/k norms), Phi-3 (fused tensors) and Gemma 3 (sandwich block) into a
+     * Distillation of Qwen3 (per-head q/k norms), Phi-3 (fused tensors), Gemma 3 (sandwich block) and Gemma 2
+     * (query_pre_attn_scalar's scale, soft-capped attention scores and logits) into a
      * layer-dropped student of the same family: the folder holds the family's tensors (Phi-3's fused,
      * trained: not the teacher's bytes), the layers kept, and eval reads it.
      */
     @Test
     void distillOfQwen3AndPhi3WritesFoldersEvalReads() throws Exception {
         for (String[] f : new String[][] {{"qwen3", "self_attn.q_norm.weight"}, {"phi3", "self_attn.qkv_proj.weight"},
-                {"gemma3", "post_feedforward_layernorm.weight"}}) {
+                {"gemma3", "post_feedforward_layernorm.weight"}, {"gemma2", "self_attn.o_proj.weight"}}) {
             Path model = withTokenizer(f[0]), out = tmp.resolve("kd-" + f[0]);
-            String seqlen = f[0].equals("gemma3") ? "8" : "32"; // Gemma 3's fixture slides over 8 keys
+            String seqlen = f[0].startsWith("gemma") ? "8" : "32"; // Gemma 3's and Gemma 2's fixtures slide over 8 keys
             BadInputTest.Run r = BadInputTest.shrink("distill", "--teacher", model.toString(), "--drop-layers", "1",
                     "--work-dir", out.toString(), "--steps", "2", "--batch", "2", "--seqlen", seqlen, "--warmup", "1",
                     "--lr", "1e-3", "--calib-dataset", tmp.resolve("train.txt").toString(), "-q");
@@ -136,20 +137,23 @@ class FamiliesCommandTest {
         }
     }
 
-    /** What distillation does not train yet is refused in one line naming it, exit 2, no folder. */
+    /**
+     * What distillation does not train yet is refused in one line naming it, exit 2, no folder: the mixtures of
+     * experts, and Gemma 2 past its sliding window (training attends to every earlier key).
+     */
     @Test
-    void distillRefusesGemma2AndMixturesNamingWhatIsMissing() throws Exception {
+    void distillRefusesMixturesAndGemma2PastItsWindow() throws Exception {
         Path text = tmp.resolve("train.txt");
         Files.writeString(text, "a b c d e f g h\n".repeat(20));
         String[][] cases = {
-                {"gemma2", "distillation has no backward yet for gemma2's query_pre_attn_scalar's attention scale"
-                        + " (not 1/sqrt(head_dim)), soft-capped attention scores or logits"},
+                {"gemma2", "config.json: sliding_window 8 is shorter than --seqlen 16; distillation attends to all keys,"
+                        + " so use --seqlen 8 or less"},
                 {"mixtral", "mixture-of-experts models (mixtral) are not distilled yet"},
                 {"qwen3_moe", "mixture-of-experts models (qwen3_moe) are not distilled yet"}};
         for (String[] c : cases) {
             Path out = tmp.resolve("kd-" + c[0]);
             BadInputTest.Run r = BadInputTest.shrink("distill", "--teacher", fixture(c[0]).toString(), "--drop-layers", "1",
-                    "--work-dir", out.toString(), "--steps", "1", "--batch", "1", "--seqlen", "8",
+                    "--work-dir", out.toString(), "--steps", "1", "--batch", "1", "--seqlen", c[0].equals("gemma2") ? "16" : "8",
                     "--calib-dataset", text.toString(), "-q");
             assertEquals(2, r.code(), c[0] + ": " + r.err());
             assertTrue(r.err().startsWith("shrink: error: ") && r.err().strip().lines().count() == 1, c[0] + ": " + r.err());

@@ -125,9 +125,10 @@ public final class DistillRun {
         try (ModelDir tdir = ModelDir.open(r.teacher());
              ModelDir sdir = r.student() == null ? null : ModelDir.open(r.student())) {
             tdir.spec().requireDense(tdir.dir(), "distilled");
-            if (device != null && tdir.config().activation() != ModelConfig.Activation.SILU) {
-                throw ShrinkException.at(tdir.dir().resolve("config.json"), tdir.spec().family() + "'s GeGLU has no GPU "
-                        + "training kernel yet; distill it on the CPU (--device cpu)");
+            String noGpu = device == null ? null : noGpuKernel(tdir.config());
+            if (noGpu != null) {
+                throw ShrinkException.at(tdir.dir().resolve("config.json"), tdir.spec().family() + "'s " + noGpu
+                        + " no GPU training kernel yet; distill it on the CPU (--device cpu)");
             }
             Students students = sdir != null ? Students.fromFolder(sdir, ops, r.keepZeros())
                     : Students.dropLayers(tdir, r.dropLayers(), ops);
@@ -367,5 +368,23 @@ public final class DistillRun {
             throw ShrinkException.at(dir, "the distilled model is written, but its checkpoint could not be removed: "
                     + e.getMessage(), e);
         }
+    }
+
+    /**
+     * What of a model {@link CudaTrainOps} has no kernel for, as "X has" / "X, Y have", or null: GeGLU (Gemma),
+     * query_pre_attn_scalar's attention scale and soft-capped attention scores and logits (Gemma 2).
+     */
+    static String noGpuKernel(ModelConfig c) {
+        List<String> what = new ArrayList<>();
+        if (c.activation() != ModelConfig.Activation.SILU) {
+            what.add("GeGLU");
+        }
+        if (Math.abs(c.attentionScale() * Math.sqrt(c.headDim()) - 1) > 1e-12) {
+            what.add("query_pre_attn_scalar's attention scale");
+        }
+        if (c.attentionSoftcap() > 0 || c.finalSoftcap() > 0) {
+            what.add("soft-capped attention scores and logits");
+        }
+        return what.isEmpty() ? null : String.join(", ", what) + (what.size() == 1 ? " has" : " have");
     }
 }

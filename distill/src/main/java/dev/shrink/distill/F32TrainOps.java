@@ -232,8 +232,19 @@ public final class F32TrainOps implements TrainOps<float[]> {
     @Override
     public void attentionForward(float[] q, float[] k, float[] v, int B, int T, int H, int Hkv, int D,
                                  float[] out, float[] lse) {
+        attentionForward(q, k, v, B, T, H, Hkv, D, 1 / Math.sqrt(D), 0f, out, lse);
+    }
+
+    /**
+     * Scores S = Q·Kᵀ·scale (the GEMM's alpha, in float32), each visible one soft-capped to c·tanh(s/c) with c &gt; 0
+     * as the evaluation's {@link dev.shrink.kernels.cpu.VectorOps} does ({@link StrictMath#tanh}: the same bits in
+     * every JIT state), then the softmax.
+     */
+    @Override
+    public void attentionForward(float[] q, float[] k, float[] v, int B, int T, int H, int Hkv, int D, double scale0,
+                                 float softcap, float[] out, float[] lse) {
         int group = H / Hkv;
-        float scale = (float) (1 / Math.sqrt(D));
+        float scale = (float) scale0;
         par.forEach(B * H, task -> {
             int b = task / H, h = task % H, kh = h / group;
             float[] S = new float[Math.min(QUERY_BLOCK, T) * T]; // [rows, keys]
@@ -245,6 +256,11 @@ public final class F32TrainOps implements TrainOps<float[]> {
                 ops.gemm(false, true, rows, keys, D, scale, q, qOff, H * D, k, kOff, Hkv * D, 0f, S, 0, keys);
                 for (int r = 0; r < rows; r++) {
                     int visible = i0 + r + 1, row = r * keys;
+                    if (softcap > 0) {
+                        for (int j = row; j < row + visible; j++) {
+                            S[j] = cap(S[j], softcap);
+                        }
+                    }
                     // P = exp(S − max) / Σ; lse = max + log Σ
                     float max = max(S, row, visible);
                     double sum = expInPlace(S, row, visible, max);
@@ -256,6 +272,11 @@ public final class F32TrainOps implements TrainOps<float[]> {
                 ops.gemm(false, false, rows, D, keys, 1f, S, 0, keys, v, kOff, Hkv * D, 0f, out, qOff, H * D);
             }
         });
+    }
+
+    /** c·tanh(s/c) in float32, as the evaluation's attention and logits cap it. */
+    private static float cap(float s, float c) {
+        return (float) StrictMath.tanh(s / c) * c;
     }
 
     // ---- row kernels on the Vector API (exp from FastExp: the same bits in every JIT state) ----
@@ -328,22 +349,37 @@ public final class F32TrainOps implements TrainOps<float[]> {
     @Override
     public void attentionBackward(float[] dOut, float[] q, float[] k, float[] v, float[] out, float[] lse,
                                   int B, int T, int H, int Hkv, int D, float[] dq, float[] dk, float[] dv) {
+        attentionBackward(dOut, q, k, v, out, lse, B, T, H, Hkv, D, 1 / Math.sqrt(D), 0f, dq, dk, dv);
+    }
+
+    @Override
+    public void attentionBackward(float[] dOut, float[] q, float[] k, float[] v, float[] out, float[] lse,
+                                  int B, int T, int H, int Hkv, int D, double scale0, float softcap,
+                                  float[] dq, float[] dk, float[] dv) {
         int group = H / Hkv;
-        float scale = (float) (1 / Math.sqrt(D));
+        float scale = (float) scale0;
         par.forEach(B * Hkv, task -> {
             int b = task / Hkv, kh = task % Hkv;
             int blockRows = Math.min(QUERY_BLOCK, T);
             float[] P = new float[blockRows * T];  // [rows, keys]
             float[] dS = new float[blockRows * T]; // dP, then dS, [rows, keys]
+            float[] dCap = softcap > 0 ? new float[blockRows * T] : null; // 1 − tanh²(s/c) of the raw scores
             int kOff = (b * T * Hkv + kh) * D;
             for (int h = kh * group; h < (kh + 1) * group; h++) {
                 for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
                     int rows = Math.min(QUERY_BLOCK, T - i0), keys = i0 + rows;
                     int qOff = ((b * T + i0) * H + h) * D;
-                    // P = exp(Q·Kᵀ/√D − lse), recomputed (equal to the forward's up to float rounding)
+                    // P = exp(cap(Q·Kᵀ·scale) − lse), recomputed (equal to the forward's up to float rounding)
                     ops.gemm(false, true, rows, keys, D, scale, q, qOff, H * D, k, kOff, Hkv * D, 0f, P, 0, keys);
                     for (int r = 0; r < rows; r++) {
                         int visible = i0 + r + 1, row = r * keys;
+                        if (softcap > 0) {
+                            for (int j = row; j < row + visible; j++) {
+                                double t = StrictMath.tanh(P[j] / softcap);
+                                dCap[j] = (float) (1 - t * t);
+                                P[j] = (float) t * softcap;
+                            }
+                        }
                         expInPlace(P, row, visible, lse[(b * H + h) * T + i0 + r]);
                         Arrays.fill(P, row + visible, row + keys, 0f);
                     }
@@ -362,11 +398,35 @@ public final class F32TrainOps implements TrainOps<float[]> {
                         for (int j = 0; j < keys; j++) {
                             dS[row + j] = P[row + j] * (dS[row + j] - fdi);
                         }
+                        if (softcap > 0) {
+                            for (int j = 0; j < keys; j++) {
+                                dS[row + j] *= dCap[row + j]; // masked keys: P = 0 already
+                            }
+                        }
                     }
-                    // dQ += dS · K / √D ; dK[0..keys] += dSᵀ · Q / √D
+                    // dQ += dS · K · scale ; dK[0..keys] += dSᵀ · Q · scale
                     ops.gemm(false, false, rows, D, keys, scale, dS, 0, keys, k, kOff, Hkv * D, 1f, dq, qOff, H * D);
                     ops.gemm(true, false, keys, D, rows, scale, dS, 0, keys, q, qOff, H * D, 1f, dk, kOff, Hkv * D);
                 }
+            }
+        });
+    }
+
+    @Override
+    public void softcapForward(float[] x, float cap, int n) {
+        par.forRange(n, GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                x[i] = cap(x[i], cap);
+            }
+        });
+    }
+
+    @Override
+    public void softcapBackward(float[] dy, float[] x, float cap, int n) {
+        par.forRange(n, GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                double t = StrictMath.tanh(x[i] / cap);
+                dy[i] = (float) (dy[i] * (1 - t * t));
             }
         });
     }

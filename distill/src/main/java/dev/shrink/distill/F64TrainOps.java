@@ -169,8 +169,18 @@ public final class F64TrainOps implements TrainOps<double[]> {
     @Override
     public void attentionForward(double[] q, double[] k, double[] v, int B, int T, int H, int Hkv, int D,
                                  double[] out, double[] lse) {
+        attentionForward(q, k, v, B, T, H, Hkv, D, 1 / Math.sqrt(D), 0f, out, lse);
+    }
+
+    /** The score of a scaled dot product {@code raw} = (q·k)·scale: c·tanh(raw/c) with a cap c &gt; 0, else raw. */
+    private static double capped(double raw, float softcap) {
+        return softcap > 0 ? softcap * Math.tanh(raw / softcap) : raw;
+    }
+
+    @Override
+    public void attentionForward(double[] q, double[] k, double[] v, int B, int T, int H, int Hkv, int D,
+                                 double scale, float softcap, double[] out, double[] lse) {
         int group = H / Hkv;
-        double scale = 1 / Math.sqrt(D);
         double[] s = new double[T];
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < H; h++) {
@@ -184,7 +194,7 @@ public final class F64TrainOps implements TrainOps<double[]> {
                         for (int d = 0; d < D; d++) {
                             dot += q[qi + d] * k[kj + d];
                         }
-                        s[j] = dot * scale;
+                        s[j] = capped(dot * scale, softcap);
                         max = Math.max(max, s[j]);
                     }
                     double sum = 0;
@@ -211,8 +221,15 @@ public final class F64TrainOps implements TrainOps<double[]> {
     @Override
     public void attentionBackward(double[] dOut, double[] q, double[] k, double[] v, double[] out, double[] lse,
                                   int B, int T, int H, int Hkv, int D, double[] dq, double[] dk, double[] dv) {
+        attentionBackward(dOut, q, k, v, out, lse, B, T, H, Hkv, D, 1 / Math.sqrt(D), 0f, dq, dk, dv);
+    }
+
+    @Override
+    public void attentionBackward(double[] dOut, double[] q, double[] k, double[] v, double[] out, double[] lse,
+                                  int B, int T, int H, int Hkv, int D, double scale, float softcap,
+                                  double[] dq, double[] dk, double[] dv) {
         int group = H / Hkv;
-        double scale = 1 / Math.sqrt(D);
+        double[] dcap = new double[T]; // ∂(capped score)/∂(raw score): 1 − tanh²(raw/c), or 1
         double[] p = new double[T];
         double[] dp = new double[T];
         for (int b = 0; b < B; b++) {
@@ -232,12 +249,14 @@ public final class F64TrainOps implements TrainOps<double[]> {
                             dot += q[qi + d] * k[kj + d];
                             dpj += dOut[qi + d] * v[kj + d];
                         }
-                        p[j] = Math.exp(dot * scale - l);
+                        double raw = dot * scale, t = softcap > 0 ? Math.tanh(raw / softcap) : 0;
+                        p[j] = Math.exp(capped(raw, softcap) - l);
                         dp[j] = dpj;
+                        dcap[j] = 1 - t * t;
                     }
                     for (int j = 0; j <= i; j++) {
                         int kj = ((b * T + j) * Hkv + kh) * D;
-                        double ds = p[j] * (dp[j] - di);
+                        double ds = p[j] * (dp[j] - di) * dcap[j];
                         for (int d = 0; d < D; d++) {
                             dv[kj + d] += p[j] * dOut[qi + d];
                             dq[qi + d] += ds * k[kj + d] * scale;
@@ -246,6 +265,21 @@ public final class F64TrainOps implements TrainOps<double[]> {
                     }
                 }
             }
+        }
+    }
+
+    @Override
+    public void softcapForward(double[] x, float cap, int n) {
+        for (int i = 0; i < n; i++) {
+            x[i] = cap * Math.tanh(x[i] / cap);
+        }
+    }
+
+    @Override
+    public void softcapBackward(double[] dy, double[] x, float cap, int n) {
+        for (int i = 0; i < n; i++) {
+            double t = Math.tanh(x[i] / cap);
+            dy[i] *= 1 - t * t;
         }
     }
 

@@ -15,7 +15,8 @@ import java.util.Map;
  * heads, Qwen3's per-head RMSNorms of q and k before RoPE where the block has them, SwiGLU, final
  * RMSNorm, head; Gemma 3's sandwich block as the same wiring with data of its spec and config:
  * RMSNorms of the attention and MLP outputs before the residual adds, every norm multiplying by
- * (1 + w), embeddings times √hidden, GeGLU, a RoPE per layer type), keeping what each op's backward
+ * (1 + w), embeddings times √hidden, GeGLU, a RoPE per layer type; Gemma 2's as Gemma 3's without q/k norms, with
+ * query_pre_attn_scalar's attention scale and soft-capped attention scores and logits), keeping what each op's backward
  * needs, and the backward
  * through every op in reverse order. Written once against {@link TrainOps}, so the same wiring runs
  * in float64 (the gradient checks) and float32 (training).
@@ -145,6 +146,9 @@ public final class TrainModel<A> {
         ops.rmsNormForward(x, norm(w.finalNorm), cfg.rmsNormEps(), M, C, hF, rstdF);
         A logits = ops.zeros(M * V);
         ops.linearForward(hF, w.head, null, M, C, V, logits);
+        if (cfg.finalSoftcap() > 0) {
+            ops.softcapForward(logits, cfg.finalSoftcap(), M * V); // Gemma 2: c·tanh(z/c), as the evaluation's logits
+        }
         return new Pass<>(tokens.clone(), B, T, acts, x, rstdF, hF, logits);
     }
 
@@ -175,9 +179,10 @@ public final class TrainModel<A> {
         RopeTable rope = rope(layer, T);
         ops.ropeForward(q, B, T, H, D, rope);
         ops.ropeForward(k, B, T, Hkv, D, rope);
-        // attn = softmax(q·kᵀ/√D)·v; xMid = x + attn·Woᵀ (Gemma: x + RMSNorm(attn·Woᵀ))
+        // attn = softmax(cap(q·kᵀ·scale))·v (scale 1/√D, Gemma's query_pre_attn_scalar^-0.5; Gemma 2's cap c·tanh(s/c));
+        // xMid = x + attn·Woᵀ (Gemma: x + RMSNorm(attn·Woᵀ))
         A attn = ops.zeros(M * qDim), lse = ops.zeros(B * H * T);
-        ops.attentionForward(q, k, v, B, T, H, Hkv, D, attn, lse);
+        ops.attentionForward(q, k, v, B, T, H, Hkv, D, cfg.attentionScale(), cfg.attentionSoftcap(), attn, lse);
         A o = ops.zeros(M * C);
         ops.linearForward(attn, b.w().get(Role.O), b.b().get(Role.O), M, qDim, C, o);
         A oPre = null, rstdO = null;
@@ -221,12 +226,20 @@ public final class TrainModel<A> {
     /**
      * The backward of {@code p}: adds ∂loss/∂θ into {@code grads} for every parameter θ.
      *
-     * @param dLogits ∂loss/∂logits: [M, V]
+     * @param dLogits ∂loss/∂logits: [M, V]; where the logits are soft-capped (Gemma 2) it is turned in place into
+     *                the gradient of the uncapped ones (the logits before the cap are recomputed from hF for that,
+     *                an [M, V] array for the while, rather than kept through the step)
      * @param dHidden per block, ∂loss/∂(that block's output) [M, C] from losses on hidden states
      *                (null entries, or a null list, for none)
      */
     public void backward(Pass<A> p, A dLogits, List<A> dHidden, Weights<A> grads) {
         int C = cfg.hidden(), V = cfg.vocab(), M = p.B() * p.T();
+        if (cfg.finalSoftcap() > 0) {
+            // logits = c·tanh(z/c): dz = dLogits·(1 − tanh²(z/c)), z = hF·headᵀ recomputed
+            A z = ops.zeros(M * V);
+            ops.linearForward(p.hF(), w.head, null, M, C, V, z);
+            ops.softcapBackward(dLogits, z, cfg.finalSoftcap(), M * V);
+        }
         // logits = hF·headᵀ
         A dhF = ops.zeros(M * C);
         ops.linearBackward(dLogits, p.hF(), w.head, M, C, V, dhF, grads.head, null);
@@ -276,7 +289,8 @@ public final class TrainModel<A> {
         A dAttn = ops.zeros(M * qDim);
         ops.linearBackward(dO, a.attn(), b.w().get(Role.O), M, qDim, C, dAttn, g.w().get(Role.O), g.b().get(Role.O));
         A dq = ops.zeros(M * qDim), dk = ops.zeros(M * kvDim), dv = ops.zeros(M * kvDim);
-        ops.attentionBackward(dAttn, a.q(), a.k(), a.v(), a.attn(), a.lse(), B, T, H, Hkv, D, dq, dk, dv);
+        ops.attentionBackward(dAttn, a.q(), a.k(), a.v(), a.attn(), a.lse(), B, T, H, Hkv, D, cfg.attentionScale(),
+                cfg.attentionSoftcap(), dq, dk, dv);
         RopeTable rope = rope(layer, T);
         ops.ropeBackward(dq, B, T, H, D, rope);
         ops.ropeBackward(dk, B, T, Hkv, D, rope);

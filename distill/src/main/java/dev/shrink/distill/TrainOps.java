@@ -114,6 +114,56 @@ public interface TrainOps<A> {
     void attentionBackward(A dOut, A q, A k, A v, A out, A lse, int B, int T, int H, int Hkv, int D,
                            A dq, A dk, A dv);
 
+    /**
+     * {@link #attentionForward} with a family's score math (core's {@link dev.shrink.core.ops.Ops#attention(float[],
+     * float[], float[], int, int, int, int, int, int, double, float, float[])} for evaluation): s = (q·k)·{@code scale}
+     * (Gemma's query_pre_attn_scalar^-0.5), then with {@code softcap} c &gt; 0 (Gemma 2's attn_logit_softcapping)
+     * s = c·tanh(s/c), before the causal mask and the softmax; lse is of the capped scores. This default runs the
+     * plain op for scale = 1/√D without a cap and throws otherwise (a backend without it: DistillRun refuses
+     * those models on it up front).
+     */
+    default void attentionForward(A q, A k, A v, int B, int T, int H, int Hkv, int D, double scale, float softcap,
+                                  A out, A lse) {
+        requirePlain(D, scale, softcap);
+        attentionForward(q, k, v, B, T, H, Hkv, D, out, lse);
+    }
+
+    /**
+     * Backward of the scaled, soft-capped {@link #attentionForward(Object, Object, Object, int, int, int, int, int,
+     * double, float, Object, Object)}: with dS the gradient of the capped scores (as in the plain op), the raw
+     * scores' is dS ⊙ (1 − tanh²(s/c)) (s the scaled, uncapped score), and dQ += that·K·scale, dK += itsᵀ·Q·scale.
+     */
+    default void attentionBackward(A dOut, A q, A k, A v, A out, A lse, int B, int T, int H, int Hkv, int D,
+                                   double scale, float softcap, A dq, A dk, A dv) {
+        requirePlain(D, scale, softcap);
+        attentionBackward(dOut, q, k, v, out, lse, B, T, H, Hkv, D, dq, dk, dv);
+    }
+
+    private void requirePlain(int D, double scale, float softcap) {
+        if (softcap != 0 || scale != 1.0 / Math.sqrt(D)) {
+            throw new UnsupportedOperationException(name() + ": attention with scale " + scale + " and soft-cap "
+                    + softcap);
+        }
+    }
+
+    // ---- soft-capping (Gemma 2's final logits) ----
+
+    /**
+     * x[i] = c·tanh(x[i]/c) in place for i &lt; n (c = {@code cap} &gt; 0), as the evaluation's
+     * {@link dev.shrink.core.forward.Forward#capLogits}. This default throws (a backend without it).
+     */
+    default void softcapForward(A x, float cap, int n) {
+        throw new UnsupportedOperationException(name() + ": soft-capping");
+    }
+
+    /**
+     * Backward of {@link #softcapForward} in place on dy: dy[i] *= 1 − tanh²(x[i]/c), x the values
+     * <em>before</em> the cap. This default throws (a backend without it).
+     */
+    default void softcapBackward(A dy, A x, float cap, int n) {
+        throw new UnsupportedOperationException(name() + ": soft-capping");
+    }
+
     // ---- SwiGLU ----
 
     /** out[i] = silu(g[i]) · u[i], silu(g) = g·σ(g); n elements. out must not alias g or u. */

@@ -135,18 +135,13 @@ public final class Weights<A> {
      * "FAMILY's X, Y", or null when it trains it: LLaMA's block, with q/k/v biases (Qwen2), per-head
      * q/k norms (Qwen3), fused checkpoint tensors (Phi-3, split when read) and Gemma 3's sandwich block
      * ((1 + w) norms of the sub-blocks' inputs and outputs, scaled embeddings, GeGLU, a RoPE per layer
-     * type) included; Gemma 2's soft-capped scores are not.
+     * type) and Gemma 2's (query_pre_attn_scalar's attention scale, soft-capped attention scores and logits)
+     * included; a mixture-of-experts MLP is not.
      */
     public static String unsupported(ArchitectureSpec spec, ModelConfig cfg) {
         List<String> what = new ArrayList<>();
         if (spec.moe() != null) {
             what.add("mixture-of-experts MLP");
-        }
-        if (Math.abs(cfg.attentionScale() * Math.sqrt(cfg.headDim()) - 1) > 1e-12) {
-            what.add("query_pre_attn_scalar's attention scale (not 1/sqrt(head_dim))");
-        }
-        if (cfg.attentionSoftcap() > 0 || cfg.finalSoftcap() > 0) {
-            what.add("soft-capped attention scores or logits");
         }
         return what.isEmpty() ? null : spec.family() + "'s " + String.join(", ", what);
     }

@@ -257,6 +257,13 @@ class DistillRunTest {
                 config(2, 0), txt, "source"), ModelDirSource::of, null, ops, new F64TrainOps(), DistillStage.Listener.NONE));
         assertEquals(gemma3.resolve("config.json") + ": gemma3's GeGLU has no GPU training kernel yet; distill it on the"
                 + " CPU (--device cpu)", gpu.getMessage());
+        // Gemma 2 likewise, naming its scale and soft-caps too
+        Path gemma2 = dev.shrink.eval.ArchFixtures.path("gemma2");
+        ShrinkException gpu2 = assertThrows(ShrinkException.class, () -> DistillRun.run(request(gemma2, null, List.of(1), out,
+                config(2, 0), txt, "source"), ModelDirSource::of, null, ops, new F64TrainOps(), DistillStage.Listener.NONE));
+        assertEquals(gemma2.resolve("config.json") + ": gemma2's GeGLU, query_pre_attn_scalar's attention scale, soft-capped"
+                + " attention scores and logits have no GPU training kernel yet; distill it on the CPU (--device cpu)",
+                gpu2.getMessage());
         assertFalse(Files.exists(out), "no output after a refusal");
         assertFalse(Files.exists(tmp.resolve("out.checkpoint")), "no checkpoint after a refusal");
     }

@@ -134,6 +134,38 @@ class F32ConformanceTest {
         close("attention dq", dq64, dq32, rtol);
         close("attention dk", dk64, dk32, rtol);
         close("attention dv", dv64, dv32, rtol);
+        // Gemma 2's: query_pre_attn_scalar's scale and soft-capped scores (cap 2: scores well into its bend)
+        double gScale = 0.6;
+        float cap = 2f;
+        o32 = new float[q.length];
+        lse32 = new float[B * H * T];
+        o64 = new double[q.length];
+        lse64 = new double[B * H * T];
+        f.attentionForward(q, k, v, B, T, H, Hkv, D, gScale, cap, o32, lse32);
+        REF.attentionForward(wide(q), wide(k), wide(v), B, T, H, Hkv, D, gScale, cap, o64, lse64);
+        close("capped attention out", o64, o32, rtol);
+        close("capped attention lse", lse64, lse32, rtol);
+        dq32 = new float[q.length];
+        dk32 = new float[k.length];
+        dv32 = new float[v.length];
+        dq64 = new double[q.length];
+        dk64 = new double[k.length];
+        dv64 = new double[v.length];
+        f.attentionBackward(dOut, q, k, v, o32, lse32, B, T, H, Hkv, D, gScale, cap, dq32, dk32, dv32);
+        REF.attentionBackward(wide(dOut), wide(q), wide(k), wide(v), o64, lse64, B, T, H, Hkv, D, gScale, cap, dq64, dk64, dv64);
+        close("capped attention dq", dq64, dq32, rtol);
+        close("capped attention dk", dk64, dk32, rtol);
+        close("capped attention dv", dv64, dv32, rtol);
+
+        // soft-capped logits (Gemma 2)
+        float[] zc = random(rnd, 1000, 3), dz = random(rnd, 1000, 1), c32 = zc.clone();
+        double[] c64 = wide(zc), dz64 = wide(dz);
+        f.softcapForward(c32, 1.5f, zc.length);
+        REF.softcapForward(c64, 1.5f, zc.length);
+        close("softcap", c64, c32, 1e-6);
+        f.softcapBackward(dz, zc, 1.5f, zc.length);
+        REF.softcapBackward(dz64, wide(zc), 1.5f, zc.length);
+        close("softcap back", dz64, dz, 1e-6);
 
         // SwiGLU
         int n = 1000;
@@ -206,10 +238,14 @@ class F32ConformanceTest {
             f.attentionForward(q, k, v, B, T, H, Hkv, D, o, lse);
             float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
             f.attentionBackward(dOut, q, k, v, o, lse, B, T, H, Hkv, D, dq, dk, dv);
+            float[] oc = new float[q.length], lsec = new float[B * H * T];
+            f.attentionForward(q, k, v, B, T, H, Hkv, D, 0.2, 1.5f, oc, lsec);
+            float[] dqc = new float[q.length], dkc = new float[k.length], dvc = new float[v.length];
+            f.attentionBackward(dOut, q, k, v, oc, lsec, B, T, H, Hkv, D, 0.2, 1.5f, dqc, dkc, dvc);
             float[] y = new float[x.length], r = new float[B * T], dx = new float[x.length], dw = new float[C];
             f.rmsNormForward(x, w, 1e-5, B * T, C, y, r);
             f.rmsNormBackward(y, x, w, r, B * T, C, dx, dw);
-            float[][] all = {o, lse, dq, dk, dv, dx, dw, {(float) f.sumSquares(dq)}};
+            float[][] all = {o, lse, dq, dk, dv, dx, dw, {(float) f.sumSquares(dq)}, oc, lsec, dqc, dkc, dvc};
             if (first == null) {
                 first = all;
             } else {

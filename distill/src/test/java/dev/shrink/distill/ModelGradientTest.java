@@ -7,9 +7,11 @@ import dev.shrink.core.forward.CausalLM;
 import dev.shrink.core.forward.FusedLinears;
 import dev.shrink.core.forward.Taps;
 import dev.shrink.core.forward.WeightSource;
+import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.model.ModelDir;
 import dev.shrink.eval.ArchFixtures;
 import dev.shrink.kernels.cpu.VectorOps;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -126,6 +128,70 @@ class ModelGradientTest {
     }
 
     /**
+     * Gemma 2 (the fixture: 3 layers, head_dim 16, query_pre_attn_scalar 24, tied embeddings, no q/k norms): the
+     * attention's scale 24^-0.5 and the soft-caps, first as config.json sets them (50 and 30, which change the
+     * fixture's small logits by 0.4 %), then with caps small enough that tanh bends them (asserted), so that the
+     * (1 − tanh²) factors of the scores' and the logits' backward are what the finite differences check.
+     */
+    @Test
+    void gemma2GradientMatchesFiniteDifferences() throws Exception {
+        try (ModelDir dir = ModelDir.open(ArchFixtures.path("gemma2"))) {
+            ModelConfig cfg = dir.config();
+            assertTrue(cfg.attentionSoftcap() == 50f && cfg.finalSoftcap() == 30f && dir.spec().qNorm() == null);
+            assertEquals(Math.pow(24, -0.5), cfg.attentionScale(), 1e-15);
+            List<String> names = List.of("model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+                    "model.layers.1.self_attn.q_proj.weight", "model.layers.2.self_attn.k_proj.weight",
+                    "model.layers.0.self_attn.v_proj.weight", "model.layers.1.self_attn.o_proj.weight",
+                    "model.layers.2.post_attention_layernorm.weight", "model.layers.0.pre_feedforward_layernorm.weight",
+                    "model.layers.1.post_feedforward_layernorm.weight", "model.layers.2.mlp.gate_proj.weight",
+                    "model.layers.0.mlp.up_proj.weight", "model.layers.1.mlp.down_proj.weight", "model.norm.weight");
+            assertEquals(39, checkFiniteDifferences(dir, cfg, names, 27));
+            double attnBend = bend(dir, withCaps(dir, ATTN_CAP, 0)), logitBend = bend(dir, withCaps(dir, 0, LOGIT_CAP));
+            assertTrue(attnBend > 0.05 && logitBend > 0.2, "the small caps change the logits by " + attnBend + " and "
+                    + logitBend + " (relative)");
+            ModelConfig tight = withCaps(dir, ATTN_CAP, LOGIT_CAP);
+            assertEquals(39, checkFiniteDifferences(dir, tight, names, 28));
+        }
+    }
+
+    /** Caps that bend the Gemma 2 fixture's attention scores and logits. */
+    private static final double ATTN_CAP = 0.05, LOGIT_CAP = 0.3;
+
+    /** {@code dir}'s config with other attn_logit_softcapping and final_logit_softcapping (≤ 0: none). */
+    static ModelConfig withCaps(ModelDir dir, double attention, double logits) throws java.io.IOException {
+        Path file = dir.dir().resolve("config.json");
+        var root = (com.fasterxml.jackson.databind.node.ObjectNode) new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree(file.toFile());
+        for (String key : new String[] {"attn_logit_softcapping", "final_logit_softcapping"}) {
+            double cap = key.startsWith("attn") ? attention : logits;
+            if (cap > 0) {
+                root.put(key, cap);
+            } else {
+                root.putNull(key); // no cap
+            }
+        }
+        return ModelConfig.parse(root, file);
+    }
+
+    /** How much {@code cfg}'s caps change the logits: max |capped − uncapped| / max |uncapped| (float64, T tokens). */
+    private static double bend(ModelDir dir, ModelConfig cfg) throws java.io.IOException {
+        F64TrainOps ops = new F64TrainOps();
+        int[] tokens = tokens(cfg.vocab(), new Random(3));
+        double[][] z = new double[2][];
+        ModelConfig[] both = {cfg, withCaps(dir, 0, 0)}; // capped, uncapped
+        for (int i = 0; i < 2; i++) {
+            z[i] = new TrainModel<>(ops, Weights.load(FusedLinears.of(dir), both[i], dir.spec(), ops), T)
+                    .forward(tokens, B, T).logits();
+        }
+        double diff = 0, ref = 0;
+        for (int i = 0; i < z[0].length; i++) {
+            diff = Math.max(diff, Math.abs(z[0][i] - z[1][i]));
+            ref = Math.max(ref, Math.abs(z[1][i]));
+        }
+        return diff / ref;
+    }
+
+    /**
      * Phi-3 (the fixture: fused qkv_proj and gate_up_proj, read apart; LongRoPE, whose attention factor
      * scales cos and sin, so its rotation is not orthogonal and its backward must scale alike).
      */
@@ -144,11 +210,16 @@ class ModelGradientTest {
      * random entries of each named tensor (embedding entries in rows in use); returns the count checked.
      */
     private static int checkFiniteDifferences(ModelDir dir, List<String> names, long seed) {
+        return checkFiniteDifferences(dir, dir.config(), names, seed);
+    }
+
+    /** {@link #checkFiniteDifferences(ModelDir, List, long)} with the model's config replaced by {@code cfg}. */
+    private static int checkFiniteDifferences(ModelDir dir, ModelConfig cfg, List<String> names, long seed) {
         F64TrainOps ops = new F64TrainOps();
-        Weights<double[]> w = Weights.load(FusedLinears.of(dir), dir.config(), dir.spec(), ops);
+        Weights<double[]> w = Weights.load(FusedLinears.of(dir), cfg, dir.spec(), ops);
         TrainModel<double[]> model = new TrainModel<>(ops, w, T);
         Random rnd = new Random(seed);
-        int V = dir.config().vocab(), C = dir.config().hidden();
+        int V = cfg.vocab(), C = cfg.hidden();
         int[] tokens = tokens(V, rnd);
         double[] teacher = ops.adopt(noise(rnd, B * T * V, 2));
         double[] hiddenTarget = ops.adopt(noise(rnd, B * T * C, 1));
@@ -183,7 +254,8 @@ class ModelGradientTest {
 
     @Test
     void float32GradientMatchesFloat64() {
-        for (var model : List.of(TestSupport.stories(), ArchFixtures.path("qwen3"), ArchFixtures.path("gemma3"))) {
+        for (var model : List.of(TestSupport.stories(), ArchFixtures.path("qwen3"), ArchFixtures.path("gemma3"),
+                ArchFixtures.path("gemma2"))) {
           try (ModelDir dir = ModelDir.open(model)) {
             WeightSource src = WeightSource.of(dir.weights());
             F64TrainOps o64 = new F64TrainOps();
@@ -224,15 +296,15 @@ class ModelGradientTest {
     /**
      * The training forward's logits are the evaluation decoder's, on the LLaMA fixtures and the Qwen3 and
      * Phi-3 fixtures transformers made (Phi-3's fused tensors split as the stages read them; 64 tokens
-     * use its short LongRoPE factors, 80 its long ones and attention factor), and Gemma 3's within its
-     * sliding window.
+     * use its short LongRoPE factors, 80 its long ones and attention factor), and Gemma 3's and Gemma 2's
+     * (query_pre_attn_scalar's scale, soft-capped scores and logits) within their sliding windows.
      */
     @Test
     void trainingForwardIsTheEvaluationForward() {
         for (var model : List.of(TestSupport.stories(), TestSupport.fixture(), ArchFixtures.path("qwen3"),
-                ArchFixtures.path("phi3"), ArchFixtures.path("gemma3"))) {
+                ArchFixtures.path("phi3"), ArchFixtures.path("gemma3"), ArchFixtures.path("gemma2"))) {
           try (ModelDir dir = ModelDir.open(model)) {
-            // Gemma 3's fixture slides over 8 keys, which training does not (distill refuses --seqlen past it)
+            // Gemma 3's and Gemma 2's fixtures slide over 8 keys, which training does not (distill refuses --seqlen past it)
             int window = dir.config().shortestWindow();
             for (int Tq : window > 0 ? new int[] {window} : new int[] {64, 80}) {
                 WeightSource src = FusedLinears.of(dir);

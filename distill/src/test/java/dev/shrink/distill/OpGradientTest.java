@@ -178,6 +178,67 @@ class OpGradientTest {
         }
     }
 
+    /**
+     * Gemma 2's attention: a scale that is not 1/√D and scores soft-capped to c·tanh(s/c), with scores out to
+     * about ±c where the cap bends them; dropping the (1 − tanh²) factor or the scale from dq/dk fails it.
+     */
+    @Test
+    void attentionWithScaleAndSoftcap() {
+        Random rnd = new Random(15);
+        int B = 2, T = 5, H = 4, Hkv = 2, D = 4;
+        double scale = 0.3;
+        float cap = 2f;
+        double[] q = random(rnd, B * T * H * D, 1.5), k = random(rnd, B * T * Hkv * D, 1.5), v = random(rnd, B * T * Hkv * D, 1);
+        double[] r = random(rnd, B * T * H * D, 1);
+        Supplier<Double> loss = () -> {
+            double[] out = new double[B * T * H * D];
+            OPS.attentionForward(q, k, v, B, T, H, Hkv, D, scale, cap, out, new double[B * H * T]);
+            return dot(r, out);
+        };
+        double[] out = new double[B * T * H * D], lse = new double[B * H * T];
+        OPS.attentionForward(q, k, v, B, T, H, Hkv, D, scale, cap, out, lse);
+        double[] dq = new double[q.length], dk = new double[k.length], dv = new double[v.length];
+        OPS.attentionBackward(r, q, k, v, out, lse, B, T, H, Hkv, D, scale, cap, dq, dk, dv);
+        check("dq", q, dq, loss);
+        check("dk", k, dk, loss);
+        check("dv", v, dv, loss);
+        // the first query of each head sees one key: its lse is that key's capped score, which the cap bent
+        double bent = 0;
+        for (int h = 0; h < H; h++) {
+            double s = dot(slice(q, h * D, D), slice(k, (h / (H / Hkv)) * D, D)) * scale;
+            assertEquals(cap * Math.tanh(s / cap), lse[h * T], 1e-14);
+            bent = Math.max(bent, Math.abs(s - lse[h * T]));
+        }
+        assertTrue(bent > 0.05, "the scores are within the cap's linear range: " + bent);
+        // 1/√D and no cap is the plain op
+        double[] plain = new double[out.length], plainLse = new double[lse.length], general = new double[out.length];
+        OPS.attentionForward(q, k, v, B, T, H, Hkv, D, plain, plainLse);
+        OPS.attentionForward(q, k, v, B, T, H, Hkv, D, 1 / Math.sqrt(D), 0f, general, new double[lse.length]);
+        assertEquals(java.util.Arrays.toString(plain), java.util.Arrays.toString(general));
+    }
+
+    /** Soft-capping (Gemma 2's logits) with values out to ±3c: dy·(1 − tanh²(x/c)). */
+    @Test
+    void softcap() {
+        Random rnd = new Random(16);
+        int n = 30;
+        float cap = 1.5f;
+        double[] x = random(rnd, n, 3), r = random(rnd, n, 1);
+        Supplier<Double> loss = () -> {
+            double[] y = x.clone();
+            OPS.softcapForward(y, cap, n);
+            return dot(r, y);
+        };
+        double[] dx = r.clone();
+        OPS.softcapBackward(dx, x, cap, n);
+        check("dx", x, dx, loss);
+        double[] y = x.clone();
+        OPS.softcapForward(y, cap, n);
+        for (int i = 0; i < n; i++) {
+            assertTrue(Math.abs(y[i]) < cap && Math.signum(y[i]) == Math.signum(x[i]), "capped " + x[i] + " to " + y[i]);
+        }
+    }
+
     static double[] slice(double[] a, int off, int n) {
         return java.util.Arrays.copyOfRange(a, off, off + n);
     }
