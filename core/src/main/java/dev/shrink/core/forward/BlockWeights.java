@@ -85,13 +85,7 @@ public final class BlockWeights {
         }
         boolean sparse = cfg.sparseLayer(layer);
         for (ArchitectureSpec.Linear l : spec.linears()) {
-            int[] nk = switch (l.role()) {
-                case Q -> new int[] {cfg.qDim(), C};
-                case K, V -> new int[] {cfg.kvDim(), C};
-                case O -> new int[] {C, cfg.qDim()};
-                case GATE, UP -> new int[] {cfg.intermediate(), C};
-                case DOWN -> new int[] {C, cfg.intermediate()};
-            };
+            int[] nk = linearShape(cfg, l.role());
             if (sparse && (l.role() == ArchitectureSpec.Role.GATE || l.role() == ArchitectureSpec.Role.UP
                     || l.role() == ArchitectureSpec.Role.DOWN)) {
                 continue; // a sparse block's MLP is its experts (below)
@@ -105,6 +99,18 @@ public final class BlockWeights {
             }
         }
         return b;
+    }
+
+    /** The (N, K) of a dense block linear of {@code role} as the config gives it (the MLP's: intermediate_size). */
+    public static int[] linearShape(ModelConfig cfg, ArchitectureSpec.Role role) {
+        int C = cfg.hidden();
+        return switch (role) {
+            case Q -> new int[] {cfg.qDim(), C};
+            case K, V -> new int[] {cfg.kvDim(), C};
+            case O -> new int[] {C, cfg.qDim()};
+            case GATE, UP -> new int[] {cfg.intermediate(), C};
+            case DOWN -> new int[] {C, cfg.intermediate()};
+        };
     }
 
     /**

@@ -4,6 +4,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shrink.core.ShrinkException;
+import dev.shrink.core.forward.BlockWeights;
+import dev.shrink.core.model.ArchitectureSpec;
+import dev.shrink.core.model.ModelConfig;
 import dev.shrink.core.util.StrictJson;
 import dev.shrink.core.safetensors.ModelFolderWriter;
 import dev.shrink.core.safetensors.SafetensorsWriter;
@@ -25,8 +28,8 @@ import java.util.function.Consumer;
 import java.util.stream.IntStream;
 
 /**
- * Writes a Hugging Face LLaMA folder with random weights of given shapes (what {@code shrink synth}
- * does): {@code config.json}, {@code generation_config.json}, the weights as bf16 or fp16
+ * Writes a Hugging Face folder of a LLaMA, Qwen3 or Qwen3-MoE with random weights of given shapes
+ * (what {@code shrink synth} does): {@code config.json}, {@code generation_config.json}, the weights as bf16 or fp16
  * safetensors, sharded with {@code model.safetensors.index.json} when they exceed the shard size
  * (FORMATS.md), and a tokenizer (copied from a folder, or a small generated word-level one whose
  * vocabulary is the model's). For timing compression at real shapes without downloading a model.
@@ -60,44 +63,125 @@ public final class SyntheticModel {
         return windows;
     }
 
-    /** A LLaMA model's shapes. */
-    public record Shape(int hidden, int intermediate, int layers, int heads, int kvHeads, int vocab, int maxPositions) {
+    /**
+     * The families a synthetic folder can be: LLaMA, Qwen3 (per-head q/k norms, an explicit head_dim)
+     * and Qwen3-MoE (Qwen3's attention, every MLP a mixture of experts). The tensors come from the
+     * family's {@link ArchitectureSpec}; the constants are what the family's configs hold.
+     */
+    public enum Family {
+        LLAMA("llama", ArchitectureSpec.LLAMA, 10000.0, 1e-5),
+        QWEN3("qwen3", ArchitectureSpec.QWEN3, 1e6, 1e-6),
+        QWEN3_MOE("qwen3-moe", ArchitectureSpec.QWEN3_MOE, 1e6, 1e-6);
+
+        private final String option;
+        private final ArchitectureSpec spec;
+        private final double ropeTheta;
+        private final double rmsNormEps;
+
+        Family(String option, ArchitectureSpec spec, double ropeTheta, double rmsNormEps) {
+            this.option = option;
+            this.spec = spec;
+            this.ropeTheta = ropeTheta;
+            this.rmsNormEps = rmsNormEps;
+        }
+
+        /** The name {@code --family} takes: llama, qwen3, qwen3-moe. */
+        public String option() {
+            return option;
+        }
+
+        public ArchitectureSpec spec() {
+            return spec;
+        }
+
+        public boolean moe() {
+            return spec.moe() != null;
+        }
+
+        /** "llama", "qwen3" or "qwen3-moe" (also the model_type spellings). */
+        public static Family parse(String s) {
+            for (Family f : values()) {
+                if (f.option.equalsIgnoreCase(s) || f.spec.family().equalsIgnoreCase(s)) {
+                    return f;
+                }
+            }
+            throw new IllegalArgumentException("unknown family '" + s + "' (llama, qwen3, qwen3-moe)");
+        }
+    }
+
+    /**
+     * A model's shapes. {@code experts}, {@code expertsPerToken} and {@code expertIntermediate} are
+     * the mixture's (num_local_experts, num_experts_per_tok, moe_intermediate_size), 0 for a dense family.
+     */
+    public record Shape(Family family, int hidden, int intermediate, int layers, int heads, int kvHeads, int headDim,
+                        int vocab, int maxPositions, int experts, int expertsPerToken, int expertIntermediate) {
         public Shape {
-            if (hidden <= 0 || intermediate <= 0 || layers <= 0 || heads <= 0 || kvHeads <= 0 || vocab <= 0
+            java.util.Objects.requireNonNull(family, "family");
+            if (hidden <= 0 || intermediate <= 0 || layers <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0 || vocab <= 0
                     || maxPositions <= 0) {
                 throw new IllegalArgumentException("every dimension must be positive: hidden " + hidden + ", intermediate "
-                        + intermediate + ", layers " + layers + ", heads " + heads + ", kv heads " + kvHeads + ", vocab "
-                        + vocab + ", max positions " + maxPositions);
-            }
-            if (hidden % heads != 0) {
-                throw new IllegalArgumentException("hidden " + hidden + " is not a multiple of the " + heads + " heads");
+                        + intermediate + ", layers " + layers + ", heads " + heads + ", kv heads " + kvHeads + ", head dim "
+                        + headDim + ", vocab " + vocab + ", max positions " + maxPositions);
             }
             if (heads % kvHeads != 0) {
                 throw new IllegalArgumentException(heads + " heads are not a multiple of the " + kvHeads + " kv heads");
             }
-            if ((hidden / heads) % 2 != 0) {
-                throw new IllegalArgumentException("the head dim " + hidden / heads + " must be even (RoPE)");
+            if (headDim % 2 != 0) {
+                throw new IllegalArgumentException("the head dim " + headDim + " must be even (RoPE)");
+            }
+            if (family.moe()) {
+                if (experts <= 0 || expertIntermediate <= 0 || expertsPerToken <= 0) {
+                    throw new IllegalArgumentException("a mixture of experts needs positive --experts, --experts-per-token"
+                            + " and --moe-intermediate, got " + experts + ", " + expertsPerToken + " and " + expertIntermediate);
+                }
+                if (expertsPerToken > experts) {
+                    throw new IllegalArgumentException(expertsPerToken + " experts per token are more than the " + experts
+                            + " experts");
+                }
+            } else if (experts != 0 || expertsPerToken != 0 || expertIntermediate != 0) {
+                throw new IllegalArgumentException("--experts, --experts-per-token and --moe-intermediate are for"
+                        + " --family qwen3-moe, not " + family.option());
             }
         }
 
-        public int headDim() {
-            return hidden / heads;
+        /** A LLaMA of head dim hidden / heads (the shapes {@code shrink synth} wrote before other families). */
+        public Shape(int hidden, int intermediate, int layers, int heads, int kvHeads, int vocab, int maxPositions) {
+            this(Family.LLAMA, hidden, intermediate, layers, heads, kvHeads, evenSplit(hidden, heads), vocab, maxPositions,
+                    0, 0, 0);
         }
 
-        /** Parameters of the model (untied embeddings and head). */
+        /** Parameters of the model (untied embeddings and head): the elements of its tensors. */
         public long parameters() {
-            long C = hidden, F = intermediate, D = headDim();
-            long perLayer = 2 * C + C * heads * D + 2 * C * kvHeads * D + heads * D * C + 3 * C * F;
-            return layers * perLayer + 2L * vocab * C + C;
+            long n = 0;
+            for (Spec t : tensors(this)) {
+                n += t.numel();
+            }
+            return n;
         }
     }
 
-    /** The named shapes: {@code llama2-7b}, {@code llama2-13b}. */
+    private static int evenSplit(int hidden, int heads) {
+        if (heads <= 0 || hidden % heads != 0) {
+            throw new IllegalArgumentException("hidden " + hidden + " is not a multiple of the " + heads + " heads"
+                    + " (give --head-dim)");
+        }
+        return hidden / heads;
+    }
+
+    /** The presets' names, for help and error messages. */
+    public static final List<String> PRESETS = List.of("llama2-7b", "llama2-13b", "qwen3-8b", "qwen3-30b-a3b");
+
+    /**
+     * The named shapes: Llama-2-7B and 13B, Qwen3-8B and Qwen3-30B-A3B as their published config.json
+     * files give them (the MoE's intermediate_size 6144 is that of dense blocks, which it has none of).
+     */
     public static Shape preset(String name) {
         return switch (name.toLowerCase(Locale.ROOT)) {
             case "llama2-7b" -> new Shape(4096, 11008, 32, 32, 32, 32000, 4096);
             case "llama2-13b" -> new Shape(5120, 13824, 40, 40, 40, 32000, 4096);
-            default -> throw new IllegalArgumentException("unknown preset '" + name + "' (llama2-7b, llama2-13b)");
+            case "qwen3-8b" -> new Shape(Family.QWEN3, 4096, 12288, 36, 32, 8, 128, 151936, 40960, 0, 0, 0);
+            case "qwen3-30b-a3b" -> new Shape(Family.QWEN3_MOE, 2048, 6144, 48, 32, 4, 128, 151936, 40960, 128, 8, 768);
+            default -> throw new IllegalArgumentException("unknown preset '" + name + "' (" + String.join(", ", PRESETS) + ")");
         };
     }
 
@@ -139,26 +223,57 @@ public final class SyntheticModel {
         }
     }
 
-    /** The tensors of the folder in the order transformers saves them (embeddings, blocks, norm, head). */
+    /** The tensors of a folder of these shapes, from its config as {@link ModelConfig} reads it. */
     static List<Spec> tensors(Shape s) {
-        long C = s.hidden(), F = s.intermediate(), q = (long) s.heads() * s.headDim(), kv = (long) s.kvHeads() * s.headDim();
+        ObjectNode c = config(new Options(s, DType.BF16, 0, 1, null, null));
+        return tensors(ModelConfig.parse(c, Path.of("config.json")), s.family().spec());
+    }
+
+    /**
+     * The tensors of the folder, in the order transformers saves them: embeddings, each block (input
+     * norm, attention linears, per-head q/k norms, the MLP's norm, its linears or its router and
+     * experts), the final norm, the head. The names and shapes are the spec's and the loader's
+     * ({@link BlockWeights#linearShape}, {@link BlockWeights#moeLinears}), so every tensor
+     * {@link BlockWeights#load} reads is here.
+     */
+    static List<Spec> tensors(ModelConfig cfg, ArchitectureSpec spec) {
+        long C = cfg.hidden(), D = cfg.headDim();
         List<Spec> t = new ArrayList<>();
-        t.add(new Spec("model.embed_tokens.weight", new long[] {s.vocab(), C}, false));
-        for (int l = 0; l < s.layers(); l++) {
-            String p = "model.layers." + l + ".";
-            t.add(new Spec(p + "input_layernorm.weight", new long[] {C}, true));
-            t.add(new Spec(p + "self_attn.q_proj.weight", new long[] {q, C}, false));
-            t.add(new Spec(p + "self_attn.k_proj.weight", new long[] {kv, C}, false));
-            t.add(new Spec(p + "self_attn.v_proj.weight", new long[] {kv, C}, false));
-            t.add(new Spec(p + "self_attn.o_proj.weight", new long[] {C, q}, false));
-            t.add(new Spec(p + "post_attention_layernorm.weight", new long[] {C}, true));
-            t.add(new Spec(p + "mlp.gate_proj.weight", new long[] {F, C}, false));
-            t.add(new Spec(p + "mlp.up_proj.weight", new long[] {F, C}, false));
-            t.add(new Spec(p + "mlp.down_proj.weight", new long[] {C, F}, false));
+        t.add(new Spec(spec.embedTokens(), new long[] {cfg.vocab(), C}, false));
+        for (int l = 0; l < cfg.layers(); l++) {
+            boolean sparse = cfg.sparseLayer(l);
+            t.add(new Spec(spec.layer(l, spec.inputNorm()), new long[] {C}, true));
+            List<ArchitectureSpec.Linear> mlp = new ArrayList<>();
+            for (ArchitectureSpec.Linear x : spec.linears()) {
+                switch (x.role()) {
+                    case GATE, UP, DOWN -> mlp.add(x);
+                    default -> t.add(linear(spec.layer(l, x.name()), BlockWeights.linearShape(cfg, x.role())));
+                }
+            }
+            if (spec.qNorm() != null) {
+                t.add(new Spec(spec.layer(l, spec.qNorm()), new long[] {D}, true));
+                t.add(new Spec(spec.layer(l, spec.kNorm()), new long[] {D}, true));
+            }
+            t.add(new Spec(spec.layer(l, spec.postAttentionNorm()), new long[] {C}, true));
+            if (sparse) {
+                for (var e : BlockWeights.moeLinears(cfg, spec).entrySet()) {
+                    t.add(linear(spec.layer(l, e.getKey()), e.getValue()));
+                }
+            } else {
+                for (ArchitectureSpec.Linear x : mlp) {
+                    t.add(linear(spec.layer(l, x.name()), BlockWeights.linearShape(cfg, x.role())));
+                }
+            }
         }
-        t.add(new Spec("model.norm.weight", new long[] {C}, true));
-        t.add(new Spec("lm_head.weight", new long[] {s.vocab(), C}, false));
+        t.add(new Spec(spec.finalNorm(), new long[] {C}, true));
+        if (!cfg.tiedEmbeddings()) {
+            t.add(new Spec(spec.lmHead(), new long[] {cfg.vocab(), C}, false));
+        }
         return t;
+    }
+
+    private static Spec linear(String base, int[] nk) {
+        return new Spec(base + ".weight", new long[] {nk[0], nk[1]}, false);
     }
 
     /**
@@ -172,10 +287,12 @@ public final class SyntheticModel {
     public static Summary write(Path out, Options o, boolean overwrite, Consumer<String> progress) {
         long t0 = System.nanoTime();
         Shape s = o.shape();
-        List<Spec> specs = tensors(s);
-        long total = 0;
+        ObjectNode config = config(o);
+        List<Spec> specs = tensors(ModelConfig.parse(config, out.resolve("config.json")), s.family().spec());
+        long total = 0, parameters = 0;
         for (Spec t : specs) {
             total += t.numel() * o.dtype().byteSize();
+            parameters += t.numel();
         }
         Path target = ModelFolderWriter.checkTarget(o.tokenizerFrom(), out, overwrite, "the synthetic model");
         ModelFolderWriter.checkSpace(target, total);
@@ -223,7 +340,7 @@ public final class SyntheticModel {
                 weightMap.forEach(wm::put);
                 ModelFolderWriter.writeJson(tmp.resolve("model.safetensors.index.json"), index);
             }
-            ModelFolderWriter.writeJson(tmp.resolve("config.json"), config(o));
+            ModelFolderWriter.writeJson(tmp.resolve("config.json"), config);
             ObjectNode gen = JSON.createObjectNode();
             gen.put("bos_token_id", 1).put("eos_token_id", 2).put("pad_token_id", 0);
             ModelFolderWriter.writeJson(tmp.resolve("generation_config.json"), gen);
@@ -237,7 +354,7 @@ public final class SyntheticModel {
                 ModelFolderWriter.writeJson(tmp.resolve("tokenizer_config.json"), tc);
             }
         });
-        return new Summary(target, n, total, s.parameters(), (System.nanoTime() - t0) / 1e9);
+        return new Summary(target, n, total, parameters, (System.nanoTime() - t0) / 1e9);
     }
 
     /** The tensor's values as bf16/fp16 in native memory, chunks generated in parallel. */
@@ -267,11 +384,17 @@ public final class SyntheticModel {
         return (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
     }
 
+    /**
+     * config.json as transformers writes the family's (LLaMA's keys; Qwen3's and Qwen3-MoE's as in the
+     * fixtures of eval/src/test/resources/arch, written by transformers 5, with rope_theta also at the
+     * top level for transformers 4), plus the {@code shrink.synthetic} record of how it was made.
+     */
     static ObjectNode config(Options o) {
         Shape s = o.shape();
+        Family f = s.family();
         ObjectNode c = JSON.createObjectNode();
-        c.putArray("architectures").add("LlamaForCausalLM");
-        c.put("model_type", "llama");
+        c.putArray("architectures").add(f.spec().architectures().getFirst());
+        c.put("model_type", f.spec().family());
         c.put("hidden_size", s.hidden());
         c.put("intermediate_size", s.intermediate());
         c.put("num_hidden_layers", s.layers());
@@ -280,11 +403,37 @@ public final class SyntheticModel {
         c.put("head_dim", s.headDim());
         c.put("vocab_size", s.vocab());
         c.put("max_position_embeddings", s.maxPositions());
-        c.put("rms_norm_eps", 1e-5);
-        c.put("rope_theta", 10000.0);
+        c.put("rms_norm_eps", f.rmsNormEps);
+        c.put("rope_theta", f.ropeTheta);
         c.put("hidden_act", "silu");
         c.put("attention_bias", false);
-        c.put("mlp_bias", false);
+        if (f == Family.LLAMA) {
+            c.put("mlp_bias", false);
+        } else {
+            c.putObject("rope_parameters").put("rope_theta", f.ropeTheta).put("rope_type", "default");
+            c.put("attention_dropout", 0.0);
+            c.put("initializer_range", 0.02);
+            c.putNull("sliding_window");
+            c.put("use_sliding_window", false);
+            c.put("use_cache", true);
+        }
+        if (f == Family.QWEN3) {
+            c.put("max_window_layers", s.layers());
+            ArrayNode types = c.putArray("layer_types");
+            for (int l = 0; l < s.layers(); l++) {
+                types.add("full_attention");
+            }
+        }
+        if (f.moe()) {
+            c.put("num_local_experts", s.experts()); // transformers 5's name for num_experts
+            c.put("num_experts_per_tok", s.expertsPerToken());
+            c.put("moe_intermediate_size", s.expertIntermediate());
+            c.put("norm_topk_prob", true);
+            c.put("decoder_sparse_step", 1);
+            c.putArray("mlp_only_layers");
+            c.put("output_router_logits", false);
+            c.put("router_aux_loss_coef", 0.001);
+        }
         c.put("tie_word_embeddings", false);
         c.put("bos_token_id", 1);
         c.put("eos_token_id", 2);
@@ -356,7 +505,7 @@ public final class SyntheticModel {
 
     /**
      * For machines without the CLI's jars (the GPU machine):
-     * {@code SyntheticModel OUT [--preset llama2-7b | --hidden C ...] [--dtype bf16|fp16] [--seed S] [--overwrite]}.
+     * {@code SyntheticModel OUT [--preset NAME | [--family F] --hidden C ...] [--dtype bf16|fp16] [--seed S] [--overwrite]}.
      */
     public static void main(String[] args) {
         try {
@@ -373,8 +522,9 @@ public final class SyntheticModel {
     record Args(Path out, Options options, boolean overwrite) {
         static Args parse(String[] args) {
             Path out = null, tok = null;
-            String preset = null, dtype = "bf16";
+            String preset = null, dtype = "bf16", family = null;
             Integer hidden = null, inter = null, layers = null, heads = null, kvHeads = null, vocab = null, maxPos = null;
+            Integer headDim = null, experts = null, perToken = null, moeInter = null;
             long seed = 0, shard = 4L << 30;
             boolean overwrite = false;
             for (int i = 0; i < args.length; i++) {
@@ -401,6 +551,11 @@ public final class SyntheticModel {
                     case "--layers" -> layers = Integer.parseInt(v);
                     case "--heads" -> heads = Integer.parseInt(v);
                     case "--kv-heads" -> kvHeads = Integer.parseInt(v);
+                    case "--head-dim" -> headDim = Integer.parseInt(v);
+                    case "--family" -> family = v;
+                    case "--experts" -> experts = Integer.parseInt(v);
+                    case "--experts-per-token" -> perToken = Integer.parseInt(v);
+                    case "--moe-intermediate" -> moeInter = Integer.parseInt(v);
                     case "--vocab" -> vocab = Integer.parseInt(v);
                     case "--max-positions" -> maxPos = Integer.parseInt(v);
                     case "--dtype" -> dtype = v;
@@ -413,24 +568,61 @@ public final class SyntheticModel {
             if (out == null) {
                 throw new IllegalArgumentException("name the output folder");
             }
-            return new Args(out, new Options(shape(preset, hidden, inter, layers, heads, kvHeads, vocab, maxPos),
+            return new Args(out, new Options(shape(preset, new Dims(family, hidden, inter, layers, heads, kvHeads, headDim,
+                    vocab, maxPos, experts, perToken, moeInter)),
                     dtype(dtype), seed, shard, tok, preset), overwrite);
         }
     }
 
-    /** A preset's shape with explicit dimensions overriding it; without a preset every dimension but kv heads is needed. */
+    /** A preset's shape with explicit dimensions overriding it, no family, head dim or experts given (see {@link #shape(String, Dims)}). */
     public static Shape shape(String preset, Integer hidden, Integer inter, Integer layers, Integer heads, Integer kvHeads,
                               Integer vocab, Integer maxPositions) {
+        return shape(preset, new Dims(null, hidden, inter, layers, heads, kvHeads, null, vocab, maxPositions, null, null,
+                null));
+    }
+
+    /** The dimensions given on a command line, each null when not given; {@code family} as {@code --family} names it. */
+    public record Dims(String family, Integer hidden, Integer intermediate, Integer layers, Integer heads, Integer kvHeads,
+                       Integer headDim, Integer vocab, Integer maxPositions, Integer experts, Integer expertsPerToken,
+                       Integer expertIntermediate) {
+    }
+
+    /**
+     * A preset's shape with explicit dimensions overriding it ({@code --layers 4} cuts a preset to four
+     * blocks); without a preset the family is {@code d.family()} (default llama) and hidden,
+     * intermediate, layers, heads and vocab are needed, plus the experts, experts per token and their
+     * width for a mixture of experts. kv heads default to the heads, the head dim to hidden / heads
+     * (a Qwen3 preset's stays its own when hidden or heads change), max positions to 2048.
+     */
+    public static Shape shape(String preset, Dims d) {
         Shape p = preset == null ? null : preset(preset);
-        if (p == null && (hidden == null || inter == null || layers == null || heads == null || vocab == null)) {
-            throw new IllegalArgumentException("give --preset llama2-7b, or --hidden, --intermediate, --layers, --heads and"
-                    + " --vocab (--kv-heads defaults to --heads)");
+        Family f = p != null ? p.family() : d.family() != null ? Family.parse(d.family()) : Family.LLAMA;
+        if (p != null && d.family() != null && Family.parse(d.family()) != f) {
+            throw new IllegalArgumentException("--preset " + preset + " is a " + f.option() + " model, not --family "
+                    + d.family());
         }
-        int h = hidden != null ? hidden : p.hidden();
-        int hd = heads != null ? heads : p.heads();
-        return new Shape(h, inter != null ? inter : p.intermediate(), layers != null ? layers : p.layers(), hd,
-                kvHeads != null ? kvHeads : p != null && heads == null ? p.kvHeads() : hd,
-                vocab != null ? vocab : p.vocab(), maxPositions != null ? maxPositions : p != null ? p.maxPositions() : 2048);
+        if (p == null && (d.hidden() == null || d.intermediate() == null || d.layers() == null || d.heads() == null
+                || d.vocab() == null)) {
+            throw new IllegalArgumentException("give --preset (" + String.join(", ", PRESETS) + "), or --hidden,"
+                    + " --intermediate, --layers, --heads and --vocab (--kv-heads defaults to --heads)");
+        }
+        if (p == null && f.moe() && (d.experts() == null || d.expertsPerToken() == null || d.expertIntermediate() == null)) {
+            throw new IllegalArgumentException("--family " + f.option() + " needs --experts, --experts-per-token and"
+                    + " --moe-intermediate (or --preset qwen3-30b-a3b)");
+        }
+        int h = d.hidden() != null ? d.hidden() : p.hidden();
+        int hd = d.heads() != null ? d.heads() : p.heads();
+        int headDim = d.headDim() != null ? d.headDim()
+                : p != null && (f != Family.LLAMA || d.hidden() == null && d.heads() == null) ? p.headDim()
+                : evenSplit(h, hd);
+        return new Shape(f, h, d.intermediate() != null ? d.intermediate() : p.intermediate(),
+                d.layers() != null ? d.layers() : p.layers(), hd,
+                d.kvHeads() != null ? d.kvHeads() : p != null && d.heads() == null ? p.kvHeads() : hd, headDim,
+                d.vocab() != null ? d.vocab() : p.vocab(),
+                d.maxPositions() != null ? d.maxPositions() : p != null ? p.maxPositions() : 2048,
+                d.experts() != null ? d.experts() : p != null ? p.experts() : 0,
+                d.expertsPerToken() != null ? d.expertsPerToken() : p != null ? p.expertsPerToken() : 0,
+                d.expertIntermediate() != null ? d.expertIntermediate() : p != null ? p.expertIntermediate() : 0);
     }
 
     /** "bf16" / "bfloat16" or "fp16" / "float16". */

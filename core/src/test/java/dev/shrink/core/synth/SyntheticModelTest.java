@@ -138,7 +138,19 @@ class SyntheticModelTest {
         assertThrows(IllegalArgumentException.class, () -> SyntheticModel.dtype("fp32"));
         IllegalArgumentException m = assertThrows(IllegalArgumentException.class,
                 () -> SyntheticModel.shape(null, 64, null, 2, 4, null, 100, null));
-        assertTrue(m.getMessage().contains("--preset llama2-7b"), m.getMessage());
+        assertTrue(m.getMessage().contains("give --preset (llama2-7b, llama2-13b, qwen3-8b, qwen3-30b-a3b)"), m.getMessage());
+        // families: a preset's own, experts only for a mixture, a mixture needs its three numbers
+        IllegalArgumentException fam = assertThrows(IllegalArgumentException.class, () -> SyntheticModel.shape("qwen3-8b",
+                new SyntheticModel.Dims("llama", null, null, null, null, null, null, null, null, null, null, null)));
+        assertTrue(fam.getMessage().contains("--preset qwen3-8b is a qwen3 model"), fam.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> SyntheticModel.shape(null,
+                new SyntheticModel.Dims("qwen3", 64, 128, 2, 4, 2, 16, 100, null, 8, null, null)));
+        IllegalArgumentException moe = assertThrows(IllegalArgumentException.class, () -> SyntheticModel.shape(null,
+                new SyntheticModel.Dims("qwen3-moe", 64, 128, 2, 4, 2, 16, 100, null, 8, null, null)));
+        assertTrue(moe.getMessage().contains("needs --experts, --experts-per-token and --moe-intermediate"), moe.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> new SyntheticModel.Shape(SyntheticModel.Family.QWEN3_MOE,
+                64, 64, 2, 4, 2, 16, 100, 64, 4, 5, 32), "5 experts per token of 4");
+        assertThrows(IllegalArgumentException.class, () -> SyntheticModel.Family.parse("gemma"));
     }
 
     @Test
@@ -147,5 +159,129 @@ class SyntheticModelTest {
         assertEquals(new SyntheticModel.Shape(4096, 11008, 2, 32, 32, 32000, 4096), s);
         assertEquals(6_738_415_616L, SyntheticModel.preset("llama2-7b").parameters(), "Llama-2-7B's parameter count");
         assertEquals(8, SyntheticModel.shape("llama2-7b", null, null, null, null, 8, null, null).kvHeads());
+    }
+
+    private static final SyntheticModel.Shape QWEN3 = new SyntheticModel.Shape(SyntheticModel.Family.QWEN3,
+            64, 128, 3, 4, 2, 32, 300, 256, 0, 0, 0); // head dim 32, not 64 / 4
+    private static final SyntheticModel.Shape QWEN3_MOE = new SyntheticModel.Shape(SyntheticModel.Family.QWEN3_MOE,
+            64, 64, 2, 4, 2, 16, 300, 256, 8, 2, 32);
+
+    /** Writes {@code shape} sharded, opens it and checks every tensor the spec reads is there in shape, and nothing else. */
+    private ModelDir writeAndOpen(SyntheticModel.Shape shape, String name) throws IOException {
+        Path out = tmp.resolve(name);
+        SyntheticModel.Summary s = SyntheticModel.write(out, new SyntheticModel.Options(shape, DType.BF16, 5, 64 << 10, null,
+                null), false, null);
+        assertTrue(s.files() > 1, "sharded: " + s.files());
+        ModelDir dir = ModelDir.open(out);
+        ModelConfig c = dir.config();
+        assertEquals(shape.family().spec(), dir.spec());
+        WeightSource src = WeightSource.of(dir.weights());
+        java.util.Set<String> read = new java.util.HashSet<>(List.of("model.embed_tokens.weight", "model.norm.weight",
+                "lm_head.weight"));
+        long params = 0;
+        for (String n : dir.weights().names()) {
+            params += dir.weights().info(n).numel();
+        }
+        assertEquals(shape.parameters(), params);
+        assertEquals(params, s.parameters());
+        for (int l = 0; l < c.layers(); l++) {
+            BlockWeights w = BlockWeights.load(src, c, dir.spec(), l); // checks every shape against the config
+            assertEquals(c.headDim(), w.qNorm().length);
+            assertEquals(c.headDim(), w.kNorm().length);
+            for (String lin : w.linearNames()) {
+                read.add(dir.spec().layer(l, lin) + ".weight");
+            }
+            for (String norm : new String[] {dir.spec().inputNorm(), dir.spec().postAttentionNorm(), dir.spec().qNorm(),
+                dir.spec().kNorm()}) {
+                read.add(dir.spec().layer(l, norm));
+            }
+            for (float v : w.qNorm()) {
+                assertTrue(v > 0.89f && v < 1.11f, "q_norm weight " + v);
+            }
+        }
+        assertEquals(read, new java.util.HashSet<>(dir.weights().names()), "the tensors are exactly those the loader reads");
+        return dir;
+    }
+
+    @Test
+    void qwen3FolderHasTheFamilysTensorsAndConfig() throws IOException {
+        try (ModelDir dir = writeAndOpen(QWEN3, "qwen3")) {
+            ModelConfig c = dir.config();
+            assertEquals("Qwen3ForCausalLM", c.architecture());
+            assertEquals("qwen3", c.raw().path("model_type").asText());
+            assertEquals(32, c.headDim());
+            assertEquals(128, c.qDim());
+            assertEquals(64, c.kvDim());
+            assertEquals(1e6, c.rope().theta());
+            assertEquals(1e6, c.raw().path("rope_parameters").path("rope_theta").asDouble(), "transformers 5's place");
+            assertEquals(1e-6, c.rmsNormEps());
+            assertFalse(c.attentionBias());
+            assertEquals(3, c.raw().path("layer_types").size());
+            assertEquals(null, c.moe());
+            assertArrayEquals(new long[] {128, 64}, dir.weights().info("model.layers.0.self_attn.q_proj.weight").shape());
+            assertArrayEquals(new long[] {64, 128}, dir.weights().info("model.layers.2.self_attn.o_proj.weight").shape());
+            assertArrayEquals(new long[] {32}, dir.weights().info("model.layers.1.self_attn.k_norm.weight").shape());
+            assertArrayEquals(new long[] {128, 64}, dir.weights().info("model.layers.1.mlp.gate_proj.weight").shape());
+        }
+    }
+
+    @Test
+    void qwen3MoeFolderHasRouterAndExperts() throws IOException {
+        try (ModelDir dir = writeAndOpen(QWEN3_MOE, "moe")) {
+            ModelConfig c = dir.config();
+            assertEquals("Qwen3MoeForCausalLM", c.architecture());
+            assertEquals("qwen3_moe", c.raw().path("model_type").asText());
+            assertEquals(8, c.moe().experts());
+            assertEquals(2, c.moe().topK());
+            assertEquals(32, c.moe().expertIntermediate());
+            assertTrue(c.moe().normTopK());
+            assertFalse(c.moe().sharedExpert());
+            assertTrue(c.sparseLayer(0) && c.sparseLayer(1), "every block sparse");
+            assertArrayEquals(new long[] {8, 64}, dir.weights().info("model.layers.0.mlp.gate.weight").shape());
+            assertArrayEquals(new long[] {32, 64}, dir.weights().info("model.layers.1.mlp.experts.7.up_proj.weight").shape());
+            assertArrayEquals(new long[] {64, 32}, dir.weights().info("model.layers.1.mlp.experts.0.down_proj.weight").shape());
+            assertFalse(dir.weights().names().contains("model.layers.0.mlp.gate_proj.weight"), "no dense MLP");
+            assertEquals(1 + 2 * (4 + 2 + 2 + 1 + 3 * 8) + 2, dir.weights().names().size());
+        }
+    }
+
+    @Test
+    void qwenPresetsAreThePublishedModels() {
+        // Qwen3-8B's config.json and model card: 36 layers, 32 q / 8 kv heads of 128, 8.2 B parameters (6.95 B without embeddings)
+        SyntheticModel.Shape q8 = SyntheticModel.preset("qwen3-8b");
+        ModelConfig c = ModelConfig.parse(SyntheticModel.config(new SyntheticModel.Options(q8, DType.BF16, 0, 1, null,
+                "qwen3-8b")), Path.of("config.json"));
+        assertEquals("Qwen3ForCausalLM", c.architecture());
+        assertEquals(List.of(4096, 12288, 36, 32, 8, 128, 151936, 40960), List.of(c.hidden(), c.intermediate(), c.layers(),
+                c.heads(), c.kvHeads(), c.headDim(), c.vocab(), c.maxPositions()));
+        assertEquals(1e6, c.rope().theta());
+        assertEquals(1e-6, c.rmsNormEps());
+        assertFalse(c.tiedEmbeddings());
+        long embeddings = 2L * 151936 * 4096;
+        assertEquals(8.2e9, q8.parameters(), 0.05e9);
+        assertEquals(6.95e9, q8.parameters() - embeddings, 0.005e9);
+        // Qwen3-30B-A3B's: 48 layers, 32 q / 4 kv heads of 128, 128 experts of 768, 8 per token; 30.5 B (29.9 B without embeddings)
+        SyntheticModel.Shape moe = SyntheticModel.preset("qwen3-30b-a3b");
+        ModelConfig m = ModelConfig.parse(SyntheticModel.config(new SyntheticModel.Options(moe, DType.BF16, 0, 1, null,
+                "qwen3-30b-a3b")), Path.of("config.json"));
+        assertEquals("Qwen3MoeForCausalLM", m.architecture());
+        assertEquals(List.of(2048, 48, 32, 4, 128, 151936, 40960), List.of(m.hidden(), m.layers(), m.heads(), m.kvHeads(),
+                m.headDim(), m.vocab(), m.maxPositions()));
+        assertEquals(List.of(128, 8, 768), List.of(m.moe().experts(), m.moe().topK(), m.moe().expertIntermediate()));
+        assertTrue(m.moe().normTopK());
+        assertEquals(1e6, m.rope().theta());
+        assertFalse(m.tiedEmbeddings());
+        long moeEmbeddings = 2L * 151936 * 2048;
+        assertEquals(30.5e9, moe.parameters(), 0.05e9);
+        assertEquals(29.9e9, moe.parameters() - moeEmbeddings, 0.05e9);
+        // --layers cuts a preset, keeping the rest
+        SyntheticModel.Shape cut = SyntheticModel.shape("qwen3-30b-a3b",
+                new SyntheticModel.Dims(null, null, null, 4, null, null, null, null, null, null, null, null));
+        assertEquals(new SyntheticModel.Shape(SyntheticModel.Family.QWEN3_MOE, 2048, 6144, 4, 32, 4, 128, 151936, 40960,
+                128, 8, 768), cut);
+        // a Qwen3 preset keeps its head dim when the heads change; a LLaMA's follows hidden / heads
+        assertEquals(128, SyntheticModel.shape("qwen3-8b",
+                new SyntheticModel.Dims(null, null, null, null, 16, 8, null, null, null, null, null, null)).headDim());
+        assertEquals(256, SyntheticModel.shape("llama2-7b", null, null, null, 16, null, null, null).headDim());
     }
 }
