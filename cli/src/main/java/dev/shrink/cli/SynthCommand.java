@@ -24,7 +24,7 @@ import picocli.CommandLine.Model.CommandSpec;
         footer = {"", "Examples:",
             "  shrink synth /tmp/llama2-7b-random --preset llama2-7b                 # 12.6 GiB in bf16",
             "  shrink synth /tmp/qwen3-8b-random --preset qwen3-8b                   # 15.3 GiB in bf16",
-            "  shrink synth /tmp/qwen3-moe-4l --preset qwen3-30b-a3b --layers 4      # 2.9 GiB in bf16",
+            "  shrink synth /tmp/qwen3-moe-4l --preset qwen3-30b-a3b --layers 4      # 5.8 GiB in bf16",
             "  shrink synth /tmp/tiny --hidden 256 --intermediate 688 --layers 4 --heads 4 --vocab 32000 \\",
             "      --tokenizer ../shared/models/llama2-tokenizer --dtype fp16 --seed 1",
             "  shrink synth /tmp/tiny-moe --family qwen3-moe --hidden 64 --intermediate 128 --layers 2 --heads 4 \\",
