@@ -43,7 +43,7 @@ import picocli.CommandLine.Model.CommandSpec;
             "    kl: {dataset: heldout, windows: 4}",
             "    prompts: [\"Once upon a time\"]",
             "    max_new_tokens: 24",
-            "    speed: {prefill_tokens: 128, decode_tokens: 32, repeats: 3}",
+            "    speed: {prefill_tokens: 128, decode_tokens: 128, repeats: 5}",
             "  baseline: true",
             "  pipelines:",
             "    - {name: rtn-w4, stages: [{gptq: {method: rtn, bits: 4, group_size: 128}}]}",

@@ -15,7 +15,7 @@ import java.util.List;
  * calibration: {dataset: c4, samples: 16, seqlen: 512, seed: 0}
  * evaluation: {datasets: [heldout], seqlen: 512, max_windows: 20, kl: {windows: 4},
  *              prompts: ["Once upon a time"], max_new_tokens: 24,
- *              speed: {prefill_tokens: 128, decode_tokens: 32, repeats: 3}}
+ *              speed: {prefill_tokens: 128, decode_tokens: 128, repeats: 5}}
  * baseline: true
  * pipelines:
  *   - {name: rtn-w4, stages: [{gptq: {method: rtn, bits: 4, group_size: 128}}]}

@@ -58,7 +58,7 @@ class RecipeParserTest {
         assertEquals(512, e.seqlen());
         assertEquals(20, e.maxWindows());
         assertEquals(new Recipe.Kl("heldout", 4), e.kl());
-        assertEquals(new Recipe.SpeedSettings(128, 32, 3), e.speed());
+        assertEquals(new Recipe.SpeedSettings(128, 128, 5), e.speed());
         assertEquals(2, e.prompts().size());
 
         StageSpec.Gptq rtn = assertInstanceOf(StageSpec.Gptq.class, r.pipelines().get(0).stages().get(0));
