@@ -119,7 +119,7 @@ class Phi3GptqTest {
             int V = source.config().vocab();
             float[] got = ArchFixtures.logits(src, q, back, ops);
             float[] expected = ArchFixtures.logits(src, source, ArchFixtures.overlay(FusedLinears.of(source), parts), ops);
-            assertArrayEquals(expected, got, 1e-5f * max(expected));
+            assertArrayEquals(expected, got, 1e-5f * ArchFixtures.maxAbs(expected));
             double nllSrc = ArchFixtures.meanNll(src, ArchFixtures.logits(src, source, FusedLinears.of(source), ops), V);
             double nllQ = ArchFixtures.meanNll(src, got, V);
             System.out.printf("phi3 gptq w4 g32 %s act-order %s: NLL %.4f → %.4f%n", backend, actOrder, nllSrc, nllQ);
@@ -128,13 +128,6 @@ class Phi3GptqTest {
         }
     }
 
-    static float max(float[] a) {
-        float m = 0;
-        for (float v : a) {
-            m = Math.max(m, Math.abs(v));
-        }
-        return m;
-    }
 
     /** Columns [c0, c0 + n) of a row-major [rows, cols] matrix. */
     static int[] columns(int[] m, int rows, int cols, int c0, int n) {

@@ -48,6 +48,15 @@ public final class ArchFixtures {
         }
     }
 
+    /** The largest |v| of {@code a} (0 for an empty array): the scale of a logits comparison. */
+    public static float maxAbs(float[] a) {
+        float m = 0;
+        for (float v : a) {
+            m = Math.max(m, Math.abs(v));
+        }
+        return m;
+    }
+
     /** n calibration windows of T token ids drawn uniformly from [from, to) with {@code seed}. */
     public static int[][] randomWindows(int n, int T, int from, int to, long seed) {
         java.util.Random rnd = new java.util.Random(seed);

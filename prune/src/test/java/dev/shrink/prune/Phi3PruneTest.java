@@ -69,11 +69,7 @@ class Phi3PruneTest {
             r.weights().forEach((name, w) -> assertArrayEquals(w, back.floats(name), name));
             float[] got = ArchFixtures.logits(src, p, back, ops);
             float[] want = ArchFixtures.logits(src, source, ArchFixtures.overlay(FusedLinears.of(source), r.weights()), ops);
-            float scale = 0;
-            for (float v : want) {
-                scale = Math.max(scale, Math.abs(v));
-            }
-            assertArrayEquals(want, got, 1e-5f * scale);
+            assertArrayEquals(want, got, 1e-5f * ArchFixtures.maxAbs(want));
             int V = source.config().vocab();
             double nllSrc = ArchFixtures.meanNll(src, ArchFixtures.logits(src, source, FusedLinears.of(source), ops), V);
             double nllP = ArchFixtures.meanNll(src, got, V);
